@@ -1,0 +1,41 @@
+// Micro benchmarks for the JSON and JSONSchema modules. Run in release:
+//   swift run -c release SchemaBench
+// Prints operations per second on one core; not a test (numbers vary with the machine).
+import Dispatch
+import JSON
+
+let reading = #"{"twinId":"pump-17","ts":"2026-11-21T08:00:00.250Z","eventId":"e-000123","model":"pump@1","values":{"temperature":71.5,"pressure":3.2,"flow":12.75,"rpm":1450,"vibration":0.031},"units":{"temperature":"degF"}}"#
+let readingBytes = Array(reading.utf8)
+
+/// Runs `body` repeatedly for about `seconds` and returns operations per second.
+func measure(_ name: String, seconds: Double = 1.0, _ body: () throws -> Void) rethrows {
+    for _ in 0..<1000 { try body() }  // warm up
+    var iterations = 0
+    let start = DispatchTime.now().uptimeNanoseconds
+    var now = start
+    while Double(now - start) < seconds * 1e9 {
+        for _ in 0..<1000 { try body() }
+        iterations += 1000
+        now = DispatchTime.now().uptimeNanoseconds
+    }
+    let perSecond = Double(iterations) / (Double(now - start) / 1e9)
+    let nanos = Double(now - start) / Double(iterations)
+    print("\(name): \(Int(perSecond)) ops/s (\(String(Int(nanos))) ns/op)")
+}
+
+var sink = 0
+print("reading: \(readingBytes.count) bytes")
+try measure("JSON parse") { sink &+= try JSON(parsing: readingBytes).objectValue!.count }
+let parsed = try JSON(parsing: readingBytes)
+measure("JSON serialize") { sink &+= parsed.serialized().count }
+try measure("JSON parse+serialize") { sink &+= try JSON(parsing: readingBytes).serialized().count }
+measure("JSONWriter reading") {
+    var w = JSONWriter()
+    w.beginObject()
+    w.field("twinId", "pump-17"); w.field("ts", "2026-11-21T08:00:00.250Z")
+    w.key("values"); w.beginObject()
+    w.field("temperature", 71.5); w.field("pressure", 3.2); w.field("flow", 12.75); w.field("rpm", 1450); w.field("vibration", 0.031)
+    w.endObject(); w.endObject()
+    sink &+= w.bytes.count
+}
+if sink == 42 { print(sink) }

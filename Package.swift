@@ -1,0 +1,71 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// TwinStream: six pipeline services and the operator CLI, talking only over Kafka.
+/// No package dependencies: Foundation, Dispatch, Glibc and Debian's librdkafka.
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+func shared(_ name: String, _ deps: [Target.Dependency] = []) -> Target {
+    .target(name: name, dependencies: deps, path: "Shared/\(name)", swiftSettings: strict)
+}
+
+func service(_ name: String, _ deps: [Target.Dependency]) -> Target {
+    .executableTarget(name: name, dependencies: deps, path: "Services/\(name)", swiftSettings: strict)
+}
+
+func tests(_ name: String, _ deps: [Target.Dependency]) -> Target {
+    .testTarget(name: name, dependencies: deps, path: "Tests/\(name)", swiftSettings: strict)
+}
+
+let serviceDeps: [Target.Dependency] = ["ServiceKit", "Kafka", "Contracts", "Pipeline", "HTTP", "JSON"]
+
+let package = Package(
+    name: "TwinStream",
+    products: [
+        .executable(name: "ingestor", targets: ["ingestor"]),
+        .executable(name: "validator", targets: ["validator"]),
+        .executable(name: "state-updater", targets: ["state-updater"]),
+        .executable(name: "simulator-worker", targets: ["simulator-worker"]),
+        .executable(name: "query-api", targets: ["query-api"]),
+        .executable(name: "drift-monitor", targets: ["drift-monitor"]),
+        .executable(name: "twinctl", targets: ["twinctl"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CRdKafka",
+            path: "Shared/CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        shared("JSON"),
+        shared("JSONSchema", ["JSON"]),
+        shared("Sockets"),
+        shared("HTTP", ["Sockets"]),
+        shared("Kafka", ["CRdKafka"]),
+        shared("Contracts", ["JSON"]),
+        shared("ServiceKit", ["HTTP", "Kafka", "Contracts", "JSON"]),
+        shared("Pipeline", ["Contracts", "Kafka", "ServiceKit", "JSON"]),
+
+        service("ingestor", serviceDeps),
+        service("validator", serviceDeps),
+        service("state-updater", serviceDeps),
+        service("simulator-worker", serviceDeps),
+        service("query-api", serviceDeps),
+        service("drift-monitor", serviceDeps),
+        service("twinctl", serviceDeps + ["JSONSchema"]),
+
+        // Fuzz targets: built with `-Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING` they are libFuzzer
+        // binaries; built normally they replay the corpus files given as arguments.
+        .executableTarget(name: "fuzz-http", dependencies: ["HTTP"], path: "Tests/Fuzz/HTTPFuzz", swiftSettings: strict),
+        .executableTarget(name: "fuzz-jsonschema", dependencies: ["JSONSchema", "JSON"], path: "Tests/Fuzz/JSONSchemaFuzz", swiftSettings: strict),
+
+        tests("JSONTests", ["JSON"]),
+        tests("JSONSchemaTests", ["JSONSchema", "JSON"]),
+        tests("HTTPTests", ["HTTP", "Sockets"]),
+        tests("KafkaTests", ["Kafka"]),
+        tests("ContractsTests", ["Contracts", "JSON", "JSONSchema"]),
+        tests("ServiceKitTests", ["ServiceKit"]),
+        tests("PipelineTests", ["Pipeline", "Contracts", "JSON"]),
+        tests("EndToEndTests", ["Kafka", "Contracts", "HTTP", "JSON"]),
+    ]
+)

@@ -1,0 +1,138 @@
+/// How `JSON.serialized(options:)` lays out its output.
+public struct JSONWriteOptions: OptionSet, Sendable, Hashable {
+    /// Raw option bits.
+    public let rawValue: Int
+    /// Creates options from raw bits.
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// Object keys in ascending UTF-8 byte order (= code point order), for deterministic
+    /// output that can be hashed or diffed; otherwise keys keep insertion order.
+    public static let sortedKeys = JSONWriteOptions(rawValue: 1 << 0)
+    /// Two-space indentation and newlines, for humans; the default is compact.
+    public static let prettyPrinted = JSONWriteOptions(rawValue: 1 << 1)
+}
+
+extension JSON {
+    /// Serializes to UTF-8 JSON bytes. Compact by default. NaN and infinities (only reachable by
+    /// building numbers from code) are written as `null`, as JavaScript's `JSON.stringify` does,
+    /// so serialization never fails.
+    public func serialized(options: JSONWriteOptions = []) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(128)
+        append(to: &out, options: options)
+        return out
+    }
+
+    /// Serializes to a JSON string (see `serialized(options:)`).
+    public func serializedString(options: JSONWriteOptions = []) -> String {
+        String(decoding: serialized(options: options), as: UTF8.self)
+    }
+
+    /// Appends the serialized value to an existing buffer (avoids an intermediate array when
+    /// embedding a value inside hand-written output).
+    public func append(to out: inout [UInt8], options: JSONWriteOptions = []) {
+        if options.contains(.prettyPrinted) {
+            appendPretty(to: &out, sorted: options.contains(.sortedKeys), indent: 0)
+        } else {
+            appendCompact(to: &out, sorted: options.contains(.sortedKeys))
+        }
+    }
+
+    func appendCompact(to out: inout [UInt8], sorted: Bool) {
+        switch self {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: b ? "true".utf8 : "false".utf8)
+        case .number(let n): n.appendJSON(to: &out)
+        case .string(let s): JSON.appendQuoted(s, to: &out)
+        case .array(let a):
+            out.append(UInt8(ascii: "["))
+            for (i, e) in a.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                e.appendCompact(to: &out, sorted: sorted)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let o):
+            out.append(UInt8(ascii: "{"))
+            var first = true
+            for (k, v) in JSON.orderedEntries(o, sorted: sorted) {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                JSON.appendQuoted(k, to: &out)
+                out.append(UInt8(ascii: ":"))
+                v.appendCompact(to: &out, sorted: sorted)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    func appendPretty(to out: inout [UInt8], sorted: Bool, indent: Int) {
+        func newline(_ level: Int) {
+            out.append(0x0A)
+            out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: level * 2))
+        }
+        switch self {
+        case .array(let a) where !a.isEmpty:
+            out.append(UInt8(ascii: "["))
+            for (i, e) in a.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                newline(indent + 1)
+                e.appendPretty(to: &out, sorted: sorted, indent: indent + 1)
+            }
+            newline(indent)
+            out.append(UInt8(ascii: "]"))
+        case .object(let o) where !o.isEmpty:
+            out.append(UInt8(ascii: "{"))
+            var first = true
+            for (k, v) in JSON.orderedEntries(o, sorted: sorted) {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                newline(indent + 1)
+                JSON.appendQuoted(k, to: &out)
+                out.append(contentsOf: ": ".utf8)
+                v.appendPretty(to: &out, sorted: sorted, indent: indent + 1)
+            }
+            newline(indent)
+            out.append(UInt8(ascii: "}"))
+        default:
+            appendCompact(to: &out, sorted: sorted)
+        }
+    }
+
+    static func orderedEntries(_ o: JSONObject, sorted: Bool) -> [JSONObject.Element] {
+        guard sorted else { return o.entries }
+        return o.entries.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+    }
+
+    /// Appends `s` as a quoted JSON string: escapes `"` and `\`, control characters as
+    /// `\n`-style or `\u00XX`; everything else (including non-ASCII) is written as UTF-8.
+    @inlinable
+    public static func appendQuoted(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var s = s
+        s.withUTF8 { bytes in
+            var runStart = 0
+            for i in 0..<bytes.count {
+                let b = bytes[i]
+                guard b < 0x20 || b == 0x22 || b == 0x5C else { continue }
+                if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
+                runStart = i + 1
+                out.append(UInt8(ascii: "\\"))
+                switch b {
+                case 0x22: out.append(0x22)
+                case 0x5C: out.append(0x5C)
+                case 0x0A: out.append(UInt8(ascii: "n"))
+                case 0x0D: out.append(UInt8(ascii: "r"))
+                case 0x09: out.append(UInt8(ascii: "t"))
+                case 0x08: out.append(UInt8(ascii: "b"))
+                case 0x0C: out.append(UInt8(ascii: "f"))
+                default:
+                    let hex: StaticString = "0123456789abcdef"
+                    out.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30,
+                                            hex.utf8Start[Int(b >> 4)], hex.utf8Start[Int(b & 0xF)]])
+                }
+            }
+            if runStart < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...])) }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}

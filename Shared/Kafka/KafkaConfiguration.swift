@@ -1,0 +1,118 @@
+import CRdKafka
+
+/// librdkafka settings plus the hooks through which the client reports what it sees.
+///
+/// `properties` are librdkafka configuration names (`bootstrap.servers`, `security.protocol`, …);
+/// services fill them from `KAFKA_BROKERS` and the pass-through `KAFKA_*` variables.
+public struct KafkaConfiguration: Sendable {
+    /// A librdkafka log or error line, routed to the service's logger.
+    public typealias LogHandler = @Sendable (_ level: Int32, _ facility: String, _ message: String) -> Void
+    /// A client-level error (all brokers down, authentication failure…): `fatal` means restart the client.
+    public typealias ErrorHandler = @Sendable (KafkaError) -> Void
+
+    public var properties: [String: String]
+    public var logHandler: LogHandler?
+    public var errorHandler: ErrorHandler?
+
+    public init(properties: [String: String] = [:], logHandler: LogHandler? = nil, errorHandler: ErrorHandler? = nil) {
+        self.properties = properties
+        self.logHandler = logHandler
+        self.errorHandler = errorHandler
+    }
+
+    /// A configuration pointing at `bootstrapServers`.
+    public init(bootstrapServers: String, _ extra: [String: String] = [:]) {
+        self.init(properties: extra.merging(["bootstrap.servers": bootstrapServers]) { a, _ in a })
+    }
+
+    /// Returns a copy with `overrides` applied on top of the current properties.
+    public func with(_ overrides: [String: String]) -> KafkaConfiguration {
+        var copy = self
+        copy.properties.merge(overrides) { _, new in new }
+        return copy
+    }
+
+    /// Returns a copy with `defaults` filled in where the caller set nothing.
+    func withDefaults(_ defaults: [String: String]) -> KafkaConfiguration {
+        var copy = self
+        copy.properties.merge(defaults) { mine, _ in mine }
+        return copy
+    }
+
+    /// Builds an `rd_kafka_conf_t`; the caller owns it until it is handed to `rd_kafka_new`.
+    func makeNativeConfig() throws(KafkaError) -> OpaquePointer {
+        guard let conf = rd_kafka_conf_new() else { throw .invalid("rd_kafka_conf_new failed") }
+        var errstr = [CChar](repeating: 0, count: 512)
+        for (key, value) in properties.sorted(by: { $0.key < $1.key }) {
+            if rd_kafka_conf_set(conf, key, value, &errstr, errstr.count) != RD_KAFKA_CONF_OK {
+                rd_kafka_conf_destroy(conf)
+                throw .invalid("Kafka setting \(key): \(cString(errstr))")
+            }
+        }
+        return conf
+    }
+}
+
+/// Context shared with librdkafka's C callbacks through the opaque pointer.
+/// C callbacks capture nothing; they find this object by `Unmanaged` and it outlives `rd_kafka_destroy`.
+class ClientContext: @unchecked Sendable {
+    let logHandler: KafkaConfiguration.LogHandler?
+    let errorHandler: KafkaConfiguration.ErrorHandler?
+
+    init(_ config: KafkaConfiguration) {
+        logHandler = config.logHandler
+        errorHandler = config.errorHandler
+    }
+
+    /// Installs the log and error callbacks and this object as the opaque.
+    func install(on conf: OpaquePointer) -> Unmanaged<ClientContext> {
+        let retained = Unmanaged.passRetained(self)
+        rd_kafka_conf_set_opaque(conf, retained.toOpaque())
+        rd_kafka_conf_set_log_cb(conf) { rk, level, fac, buf in
+            guard let rk, let opaque = rd_kafka_opaque(rk) else { return }
+            let context = Unmanaged<ClientContext>.fromOpaque(opaque).takeUnretainedValue()
+            context.logHandler?(level, fac.map { String(cString: $0) } ?? "", buf.map { String(cString: $0) } ?? "")
+        }
+        rd_kafka_conf_set_error_cb(conf) { rk, err, reason, opaque in
+            guard let opaque else { return }
+            let context = Unmanaged<ClientContext>.fromOpaque(opaque).takeUnretainedValue()
+            var error = KafkaError(rd_kafka_resp_err_t(err), context: reason.map { String(cString: $0) } ?? "")
+            if rd_kafka_resp_err_t(err) == RD_KAFKA_RESP_ERR__FATAL, let rk {
+                var errstr = [CChar](repeating: 0, count: 512)
+                let original = rd_kafka_fatal_error(rk, &errstr, errstr.count)
+                error = KafkaError(code: original.rawValue, message: cString(errstr), isFatal: true)
+            }
+            context.errorHandler?(error)
+        }
+        return retained
+    }
+}
+
+/// Creates an `rd_kafka_t` from a prepared configuration; `conf` is consumed either way.
+func makeClient(_ type: rd_kafka_type_t, _ conf: OpaquePointer) throws(KafkaError) -> OpaquePointer {
+    var errstr = [CChar](repeating: 0, count: 512)
+    guard let rk = rd_kafka_new(type, conf, &errstr, errstr.count) else {
+        rd_kafka_conf_destroy(conf)
+        throw .invalid("rd_kafka_new failed: \(cString(errstr))")
+    }
+    return rk
+}
+
+/// Builds an `rd_kafka_topic_partition_list_t`; the caller destroys it.
+func makePartitionList(_ partitions: some Collection<TopicPartition>, offsets: [TopicPartition: Int64] = [:]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
+    let list = rd_kafka_topic_partition_list_new(Int32(partitions.count))!
+    for tp in partitions {
+        let element = rd_kafka_topic_partition_list_add(list, tp.topic, tp.partition)!
+        if let offset = offsets[tp] { element.pointee.offset = offset }
+    }
+    return list
+}
+
+/// Reads an `rd_kafka_topic_partition_list_t` into Swift values.
+func readPartitionList(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> [(TopicPartition, Int64)] {
+    guard let list else { return [] }
+    return (0..<Int(list.pointee.cnt)).map { i in
+        let element = list.pointee.elems[i]
+        return (TopicPartition(String(cString: element.topic), element.partition), element.offset)
+    }
+}

@@ -1,0 +1,324 @@
+import CRdKafka
+import Dispatch
+import Foundation
+import Synchronization
+
+/// A partition assignment change, reported from inside the poll before any message of the new
+/// assignment is returned (so a stage can restore state first) and after every message of the
+/// revoked partitions was handed out and its batch finished.
+public enum RebalanceEvent: Sendable, Equatable {
+    case assigned([TopicPartition])
+    case revoked([TopicPartition])
+}
+
+/// A consumer-group member with manual offset storage: offsets are stored only for messages the
+/// caller says it has processed (`store`), and committed by librdkafka in the background, on
+/// revocation and on close — at-least-once, never lose.
+///
+/// Every blocking librdkafka call (poll, commit, close) runs on the consumer's own serial queue.
+/// Polling is pull-based: nothing is fetched into Swift until the caller asks for the next batch,
+/// so a slow stage back-pressures the broker fetch instead of filling a buffer.
+public final class KafkaConsumer: Sendable {
+    public typealias RebalanceListener = @Sendable (RebalanceEvent) -> Void
+
+    nonisolated(unsafe) private let rk: OpaquePointer
+    private let context: Unmanaged<ClientContext>
+    private let ctx: ConsumerContext
+    private let queue = DispatchQueue(label: "twinstream.kafka.consumer")
+    private let closed = Flag()
+    private let stopping = Flag()
+    public let groupId: String
+
+    /// Settings the platform's at-least-once contract depends on; see ARCHITECTURE.md "Every service".
+    public static let requiredProperties: [String: String] = [
+        "enable.auto.offset.store": "false",
+        "enable.partition.eof": "true",
+    ]
+    /// Defaults an operator may override through `KAFKA_*` variables.
+    public static let defaultProperties: [String: String] = [
+        "enable.auto.commit": "true",
+        "auto.commit.interval.ms": "1000",
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": "10000",
+        "heartbeat.interval.ms": "1000",
+    ]
+
+    /// Joins `groupId` and subscribes to `topics`. `onRebalance` runs on the poll queue.
+    public init(configuration: KafkaConfiguration, groupId: String, topics: [String],
+                onRebalance: RebalanceListener? = nil) throws {
+        self.groupId = groupId
+        let config = configuration.withDefaults(Self.defaultProperties)
+            .with(Self.requiredProperties).with(["group.id": groupId])
+        let conf = try config.makeNativeConfig()
+        ctx = ConsumerContext(config, listener: onRebalance)
+        context = ctx.install(on: conf)
+        rd_kafka_conf_set_rebalance_cb(conf) { rk, err, partitions, opaque in
+            guard let rk, let opaque else { return }
+            let ctx = Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue()
+            ctx.rebalance(rk, err, partitions)
+        }
+        do {
+            rk = try makeClient(RD_KAFKA_CONSUMER, conf)
+        } catch {
+            context.release()
+            throw error
+        }
+        rd_kafka_poll_set_consumer(rk)
+        let list = makePartitionList(topics.map { TopicPartition($0, -1) })  // RD_KAFKA_PARTITION_UA
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_subscribe(rk, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            rd_kafka_destroy(rk)
+            context.release()
+            throw KafkaError(err, context: "subscribe to \(topics)")
+        }
+    }
+
+    /// Returns up to `maxMessages` messages, waiting at most `timeout` for the first one.
+    /// An empty batch means nothing arrived in time. Rebalance callbacks run inside this call.
+    public func poll(maxMessages: Int = 500, timeout: Duration = .milliseconds(200)) async throws -> [KafkaMessage] {
+        guard !closed.isSet else {
+            throw KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "consumer is closed")
+        }
+        let handle = UnsafeSendable(rk)
+        let ctx = self.ctx
+        let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        return await withCheckedContinuation { continuation in
+            queue.async {
+                continuation.resume(returning: ctx.pollBatch(handle.value, maxMessages: maxMessages, timeoutMs: ms))
+            }
+        }
+    }
+
+    /// Marks `messages` processed: for each partition, the offset after the highest one is stored
+    /// and will be committed. Call only after the effects of these messages are durable.
+    public func store(_ messages: some Sequence<KafkaMessage>) {
+        var next: [TopicPartition: Int64] = [:]
+        for message in messages {
+            let tp = message.topicPartition
+            next[tp] = max(next[tp] ?? 0, message.offset + 1)
+        }
+        store(offsets: next)
+    }
+
+    /// Stores explicit next-offsets per partition (the offset of the first unprocessed message).
+    public func store(offsets: [TopicPartition: Int64]) {
+        guard !offsets.isEmpty, !closed.isSet else { return }
+        let list = makePartitionList(offsets.keys, offsets: offsets)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        // Partitions revoked meanwhile fail individually; their new owner reprocesses (at-least-once).
+        _ = rd_kafka_offsets_store(rk, list)
+    }
+
+    /// Commits the stored offsets now and waits for the broker's answer.
+    public func commit() async throws {
+        let handle = UnsafeSendable(rk)
+        let err: rd_kafka_resp_err_t = await withCheckedContinuation { continuation in
+            queue.async { continuation.resume(returning: rd_kafka_commit(handle.value, nil, 0)) }
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
+            throw KafkaError(err, context: "commit")
+        }
+    }
+
+    /// Stops fetching from `partitions` (used for back-pressure when an output is saturated).
+    public func pause(_ partitions: [TopicPartition]) {
+        let list = makePartitionList(partitions)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        _ = rd_kafka_pause_partitions(rk, list)
+    }
+
+    /// Resumes fetching from `partitions`.
+    public func resume(_ partitions: [TopicPartition]) {
+        let list = makePartitionList(partitions)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        _ = rd_kafka_resume_partitions(rk, list)
+    }
+
+    /// The partitions currently assigned to this member.
+    public var assignment: Set<TopicPartition> { ctx.snapshot.assigned }
+
+    /// True once this member has an assignment and has read every assigned partition to its end
+    /// at least once since it was assigned: the service's "caught up" readiness signal.
+    public var isCaughtUp: Bool {
+        let s = ctx.snapshot
+        return !s.assigned.isEmpty && s.assigned.isSubset(of: s.reachedEnd)
+    }
+
+    /// Messages between this member's position and the high watermark, per assigned partition,
+    /// from librdkafka's cached watermarks (no broker round trip).
+    public func lag() -> [TopicPartition: Int64] {
+        let assigned = assignment
+        guard !assigned.isEmpty, !closed.isSet else { return [:] }
+        let list = makePartitionList(assigned)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        _ = rd_kafka_position(rk, list)
+        var result: [TopicPartition: Int64] = [:]
+        for (tp, position) in readPartitionList(list) {
+            var low: Int64 = 0, high: Int64 = 0
+            guard rd_kafka_get_watermark_offsets(rk, tp.topic, tp.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR,
+                  high >= 0 else { continue }
+            result[tp] = position >= 0 ? max(0, high - position) : max(0, high - low)
+        }
+        return result
+    }
+
+    /// Runs `handler` on successive batches until `stop()` or task cancellation; offsets of a batch
+    /// are stored only after the handler returns. A handler that throws has its batch retried with
+    /// exponential back-off (it is never skipped), and `onError` hears about each failure.
+    public func run(maxBatch: Int = 500, onError: (@Sendable (any Error, Int) -> Void)? = nil,
+                    _ handler: ([KafkaMessage]) async throws -> Void) async throws {
+        while !stopping.isSet && !Task.isCancelled {
+            let batch = try await poll(maxMessages: maxBatch, timeout: .milliseconds(200))
+            if batch.isEmpty { continue }
+            var attempt = 0
+            while true {
+                do {
+                    try await handler(batch)
+                    store(batch)
+                    break
+                } catch {
+                    attempt += 1
+                    onError?(error, attempt)
+                    if stopping.isSet || Task.isCancelled {
+                        return  // unprocessed batch is not stored: the next owner gets it again
+                    }
+                    let delay = min(Double(1 << min(attempt, 10)) * 0.05, 10)
+                    try? await Task.sleep(for: .seconds(delay))
+                }
+            }
+        }
+    }
+
+    /// Asks a running `run` loop to return after its current batch.
+    public func stop() { stopping.set() }
+
+    /// Commits stored offsets, leaves the group (revoking the assignment so peers take over at
+    /// once) and destroys the client. Safe to call more than once.
+    public func close() async {
+        stop()
+        guard closed.setOnce() else { return }
+        let handle = UnsafeSendable(rk)
+        let context = UnsafeSendable(self.context)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async {
+                _ = rd_kafka_commit(handle.value, nil, 0)
+                _ = rd_kafka_consumer_close(handle.value)
+                rd_kafka_destroy(handle.value)
+                context.value.release()
+                continuation.resume()
+            }
+        }
+    }
+
+    deinit {
+        if closed.setOnce() {
+            _ = rd_kafka_consumer_close(rk)
+            rd_kafka_destroy(rk)
+            context.release()
+        }
+    }
+}
+
+/// State the rebalance callback and the poll loop share; touched only on the consumer's queue
+/// except for snapshots read by metrics and readiness.
+final class ConsumerContext: ClientContext, @unchecked Sendable {
+    struct Snapshot {
+        var assigned: Set<TopicPartition> = []
+        var reachedEnd: Set<TopicPartition> = []
+    }
+    private let state = Mutex(Snapshot())
+    private let listener: KafkaConsumer.RebalanceListener?
+
+    init(_ config: KafkaConfiguration, listener: KafkaConsumer.RebalanceListener?) {
+        self.listener = listener
+        super.init(config)
+    }
+
+    var snapshot: Snapshot { state.withLock { $0 } }
+
+    func rebalance(_ rk: OpaquePointer, _ err: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+        let tps = readPartitionList(partitions).map(\.0)
+        let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+        switch err {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            // Tell the stage first so it can restore state before the first message arrives.
+            listener?(.assigned(tps))
+            if cooperative {
+                if let e = rd_kafka_incremental_assign(rk, partitions) { rd_kafka_error_destroy(e) }
+            } else {
+                rd_kafka_assign(rk, partitions)
+            }
+            state.withLock { s in
+                if !cooperative { s.assigned = []; s.reachedEnd = [] }
+                s.assigned.formUnion(tps)
+                s.reachedEnd.subtract(tps)
+            }
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            // Every batch handed out has finished (polling is sequential): commit what it stored
+            // so the next owner starts exactly after it.
+            _ = rd_kafka_commit(rk, nil, 0)
+            listener?(.revoked(tps))
+            if cooperative {
+                if let e = rd_kafka_incremental_unassign(rk, partitions) { rd_kafka_error_destroy(e) }
+            } else {
+                rd_kafka_assign(rk, nil)
+            }
+            state.withLock { s in
+                s.assigned.subtract(tps)
+                s.reachedEnd.subtract(tps)
+            }
+        default:
+            errorHandler?(KafkaError(err, context: "rebalance"))
+            rd_kafka_assign(rk, nil)
+            state.withLock { $0 = Snapshot() }
+        }
+    }
+
+    func pollBatch(_ rk: OpaquePointer, maxMessages: Int, timeoutMs: Int32) -> [KafkaMessage] {
+        var batch: [KafkaMessage] = []
+        var wait = timeoutMs
+        while batch.count < maxMessages {
+            guard let raw = rd_kafka_consumer_poll(rk, wait) else { break }
+            wait = 0
+            defer { rd_kafka_message_destroy(raw) }
+            let m = raw.pointee
+            let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+            if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                state.withLock { _ = $0.reachedEnd.insert(TopicPartition(topic, m.partition)) }
+                continue
+            }
+            if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                let text = m.payload.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? ""
+                errorHandler?(KafkaError(m.err, context: "consume \(topic)[\(m.partition)] \(text)"))
+                continue
+            }
+            batch.append(copyMessage(raw, topic: topic))
+        }
+        return batch
+    }
+}
+
+/// Copies a librdkafka message into Swift values; `raw` stays owned by the caller.
+func copyMessage(_ raw: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) -> KafkaMessage {
+    let m = raw.pointee
+    let value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
+    let key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
+    var headers: [KafkaHeader] = []
+    var hdrs: OpaquePointer?
+    if rd_kafka_message_headers(raw, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
+        var index = 0
+        var name: UnsafePointer<CChar>?
+        var valuePtr: UnsafeRawPointer?
+        var size = 0
+        while rd_kafka_header_get_all(hdrs, index, &name, &valuePtr, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            let bytes = valuePtr.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+            headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", bytes))
+            index += 1
+        }
+    }
+    var tstype = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+    let ts = rd_kafka_message_timestamp(raw, &tstype)
+    return KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, value: value,
+                        headers: headers, timestampMs: tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+}

@@ -1,0 +1,162 @@
+import Foundation
+import Kafka
+import XCTest
+
+/// Integration tests: real producers and consumers against the in-process embedded broker.
+final class KafkaIntegrationTests: XCTestCase {
+    /// The mock cluster waits `session.timeout.ms - 1s` for members to rejoin after one leaves;
+    /// a short session keeps the tests quick.
+    private func testConfig(_ broker: EmbeddedBroker) -> KafkaConfiguration {
+        KafkaConfiguration(bootstrapServers: broker.bootstrapServers,
+                           ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"])
+    }
+
+    private func uniqueGroup() -> String { "test-\(UUID().uuidString.prefix(8))" }
+
+    /// Consumes until `count` messages arrived or `timeout` passed, storing offsets as it goes.
+    private func consume(_ consumer: KafkaConsumer, count: Int, timeout: Duration = .seconds(20)) async throws -> [KafkaMessage] {
+        var received: [KafkaMessage] = []
+        let deadline = ContinuousClock.now + timeout
+        while received.count < count && ContinuousClock.now < deadline {
+            let batch = try await consumer.poll(maxMessages: 500, timeout: .milliseconds(200))
+            received += batch
+            consumer.store(batch)
+        }
+        return received
+    }
+
+    func testRoundTripKeepsKeysHeadersAndPerKeyOrder() async throws {
+        let broker = try EmbeddedBroker(topics: [("rt", 4)])
+        defer { broker.shutdown() }
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        let keys = (0..<8).map { "tenant/twin-\($0)" }
+        var messages: [OutgoingMessage] = []
+        for i in 0..<400 {
+            let key = keys[i % keys.count]
+            messages.append(OutgoingMessage(topic: "rt", key: key, value: Array("{\"seq\":\(i)}".utf8),
+                                            headers: [KafkaHeader("traceparent", "00-\(i)"), KafkaHeader("tenant", "acme")]))
+        }
+        let reports = try await producer.sendAll(messages)
+        XCTAssertEqual(reports.count, 400)
+        // One key always maps to one partition.
+        var partitionOfKey: [String: Int32] = [:]
+        for (i, report) in reports.enumerated() {
+            let key = keys[i % keys.count]
+            XCTAssertEqual(partitionOfKey[key, default: report.partition], report.partition)
+            partitionOfKey[key] = report.partition
+        }
+        await producer.close()
+
+        let consumer = try KafkaConsumer(configuration: config, groupId: uniqueGroup(), topics: ["rt"])
+        let received = try await consume(consumer, count: 400)
+        await consumer.close()
+        XCTAssertEqual(received.count, 400)
+        var lastSeqOfKey: [String: Int] = [:]
+        for message in received {
+            let key = try XCTUnwrap(message.keyString)
+            let seq = Int(String(decoding: message.value, as: UTF8.self).dropFirst(7).dropLast())!
+            XCTAssertEqual(message.headers.string("tenant"), "acme")
+            XCTAssertEqual(message.headers.string("traceparent"), "00-\(seq)")
+            XCTAssertEqual(keys[seq % keys.count], key, "value arrived under another key")
+            XCTAssertGreaterThan(seq, lastSeqOfKey[key, default: -1], "out of order for \(key)")
+            lastSeqOfKey[key] = seq
+        }
+    }
+
+    func testConsumerResumesAfterRestartFromFirstUnprocessedMessage() async throws {
+        let broker = try EmbeddedBroker(topics: [("resume", 1)])
+        defer { broker.shutdown() }
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        _ = try await producer.sendAll((0..<20).map { OutgoingMessage(topic: "resume", key: "k", value: Array("\($0)".utf8)) })
+        let group = uniqueGroup()
+
+        // First run: process (store) only the first 7 messages, then stop.
+        let first = try KafkaConsumer(configuration: config, groupId: group, topics: ["resume"])
+        var seen: [KafkaMessage] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        while seen.count < 7 && ContinuousClock.now < deadline {
+            seen += try await first.poll(maxMessages: 7 - seen.count)
+        }
+        first.store(seen.prefix(7))
+        await first.close()
+
+        let second = try KafkaConsumer(configuration: config, groupId: group, topics: ["resume"])
+        let rest = try await consume(second, count: 13)
+        await second.close()
+        XCTAssertEqual(rest.map { String(decoding: $0.value, as: UTF8.self) }, (7..<20).map(String.init))
+        await producer.close()
+    }
+
+    func testProducerWaitsForBrokerThatIsDownAtStart() async throws {
+        let broker = try EmbeddedBroker(topics: [("late", 1)])
+        defer { broker.shutdown() }
+        broker.setBrokerDown(1)
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        let delivered = Task { try await producer.send(OutgoingMessage(topic: "late", key: "k", value: [1, 2, 3])) }
+        try await Task.sleep(for: .seconds(1))
+        broker.setBrokerUp(1)
+        let report = try await delivered.value
+        XCTAssertEqual(report.topic, "late")
+        XCTAssertGreaterThanOrEqual(report.offset, 0)
+        await producer.close()
+    }
+
+    func testQueueFullIsARetriableErrorNotACrash() async throws {
+        let broker = try EmbeddedBroker(topics: [("full", 1)])
+        defer { broker.shutdown() }
+        broker.setBrokerDown(1)
+        let config = KafkaConfiguration(bootstrapServers: broker.bootstrapServers, ["queue.buffering.max.messages": "10"])
+        let producer = try KafkaProducer(configuration: config)
+        var queueFull: KafkaError?
+        for i in 0..<20 {
+            do {
+                try producer.produce(OutgoingMessage(topic: "full", key: "k", value: [UInt8(i)])) { _ in }
+            } catch let error as KafkaError {
+                queueFull = error
+                break
+            }
+        }
+        XCTAssertEqual(queueFull?.isQueueFull, true)
+        XCTAssertEqual(queueFull?.isRetriable, true)
+        broker.setBrokerUp(1)
+        let remaining = await producer.flush(timeout: .seconds(15))
+        XCTAssertEqual(remaining, 0)
+        await producer.close()
+    }
+
+    func testRebalanceListenerHearsAssignmentBeforeMessages() async throws {
+        let broker = try EmbeddedBroker(topics: [("assign", 3)])
+        defer { broker.shutdown() }
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        _ = try await producer.send(OutgoingMessage(topic: "assign", key: "a", value: [1]))
+        await producer.close()
+        let events = LockedBox<[RebalanceEvent]>([])
+        let consumer = try KafkaConsumer(configuration: config, groupId: uniqueGroup(), topics: ["assign"]) { event in
+            events.mutate { $0.append(event) }
+        }
+        let got = try await consume(consumer, count: 1)
+        XCTAssertEqual(got.count, 1)
+        guard case .assigned(let partitions)? = events.value.first else { return XCTFail("no assignment event") }
+        XCTAssertEqual(Set(partitions.map(\.partition)), [0, 1, 2])
+        // Reading to the end of every partition makes the member "caught up" for /readyz.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !consumer.isCaughtUp && ContinuousClock.now < deadline { _ = try await consumer.poll() }
+        XCTAssertTrue(consumer.isCaughtUp)
+        XCTAssertEqual(consumer.lag().values.reduce(0, +), 0)
+        await consumer.close()
+        XCTAssertEqual(events.value.last, .revoked(partitions))
+    }
+}
+
+/// A value behind a lock, for collecting results from callbacks in tests.
+final class LockedBox<T: Sendable>: @unchecked Sendable {
+    private var stored: T
+    private let lock = NSLock()
+    init(_ value: T) { stored = value }
+    var value: T { lock.withLock { stored } }
+    func mutate(_ body: (inout T) -> Void) { lock.withLock { body(&stored) } }
+}
