@@ -74,6 +74,35 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// A consumer outside any group that reads `partitions` from their beginning: for readers that
+    /// need every partition, such as a query replica materialising a full view, or a tail. It
+    /// commits nothing; `store` and `commit` are no-ops for it.
+    public init(configuration: KafkaConfiguration, readingFromBeginning partitions: [TopicPartition]) throws {
+        groupId = "unassigned-\(UInt64.random(in: 0...UInt64.max))"
+        let config = configuration.withDefaults(Self.defaultProperties)
+            .with(Self.requiredProperties).with(["group.id": groupId, "enable.auto.commit": "false"])
+        let conf = try config.makeNativeConfig()
+        ctx = ConsumerContext(config, listener: nil)
+        context = ctx.install(on: conf)
+        do {
+            rk = try makeClient(RD_KAFKA_CONSUMER, conf)
+        } catch {
+            context.release()
+            throw error
+        }
+        rd_kafka_poll_set_consumer(rk)
+        let beginning: Int64 = -2  // RD_KAFKA_OFFSET_BEGINNING
+        let list = makePartitionList(partitions, offsets: Dictionary(uniqueKeysWithValues: partitions.map { ($0, beginning) }))
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_assign(rk, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            rd_kafka_destroy(rk)
+            context.release()
+            throw KafkaError(err, context: "assign \(partitions)")
+        }
+        ctx.markAssigned(partitions)
+    }
+
     /// Returns up to `maxMessages` messages, waiting at most `timeout` for the first one.
     /// An empty batch means nothing arrived in time. Rebalance callbacks run inside this call.
     public func poll(maxMessages: Int = 500, timeout: Duration = .milliseconds(200)) async throws -> [KafkaMessage] {
@@ -138,11 +167,12 @@ public final class KafkaConsumer: Sendable {
     /// The partitions currently assigned to this member.
     public var assignment: Set<TopicPartition> { ctx.snapshot.assigned }
 
-    /// True once this member has an assignment and has read every assigned partition to its end
-    /// at least once since it was assigned: the service's "caught up" readiness signal.
+    /// True once this member has joined its group and read every assigned partition to its end at
+    /// least once since it was assigned: the service's "caught up" readiness signal. A member the
+    /// group gave no partitions (more instances than partitions) is idle but ready.
     public var isCaughtUp: Bool {
         let s = ctx.snapshot
-        return !s.assigned.isEmpty && s.assigned.isSubset(of: s.reachedEnd)
+        return s.joined && s.assigned.isSubset(of: s.reachedEnd)
     }
 
     /// Messages between this member's position and the high watermark, per assigned partition,
@@ -226,6 +256,8 @@ final class ConsumerContext: ClientContext, @unchecked Sendable {
     struct Snapshot {
         var assigned: Set<TopicPartition> = []
         var reachedEnd: Set<TopicPartition> = []
+        /// Set by the first assignment: the member has joined its group.
+        var joined = false
     }
     private let state = Mutex(Snapshot())
     private let listener: KafkaConsumer.RebalanceListener?
@@ -236,6 +268,15 @@ final class ConsumerContext: ClientContext, @unchecked Sendable {
     }
 
     var snapshot: Snapshot { state.withLock { $0 } }
+
+    /// Records a manual assignment (no group, no rebalance callback).
+    func markAssigned(_ partitions: [TopicPartition]) {
+        state.withLock { s in
+            s.joined = true
+            s.assigned = Set(partitions)
+            s.reachedEnd = []
+        }
+    }
 
     func rebalance(_ rk: OpaquePointer, _ err: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
         let tps = readPartitionList(partitions).map(\.0)
@@ -251,6 +292,7 @@ final class ConsumerContext: ClientContext, @unchecked Sendable {
             }
             state.withLock { s in
                 if !cooperative { s.assigned = []; s.reachedEnd = [] }
+                s.joined = true
                 s.assigned.formUnion(tps)
                 s.reachedEnd.subtract(tps)
             }
@@ -271,7 +313,7 @@ final class ConsumerContext: ClientContext, @unchecked Sendable {
         default:
             errorHandler?(KafkaError(err, context: "rebalance"))
             rd_kafka_assign(rk, nil)
-            state.withLock { $0 = Snapshot() }
+            state.withLock { $0.assigned = []; $0.reachedEnd = [] }
         }
     }
 

@@ -1,15 +1,17 @@
 import Glibc
 
-// Swift's Glibc module map does not include <sys/epoll.h> or <sys/eventfd.h>, and the
-// package has no C targets for this module, so the few Linux-only calls are looked up once
-// with dlsym and called through correctly typed C function pointers (real C ABI, unlike
-// @_silgen_name). This file is the only place that knows their layouts and constants.
+// Swift's Glibc module map leaves out <sys/epoll.h>, <sys/eventfd.h> and the GNU extensions
+// (accept4, pthread_setname_np), and this module has no C target, so those few calls are
+// looked up once with dlsym and called through typed C function pointers (the real C ABI,
+// unlike @_silgen_name). This file is the only place that knows their layouts and constants.
 
 enum Sys {
     typealias EpollCreate1 = @convention(c) (Int32) -> Int32
     typealias EpollCtl = @convention(c) (Int32, Int32, Int32, UnsafeMutableRawPointer?) -> Int32
     typealias EpollWait = @convention(c) (Int32, UnsafeMutableRawPointer?, Int32, Int32) -> Int32
     typealias EventFD = @convention(c) (UInt32, Int32) -> Int32
+    typealias Accept4 = @convention(c) (Int32, UnsafeMutablePointer<sockaddr>?, UnsafeMutablePointer<socklen_t>?, Int32) -> Int32
+    typealias SetThreadName = @convention(c) (pthread_t, UnsafePointer<CChar>) -> Int32
 
     private static func symbol<T>(_ name: String, as type: T.Type) -> T {
         // RTLD_DEFAULT is (void *)0 on glibc: search every object already loaded (libc).
@@ -23,6 +25,9 @@ enum Sys {
     nonisolated(unsafe) static let epollCtlFunction = symbol("epoll_ctl", as: EpollCtl.self)
     nonisolated(unsafe) static let epollWaitFunction = symbol("epoll_wait", as: EpollWait.self)
     nonisolated(unsafe) static let eventfd = symbol("eventfd", as: EventFD.self)
+    // accept4 and pthread_setname_np are GNU extensions the module map hides as well.
+    nonisolated(unsafe) static let accept4 = symbol("accept4", as: Accept4.self)
+    nonisolated(unsafe) static let setThreadName = symbol("pthread_setname_np", as: SetThreadName.self)
 
     // <sys/epoll.h>
     static let EPOLLIN: UInt32 = 0x001

@@ -81,7 +81,7 @@ public struct TCPListener: Sendable, Hashable {
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let flags = Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
             let fd = withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept4(fileDescriptor, $0, &length, flags) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Sys.accept4(fileDescriptor, $0, &length, flags) }
             }
             if fd >= 0 {
                 return (TCPSocket(fileDescriptor: fd), SocketAddress(storage: &storage))

@@ -1,0 +1,152 @@
+import Contracts
+import Foundation
+import Kafka
+import ServiceKit
+
+/// The six services, their default ports' offsets from `--base-port`.
+let platformServices: [(name: String, offset: Int)] = [
+    ("query-api", 0), ("ingestor", 1), ("validator", 2), ("state-updater", 3), ("simulator-worker", 4), ("drift-monitor", 5),
+]
+
+/// `twinctl up`: the embedded broker, all six services as separate processes and a simulated fleet.
+/// Ctrl-C (or SIGTERM) stops the fleet, then every service with SIGTERM, then the broker.
+func runUp(_ args: Arguments) async throws {
+    let signals = SignalListener()
+    let basePort = try args.int("base-port", default: 8080)
+    let twins = try args.int("twins", default: 30)
+    let interval = Duration.milliseconds(try args.int("interval-ms", default: 1000))
+    let logDir = URL(fileURLWithPath: args.string("log-dir") ?? ".twinstream/logs")
+    try FileManager.default.createDirectory(at: logDir, withIntermediateDirectories: true)
+    let stateDir = URL(fileURLWithPath: args.string("state-dir") ?? ".twinstream/state")
+    try FileManager.default.createDirectory(at: stateDir, withIntermediateDirectories: true)
+
+    let broker = try EmbeddedBroker(topics: Topic.all)
+    printNow("bootstrap.servers=\(broker.bootstrapServers)")
+    let binDir = executableDirectory()
+    var environment = ProcessInfo.processInfo.environment
+    environment["KAFKA_BROKERS"] = broker.bootstrapServers
+    // The mock cluster waits session.timeout.ms - 1 s for members to rejoin; keep it short locally.
+    environment["KAFKA_SESSION_TIMEOUT_MS"] = environment["KAFKA_SESSION_TIMEOUT_MS"] ?? "3000"
+    environment["KAFKA_HEARTBEAT_INTERVAL_MS"] = environment["KAFKA_HEARTBEAT_INTERVAL_MS"] ?? "500"
+    environment["STATE_DIR"] = stateDir.path
+    environment["AUTO_CREATE_TWINS"] = environment["AUTO_CREATE_TWINS"] ?? "true"
+
+    let supervisor = Supervisor()
+    for service in platformServices {
+        var env = environment
+        env["HTTP_PORT"] = String(basePort + service.offset)
+        let log = logDir.appendingPathComponent("\(service.name).log")
+        try supervisor.start(name: service.name, executable: binDir.appendingPathComponent(service.name), environment: env, log: log)
+    }
+    printNow("logs in \(logDir.path)")
+
+    var readyAll = true
+    for service in platformServices {
+        let port = basePort + service.offset
+        let ready = await waitUntilReady(port: port, timeout: .seconds(60))
+        readyAll = readyAll && ready
+        printNow("\(service.name.padding(toLength: 17, withPad: " ", startingAt: 0)) http://127.0.0.1:\(port)  \(ready ? "ready" : "NOT READY (see its log)")")
+    }
+    printNow("query API: http://127.0.0.1:\(basePort)/v1/twins/{id}  (e.g. /v1/twins/pump-1)")
+
+    var fleetTask: Task<Void, Never>?
+    if !args.flag("no-fleet") && twins > 0 {
+        let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: broker.bootstrapServers))
+        printNow("fleet: \(twins) twins publishing to \(Topic.telemetryRaw.name) every \(interval)")
+        fleetTask = Task {
+            do { try await publishFleet(producer: producer, twins: twins, interval: interval) } catch {
+                printError("fleet stopped: \(error)")
+            }
+            await producer.close()
+        }
+    }
+    printNow(readyAll ? "platform up; Ctrl-C stops it" : "platform up with services not ready; Ctrl-C stops it")
+
+    // Run until a signal, or until a service exits on its own.
+    let exited = Task { await supervisor.firstExit() }
+    let signalled = Task { for await signal in signals.signals where signal.requestsShutdown { return } }
+    await withTaskGroup(of: Void.self) { group in
+        group.addTask { _ = await exited.value }
+        group.addTask { await signalled.value }
+        await group.next()
+        group.cancelAll()
+    }
+    printNow("stopping: fleet, then services (SIGTERM), then broker")
+    fleetTask?.cancel()
+    _ = await fleetTask?.value
+    let codes = await supervisor.stopAll(grace: .seconds(30))
+    for (name, code) in codes.sorted(by: { $0.key < $1.key }) {
+        printNow("\(name) exited with \(code)")
+    }
+    broker.shutdown()
+    exit(codes.values.allSatisfy { $0 == 0 } ? 0 : 1)
+}
+
+/// The folder holding this executable (the services are built beside it).
+func executableDirectory() -> URL {
+    let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: path).deletingLastPathComponent()
+}
+
+/// Starts child processes and stops them in order, SIGTERM first.
+final class Supervisor: @unchecked Sendable {
+    private let lock = NSLock()
+    private var processes: [String: Process] = [:]
+    private var exitWaiters: [CheckedContinuation<String, Never>] = []
+    private var exited: [String: Int32] = [:]
+    private var stopping = false
+
+    func start(name: String, executable: URL, environment: [String: String], log: URL) throws {
+        guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+            throw UsageError("\(executable.path) not found: build the package first (swift build)")
+        }
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        let process = Process()
+        process.executableURL = executable
+        process.environment = environment
+        process.standardOutput = handle
+        process.standardError = handle
+        process.terminationHandler = { [weak self] p in self?.didExit(name, p.terminationStatus) }
+        try process.run()
+        lock.withLock { processes[name] = process }
+    }
+
+    private func didExit(_ name: String, _ status: Int32) {
+        let (waiters, report) = lock.withLock { () -> ([CheckedContinuation<String, Never>], Bool) in
+            exited[name] = status
+            defer { exitWaiters.removeAll() }
+            return (exitWaiters, !stopping)
+        }
+        if report { printError("\(name) exited unexpectedly with status \(status)") }
+        for waiter in waiters { waiter.resume(returning: name) }
+    }
+
+    /// Returns the name of the first child to exit.
+    func firstExit() async -> String {
+        await withCheckedContinuation { continuation in
+            let already: String? = lock.withLock {
+                if let name = exited.keys.first { return name }
+                exitWaiters.append(continuation)
+                return nil
+            }
+            if let already { continuation.resume(returning: already) }
+        }
+    }
+
+    /// SIGTERM to every child, then waits up to `grace`; SIGKILL for any still running.
+    func stopAll(grace: Duration) async -> [String: Int32] {
+        let running = lock.withLock { () -> [String: Process] in
+            stopping = true
+            return processes
+        }
+        for process in running.values where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        let deadline = ContinuousClock.now + grace
+        while running.values.contains(where: \.isRunning) && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        for process in running.values where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        for process in running.values { process.waitUntilExit() }
+        return running.mapValues(\.terminationStatus)
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+
+// twinctl: the operator CLI — embedded broker, local stack, fleet simulator, topic tools.
+let usage = """
+usage: twinctl COMMAND [options]
+  broker   [--topic NAME[:PARTITIONS]]...       run the embedded broker; prints bootstrap.servers=...
+  up       [--twins N] [--interval-ms MS] [--base-port P] [--log-dir DIR] [--no-fleet]
+                                                broker + six services + simulated fleet; Ctrl-C stops all
+  fleet    --brokers B [--twins N] [--interval-ms MS] [--ticks N]   publish simulated telemetry
+  produce  --topic T [--key K] [--tenant T] [--header name=value]... [--value V]
+                                                publish --value or each stdin line as a message
+  tail     --topic T [--group G] [--count N] [--timeout SECONDS]    print messages as JSON lines
+  topics   create|list [--replication-factor N]  create the platform topics on a real cluster
+  bench    produce|consume --topic T [--count N] [--size BYTES] [--partitions N]
+  health   URL                                  exit 0 when URL answers 200 (container health checks)
+  schema-suite DIR [--format-assertion] [--remotes DIR]   run JSON Schema Test Suite files
+Options --brokers B default to $KAFKA_BROKERS, then localhost:9092.
+"""
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+do {
+    let args = try Arguments(arguments)
+    switch args.positionals.first {
+    case "broker": try await runBroker(args)
+    case "up": try await runUp(args)
+    case "fleet": try await runFleet(args)
+    case "produce": try await runProduce(args)
+    case "tail": try await runTail(args)
+    case "topics": try await runTopics(args)
+    case "bench": try await runBench(args)
+    case "health": try await runHealth(args)
+    case "schema-suite": try runSchemaSuite(args)
+    case nil, "help":
+        print(usage)
+    default:
+        throw UsageError("unknown command '\(args.positionals[0])'")
+    }
+} catch let error as UsageError {
+    printError("twinctl: \(error)\n\n\(usage)")
+    exit(2)
+} catch {
+    printError("twinctl: \(error)")
+    exit(1)
+}

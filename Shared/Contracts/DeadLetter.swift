@@ -1,0 +1,140 @@
+import Foundation
+import JSON
+
+/// `DeadLetter` v1 on `telemetry.deadletter.v1`: a message a stage could not process, with its
+/// original bytes and every reason. Schema: `Schemas/contracts/dead-letter/v1.json`.
+public struct DeadLetter: Sendable, Equatable {
+    public static let contract = ContractName.deadLetterV1
+
+    /// One machine-readable reason.
+    public struct Reason: Sendable, Equatable {
+        public var code: String
+        public var pointer: String
+        public var message: String
+        public var expected: String?
+        public var actual: String?
+
+        public init(code: String, pointer: String, message: String, expected: String? = nil, actual: String? = nil) {
+            self.code = code
+            self.pointer = pointer
+            self.message = message
+            self.expected = expected
+            self.actual = actual
+        }
+
+        public init(_ error: ContractError) {
+            self.init(code: error.code, pointer: error.pointer, message: error.message, expected: error.expected, actual: error.actual)
+        }
+    }
+
+    /// Where the original message was read.
+    public struct Origin: Sendable, Equatable {
+        public var topic: String
+        public var partition: Int32
+        public var offset: Int64
+        public init(topic: String, partition: Int32, offset: Int64) {
+            self.topic = topic
+            self.partition = partition
+            self.offset = offset
+        }
+    }
+
+    /// `ingestor` or `validator`.
+    public var stage: String
+    public var tenant: String
+    public var twinId: String?
+    public var model: String?
+    public var origin: Origin?
+    public var deadLetteredAt: Int64
+    public var reasons: [Reason]
+    /// The bytes exactly as received (for a reading of a batch, that reading's bytes).
+    public var original: [UInt8]
+
+    public init(stage: String, tenant: String, twinId: String? = nil, model: String? = nil, origin: Origin? = nil,
+                deadLetteredAt: Int64, reasons: [Reason], original: [UInt8]) {
+        self.stage = stage
+        self.tenant = tenant
+        self.twinId = twinId
+        self.model = model
+        self.origin = origin
+        self.deadLetteredAt = deadLetteredAt
+        self.reasons = reasons
+        self.original = original
+    }
+
+    /// The Kafka key: `tenant/twinId` when the twin is known, else none.
+    public var key: String? { twinId.map { twinKey(tenant: tenant, twinId: $0) } }
+
+    public func encoded() -> [UInt8] {
+        var w = JSONWriter(capacity: 256 + original.count)
+        w.beginObject()
+        w.field("stage", stage)
+        w.field("tenant", tenant)
+        if let twinId { w.field("twinId", twinId) }
+        if let model { w.field("model", model) }
+        if let origin {
+            w.key("origin"); w.beginObject()
+            w.field("topic", origin.topic); w.field("partition", Int(origin.partition)); w.key("offset"); w.value(origin.offset)
+            w.endObject()
+        }
+        w.field("deadLetteredAt", Timestamp.format(deadLetteredAt))
+        w.key("reasons"); w.beginArray()
+        for r in reasons {
+            w.beginObject()
+            w.field("code", r.code); w.field("pointer", r.pointer); w.field("message", r.message)
+            if let e = r.expected { w.field("expected", e) }
+            if let a = r.actual { w.field("actual", a) }
+            w.endObject()
+        }
+        w.endArray()
+        w.key("original"); w.beginObject()
+        if let text = String(validating: original, as: UTF8.self) {
+            w.field("encoding", "utf8"); w.field("data", text)
+        } else {
+            w.field("encoding", "base64"); w.field("data", Data(original).base64EncodedString())
+        }
+        w.endObject()
+        w.endObject()
+        return w.bytes
+    }
+
+    public init(bytes: [UInt8]) throws(ContractError) {
+        try self.init(json: parseDocument(bytes))
+    }
+
+    public init(json: JSON) throws(ContractError) {
+        let f = try Fields(json)
+        stage = try f.string("stage")
+        tenant = try f.string("tenant")
+        twinId = try f.optionalString("twinId")
+        model = try f.optionalString("model")
+        if let o = try f.optionalObject("origin") {
+            let of = try Fields(.object(o), pointer: "/origin")
+            origin = Origin(topic: try of.string("topic"), partition: Int32(clamping: try of.int("partition")), offset: try of.int("offset"))
+        } else {
+            origin = nil
+        }
+        deadLetteredAt = try f.time("deadLetteredAt")
+        guard case .array(let items)? = f.object["reasons"] else {
+            throw .missing("/reasons", "reasons")
+        }
+        reasons = try items.enumerated().map { (i, item) throws(ContractError) in
+            let rf = try Fields(item, pointer: "/reasons/\(i)")
+            return Reason(code: try rf.string("code"), pointer: try rf.string("pointer"), message: try rf.string("message"),
+                          expected: try rf.optionalString("expected"), actual: try rf.optionalString("actual"))
+        }
+        let of = try Fields(.object(try f.object("original")), pointer: "/original")
+        let encoding = try of.string("encoding")
+        let data = try of.string("data")
+        switch encoding {
+        case "utf8": original = Array(data.utf8)
+        case "base64":
+            guard let decoded = Data(base64Encoded: data) else {
+                throw ContractError(code: "invalid_value", pointer: "/original/data", message: "not base64")
+            }
+            original = Array(decoded)
+        default:
+            throw ContractError(code: "invalid_value", pointer: "/original/encoding", message: "unknown encoding", expected: "utf8 or base64", actual: encoding)
+        }
+    }
+}

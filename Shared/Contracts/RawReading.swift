@@ -1,0 +1,86 @@
+import JSON
+
+/// What producers send to `telemetry.raw.v1` and `POST /v1/telemetry`: lenient on purpose.
+/// `{"twinId": "pump-17", "ts": "2026-11-21T08:00:00.250Z" | 1763712000250, "values": {...}}`,
+/// optionally `eventId`, `model` (`pump@1`) and `units` (`{"temperature": "degF"}`).
+public struct RawReading: Sendable, Equatable {
+    public var twinId: String
+    public var eventTime: Int64
+    public var values: JSONObject
+    public var eventId: String?
+    public var model: String?
+    public var units: [String: String]
+
+    /// Reads one reading from a JSON value; `pointer` locates it inside its message (e.g. `/3`
+    /// for the fourth element of an array) so every reason points at the right place.
+    public init(json: JSON, pointer: String = "") throws(ContractError) {
+        let f = try Fields(json, pointer: pointer)
+        twinId = try f.string("twinId")
+        guard TwinID.isValid(twinId) else {
+            throw ContractError(code: "invalid_twin_id", pointer: f.path("twinId"),
+                                message: "twin ids are 1-128 characters of letters, digits and . _ - :",
+                                expected: "[A-Za-z0-9._:-]{1,128}", actual: twinId)
+        }
+        guard let ts = f.object["ts"], !ts.isNull else { throw .missing(f.path("ts"), "ts") }
+        switch ts {
+        case .string(let text):
+            guard let ms = Timestamp.parse(text) else {
+                throw ContractError(code: "invalid_timestamp", pointer: f.path("ts"), message: "'\(text)' is not an RFC 3339 date-time",
+                                    expected: "RFC 3339 date-time or epoch milliseconds", actual: text)
+            }
+            eventTime = ms
+        case .number(let n):
+            guard let ms = n.int64Value, ms >= 0, ms < 253_402_300_800_000 else {
+                throw ContractError(code: "invalid_timestamp", pointer: f.path("ts"), message: "epoch milliseconds must be a non-negative integer before year 10000",
+                                    expected: "epoch milliseconds", actual: n.description)
+            }
+            eventTime = ms
+        default:
+            throw .wrongType(f.path("ts"), expected: "RFC 3339 string or epoch milliseconds", actual: ts)
+        }
+        values = try f.object("values")
+        guard !values.isEmpty else {
+            throw ContractError(code: "invalid_value", pointer: f.path("values"), message: "a reading needs at least one value", expected: "non-empty object")
+        }
+        for (name, value) in values {
+            switch value {
+            case .number, .bool, .string: continue
+            default: throw .wrongType(f.path("values") + "/" + name, expected: "number, boolean or string", actual: value)
+            }
+        }
+        eventId = try f.optionalString("eventId")
+        if let id = eventId, id.isEmpty || id.utf8.count > 128 {
+            throw ContractError(code: "invalid_value", pointer: f.path("eventId"), message: "eventId must be 1-128 characters", actual: id)
+        }
+        model = try f.optionalString("model")
+        var units: [String: String] = [:]
+        for (name, unit) in try f.optionalObject("units") ?? [:] {
+            guard case .string(let u) = unit else { throw .wrongType(f.path("units") + "/" + name, expected: "string", actual: unit) }
+            units[name] = u
+        }
+        self.units = units
+    }
+
+    /// Splits a message body into readings: one object, or an array of objects. Each element
+    /// succeeds or fails on its own, so one bad reading never rejects its good neighbours.
+    public static func decodeBatch(_ json: JSON) -> [Result<RawReading, ContractError>] {
+        switch json {
+        case .array(let items):
+            return items.enumerated().map { index, item in
+                Result { () throws(ContractError) in try RawReading(json: item, pointer: "/\(index)") }
+            }
+        case .object:
+            return [Result { () throws(ContractError) in try RawReading(json: json) }]
+        default:
+            return [.failure(ContractError(code: "not_telemetry", pointer: "", message: "expected a reading object or an array of readings",
+                                           expected: "object or array", actual: json.typeName))]
+        }
+    }
+
+    /// The envelope for this reading.
+    public func envelope(tenant: String, ingestTime: Int64, source: TelemetryEnvelope.Source) -> TelemetryEnvelope {
+        TelemetryEnvelope(eventId: eventId ?? TelemetryEnvelope.deterministicEventId(tenant: tenant, twinId: twinId, eventTime: eventTime, values: values),
+                          tenant: tenant, twinId: twinId, model: model, eventTime: eventTime, ingestTime: ingestTime,
+                          source: source, values: values, units: units)
+    }
+}

@@ -1,0 +1,133 @@
+import JSON
+
+/// `TelemetryEnvelope` v1: one reading of one twin, as the ingestor accepted it.
+/// Schema: `Schemas/contracts/telemetry-envelope/v1.json`. Carried on `telemetry.ingested.v1`
+/// and (values in model units) `telemetry.valid.v1`, keyed `tenant/twinId`.
+public struct TelemetryEnvelope: Sendable, Equatable {
+    public static let contract = ContractName.telemetryEnvelopeV1
+
+    /// Where the ingestor got the reading.
+    public struct Source: Sendable, Equatable {
+        /// `kafka` or `http`.
+        public var kind: String
+        /// `topic/partition/offset` for Kafka, the request id for HTTP.
+        public var ref: String
+
+        public init(kind: String, ref: String) {
+            self.kind = kind
+            self.ref = ref
+        }
+    }
+
+    /// Producer-given or derived (see `deterministicEventId`): equal ids are the same reading.
+    public var eventId: String
+    public var tenant: String
+    public var twinId: String
+    /// The model and version the producer claims, e.g. `pump@1`.
+    public var model: String?
+    /// When the reading was taken, ms since the epoch.
+    public var eventTime: Int64
+    /// When the ingestor accepted it, ms since the epoch.
+    public var ingestTime: Int64
+    public var source: Source
+    /// Property name → scalar value (number, boolean or string).
+    public var values: JSONObject
+    /// Property name → unit the producer used, when not the model's.
+    public var units: [String: String]
+
+    public init(eventId: String, tenant: String, twinId: String, model: String? = nil, eventTime: Int64,
+                ingestTime: Int64, source: Source, values: JSONObject, units: [String: String] = [:]) {
+        self.eventId = eventId
+        self.tenant = tenant
+        self.twinId = twinId
+        self.model = model
+        self.eventTime = eventTime
+        self.ingestTime = ingestTime
+        self.source = source
+        self.values = values
+        self.units = units
+    }
+
+    /// The Kafka key: `tenant/twinId`.
+    public var key: String { twinKey(tenant: tenant, twinId: twinId) }
+
+    /// Compact JSON, fields in a fixed order.
+    public func encoded() -> [UInt8] {
+        var w = JSONWriter(capacity: 256)
+        w.beginObject()
+        w.field("eventId", eventId)
+        w.field("tenant", tenant)
+        w.field("twinId", twinId)
+        if let model { w.field("model", model) }
+        w.key("eventTime"); w.value(Timestamp.format(eventTime))
+        w.key("ingestTime"); w.value(Timestamp.format(ingestTime))
+        w.key("source"); w.beginObject(); w.field("kind", source.kind); w.field("ref", source.ref); w.endObject()
+        w.key("values"); w.value(.object(values))
+        if !units.isEmpty {
+            w.key("units"); w.beginObject()
+            for (name, unit) in units.sorted(by: { $0.key < $1.key }) { w.field(name, unit) }
+            w.endObject()
+        }
+        w.endObject()
+        return w.bytes
+    }
+
+    /// Decodes and checks an envelope; unknown fields are ignored (readers accept additive minors).
+    public init(bytes: [UInt8]) throws(ContractError) {
+        try self.init(json: parseDocument(bytes))
+    }
+
+    public init(json: JSON) throws(ContractError) {
+        let f = try Fields(json)
+        eventId = try f.string("eventId")
+        tenant = try f.string("tenant")
+        twinId = try f.string("twinId")
+        model = try f.optionalString("model")
+        eventTime = try f.time("eventTime")
+        ingestTime = try f.time("ingestTime")
+        let s = try Fields(.object(try f.object("source")), pointer: "/source")
+        source = Source(kind: try s.string("kind"), ref: try s.string("ref"))
+        values = try f.object("values")
+        for (name, value) in values {
+            switch value {
+            case .number, .bool, .string: continue
+            default: throw .wrongType(f.path("values") + "/" + name, expected: "number, boolean or string", actual: value)
+            }
+        }
+        var units: [String: String] = [:]
+        for (name, unit) in try f.optionalObject("units") ?? [:] {
+            guard case .string(let u) = unit else { throw .wrongType("/units/\(name)", expected: "string", actual: unit) }
+            units[name] = u
+        }
+        self.units = units
+        guard !eventId.isEmpty, TwinID.isValid(twinId), !tenant.isEmpty else {
+            throw ContractError(code: "invalid_value", pointer: "", message: "eventId, tenant and twinId must be non-empty and twinId well-formed")
+        }
+    }
+
+    /// The id of a reading the producer gave none: the same tenant, twin, time and values always
+    /// give the same id, so a producer's retry is recognised downstream.
+    public static func deterministicEventId(tenant: String, twinId: String, eventTime: Int64, values: JSONObject) -> String {
+        var hasher = SHA256()
+        hasher.update(tenant)
+        hasher.update([0])
+        hasher.update(twinId)
+        hasher.update([0])
+        hasher.update(String(eventTime))
+        hasher.update([0])
+        hasher.update(JSON.object(values).serialized(options: .sortedKeys))
+        return hexString(hasher.finalize().prefix(16))
+    }
+}
+
+/// The rule for twin ids: 1–128 characters of letters, digits and `. _ - :`. No `/`, because the
+/// Kafka key is `tenant/twinId`, and nothing that needs escaping in a URL path.
+public enum TwinID {
+    public static func isValid(_ id: String) -> Bool {
+        let utf8 = id.utf8
+        guard (1...128).contains(utf8.count) else { return false }
+        return utf8.allSatisfy { c in
+            (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 46 || c == 95 || c == 45 || c == 58
+        }
+    }
+}

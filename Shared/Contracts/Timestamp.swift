@@ -1,0 +1,128 @@
+/// Event and ingest times: milliseconds since the Unix epoch, written as RFC 3339 UTC with
+/// milliseconds (`2026-11-21T08:00:00.250Z`). Parsing and formatting are hand-written because
+/// they run for every reading and Foundation's formatters are far too slow for that.
+public enum Timestamp {
+    /// Formats epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    public static func format(_ ms: Int64) -> String {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(24)
+        append(ms, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends the RFC 3339 form of `ms` to `bytes` (no quotes).
+    public static func append(_ ms: Int64, to bytes: inout [UInt8]) {
+        let seconds = floorDiv(ms, 1000)
+        let millis = Int(ms - seconds * 1000)
+        let days = floorDiv(seconds, 86_400)
+        let secOfDay = Int(seconds - days * 86_400)
+        let (y, m, d) = civil(fromDays: days)
+        func put(_ v: Int, _ width: Int) {
+            var digits = [UInt8](repeating: UInt8(ascii: "0"), count: width)
+            var x = v
+            for i in stride(from: width - 1, through: 0, by: -1) { digits[i] = UInt8(ascii: "0") + UInt8(x % 10); x /= 10 }
+            bytes.append(contentsOf: digits)
+        }
+        put(Int(y), 4); bytes.append(UInt8(ascii: "-")); put(m, 2); bytes.append(UInt8(ascii: "-")); put(d, 2)
+        bytes.append(UInt8(ascii: "T"))
+        put(secOfDay / 3600, 2); bytes.append(UInt8(ascii: ":")); put(secOfDay / 60 % 60, 2)
+        bytes.append(UInt8(ascii: ":")); put(secOfDay % 60, 2)
+        bytes.append(UInt8(ascii: ".")); put(millis, 3); bytes.append(UInt8(ascii: "Z"))
+    }
+
+    /// Parses an RFC 3339 date-time (`T` or space, fractional seconds of any length, `Z` or
+    /// `±hh:mm`) to epoch milliseconds; nil when it is not one. Sub-millisecond digits truncate.
+    public static func parse(_ text: String) -> Int64? {
+        var text = text
+        return text.withUTF8 { parse(bytes: $0) }
+    }
+
+    static func parse(bytes s: UnsafeBufferPointer<UInt8>) -> Int64? {
+        var i = 0
+        func digits(_ n: Int) -> Int? {
+            guard i + n <= s.count else { return nil }
+            var v = 0
+            for _ in 0..<n {
+                let c = s[i]
+                guard c >= 48 && c <= 57 else { return nil }
+                v = v * 10 + Int(c - 48)
+                i += 1
+            }
+            return v
+        }
+        func expect(_ c: UInt8) -> Bool {
+            guard i < s.count, s[i] == c else { return false }
+            i += 1
+            return true
+        }
+        guard let year = digits(4), expect(45), let month = digits(2), expect(45), let day = digits(2) else { return nil }
+        guard i < s.count, s[i] == 84 || s[i] == 116 || s[i] == 32 else { return nil }  // T, t, space
+        i += 1
+        guard let hour = digits(2), expect(58), let minute = digits(2), expect(58), let second = digits(2) else { return nil }
+        guard (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year),
+              hour < 24, minute < 60, second <= 60 else { return nil }
+        var millis = 0
+        if i < s.count && s[i] == 46 {  // '.'
+            i += 1
+            var n = 0
+            while i < s.count, s[i] >= 48, s[i] <= 57 {
+                if n < 3 { millis = millis * 10 + Int(s[i] - 48) }
+                n += 1
+                i += 1
+            }
+            guard n > 0 else { return nil }
+            for _ in n..<3 where n < 3 { millis *= 10 }
+        }
+        var offsetMinutes = 0
+        guard i < s.count else { return nil }
+        switch s[i] {
+        case 90, 122: i += 1  // Z z
+        case 43, 45:
+            let sign = s[i] == 45 ? -1 : 1
+            i += 1
+            guard let oh = digits(2), expect(58), let om = digits(2), oh < 24, om < 60 else { return nil }
+            offsetMinutes = sign * (oh * 60 + om)
+        default: return nil
+        }
+        guard i == s.count else { return nil }
+        let days = days(fromCivil: Int64(year), month, day)
+        let secs = days * 86_400 + Int64(hour * 3600 + minute * 60 + min(second, 59)) - Int64(offsetMinutes * 60)
+        return secs * 1000 + Int64(millis)
+    }
+
+    static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    // Howard Hinnant's days-from-civil algorithms, valid for the proleptic Gregorian calendar.
+    static func days(fromCivil y0: Int64, _ m: Int, _ d: Int) -> Int64 {
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = floorDiv(y, 400)
+        let yoe = y - era * 400
+        let mp = Int64((m + 9) % 12)
+        let doy = (153 * mp + 2) / 5 + Int64(d) - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func civil(fromDays z0: Int64) -> (Int64, Int, Int) {
+        let z = z0 + 719_468
+        let era = floorDiv(z, 146_097)
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = Int(doy - (153 * mp + 2) / 5 + 1)
+        let m = Int(mp < 10 ? mp + 3 : mp - 9)
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    }
+
+    private static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
+        let q = a / b
+        return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
+    }
+}

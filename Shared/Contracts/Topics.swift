@@ -1,0 +1,56 @@
+/// The platform's Kafka topics, in one place: names, partition counts, retention policy.
+/// The embedded broker, `twinctl topics create` and the compose init job all read this list.
+public enum Topic: String, CaseIterable, Sendable {
+    case telemetryRaw = "telemetry.raw.v1"
+    case telemetryIngested = "telemetry.ingested.v1"
+    case telemetryValid = "telemetry.valid.v1"
+    case telemetryDeadLetter = "telemetry.deadletter.v1"
+    case twinCommands = "twin.commands.v1"
+    case twinState = "twin.state.v1"
+    case twinChanges = "twin.changes.v1"
+    case simulationRequests = "simulation.requests.v1"
+    case simulationResults = "simulation.results.v1"
+    case driftAlerts = "drift.alerts.v1"
+
+    /// Every keyed topic has the same partition count, so one twin's events land on the same
+    /// partition number everywhere and a stage can join topics partition by partition.
+    public static let partitionCount: Int32 = 6
+
+    public var name: String { rawValue }
+    public var partitions: Int32 { Self.partitionCount }
+
+    /// `twin.state.v1` holds the latest full document per twin: compacted, never deleted by age.
+    public var cleanupPolicy: String { self == .twinState ? "compact" : "delete" }
+
+    /// Broker-side topic settings for production Kafka.
+    public var configs: [String: String] {
+        switch self {
+        case .twinState: ["cleanup.policy": "compact", "min.compaction.lag.ms": "60000"]
+        case .telemetryDeadLetter: ["cleanup.policy": "delete", "retention.ms": String(14 * 24 * 3_600_000)]
+        default: ["cleanup.policy": "delete", "retention.ms": String(7 * 24 * 3_600_000)]
+        }
+    }
+
+    /// `(name, partitions)` pairs for the embedded broker.
+    public static var all: [(name: String, partitions: Int32)] { allCases.map { ($0.name, $0.partitions) } }
+}
+
+/// Header names carried on every message (see ARCHITECTURE.md "Data flow").
+public enum MessageHeader {
+    /// W3C trace context, carried hop to hop.
+    public static let traceparent = "traceparent"
+    /// The contract of the value, `name/major`, e.g. `telemetry-envelope/1`.
+    public static let contract = "contract"
+    /// The tenant the message belongs to.
+    public static let tenant = "tenant"
+}
+
+/// Contract identifiers written in the `contract` header.
+public enum ContractName {
+    public static let telemetryEnvelopeV1 = "telemetry-envelope/1"
+    public static let deadLetterV1 = "dead-letter/1"
+    public static let twinStateV1 = "twin-state/1"
+}
+
+/// The Kafka key of every per-twin topic: one key per twin, so a twin's events share a partition.
+public func twinKey(tenant: String, twinId: String) -> String { "\(tenant)/\(twinId)" }

@@ -1,0 +1,39 @@
+import Contracts
+import Kafka
+
+/// A pipeline stage's logic: one input message in, the messages to produce out. It never throws:
+/// input it cannot process becomes a dead-letter among its outputs. Tests drive it without Kafka.
+public protocol MessageProcessor {
+    /// Processes one message read at wall-clock time `now` (ms since the epoch).
+    mutating func process(_ message: KafkaMessage, now: Int64) -> [OutgoingMessage]
+}
+
+/// Header on dead-letters naming the first reason code, so operators can filter without decoding.
+public let deadLetterReasonHeader = "reason"
+
+/// Builds the dead-letter message for `input`.
+public func deadLetterMessage(stage: String, input: KafkaMessage, tenant: String, twinId: String? = nil, model: String? = nil,
+                              reasons: [DeadLetter.Reason], original: [UInt8]? = nil, now: Int64) -> OutgoingMessage {
+    let letter = DeadLetter(stage: stage, tenant: tenant, twinId: twinId, model: model,
+                            origin: .init(topic: input.topic, partition: input.partition, offset: input.offset),
+                            deadLetteredAt: now, reasons: reasons, original: original ?? input.value)
+    var headers = [KafkaHeader(MessageHeader.contract, DeadLetter.contract), KafkaHeader(MessageHeader.tenant, tenant),
+                   KafkaHeader(MessageHeader.traceparent, TraceContext.continuing(input.headers.string(MessageHeader.traceparent)).description)]
+    headers.append(KafkaHeader(deadLetterReasonHeader, reasons.first?.code ?? "unknown"))
+    return OutgoingMessage(topic: Topic.telemetryDeadLetter.name, key: letter.key, value: letter.encoded(), headers: headers)
+}
+
+/// Headers for a message derived from `input`: the trace continues, contract and tenant are set.
+func derivedHeaders(from input: KafkaMessage, contract: String, tenant: String) -> [KafkaHeader] {
+    [KafkaHeader(MessageHeader.traceparent, TraceContext.continuing(input.headers.string(MessageHeader.traceparent)).description),
+     KafkaHeader(MessageHeader.contract, contract),
+     KafkaHeader(MessageHeader.tenant, tenant)]
+}
+
+/// Tenant names: 1-64 characters of letters, digits, `_` and `-` (they appear in keys and labels).
+public func isValidTenant(_ tenant: String) -> Bool {
+    let u = tenant.utf8
+    return (1...64).contains(u.count) && u.allSatisfy { c in
+        (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 95 || c == 45
+    }
+}

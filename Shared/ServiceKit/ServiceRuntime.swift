@@ -1,0 +1,116 @@
+import Foundation
+import HTTP
+import Kafka
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The process around every TwinStream service: configuration, JSON logging, metrics, the HTTP
+/// port with `/healthz`, `/readyz` and `/metrics`, signal handling and graceful shutdown.
+/// A service's `main` is one call:
+///
+/// ```swift
+/// await ServiceRuntime.main(name: "validator", defaultHTTPPort: 8082) { context, routes in
+///     try StreamStage(context: context, stage: "validator", inputs: [.telemetryIngested], processor: ...)
+/// }
+/// ```
+public enum ServiceRuntime {
+    /// Builds the service with `build` (which may add HTTP routes), runs it until it returns or a
+    /// SIGTERM/SIGINT arrives, drains it, and exits: 0 after a clean stop, 1 after a failure,
+    /// 2 for bad configuration. A second signal during the drain exits at once with 1.
+    public static func main(name: String, defaultHTTPPort: Int,
+                            build: (ServiceContext, inout Router) async throws -> any Service) async -> Never {
+        // Signals first, so a SIGTERM that arrives while starting is not lost.
+        let signals = SignalListener()
+        ignoreSIGPIPE()
+        let environment = EnvironmentReader()
+        var logger = Logger(service: name)
+        let context: ServiceContext
+        var router = Router()
+        let host: String
+        let port: Int
+        let shutdownTimeout: Duration
+        let service: any Service
+        do {
+            logger.level = try environment.logLevel()
+            host = environment.string("HTTP_HOST", default: "0.0.0.0", doc: "Address the HTTP port binds to.")
+            port = try environment.int("HTTP_PORT", default: defaultHTTPPort, range: 0...65535, doc: "Port of /healthz, /readyz, /metrics and the service's API.")
+            shutdownTimeout = try environment.duration("SHUTDOWN_TIMEOUT", default: .seconds(25), doc: "Longest drain after SIGTERM before the process gives up and exits 1.")
+            let metrics = MetricsRegistry()
+            metrics.registerProcessMetrics()
+            let kafka = try makeKafkaConfiguration(environment, logger: logger)
+            context = ServiceContext(name: name, environment: environment, logger: logger, metrics: metrics, kafka: kafka, readiness: Readiness())
+            service = try await build(context, &router)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            exit(2)
+        }
+        logger.info("starting", environment.startupMetadata())
+        addOperationalRoutes(&router, context: context)
+
+        let server = HTTPServer(configuration: .init(host: host, port: port), router: router)
+        do {
+            let bound = try server.start()
+            logger.info("http listening", ["host": .string(host), "port": .int(bound)])
+        } catch {
+            logger.critical("cannot listen on \(host):\(port): \(error)")
+            exit(2)
+        }
+
+        let running = Task { try await service.run() }
+        let outcome = Task<Bool, Never> {
+            do {
+                try await running.value
+                return true
+            } catch is CancellationError {
+                return true
+            } catch {
+                logger.error("service failed: \(error)")
+                return false
+            }
+        }
+        // Wait for whichever comes first: the service ends on its own, or a shutdown signal.
+        let signalled = Task<Void, Never> {
+            var count = 0
+            for await signal in signals.signals where signal.requestsShutdown {
+                count += 1
+                if count == 1 {
+                    logger.notice("shutdown requested, draining", ["signal": .string(signal.description)])
+                    running.cancel()
+                    Task {
+                        try? await Task.sleep(for: shutdownTimeout)
+                        logger.error("drain did not finish within \(shutdownTimeout); exiting")
+                        exit(1)
+                    }
+                } else {
+                    logger.error("second \(signal) during drain; exiting now")
+                    exit(1)
+                }
+            }
+        }
+        let clean = await outcome.value
+        signalled.cancel()
+        await server.shutdown(gracePeriod: .seconds(2))
+        logger.info("stopped", ["clean": .bool(clean)])
+        exit(clean ? 0 : 1)
+    }
+
+    /// `/healthz` (the process answers), `/readyz` (every readiness check passes) and `/metrics`.
+    static func addOperationalRoutes(_ router: inout Router, context: ServiceContext) {
+        let readiness = context.readiness
+        let metrics = context.metrics
+        let name = context.name
+        router.get("/healthz") { _ in
+            .json(#"{"status":"ok","service":"\#(name)"}"#)
+        }
+        router.get("/readyz") { _ in
+            let (ready, failing) = readiness.evaluate()
+            let body = #"{"ready":\#(ready),"failing":[\#(failing.map(JSONText.quoted).joined(separator: ","))]}"#
+            return .json(body, status: ready ? .ok : HTTPStatus(code: 503))
+        }
+        router.get("/metrics") { _ in
+            HTTPResponse(status: .ok, headers: ["Content-Type": MetricsRegistry.contentType], body: Array(metrics.render().utf8))
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import Contracts
+import JSON
+import XCTest
+
+final class ContractsTests: XCTestCase {
+    func testTimestampsRoundTripAndAcceptOffsets() {
+        XCTAssertEqual(Timestamp.parse("2026-11-21T08:00:00.250Z"), 1_795_248_000_250)
+        XCTAssertEqual(Timestamp.format(1_795_248_000_250), "2026-11-21T08:00:00.250Z")
+        XCTAssertEqual(Timestamp.parse("2026-11-21T09:00:00+01:00"), 1_795_248_000_000)
+        XCTAssertEqual(Timestamp.parse("1970-01-01T00:00:00Z"), 0)
+        XCTAssertEqual(Timestamp.format(-1), "1969-12-31T23:59:59.999Z")
+        XCTAssertEqual(Timestamp.parse("2024-02-29T12:00:00.1Z"), Timestamp.parse("2024-02-29T12:00:00.100Z"))
+        for bad in ["2025-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-11-21", "2026-11-21T08:00:00", "2026-11-21T08:00:00.Z", "x"] {
+            XCTAssertNil(Timestamp.parse(bad), bad)
+        }
+        for ms in stride(from: Int64(-86_400_000 * 800), through: 86_400_000 * 40_000, by: 86_399_997) {
+            XCTAssertEqual(Timestamp.parse(Timestamp.format(ms)), ms)
+        }
+    }
+
+    func testSHA256MatchesTheNISTVectors() {
+        XCTAssertEqual(SHA256.hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(SHA256.hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(SHA256.hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        XCTAssertEqual(hexString(SHA256.hash(Array(repeating: UInt8(ascii: "a"), count: 1_000_000))),
+                       "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    func testTraceparentIsContinuedOrStarted() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        let child = TraceContext.continuing(parent)
+        XCTAssertEqual(child.traceId, "4bf92f3577b34da6a3ce929d0e0e4736")
+        XCTAssertNotEqual(child.parentId, "00f067aa0ba902b7")
+        XCTAssertNil(TraceContext(traceparent: "00-00000000000000000000000000000000-00f067aa0ba902b7-01"))
+        XCTAssertNil(TraceContext(traceparent: "garbage"))
+        XCTAssertNotNil(TraceContext(traceparent: TraceContext.continuing("garbage").description))
+    }
+
+    func testEnvelopeRoundTrips() throws {
+        let envelope = TelemetryEnvelope(eventId: "e1", tenant: "acme", twinId: "pump-17", model: "pump@1", eventTime: 1_795_248_000_250,
+                                         ingestTime: 1_795_248_000_300, source: .init(kind: "http", ref: "req-1"),
+                                         values: ["temperature": 71.5, "on": true, "mode": "auto"], units: ["temperature": "degF"])
+        XCTAssertEqual(try TelemetryEnvelope(bytes: envelope.encoded()), envelope)
+        XCTAssertEqual(envelope.key, "acme/pump-17")
+    }
+
+    func testDeadLetterKeepsBinaryOriginals() throws {
+        let letter = DeadLetter(stage: "ingestor", tenant: "t", origin: .init(topic: "a", partition: 1, offset: 2), deadLetteredAt: 5,
+                                reasons: [.init(code: "invalid_json", pointer: "", message: "m", actual: "byte 0")], original: [0xFF, 0x00, 0x80])
+        let decoded = try DeadLetter(bytes: letter.encoded())
+        XCTAssertEqual(decoded, letter)
+        XCTAssertTrue(String(decoding: letter.encoded(), as: UTF8.self).contains("\"base64\""))
+    }
+
+    func testTopicListIsWhatTheArchitectureNames() {
+        XCTAssertEqual(Set(Topic.allCases.map(\.name)), [
+            "telemetry.raw.v1", "telemetry.ingested.v1", "telemetry.valid.v1", "telemetry.deadletter.v1", "twin.commands.v1",
+            "twin.state.v1", "twin.changes.v1", "simulation.requests.v1", "simulation.results.v1", "drift.alerts.v1"])
+        XCTAssertEqual(Topic.twinState.cleanupPolicy, "compact")
+        XCTAssertTrue(Topic.allCases.allSatisfy { $0.partitions == Topic.partitionCount })
+    }
+}

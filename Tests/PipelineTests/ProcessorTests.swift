@@ -1,0 +1,121 @@
+import Contracts
+import JSON
+import Kafka
+import Pipeline
+import XCTest
+
+/// Unit tests: each stage's logic driven with in-memory messages, no Kafka.
+final class ProcessorTests: XCTestCase {
+    let now: Int64 = 1_763_712_000_000  // 2025-11-21T08:00:00Z
+
+    func raw(_ text: String, tenant: String? = nil, offset: Int64 = 7) -> KafkaMessage {
+        KafkaMessage(topic: Topic.telemetryRaw.name, partition: 2, offset: offset, key: nil, value: Array(text.utf8),
+                     headers: tenant.map { [KafkaHeader(MessageHeader.tenant, $0)] } ?? [])
+    }
+
+    func testIngestWrapsEachReadingOfAnArrayIntoAnEnvelope() throws {
+        var ingest = IngestProcessor(defaultTenant: "default")
+        let out = ingest.process(raw(#"[{"twinId":"pump-1","ts":1763711999000,"values":{"flow":3.5}},{"twinId":"pump-2","ts":"2025-11-21T07:59:59.500Z","values":{"on":true}}]"#, tenant: "acme"), now: now)
+        XCTAssertEqual(out.map(\.topic), [Topic.telemetryIngested.name, Topic.telemetryIngested.name])
+        let first = try TelemetryEnvelope(bytes: out[0].value)
+        XCTAssertEqual(first.tenant, "acme")
+        XCTAssertEqual(first.twinId, "pump-1")
+        XCTAssertEqual(first.eventTime, 1_763_711_999_000)
+        XCTAssertEqual(first.ingestTime, now)
+        XCTAssertEqual(first.source, .init(kind: "kafka", ref: "telemetry.raw.v1/2/7"))
+        XCTAssertEqual(out[0].key, Array("acme/pump-1".utf8))
+        XCTAssertEqual(out[0].headers.string(MessageHeader.contract), "telemetry-envelope/1")
+        XCTAssertNotNil(TraceContext(traceparent: out[0].headers.string(MessageHeader.traceparent) ?? ""))
+        let second = try TelemetryEnvelope(bytes: out[1].value)
+        XCTAssertEqual(second.eventTime, 1_763_711_999_500)
+        XCTAssertEqual(second.values["on"], .bool(true))
+    }
+
+    func testIngestGivesARetriedReadingTheSameEventId() throws {
+        var ingest = IngestProcessor(defaultTenant: "default")
+        let text = #"{"twinId":"pump-1","ts":1763711999000,"values":{"flow":3.5,"rpm":1400}}"#
+        let reordered = #"{"values":{"rpm":1400,"flow":3.5},"ts":1763711999000,"twinId":"pump-1"}"#
+        let a = try TelemetryEnvelope(bytes: ingest.process(raw(text, offset: 1), now: now)[0].value)
+        let b = try TelemetryEnvelope(bytes: ingest.process(raw(reordered, offset: 9), now: now + 5000)[0].value)
+        XCTAssertEqual(a.eventId, b.eventId)
+        let other = try TelemetryEnvelope(bytes: ingest.process(raw(text, tenant: "other"), now: now)[0].value)
+        XCTAssertNotEqual(a.eventId, other.eventId, "tenants must not share event ids")
+        let given = try TelemetryEnvelope(bytes: ingest.process(raw(#"{"twinId":"p","ts":1,"values":{"x":1},"eventId":"mine"}"#), now: now)[0].value)
+        XCTAssertEqual(given.eventId, "mine")
+    }
+
+    func testIngestDeadLettersUndecodableBytesWithTheOriginal() throws {
+        var ingest = IngestProcessor(defaultTenant: "default")
+        let garbage: [UInt8] = [0xFF, 0xFE, 0x00, 0x7B]
+        let out = ingest.process(KafkaMessage(topic: Topic.telemetryRaw.name, partition: 0, offset: 3, key: nil, value: garbage), now: now)
+        XCTAssertEqual(out.count, 1)
+        XCTAssertEqual(out[0].topic, Topic.telemetryDeadLetter.name)
+        XCTAssertEqual(out[0].headers.string("reason"), "invalid_json")
+        let letter = try DeadLetter(bytes: out[0].value)
+        XCTAssertEqual(letter.original, garbage)
+        XCTAssertEqual(letter.stage, "ingestor")
+        XCTAssertEqual(letter.origin, .init(topic: Topic.telemetryRaw.name, partition: 0, offset: 3))
+        XCTAssertNil(out[0].key, "no twin is known, so the dead-letter has no key")
+    }
+
+    func testIngestKeepsGoodReadingsAndReportsEveryBadOneWithItsPointer() throws {
+        var ingest = IngestProcessor(defaultTenant: "default")
+        let body = #"[{"twinId":"ok-1","ts":1,"values":{"t":1}},{"twinId":"bad/id","ts":1,"values":{"t":1}},{"twinId":"p","values":{"t":1}},{"twinId":"p","ts":"yesterday","values":{}},{"twinId":"p","ts":99999999999999,"values":{"t":[1]}},{"twinId":"future","ts":"2099-01-01T00:00:00Z","values":{"t":1}}]"#
+        let out = ingest.process(raw(body), now: now)
+        XCTAssertEqual(out.filter { $0.topic == Topic.telemetryIngested.name }.count, 1)
+        let letters = out.filter { $0.topic == Topic.telemetryDeadLetter.name }
+        XCTAssertEqual(letters.count, 1, "one dead-letter per input message")
+        let letter = try DeadLetter(bytes: letters[0].value)
+        XCTAssertEqual(letter.reasons.map(\.code), ["invalid_twin_id", "missing_field", "invalid_timestamp", "wrong_type", "future_timestamp"])
+        XCTAssertEqual(letter.reasons.map(\.pointer), ["/1/twinId", "/2/ts", "/3/ts", "/4/values/t", "/5/ts"])
+        XCTAssertEqual(letter.original, Array(body.utf8))
+    }
+
+    func testIngestRejectsABodyThatIsNotTelemetryAndABadTenantHeader() throws {
+        var ingest = IngestProcessor(defaultTenant: "default")
+        let notTelemetry = try DeadLetter(bytes: ingest.process(raw("42"), now: now)[0].value)
+        XCTAssertEqual(notTelemetry.reasons.map(\.code), ["not_telemetry"])
+        let badTenant = try DeadLetter(bytes: ingest.process(raw(#"{"twinId":"a","ts":1,"values":{"x":1}}"#, tenant: "a b/c"), now: now)[0].value)
+        XCTAssertEqual(badTenant.reasons.map(\.code), ["invalid_tenant"])
+    }
+
+    func testValidatorForwardsBytesUnchangedAndDeadLettersTheRest() throws {
+        var ingest = IngestProcessor(defaultTenant: "default")
+        let envelope = ingest.process(raw(#"{"twinId":"pump-1","ts":1,"values":{"flow":1}}"#), now: now)[0]
+        let input = KafkaMessage(topic: envelope.topic, partition: 0, offset: 0, key: envelope.key, value: envelope.value, headers: envelope.headers)
+        var validator = ValidateProcessor(defaultTenant: "default")
+        let forwarded = validator.process(input, now: now)
+        XCTAssertEqual(forwarded.map(\.topic), [Topic.telemetryValid.name])
+        XCTAssertEqual(forwarded[0].value, envelope.value, "payload bytes must pass through unchanged")
+        XCTAssertEqual(forwarded[0].key, envelope.key)
+
+        let broken = KafkaMessage(topic: envelope.topic, partition: 0, offset: 1, key: nil, value: Array(#"{"twinId":"x"}"#.utf8))
+        let letter = try DeadLetter(bytes: validator.process(broken, now: now)[0].value)
+        XCTAssertEqual(letter.stage, "validator")
+        XCTAssertEqual(letter.reasons.first?.code, "missing_field")
+        XCTAssertEqual(letter.reasons.first?.pointer, "/eventId")
+
+        let wrongContract = KafkaMessage(topic: envelope.topic, partition: 0, offset: 2, key: nil, value: envelope.value,
+                                         headers: [KafkaHeader(MessageHeader.contract, "telemetry-envelope/9")])
+        XCTAssertEqual(try DeadLetter(bytes: validator.process(wrongContract, now: now)[0].value).reasons.first?.code, "unsupported_contract")
+    }
+
+    func testStateFoldKeepsTheLatestValueByEventTime() throws {
+        var fold = StateFoldProcessor()
+        func reading(_ ts: Int64, _ values: String, offset: Int64) -> KafkaMessage {
+            let env = TelemetryEnvelope(eventId: "e\(offset)", tenant: "t", twinId: "pump-1", model: "pump@1", eventTime: ts, ingestTime: ts,
+                                        source: .init(kind: "kafka", ref: "x"), values: try! JSON(parsing: values).objectValue!)
+            return KafkaMessage(topic: Topic.telemetryValid.name, partition: 0, offset: offset, key: Array(env.key.utf8), value: env.encoded())
+        }
+        _ = fold.process(reading(1000, #"{"flow":1,"rpm":100}"#, offset: 0), now: now)
+        _ = fold.process(reading(3000, #"{"flow":3}"#, offset: 1), now: now)
+        let late = fold.process(reading(2000, #"{"flow":2,"rpm":200}"#, offset: 2), now: now)
+        let state = try TwinState(bytes: XCTUnwrap(late.first).value)
+        XCTAssertEqual(state[property: "flow"]?.value, 3, "a late reading must not overwrite a newer value")
+        XCTAssertEqual(state[property: "rpm"]?.value, 200, "but it still updates properties it is newest for")
+        XCTAssertEqual(state.version, 3)
+        XCTAssertEqual(state.model, "pump@1")
+        let stale = fold.process(reading(500, #"{"flow":0}"#, offset: 3), now: now)
+        XCTAssertTrue(stale.isEmpty, "a reading that changes nothing emits nothing")
+    }
+}
