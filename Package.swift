@@ -66,6 +66,6 @@ let package = Package(
         tests("ContractsTests", ["Contracts", "JSON", "JSONSchema"]),
         tests("ServiceKitTests", ["ServiceKit"]),
         tests("PipelineTests", ["Pipeline", "Contracts", "JSON"]),
-        tests("EndToEndTests", ["Kafka", "Contracts", "HTTP", "JSON"]),
+        tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON"]),
     ]
 )

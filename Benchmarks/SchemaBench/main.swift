@@ -3,6 +3,7 @@
 // Prints operations per second on one core; not a test (numbers vary with the machine).
 import Dispatch
 import JSON
+import JSONSchema
 
 let reading = #"{"twinId":"pump-17","ts":"2026-11-21T08:00:00.250Z","eventId":"e-000123","model":"pump@1","values":{"temperature":71.5,"pressure":3.2,"flow":12.75,"rpm":1450,"vibration":0.031},"units":{"temperature":"degF"}}"#
 let readingBytes = Array(reading.utf8)
@@ -38,4 +39,33 @@ measure("JSONWriter reading") {
     w.endObject(); w.endObject()
     sink &+= w.bytes.count
 }
+if sink == 42 { print(sink) }
+
+// MARK: JSON Schema
+
+/// The brief's "typical pump reading": 5 numeric properties with type/minimum/maximum, all
+/// required, no additional properties.
+let pumpSchema: JSON = [
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "properties": [
+        "temperature": ["type": "number", "minimum": -40, "maximum": 200],
+        "pressure": ["type": "number", "minimum": 0, "maximum": 16],
+        "flow": ["type": "number", "minimum": 0, "maximum": 500],
+        "rpm": ["type": "number", "minimum": 0, "maximum": 3600],
+        "vibration": ["type": "number", "minimum": 0, "maximum": 50],
+    ],
+    "required": ["temperature", "pressure", "flow", "rpm", "vibration"],
+    "additionalProperties": false,
+]
+let pumpReading = try JSON(parsing: #"{"temperature":71.5,"pressure":3.2,"flow":12.75,"rpm":1450,"vibration":0.031}"#)
+let badReading = try JSON(parsing: #"{"temperature":971.5,"pressure":-3.2,"flow":12.75,"rpm":1450,"extra":1}"#)
+let compiled = try JSONSchema.compile(pumpSchema)
+precondition(compiled.isValid(pumpReading) && !compiled.isValid(badReading))
+measure("schema isValid (pump, valid)") { sink &+= compiled.isValid(pumpReading) ? 1 : 0 }
+measure("schema validate (pump, valid)") { sink &+= compiled.validate(pumpReading).errors.count }
+measure("schema isValid (pump, invalid)") { sink &+= compiled.isValid(badReading) ? 1 : 0 }
+measure("schema validate (pump, invalid, 4 errors)") { sink &+= compiled.validate(badReading).errors.count }
+let pumpBytes = Array(#"{"temperature":71.5,"pressure":3.2,"flow":12.75,"rpm":1450,"vibration":0.031}"#.utf8)
+try measure("parse + isValid (pump bytes)") { sink &+= compiled.isValid(try JSON(parsing: pumpBytes)) ? 1 : 0 }
 if sink == 42 { print(sink) }

@@ -67,5 +67,5 @@ func printError(_ text: String) {
 /// Writes a line to standard output and flushes, so a parent process reading a pipe sees it now.
 func printNow(_ text: String) {
     print(text)
-    fflush(stdout)
+    fflush(nil)  // all output streams; avoids touching the global `stdout`
 }

@@ -17,7 +17,7 @@ func runBench(_ args: Arguments) async throws {
         var sent = 0
         while sent < count {
             do {
-                try producer.produce(OutgoingMessage(topic: topic, key: nil, value: payload)) { result in delivered.record(result) }
+                try producer.produce(OutgoingMessage(topic: topic, key: nil as [UInt8]?, value: payload)) { result in delivered.record(result) }
                 sent += 1
             } catch let error as KafkaError where error.isQueueFull {
                 // Back-pressure from librdkafka's bounded queue: wait for deliveries to make room.

@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 import JSON
 import Kafka
+import ServiceKit
 
 /// `twinctl produce --topic T [--key K] [--tenant T] [--header name=value] [--value V]`:
 /// publishes `--value`, or every line of standard input as one message.
@@ -44,21 +45,20 @@ func runTail(_ args: Arguments) async throws {
     if let session = args.string("session-timeout-ms") { config = config.with(["session.timeout.ms": session, "heartbeat.interval.ms": "500"]) }
     let consumer = try KafkaConsumer(configuration: config, groupId: group ?? "twinctl-tail-\(UUID().uuidString)", topics: [topic])
     let signals = SignalListener()
+    let stopRequested = StopFlag()
     let stop = Task {
-        for await signal in signals.signals where signal.requestsShutdown { consumer.stop(); break }
+        for await signal in signals.signals where signal.requestsShutdown { stopRequested.set(); break }
     }
     let deadline = timeout.isFinite ? ContinuousClock.now + .seconds(timeout) : nil
     var printed = 0
-    loop: while printed < limit {
+    while printed < limit && !stopRequested.isSet {
         if let deadline, ContinuousClock.now >= deadline { break }
         let batch = try await consumer.poll(maxMessages: min(500, limit - printed), timeout: .milliseconds(200))
-        if Task.isCancelled { break }
         for message in batch {
             printNow(describe(message))
             printed += 1
         }
         if group != nil { consumer.store(batch) }
-        if batch.isEmpty, stop.isCancelled { break loop }
     }
     stop.cancel()
     await consumer.close()
@@ -115,4 +115,12 @@ func runTopics(_ args: Arguments) async throws {
     default:
         throw UsageError("topics needs 'create' or 'list'")
     }
+}
+
+/// Set once from a signal task, read by a loop.
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
 }

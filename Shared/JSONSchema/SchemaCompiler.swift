@@ -392,13 +392,15 @@ final class SchemaCompiler {
             // Validation vocabulary
             case "type" where asserting:
                 var mask: TypeMask = []
+                var typeNames: [String] = []
                 let names: [JSON]
                 if case .array(let a) = value { names = a } else { names = [value] }
                 for n in names {
                     guard case .string(let s) = n, let m = TypeMask.named(s) else { throw invalid(ctx, key, "unknown type \(n)") }
                     mask.formUnion(m)
+                    typeNames.append(s)
                 }
-                keywords.append(.type(mask))
+                keywords.append(.type(mask, names: typeNames))
             case "const" where asserting: keywords.append(.const(value))
             case "enum" where asserting:
                 guard case .array(let a) = value else { throw invalid(ctx, key, "enum must be an array") }

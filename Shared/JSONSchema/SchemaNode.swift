@@ -125,7 +125,7 @@ struct DynamicRefTarget: @unchecked Sendable {
 
 /// One compiled keyword. An enum (not protocol existentials) so evaluation is a jump table.
 enum Keyword: @unchecked Sendable {
-    case type(TypeMask)
+    case type(TypeMask, names: [String])
     case const(JSON)
     case enumeration([JSON])
     case minimum(JSONNumber, raw: JSON)

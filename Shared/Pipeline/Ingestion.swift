@@ -6,7 +6,7 @@ import Kafka
 /// array) into a `TelemetryEnvelope` on `telemetry.ingested.v1`; everything that is not telemetry
 /// goes to `telemetry.deadletter.v1` with every reason — one dead-letter per input message, so a
 /// message with many bad readings cannot multiply its size on the dead-letter topic.
-public struct IngestProcessor: MessageProcessor {
+public struct IngestProcessor: MessageProcessor, Sendable {
     public static let stage = "ingestor"
     public var defaultTenant: String
     /// Readings further than this in the future (ms) are dead-lettered as `future_timestamp`.

@@ -5,7 +5,7 @@ import Kafka
 /// The state-updater's logic (first cut): folds valid readings into the latest value per property
 /// (event-time last-writer-wins) and publishes the twin's full state on `twin.state.v1`.
 /// Idempotence, lifecycle commands, change events and checkpoints come with the twin-state issue.
-public struct StateFoldProcessor: MessageProcessor {
+public struct StateFoldProcessor: MessageProcessor, Sendable {
     public static let stage = "state-updater"
     public private(set) var twins: [String: TwinState] = [:]
     /// Bound on twins held; past it the least recently updated twin is evicted from memory

@@ -56,20 +56,25 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                 metrics.inFlight.set(batch.count)
                 var outputs: [OutgoingMessage] = []
                 outputs.reserveCapacity(batch.count)
+                var consumedByTopic: [String: Int] = [:]
                 for message in batch {
-                    metrics.consumed(message.topic).inc()
+                    consumedByTopic[message.topic, default: 0] += 1
                     if let ts = message.timestampMs { metrics.eventAge.observe(Double(max(0, now - ts)) / 1000) }
                     outputs += processor.process(message, now: now)
                 }
                 _ = try await producer.sendAll(outputs)
+                // Counted per batch: a labelled look-up per message would cost more than the work.
+                for (topic, n) in consumedByTopic { metrics.consumed(topic).inc(by: n) }
+                var producedByTopic: [String: Int] = [:]
                 for output in outputs {
-                    metrics.produced(output.topic).inc()
+                    producedByTopic[output.topic, default: 0] += 1
                     if output.topic == Topic.telemetryDeadLetter.name {
                         let reason = output.headers.string(deadLetterReasonHeader) ?? "unknown"
                         metrics.deadLettered(reason).inc()
                         logger.warning("message dead-lettered", ["reason": .string(reason), "key": .string(output.key.map { String(decoding: $0, as: UTF8.self) } ?? "")])
                     }
                 }
+                for (topic, n) in producedByTopic { metrics.produced(topic).inc(by: n) }
                 metrics.inFlight.set(0)
                 metrics.batchSeconds.observe((ContinuousClock.now - started).seconds)
             }

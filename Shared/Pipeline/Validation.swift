@@ -4,7 +4,7 @@ import Kafka
 /// The validator's logic (first cut): a well-formed `TelemetryEnvelope` is forwarded to
 /// `telemetry.valid.v1` with its bytes unchanged; anything else is dead-lettered with the reason.
 /// Model-based validation and unit conversion deepen this in the ingestion/validation issue.
-public struct ValidateProcessor: MessageProcessor {
+public struct ValidateProcessor: MessageProcessor, Sendable {
     public static let stage = "validator"
     public var defaultTenant: String
 

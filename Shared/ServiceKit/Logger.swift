@@ -8,7 +8,20 @@ import Synchronization
 /// above the logger's threshold. Raw values are the names written in the `level` field and
 /// accepted in `LOG_LEVEL`.
 public enum LogLevel: String, Sendable, CaseIterable, Comparable, CustomStringConvertible {
-    case trace, debug, info, notice, warning, error, critical
+    /// Fine-grained detail, off in production.
+    case trace
+    /// Detail for diagnosing a problem.
+    case debug
+    /// Normal operation worth a line.
+    case info
+    /// Normal but significant: configuration in effect, rebalances.
+    case notice
+    /// Something is off but the service copes.
+    case warning
+    /// An operation failed.
+    case error
+    /// The service cannot continue.
+    case critical
 
     /// Position in the severity order; `allCases` is declared lowest first.
     private var severity: Int {
@@ -47,10 +60,15 @@ public enum LogLevel: String, Sendable, CaseIterable, Comparable, CustomStringCo
 /// A metadata value: a JSON string, number, boolean, or a nested object (used, for example,
 /// for the start-up line that carries every configuration option under one key).
 public enum LogValue: Sendable, Hashable, CustomStringConvertible {
+    /// A JSON string.
     case string(String)
+    /// A JSON integer.
     case int(Int)
+    /// A JSON number; NaN and infinities are written as strings, JSON having no such numbers.
     case double(Double)
+    /// A JSON boolean.
     case bool(Bool)
+    /// A JSON object, keys sorted on output.
     case object([String: LogValue])
 
     /// The value as plain text (objects as compact JSON), for tests and humans.

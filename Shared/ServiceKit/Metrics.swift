@@ -8,7 +8,12 @@ import Synchronization
 
 /// The Prometheus type of a metric family, as written on its `# TYPE` line.
 public enum MetricType: String, Sendable {
-    case counter, gauge, histogram
+    /// Only goes up; restarts at zero with the process.
+    case counter
+    /// Goes up and down.
+    case gauge
+    /// Cumulative buckets, `_sum` and `_count`.
+    case histogram
 }
 
 /// A monotonically increasing value. Hold on to the instance the registry returns: the
@@ -244,7 +249,7 @@ public final class MetricsRegistry: Sendable {
         let dropped = Counter()
         droppedSeries = dropped
         state.withLock { families in
-            var family = Family(
+            let family = Family(
                 name: MetricsRegistry.droppedSeriesMetricName,
                 help: "Metric lookups sent to a family's overflow series because it reached its label-set cap.",
                 type: .counter, labelNames: [], buckets: nil)
@@ -253,11 +258,11 @@ public final class MetricsRegistry: Sendable {
         }
     }
 
-    /// The counter `name` with `labels`, created at zero on first use.
+    /// The counter `name` with `labels`, created at zero on first use. Costs a lock and a
+    /// dictionary lookup: keep the result, or use `counterFamily` for per-message labels.
     public func counter(_ name: String, help: String, labels: [String: String] = [:]) -> Counter {
-        let series = lookup(name, help: help, type: .counter, labels: labels, buckets: nil) { .counter(Counter()) }
-        guard case .counter(let counter) = series else { preconditionFailure("\(name) is not a counter") }
-        return counter
+        let (names, key) = MetricsRegistry.labelKey(labels)
+        return counter(name, help: help, labelNames: names, key: key)
     }
 
     /// Registers a counter whose value `read` returns at scrape time (totals kept elsewhere,
@@ -269,9 +274,8 @@ public final class MetricsRegistry: Sendable {
 
     /// The gauge `name` with `labels`, created at zero on first use.
     public func gauge(_ name: String, help: String, labels: [String: String] = [:]) -> Gauge {
-        let series = lookup(name, help: help, type: .gauge, labels: labels, buckets: nil) { .gauge(Gauge()) }
-        guard case .gauge(let gauge) = series else { preconditionFailure("\(name) is not a gauge") }
-        return gauge
+        let (names, key) = MetricsRegistry.labelKey(labels)
+        return gauge(name, help: help, labelNames: names, key: key)
     }
 
     /// Registers a gauge whose value `read` returns at scrape time (queue depths, consumer
@@ -286,17 +290,35 @@ public final class MetricsRegistry: Sendable {
     public func histogram(
         _ name: String, help: String, labels: [String: String] = [:], buckets: [Double] = Histogram.defaultBuckets
     ) -> Histogram {
-        var bounds = buckets
-        if bounds.last == .infinity { bounds.removeLast() }
-        let series = lookup(name, help: help, type: .histogram, labels: labels, buckets: bounds) { .histogram(Histogram(buckets: bounds)) }
-        guard case .histogram(let histogram) = series else { preconditionFailure("\(name) is not a histogram") }
-        return histogram
+        let (names, key) = MetricsRegistry.labelKey(labels)
+        return histogram(name, help: help, labelNames: names, key: key, buckets: buckets)
+    }
+
+    /// A handle on the counter family `name` with the given label names, for label values
+    /// known only per message (`consumed.labels(topic).inc()`): cheaper than `counter(_:help:labels:)`
+    /// because it builds no dictionary and sorts nothing.
+    public func counterFamily(_ name: String, help: String, labelNames: [String]) -> MetricFamily<Counter> {
+        MetricFamily(name: name, labelNames: labelNames) { names, key in self.counter(name, help: help, labelNames: names, key: key) }
+    }
+
+    /// A handle on the gauge family `name` with the given label names.
+    public func gaugeFamily(_ name: String, help: String, labelNames: [String]) -> MetricFamily<Gauge> {
+        MetricFamily(name: name, labelNames: labelNames) { names, key in self.gauge(name, help: help, labelNames: names, key: key) }
+    }
+
+    /// A handle on the histogram family `name` with the given label names and buckets.
+    public func histogramFamily(
+        _ name: String, help: String, labelNames: [String], buckets: [Double] = Histogram.defaultBuckets
+    ) -> MetricFamily<Histogram> {
+        MetricFamily(name: name, labelNames: labelNames) { names, key in
+            self.histogram(name, help: help, labelNames: names, key: key, buckets: buckets)
+        }
     }
 
     /// Removes the series `name` with `labels` (for example a partition's lag after it was
     /// revoked), so it stops being exported. Unknown names and label sets are ignored.
     public func remove(_ name: String, labels: [String: String] = [:]) {
-        let key = MetricsRegistry.labelKey(labels)
+        let key = MetricsRegistry.labelKey(labels).key
         state.withLock { families in
             _ = families[name]?.series.removeValue(forKey: key)
         }
@@ -319,45 +341,69 @@ public final class MetricsRegistry: Sendable {
         return isLetter(first) && name.utf8.allSatisfy { isLetter($0) || ($0 >= 48 && $0 <= 57) }
     }
 
-    /// Sorted `[name, value, name, value, …]`: a hashable identity for a label set.
-    private static func labelKey(_ labels: [String: String]) -> [String] {
-        labels.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }
+    /// Sorted label names, and `[name, value, name, value, …]` in that order: a hashable
+    /// identity for a label set.
+    private static func labelKey(_ labels: [String: String]) -> (names: [String], key: [String]) {
+        let sorted = labels.sorted { $0.key < $1.key }
+        var key: [String] = []
+        key.reserveCapacity(sorted.count * 2)
+        for (name, value) in sorted {
+            key.append(name)
+            key.append(value)
+        }
+        return (sorted.map(\.key), key)
+    }
+
+    fileprivate func counter(_ name: String, help: String, labelNames: [String], key: [String]) -> Counter {
+        let series = lookup(name, help: help, type: .counter, labelNames: labelNames, key: key, buckets: nil) { .counter(Counter()) }
+        guard case .counter(let counter) = series else { preconditionFailure("\(name) is not a counter") }
+        return counter
+    }
+
+    fileprivate func gauge(_ name: String, help: String, labelNames: [String], key: [String]) -> Gauge {
+        let series = lookup(name, help: help, type: .gauge, labelNames: labelNames, key: key, buckets: nil) { .gauge(Gauge()) }
+        guard case .gauge(let gauge) = series else { preconditionFailure("\(name) is not a gauge") }
+        return gauge
+    }
+
+    fileprivate func histogram(_ name: String, help: String, labelNames: [String], key: [String], buckets: [Double]) -> Histogram {
+        var bounds = buckets
+        if bounds.last == .infinity { bounds.removeLast() }
+        precondition(!labelNames.contains("le"), "\(name): 'le' is reserved on histograms")
+        let series = lookup(name, help: help, type: .histogram, labelNames: labelNames, key: key, buckets: bounds) {
+            .histogram(Histogram(buckets: bounds))
+        }
+        guard case .histogram(let histogram) = series else { preconditionFailure("\(name) is not a histogram") }
+        return histogram
     }
 
     private func registerFunction(
         _ name: String, help: String, type: MetricType, labels: [String: String], read: @escaping @Sendable () -> Double
     ) {
         let box = FunctionMetric(read)
-        let key = MetricsRegistry.labelKey(labels)
+        let (labelNames, key) = MetricsRegistry.labelKey(labels)
         state.withLock { families in
-            var family = familyForUpdate(&families, name: name, help: help, type: type, labelNames: labels.keys.sorted(), buckets: nil)
+            let family = familyForUpdate(&families, name: name, help: help, type: type, labelNames: labelNames, buckets: nil)
             // Replacing is allowed: a component restarted in-process re-registers its closure.
             if family.series[key] != nil || family.series.count < maxSeriesPerFamily {
                 family.series[key] = Series(labelText: PrometheusText.labelText(key), metric: .function(box))
             } else {
                 droppedSeries.inc()
             }
-            families[name] = family
         }
     }
 
     private func lookup(
-        _ name: String, help: String, type: MetricType, labels: [String: String], buckets: [Double]?,
+        _ name: String, help: String, type: MetricType, labelNames: [String], key: [String], buckets: [Double]?,
         make: () -> SeriesMetric
     ) -> SeriesMetric {
-        let key = MetricsRegistry.labelKey(labels)
-        let labelNames = labels.keys.sorted()
-        if type == .histogram {
-            precondition(labels["le"] == nil, "\(name): 'le' is reserved on histograms")
-        }
-        return state.withLock { families in
-            // Fast path: an existing series needs no validation and no copy of the family.
-            if let family = families[name], family.type == type, family.labelNames == labelNames,
-               family.buckets == buckets, let series = family.series[key] {
+        state.withLock { families in
+            // Fast path: an existing series of a family already checked against this shape.
+            if let family = families[name], family.type == type, buckets == nil || family.buckets == buckets,
+               let series = family.series[key] {
                 return series.metric
             }
-            var family = familyForUpdate(&families, name: name, help: help, type: type, labelNames: labelNames, buckets: buckets)
-            defer { families[name] = family }
+            let family = familyForUpdate(&families, name: name, help: help, type: type, labelNames: labelNames, buckets: buckets)
             if let series = family.series[key] { return series.metric }
             if family.series.count < maxSeriesPerFamily {
                 let metric = make()
@@ -373,12 +419,11 @@ public final class MetricsRegistry: Sendable {
         }
     }
 
-    /// The family `name`, created if new and checked against the caller's expectations.
-    /// Takes it out of the dictionary so the caller mutates a uniquely referenced copy.
+    /// The family `name`, created if new, else checked against the caller's expectations.
     private func familyForUpdate(
         _ families: inout [String: Family], name: String, help: String, type: MetricType, labelNames: [String], buckets: [Double]?
     ) -> Family {
-        if let existing = families.removeValue(forKey: name) {
+        if let existing = families[name] {
             precondition(existing.type == type, "metric \(name) is a \(existing.type.rawValue), not a \(type.rawValue)")
             precondition(existing.labelNames == labelNames, "metric \(name) has labels \(existing.labelNames), not \(labelNames)")
             precondition(existing.buckets == buckets, "histogram \(name) was registered with other buckets")
@@ -388,7 +433,10 @@ public final class MetricsRegistry: Sendable {
         for label in labelNames {
             precondition(MetricsRegistry.isValidLabelName(label), "invalid label name '\(label)' on \(name)")
         }
-        return Family(name: name, help: help, type: type, labelNames: labelNames, buckets: buckets)
+        precondition(Set(labelNames).count == labelNames.count, "duplicate label name on \(name)")
+        let family = Family(name: name, help: help, type: type, labelNames: labelNames, buckets: buckets)
+        families[name] = family
+        return family
     }
 
     /// The whole registry in the Prometheus text format 0.0.4: families sorted by name,
@@ -399,15 +447,15 @@ public final class MetricsRegistry: Sendable {
             families.values.sorted { $0.name < $1.name }.map { family in
                 var series = family.series.values.sorted { $0.labelText < $1.labelText }
                 if let overflow = family.overflow { series.append(overflow) }
-                return (family, series)
+                return FamilySnapshot(name: family.name, help: family.help, type: family.type, series: series)
             }
         }
         var out = ""
         out.reserveCapacity(families.count * 256)
-        for (family, series) in families {
+        for family in families {
             out += "# HELP \(family.name) \(PrometheusText.escapeHelp(family.help))\n"
             out += "# TYPE \(family.name) \(family.type.rawValue)\n"
-            for entry in series {
+            for entry in family.series {
                 PrometheusText.appendSamples(of: entry, family: family.name, to: &out)
             }
         }
@@ -415,8 +463,47 @@ public final class MetricsRegistry: Sendable {
     }
 }
 
-/// One metric family in the registry.
-private struct Family: Sendable {
+/// A metric family with fixed label names; `labels(…)` returns the series for one set of
+/// values, creating it on first use (subject to the registry's cardinality cap).
+public final class MetricFamily<Metric: AnyObject & Sendable>: Sendable {
+    /// The family's metric name.
+    public let name: String
+    /// The label names, in the order `labels(…)` takes their values.
+    public let labelNames: [String]
+
+    private let sortedNames: [String]
+    private let order: [Int]
+    private let resolve: @Sendable (_ sortedNames: [String], _ key: [String]) -> Metric
+
+    fileprivate init(name: String, labelNames: [String], resolve: @escaping @Sendable ([String], [String]) -> Metric) {
+        self.name = name
+        self.labelNames = labelNames
+        order = labelNames.indices.sorted { labelNames[$0] < labelNames[$1] }
+        sortedNames = order.map { labelNames[$0] }
+        self.resolve = resolve
+    }
+
+    /// The series for `values`, given in the order of `labelNames`.
+    public func labels(_ values: String...) -> Metric {
+        labels(values)
+    }
+
+    /// The series for `values`, given in the order of `labelNames`; a different count of
+    /// values is a programmer error.
+    public func labels(_ values: [String]) -> Metric {
+        precondition(values.count == labelNames.count, "\(name) takes \(labelNames.count) label values, got \(values.count)")
+        var key: [String] = []
+        key.reserveCapacity(values.count * 2)
+        for index in order {
+            key.append(labelNames[index])
+            key.append(values[index])
+        }
+        return resolve(sortedNames, key)
+    }
+}
+
+/// One metric family in the registry; only touched under the registry's lock.
+private final class Family {
     let name: String
     let help: String
     let type: MetricType
@@ -432,6 +519,14 @@ private struct Family: Sendable {
         self.labelNames = labelNames
         self.buckets = buckets
     }
+}
+
+/// What `render()` copies out of the lock.
+private struct FamilySnapshot: Sendable {
+    let name: String
+    let help: String
+    let type: MetricType
+    let series: [Series]
 }
 
 /// One label set of a family; the label text is escaped once, at creation.

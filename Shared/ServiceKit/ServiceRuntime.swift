@@ -25,7 +25,7 @@ public enum ServiceRuntime {
         let signals = SignalListener()
         ignoreSIGPIPE()
         let environment = EnvironmentReader()
-        var logger = Logger(service: name)
+        var bootLogger = Logger(service: name)
         let context: ServiceContext
         var router = Router()
         let host: String
@@ -33,19 +33,20 @@ public enum ServiceRuntime {
         let shutdownTimeout: Duration
         let service: any Service
         do {
-            logger.level = try environment.logLevel()
+            bootLogger.level = try environment.logLevel()
             host = environment.string("HTTP_HOST", default: "0.0.0.0", doc: "Address the HTTP port binds to.")
             port = try environment.int("HTTP_PORT", default: defaultHTTPPort, range: 0...65535, doc: "Port of /healthz, /readyz, /metrics and the service's API.")
             shutdownTimeout = try environment.duration("SHUTDOWN_TIMEOUT", default: .seconds(25), doc: "Longest drain after SIGTERM before the process gives up and exits 1.")
             let metrics = MetricsRegistry()
             metrics.registerProcessMetrics()
-            let kafka = try makeKafkaConfiguration(environment, logger: logger)
-            context = ServiceContext(name: name, environment: environment, logger: logger, metrics: metrics, kafka: kafka, readiness: Readiness())
+            let kafka = try makeKafkaConfiguration(environment, logger: bootLogger)
+            context = ServiceContext(name: name, environment: environment, logger: bootLogger, metrics: metrics, kafka: kafka, readiness: Readiness())
             service = try await build(context, &router)
         } catch {
-            logger.critical("cannot start: \(error)")
+            bootLogger.critical("cannot start: \(error)")
             exit(2)
         }
+        let logger = bootLogger
         logger.info("starting", environment.startupMetadata())
         addOperationalRoutes(&router, context: context)
 

@@ -259,6 +259,23 @@ final class MetricsTests: XCTestCase {
         XCTAssertTrue(registry.histogram("h", help: "h") === registry.histogram("h", help: "h"))
     }
 
+    func testFamilyHandlesShareSeriesWithDictionaryLookups() throws {
+        let registry = MetricsRegistry()
+        let deadLettered = registry.counterFamily("dead_total", help: "d", labelNames: ["stage", "reason"])
+        deadLettered.labels("validator", "schema").inc()
+        deadLettered.labels(["validator", "schema"]).inc()
+        let same = registry.counter("dead_total", help: "d", labels: ["reason": "schema", "stage": "validator"])
+        XCTAssertTrue(same === deadLettered.labels("validator", "schema"))
+        XCTAssertEqual(same.value, 2)
+        registry.gaugeFamily("depth", help: "d", labelNames: ["queue"]).labels("out").set(3)
+        registry.histogramFamily("wait_seconds", help: "w", labelNames: ["queue"], buckets: [0.1, 1]).labels("out").observe(0.5)
+        let parsed = try ExpositionParser.parse(registry.render())
+        XCTAssertEqual(parsed.value("dead_total", ["stage": "validator", "reason": "schema"]), 2)
+        XCTAssertEqual(parsed.value("depth", ["queue": "out"]), 3)
+        XCTAssertEqual(parsed.value("wait_seconds_bucket", ["queue": "out", "le": "1"]), 1)
+        XCTAssertEqual(parsed.value("wait_seconds_bucket", ["queue": "out", "le": "0.1"]), 0)
+    }
+
     func testLabelValuesAndHelpAreEscaped() throws {
         let registry = MetricsRegistry()
         let nasty = "C:\\path \"quoted\"\nnext line é"

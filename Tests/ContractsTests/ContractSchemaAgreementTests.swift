@@ -1,0 +1,79 @@
+import Contracts
+import Foundation
+import JSON
+import JSONSchema
+import XCTest
+
+/// Every contract's Swift type and its JSON Schema in `Schemas/contracts/` agree: what Swift writes
+/// the schema accepts, and on sample documents both accept and reject the same things.
+final class ContractSchemaAgreementTests: XCTestCase {
+    private func schema(_ name: String) throws -> CompiledSchema {
+        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) {
+            dir = dir.deletingLastPathComponent()
+            guard dir.path != "/" else { throw XCTSkip("repository root not found") }
+        }
+        let url = dir.appendingPathComponent("Schemas/contracts/\(name)/v1.json")
+        let json = try JSON(parsing: Array(try Data(contentsOf: url)))
+        return try JSONSchema.compile(json, options: JSONSchemaOptions(formatAssertion: true))
+    }
+
+    /// Asserts that the schema and `decode` agree on every sample.
+    private func assertAgreement(_ schema: CompiledSchema, _ samples: [(String, Bool)], decode: (JSON) throws -> Void,
+                                 file: StaticString = #filePath, line: UInt = #line) throws {
+        for (text, valid) in samples {
+            let json = try JSON(parsing: text)
+            XCTAssertEqual(schema.isValid(json), valid, "schema on \(text)", file: file, line: line)
+            let decoded = (try? decode(json)) != nil
+            XCTAssertEqual(decoded, valid, "Swift type on \(text)", file: file, line: line)
+        }
+    }
+
+    func testTelemetryEnvelope() throws {
+        let schema = try schema("telemetry-envelope")
+        let written = TelemetryEnvelope(eventId: "e1", tenant: "acme", twinId: "pump-17", model: "pump@1", eventTime: 1_795_248_000_250,
+                                        ingestTime: 1_795_248_000_300, source: .init(kind: "kafka", ref: "telemetry.raw.v1/0/1"),
+                                        values: ["temperature": 71.5, "on": true, "mode": "auto"], units: ["temperature": "degF"])
+        XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())))
+        let good = #"{"eventId":"e","tenant":"t","twinId":"p-1","eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:00.5+01:00","source":{"kind":"http","ref":"r"},"values":{"x":1}}"#
+        try assertAgreement(schema, [
+            (good, true),
+            (good.replacingOccurrences(of: #""values":{"x":1}"#, with: #""values":{"x":1},"extra":{"future":"minor"}"#), true),
+            (good.replacingOccurrences(of: #""eventId":"e","#, with: ""), false),
+            (good.replacingOccurrences(of: #""twinId":"p-1""#, with: #""twinId":"a/b""#), false),
+            (good.replacingOccurrences(of: "2026-11-21T08:00:00Z", with: "yesterday"), false),
+            (good.replacingOccurrences(of: #""values":{"x":1}"#, with: #""values":{"x":[1]}"#), false),
+            (good.replacingOccurrences(of: #""ref":"r""#, with: #""ref":5"#), false),
+            (good.replacingOccurrences(of: #""values":{"x":1}"#, with: #""values":{"x":1},"units":{"x":3}"#), false),
+        ]) { _ = try TelemetryEnvelope(json: $0) }
+    }
+
+    func testDeadLetter() throws {
+        let schema = try schema("dead-letter")
+        let written = DeadLetter(stage: "validator", tenant: "t", twinId: "p", model: "pump@1", origin: .init(topic: "a", partition: 1, offset: 2),
+                                 deadLetteredAt: 0, reasons: [.init(code: "out_of_range", pointer: "/values/t", message: "m", expected: "<= 5", actual: "7")],
+                                 original: [0xFF])
+        XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())))
+        let good = #"{"stage":"ingestor","tenant":"t","deadLetteredAt":"2026-11-21T08:00:00.000Z","reasons":[{"code":"invalid_json","pointer":"","message":"m"}],"original":{"encoding":"utf8","data":"x"}}"#
+        try assertAgreement(schema, [
+            (good, true),
+            (good.replacingOccurrences(of: #""tenant":"t","#, with: ""), false),
+            (good.replacingOccurrences(of: #""encoding":"utf8""#, with: #""encoding":"rot13""#), false),
+            (good.replacingOccurrences(of: #""pointer":"","#, with: ""), false),
+        ]) { _ = try DeadLetter(json: $0) }
+    }
+
+    func testTwinState() throws {
+        let schema = try schema("twin-state")
+        let written = TwinState(tenant: "t", twinId: "pump-1", model: "pump@1", version: 3, updatedAt: 5,
+                                properties: [("flow", .init(value: 2.5, unit: "m3/h", eventTime: 1, ingestTime: 2, eventId: "e"))])
+        XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())))
+        XCTAssertEqual(try TwinState(bytes: written.encoded()), written)
+        let good = #"{"tenant":"t","twinId":"p","version":1,"updatedAt":"2026-11-21T08:00:00Z","properties":{"x":{"value":1,"eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:00Z","eventId":"e"}}}"#
+        try assertAgreement(schema, [
+            (good, true),
+            (good.replacingOccurrences(of: #""version":1"#, with: #""version":1.5"#), false),
+            (good.replacingOccurrences(of: #""eventId":"e""#, with: #""eventid":"e""#), false),
+        ]) { _ = try TwinState(json: $0) }
+    }
+}

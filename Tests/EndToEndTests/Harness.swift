@@ -1,0 +1,122 @@
+import Foundation
+import ServiceKit
+import Kafka
+
+/// Helpers for end-to-end tests: the built executables run as real processes.
+enum Harness {
+    /// The folder with the package's built products (the test bundle is built beside them).
+    static var productsDirectory: URL {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        // swift-testing / xctest may run from inside the .xctest bundle folder.
+        while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("twinctl").path) {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir
+    }
+
+    /// A free TCP port on loopback (bound and released; good enough for tests on one machine).
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// `count` consecutive free ports starting at a free one (retries until a run of them is free).
+    static func freePortRange(_ count: Int) -> Int {
+        for _ in 0..<50 {
+            let base = freePort()
+            guard base + count < 65_000 else { continue }
+            if (1..<count).allSatisfy({ isFree(base + $0) }) { return base }
+        }
+        return 20_000 + Int.random(in: 0..<20_000)
+    }
+
+    private static func isFree(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+    }
+
+    /// A GET to 127.0.0.1:`port`; nil when nothing answers.
+    static func get(port: Int, _ path: String) async -> (status: Int, body: [UInt8])? {
+        await httpGet(host: "127.0.0.1", port: port, path: path)
+    }
+
+    /// Polls `condition` every 200 ms until it holds or `timeout` passes.
+    static func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        return try await condition()
+    }
+}
+
+/// A child process whose stdout lines are collected.
+final class ChildProcess: @unchecked Sendable {
+    let process = Process()
+    private let lock = NSLock()
+    private var lines: [String] = []
+    private var partial = Data()
+    let name: String
+
+    init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:], stderrTo log: URL? = nil) throws {
+        name = executable
+        process.executableURL = Harness.productsDirectory.appendingPathComponent(executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        if let log {
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: log)
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.withLock {
+                self.partial.append(data)
+                while let newline = self.partial.firstIndex(of: 0x0A) {
+                    self.lines.append(String(decoding: self.partial[self.partial.startIndex..<newline], as: UTF8.self))
+                    self.partial.removeSubrange(self.partial.startIndex...newline)
+                }
+            }
+        }
+        try process.run()
+    }
+
+    var output: [String] { lock.withLock { lines } }
+
+    func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+    /// Waits for the process to exit (up to `timeout`), returning its status; SIGKILLs it after.
+    func waitForExit(timeout: Duration = .seconds(30)) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}

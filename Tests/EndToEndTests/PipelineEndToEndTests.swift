@@ -1,0 +1,72 @@
+import Contracts
+import Foundation
+import JSON
+import Kafka
+import XCTest
+
+/// End-to-end tests: the real executables as processes, on the embedded broker.
+final class PipelineEndToEndTests: XCTestCase {
+    private func tempDir() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twinstream-e2e-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// `twinctl up` (broker + six services), a reading in on telemetry.raw.v1 and out of
+    /// `GET /v1/twins/{id}`; garbage lands on the dead-letter topic; nobody exits; Ctrl-C stops all with 0.
+    func testTwinctlUpServesAPublishedReadingAndDeadLettersGarbage() async throws {
+        let base = Harness.freePortRange(6)
+        let dir = try tempDir()
+        let up = try ChildProcess("twinctl", ["up", "--no-fleet", "--base-port", String(base), "--log-dir", dir.path, "--state-dir", dir.appendingPathComponent("state").path],
+                                  stderrTo: dir.appendingPathComponent("twinctl.log"))
+        let started = await Harness.eventually(timeout: .seconds(120)) { up.output.contains { $0.hasPrefix("platform up") } }
+        XCTAssertTrue(started, "twinctl up did not start: \(up.output)")
+        let bootstrap = try XCTUnwrap(up.output.first { $0.hasPrefix("bootstrap.servers=") }?.dropFirst("bootstrap.servers=".count))
+        XCTAssertTrue(up.output.contains { $0.contains("platform up; Ctrl-C") }, "some service was not ready: \(up.output)")
+
+        let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: String(bootstrap)))
+        let ts = Int64(Date().timeIntervalSince1970 * 1000)
+        _ = try await producer.send(OutgoingMessage(topic: Topic.telemetryRaw.name, key: "pump-e2e",
+                                                    value: Array(#"{"twinId":"pump-e2e","ts":\#(ts),"values":{"temperature":71.5,"rpm":1450}}"#.utf8)))
+        var state: TwinState?
+        let served = await Harness.eventually(timeout: .seconds(30)) {
+            guard let (status, body) = await Harness.get(port: base, "/v1/twins/pump-e2e"), status == 200 else { return false }
+            state = try? TwinState(bytes: body)
+            return state != nil
+        }
+        XCTAssertTrue(served, "GET /v1/twins/pump-e2e never answered with the reading")
+        XCTAssertEqual(state?[property: "temperature"]?.value, 71.5)
+        XCTAssertEqual(state?[property: "rpm"]?.value, 1450)
+        XCTAssertEqual(state?[property: "temperature"]?.eventTime, ts)
+        let missing = await Harness.get(port: base, "/v1/twins/nobody")
+        XCTAssertEqual(missing?.status, 404)
+
+        // Undecodable bytes: dead-lettered with the original, and every service keeps running.
+        let garbage: [UInt8] = [0x7B, 0x22, 0xFF, 0x00, 0x13]
+        _ = try await producer.send(OutgoingMessage(topic: Topic.telemetryRaw.name, key: nil as String?, value: garbage))
+        await producer.close()
+        let deadLetters = try KafkaConsumer(configuration: KafkaConfiguration(bootstrapServers: String(bootstrap)),
+                                            readingFromBeginning: (0..<Topic.partitionCount).map { TopicPartition(Topic.telemetryDeadLetter.name, $0) })
+        var letter: DeadLetter?
+        _ = await Harness.eventually(timeout: .seconds(30)) {
+            for message in (try? await deadLetters.poll()) ?? [] {
+                if let decoded = try? DeadLetter(bytes: message.value), decoded.original == garbage { letter = decoded }
+            }
+            return letter != nil
+        }
+        await deadLetters.close()
+        XCTAssertEqual(letter?.stage, "ingestor")
+        XCTAssertEqual(letter?.reasons.first?.code, "invalid_json")
+        for offset in 0..<6 {
+            let health = await Harness.get(port: base + offset, "/healthz")
+            XCTAssertEqual(health?.status, 200, "service on port \(base + offset) stopped answering")
+        }
+        let metrics = await Harness.get(port: base + 1, "/metrics")
+        XCTAssertTrue(String(decoding: metrics?.body ?? [], as: UTF8.self).contains(#"twinstream_deadlettered_total{reason="invalid_json",stage="ingestor"} 1"#))
+
+        up.signal(SIGINT)
+        let status = await up.waitForExit(timeout: .seconds(60))
+        XCTAssertEqual(status, 0, "twinctl up: \(up.output.suffix(10))")
+        XCTAssertEqual(up.output.filter { $0.contains("exited with 0") }.count, 6, "\(up.output.suffix(8))")
+    }
+}
