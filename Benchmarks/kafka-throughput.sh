@@ -34,6 +34,7 @@ BROKER_PID=
 die() { echo "kafka-throughput: $*" >&2; exit 1; }
 log() { echo "# $*" >&2; }
 
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
     local status=$?
     if [[ -n "$BROKER_PID" ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
@@ -75,7 +76,10 @@ for r in $(seq 1 "$RUNS"); do
     topic_args+=(--topic "bench-consume-$r:$PARTITIONS" --topic "bench-warm-$r:$PARTITIONS")
 done
 log "starting embedded broker: $TWINCTL broker ${topic_args[*]}"
-"$TWINCTL" broker "${topic_args[@]}" >"$WORK/broker.out" 2>"$WORK/broker.err" &
+broker_cmd=("$TWINCTL" broker "${topic_args[@]}")
+# stdbuf: the bootstrap line must reach the file now, not when twinctl's stdio buffer fills.
+if command -v stdbuf >/dev/null; then broker_cmd=(stdbuf -oL "${broker_cmd[@]}"); fi
+"${broker_cmd[@]}" >"$WORK/broker.out" 2>"$WORK/broker.err" &
 BROKER_PID=$!
 B=
 for _ in $(seq 1 300); do
@@ -119,42 +123,51 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
 
 # offset TOPIC PARTITION -1|-2: the high (-1) or low (-2) watermark.
-offset() { timeout 30 "$KCAT" -Q -b "$B" -t "$1:$2:$3" 2>/dev/null | awk '{ print $NF }'; }
+offset() {
+    local out
+    out=$(timeout 30 "$KCAT" -Q -b "$B" -t "$1:$2:$3" 2>&1 || true)
+    out=$(awk '{ print $NF }' <<<"$out" | tail -n1)
+    [[ "$out" =~ ^[0-9]+$ ]] || die "cannot read the $3 watermark of $1 [$2]"
+    echo "$out"
+}
 # retained TOPIC PARTITIONS: messages currently held across all partitions.
 retained() {
     local total=0 p hi lo
     for p in $(seq 0 $(( $2 - 1 ))); do
-        hi=$(offset "$1" "$p" -1); lo=$(offset "$1" "$p" -2)
-        [[ "$hi" =~ ^[0-9]+$ && "$lo" =~ ^[0-9]+$ ]] || die "cannot read watermarks of $1 [$p]"
+        hi=$(offset "$1" "$p" -1)
+        lo=$(offset "$1" "$p" -2)
         total=$(( total + hi - lo ))
     done
     echo "$total"
 }
 
-# run_timed NAME CMD…: runs CMD (stdout to $WORK/NAME.out) under TIMEOUT; prints seconds.
+# run_timed NAME plain|lines PROGRAM ARGS…: runs the program under TIMEOUT, its stdout kept in
+# $WORK/NAME.out ("lines": only the number of lines); prints the wall time in seconds.
 run_timed() {
-    local name=$1; shift
-    local start end status=0
+    local name=$1 mode=$2 start end status=0
+    shift 2
     start=$(now)
-    timeout "$TIMEOUT" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || status=$?
+    if [[ $mode == lines ]]; then
+        { timeout "$TIMEOUT" "$@" 2>"$WORK/$name.err" | wc -l >"$WORK/$name.out"; } || status=$?
+    else
+        timeout "$TIMEOUT" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || status=$?
+    fi
     end=$(now)
     if [[ $status -ne 0 ]]; then
-        cat "$WORK/$name.err" >&2
-        [[ $status -eq 124 ]] && die "$name: timed out after $TIMEOUT s"
+        tail -n 20 "$WORK/$name.err" >&2
+        [[ $status -eq 124 ]] && die "$name: timed out after $TIMEOUT s: $*"
         die "$name: exit status $status: $*"
     fi
     elapsed "$start" "$end"
 }
 
-# Commands measured (each prints nothing we need on stdout except counts / the twinctl line).
-kcat_produce() { "$KCAT" -P -b "$B" -t "$1" "${KCAT_PRODUCER_CONF[@]}" -l "$2"; }
-kcat_fill() { "$KCAT" -P -b "$B" -t "$1" "${KCAT_PRODUCER_CONF[@]}" -K $'\t' -l "$2"; }
-kcat_consume_assign() { "$KCAT" -C -b "$B" -t "$1" -o beginning -e -q -c "$2" -f '\n' | wc -l; }
-kcat_consume_group() {
-    "$KCAT" -b "$B" -G "$3" -X auto.offset.reset=earliest -o beginning -e -q -c "$2" -f '\n' "$1" | wc -l
-}
-swift_produce() { "$TWINCTL" bench produce --brokers "$B" --topic "$1" --count "$2" --size "$SIZE"; }
-swift_consume() { "$TWINCTL" bench consume --brokers "$B" --topic "$1" --count "$2"; }
+# The measured commands, as argument vectors for run_timed.
+kcat_produce=("$KCAT" -P -b "$B" "${KCAT_PRODUCER_CONF[@]}")          # + -t TOPIC -l FILE
+kcat_fill=("${kcat_produce[@]}" -K $'\t')                              # + -t TOPIC -l FILE
+kcat_assign=("$KCAT" -C -b "$B" -o beginning -e -q -f '\n')            # + -t TOPIC -c COUNT
+kcat_group=("$KCAT" -b "$B" -X auto.offset.reset=earliest -o beginning -e -q -f '\n')  # + -G GROUP -c COUNT TOPIC
+twinctl_bench=("$TWINCTL" bench)
+if command -v stdbuf >/dev/null; then twinctl_bench=(stdbuf -oL "${twinctl_bench[@]}"); fi
 
 # The `… N messages in S seconds: R msg/s` line twinctl prints; echoes "count rate".
 swift_report() {
@@ -177,19 +190,19 @@ record() { echo "$*" >> "$RESULTS"; }
 # is the steady-state rate; "gross" = N/tN includes it. Order alternates between runs.
 
 measure_produce() { # RUN TOOL
-    local r=$1 tool=$2 topic before after tN t1 self=-
+    local r=$1 tool=$2 topic before after tN t1 count self=-
     case $tool in
         kcat)
             topic=bench-kcat
-            t1=$(run_timed "p1-kcat-$r" kcat_produce "$topic" "$WORK/one.ndjson")
+            t1=$(run_timed "p1-kcat-$r" plain "${kcat_produce[@]}" -t "$topic" -l "$WORK/one.ndjson")
             before=$(offset "$topic" 0 -1)
-            tN=$(run_timed "pN-kcat-$r" kcat_produce "$topic" "$WORK/values.ndjson")
+            tN=$(run_timed "pN-kcat-$r" plain "${kcat_produce[@]}" -t "$topic" -l "$WORK/values.ndjson")
             ;;
         twinctl)
             topic=bench
-            t1=$(run_timed "p1-twinctl-$r" swift_produce "$topic" 1)
+            t1=$(run_timed "p1-twinctl-$r" plain "${twinctl_bench[@]}" produce --brokers "$B" --topic "$topic" --count 1 --size "$SIZE")
             before=$(offset "$topic" 0 -1)
-            tN=$(run_timed "pN-twinctl-$r" swift_produce "$topic" "$N")
+            tN=$(run_timed "pN-twinctl-$r" plain "${twinctl_bench[@]}" produce --brokers "$B" --topic "$topic" --count "$N" --size "$SIZE")
             read -r count self < <(swift_report produced "pN-twinctl-$r") || die "twinctl bench produce printed no 'produced … msg/s' line"
             expect_count "twinctl bench produce (reported)" "$count" "$N"
             ;;
@@ -201,21 +214,22 @@ measure_produce() { # RUN TOOL
 }
 
 measure_consume() { # RUN TOOL
-    local r=$1 tool=$2 topic="bench-consume-$r" warm="bench-warm-$r" tN t1 count self=-
+    local r=$1 tool=$2 tN t1 count self=-
+    local topic="bench-consume-$r" warm="bench-warm-$r"
     case $tool in
         kcat-assign)
-            t1=$(run_timed "c1-$tool-$r" kcat_consume_assign "$warm" 1)
-            tN=$(run_timed "cN-$tool-$r" kcat_consume_assign "$topic" "$N")
+            t1=$(run_timed "c1-$tool-$r" lines "${kcat_assign[@]}" -t "$warm" -c 1)
+            tN=$(run_timed "cN-$tool-$r" lines "${kcat_assign[@]}" -t "$topic" -c "$N")
             expect_count "kcat consume (assign)" "$(tr -d ' ' < "$WORK/cN-$tool-$r.out")" "$N"
             ;;
         kcat-group)
-            t1=$(run_timed "c1-$tool-$r" kcat_consume_group "$warm" 1 "kcat-warm-$$-$r")
-            tN=$(run_timed "cN-$tool-$r" kcat_consume_group "$topic" "$N" "kcat-bench-$$-$r")
+            t1=$(run_timed "c1-$tool-$r" lines "${kcat_group[@]}" -G "kcat-warm-$$-$r" -c 1 "$warm")
+            tN=$(run_timed "cN-$tool-$r" lines "${kcat_group[@]}" -G "kcat-bench-$$-$r" -c "$N" "$topic")
             expect_count "kcat consume (group)" "$(tr -d ' ' < "$WORK/cN-$tool-$r.out")" "$N"
             ;;
         twinctl)
-            t1=$(run_timed "c1-$tool-$r" swift_consume "$warm" 1)
-            tN=$(run_timed "cN-$tool-$r" swift_consume "$topic" "$N")
+            t1=$(run_timed "c1-$tool-$r" plain "${twinctl_bench[@]}" consume --brokers "$B" --topic "$warm" --count 1)
+            tN=$(run_timed "cN-$tool-$r" plain "${twinctl_bench[@]}" consume --brokers "$B" --topic "$topic" --count "$N")
             read -r count self < <(swift_report consumed "cN-$tool-$r") || die "twinctl bench consume printed no 'consumed … msg/s' line"
             expect_count "twinctl bench consume (reported)" "$count" "$N"
             ;;
@@ -227,8 +241,8 @@ measure_consume() { # RUN TOOL
 for r in $(seq 1 "$RUNS"); do
     # Fill this run's consume topics: keyed by twin, so partitions fill evenly.
     log "run $r: filling bench-consume-$r ($PARTITIONS partitions)"
-    run_timed "fill-$r" kcat_fill "bench-consume-$r" "$WORK/keyed.tsv" >/dev/null
-    run_timed "warm-$r" kcat_fill "bench-warm-$r" "$WORK/warm.tsv" >/dev/null
+    run_timed "fill-$r" plain "${kcat_fill[@]}" -t "bench-consume-$r" -l "$WORK/keyed.tsv" >/dev/null
+    run_timed "warm-$r" plain "${kcat_fill[@]}" -t "bench-warm-$r" -l "$WORK/warm.tsv" >/dev/null
     held=$(retained "bench-consume-$r" "$PARTITIONS")
     [[ "$held" -eq "$N" ]] || die "the broker kept $held of $N messages in bench-consume-$r (mock cluster keeps ~5 MiB per partition): raise PARTITIONS"
 
@@ -241,23 +255,22 @@ done
 # ---------------------------------------------------------------------------------------------
 # Report
 
-# stats OP TOOL → "best_gross median_gross best_net median_net best_self" (msg/s; "nan" if none)
+# stats OP TOOL → "gross_best gross_median net_best net_median self_best" in msg/s ("nan" when
+# undefined). gross = N / tN per run. net = (N-1) / (tN - t1) from the fastest tN and the fastest
+# t1 across runs (best), or from the medians (median): pairing within a run would add two noises.
 stats() {
     awk -v op="$1" -v tool="$2" -v n="$N" '
-    function median(a, k,   i, j, t) {
-        for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-        return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
-    }
+    function sort(a, k,   i, j, t) { for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t } }
+    function median(a, k) { return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2 }
+    function rate(count, seconds) { return seconds > 0 ? sprintf("%.0f", count / seconds) : "nan" }
     $1 == op && $2 == tool {
-        g[++k] = n / $4
-        if ($4 > $5) { net[++m] = (n - 1) / ($4 - $5) }
-        if ($6 != "-" && $6 + 0 > bs) bs = $6 + 0
+        k++; tn[k] = $4; t1[k] = $5
+        if ($6 != "-" && $6 + 0 > self) self = $6 + 0
     }
     END {
-        if (k == 0) { print "nan nan nan nan nan"; exit }
-        bg = 0; for (i = 1; i <= k; i++) if (g[i] > bg) bg = g[i]
-        bn = 0; for (i = 1; i <= m; i++) if (net[i] > bn) bn = net[i]
-        printf "%.0f %.0f %s %s %s\n", bg, median(g, k), (m ? sprintf("%.0f", bn) : "nan"), (m ? sprintf("%.0f", median(net, m)) : "nan"), (bs ? sprintf("%.0f", bs) : "-")
+        if (k == 0) { print "nan nan nan nan -"; exit }
+        sort(tn, k); sort(t1, k)
+        printf "%s %s %s %s %s\n", rate(n, tn[1]), rate(n, median(tn, k)), rate(n - 1, tn[1] - t1[1]), rate(n - 1, median(tn, k) - median(t1, k)), (self ? sprintf("%.0f", self) : "-")
     }' "$RESULTS"
 }
 
@@ -273,19 +286,20 @@ echo "  kcat: $("$KCAT" -V 2>&1 | grep -Eo 'Version [^ ]+ .*librdkafka [^ ]+' | 
 echo "  host: ${cpu:-unknown cpu}, $(nproc) cpus"
 echo
 printf '%-8s %-16s %13s %13s %13s %13s %13s\n' op client "gross best" "gross median" "net best" "net median" "self-reported"
-declare -A G GM NB NM
+declare -A G NB NM
 for row in "produce kcat" "produce twinctl" "consume kcat-assign" "consume kcat-group" "consume twinctl"; do
     read -r op tool <<<"$row"
     read -r bg mg bn mn bs < <(stats "$op" "$tool")
-    G[$op/$tool]=$bg; GM[$op/$tool]=$mg; NB[$op/$tool]=$bn; NM[$op/$tool]=$mn
+    G[$op/$tool]=$bg; NB[$op/$tool]=$bn; NM[$op/$tool]=$mn
     printf '%-8s %-16s %13s %13s %13s %13s %13s\n' "$op" "$tool" "$bg" "$mg" "$bn" "$mn" "$bs"
 done
-echo "(msg/s; gross = N / wall time of the whole command; net = (N-1) / (time for N - time for 1 message),"
-echo " i.e. without process start, connection, group join and final flush; self-reported = twinctl's own line)"
+echo "(msg/s. gross: N / wall time of the whole command. net: (N-1) / (wall time for N - wall time for 1 message),"
+echo " i.e. without process start, connect, metadata, group join (the mock holds a new group's first join 3 s)"
+echo " and final flush. self-reported: best rate from twinctl's own output line.)"
 echo
 
 status=0
-echo "Swift / kcat (target >= $TARGET, judged on net best):"
+echo "Swift / kcat (target >= $TARGET, judged on the net rate from the best runs):"
 printf '  %-34s %8s %8s %8s  %s\n' comparison "gross" "net" "net med" verdict
 for row in "produce produce/twinctl produce/kcat" \
            "consume-vs-kcat-group consume/twinctl consume/kcat-group" \

@@ -1,6 +1,7 @@
 // Micro benchmarks for the JSON and JSONSchema modules. Run in release:
 //   swift run -c release SchemaBench
 // Prints operations per second on one core; not a test (numbers vary with the machine).
+// `swift run -c release SchemaBench <substring>` runs only the benchmarks whose name contains it.
 import Dispatch
 import JSON
 import JSONSchema
@@ -9,7 +10,11 @@ let reading = #"{"twinId":"pump-17","ts":"2026-11-21T08:00:00.250Z","eventId":"e
 let readingBytes = Array(reading.utf8)
 
 /// Runs `body` repeatedly for about `seconds` and returns operations per second.
+/// Optional filter: `SchemaBench isValid` runs only benchmarks whose name contains "isValid".
+let filter = CommandLine.arguments.dropFirst().first
+
 func measure(_ name: String, seconds: Double = 1.0, _ body: () throws -> Void) rethrows {
+    if let filter, !name.contains(filter) { return }
     for _ in 0..<1000 { try body() }  // warm up
     var iterations = 0
     let start = DispatchTime.now().uptimeNanoseconds

@@ -62,15 +62,21 @@ func runUp(_ args: Arguments) async throws {
     }
     printNow(readyAll ? "platform up; Ctrl-C stops it" : "platform up with services not ready; Ctrl-C stops it")
 
-    // Run until a signal, or until a service exits on its own.
-    let exited = Task { await supervisor.firstExit() }
-    let signalled = Task { for await signal in signals.signals where signal.requestsShutdown { return } }
-    await withTaskGroup(of: Void.self) { group in
-        group.addTask { _ = await exited.value }
-        group.addTask { await signalled.value }
-        await group.next()
-        group.cancelAll()
+    // Run until a signal, or until a service exits on its own — whichever comes first.
+    let (events, trigger) = AsyncStream<String>.makeStream()
+    let watchExit = Task { trigger.yield("\(await supervisor.firstExit()) exited") }
+    let watchSignal = Task {
+        for await signal in signals.signals where signal.requestsShutdown {
+            trigger.yield("\(signal) received")
+            return
+        }
     }
+    for await reason in events {
+        printNow("\(reason)")
+        break
+    }
+    watchExit.cancel()
+    watchSignal.cancel()
     printNow("stopping: fleet, then services (SIGTERM), then broker")
     fleetTask?.cancel()
     _ = await fleetTask?.value

@@ -85,6 +85,21 @@ public enum JSON: Sendable, Hashable {
 
     // MARK: Equality
 
+    /// True when two strings have identical UTF-8 bytes (JSON compares code points; Swift's `==`
+    /// would also equate canonically equivalent spellings). Compares contiguous buffers directly,
+    /// which is several times faster than iterating `UTF8View`s.
+    @inlinable
+    public static func utf8Equal(_ a: String, _ b: String) -> Bool {
+        let au = a.utf8, bu = b.utf8
+        guard au.count == bu.count else { return false }
+        if let r = au.withContiguousStorageIfAvailable({ pa in
+            bu.withContiguousStorageIfAvailable { pb -> Bool in
+                pa.count == 0 || memcmpBytes(pa.baseAddress!, pb.baseAddress!, pa.count)
+            }
+        }), let r { return r }
+        return au.elementsEqual(bu)
+    }
+
     /// Structural equality as JSON Schema defines it (numbers by value, objects unordered,
     /// strings by code points).
     public static func == (lhs: JSON, rhs: JSON) -> Bool {
@@ -92,7 +107,7 @@ public enum JSON: Sendable, Hashable {
         case (.null, .null): return true
         case (.bool(let a), .bool(let b)): return a == b
         case (.number(let a), .number(let b)): return a == b
-        case (.string(let a), .string(let b)): return JSONObject.sameKey(a, b, b.utf8.count)
+        case (.string(let a), .string(let b)): return JSON.utf8Equal(a, b)
         case (.array(let a), .array(let b)): return a == b
         case (.object(let a), .object(let b)): return a == b
         default: return false
@@ -136,4 +151,20 @@ extension JSON: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, Expressibl
 extension JSON: CustomStringConvertible {
     /// Compact JSON text (non-finite numbers as `null`).
     public var description: String { serializedString() }
+}
+
+/// Byte comparison without importing libc (this module has no dependencies).
+@inlinable @inline(__always)
+func memcmpBytes(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+    var i = 0
+    // Eight bytes at a time, then the tail.
+    while i + 8 <= n {
+        if UnsafeRawPointer(a + i).loadUnaligned(as: UInt64.self) != UnsafeRawPointer(b + i).loadUnaligned(as: UInt64.self) { return false }
+        i += 8
+    }
+    while i < n {
+        if a[i] != b[i] { return false }
+        i += 1
+    }
+    return true
 }

@@ -223,8 +223,17 @@ public struct JSONNumber: Sendable, Hashable, Comparable, CustomStringConvertibl
         }
     }
 
-    /// Numeric order; exact for `Int64`s, `Double` precision otherwise.
+    /// Numeric order; exact for `Int64`s and across `Int64`/`Double`, digit-exact for big integers.
+    @inlinable
     public static func < (lhs: JSONNumber, rhs: JSONNumber) -> Bool {
+        // Inlined fast paths for the common same-kind comparisons (schema bounds on hot paths).
+        if case .int(let a) = lhs.storage, case .int(let b) = rhs.storage { return a < b }
+        if case .double(let a) = lhs.storage, case .double(let b) = rhs.storage { return a < b }
+        return lessThanSlow(lhs, rhs)
+    }
+
+    @usableFromInline
+    static func lessThanSlow(_ lhs: JSONNumber, _ rhs: JSONNumber) -> Bool {
         switch (lhs.storage, rhs.storage) {
         case (.int(let a), .int(let b)): return a < b
         case (.int(let a), .double(let b)): return JSONNumber.compare(a, b) < 0

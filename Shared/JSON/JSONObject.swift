@@ -50,6 +50,13 @@ public struct JSONObject: Sendable, Hashable, RandomAccessCollection, Expressibl
     /// The entry at a position, in insertion order.
     @inlinable public subscript(position: Int) -> Element { entries[position] }
 
+    /// Calls `body` with the entries' contiguous storage (insertion order) so hot loops can read
+    /// keys and values without copying each pair out.
+    @inlinable
+    public func withUnsafeEntries<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R) rethrows -> R {
+        try entries.withUnsafeBufferPointer(body)
+    }
+
     /// The keys in insertion order.
     public var keys: [String] { entries.map(\.key) }
     /// The values in insertion order.
@@ -68,7 +75,8 @@ public struct JSONObject: Sendable, Hashable, RandomAccessCollection, Expressibl
     @inlinable @inline(__always)
     static func sameKey(_ a: String, _ b: String, _ bCount: Int) -> Bool {
         let au = a.utf8
-        return au.count == bCount && au.elementsEqual(b.utf8)
+        guard au.count == bCount else { return false }
+        return JSON.utf8Equal(a, b)
     }
 
     /// Value for `key`; assigning nil removes the key, assigning to an existing key keeps its position.

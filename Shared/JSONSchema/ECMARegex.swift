@@ -578,7 +578,8 @@ enum RegexInst: Sendable {
     case match
 }
 
-struct RegexProgram: Sendable {
+/// Compiled program; a class so copies of `ECMARegex` (inside keywords) share it with one retain.
+final class RegexProgram: @unchecked Sendable {
     var insts: [RegexInst] = []
     var sets: [CharSet] = []
     var subprograms: [[RegexInst]] = []

@@ -4,19 +4,24 @@ import JSON
 /// annotation collection: inline for the first 64, spilling to an array beyond.
 struct BitSet {
     var low: UInt64 = 0
-    var high: [UInt64] = []
+    /// Words for positions 64 and up; nil until needed, so empty sets cost no reference counting.
+    var high: [UInt64]? = nil
 
     @inline(__always)
     mutating func insert(_ i: Int) {
         if i < 64 { low |= 1 << UInt64(i); return }
         let w = i / 64 - 1
-        while high.count <= w { high.append(0) }
-        high[w] |= 1 << UInt64(i % 64)
+        var words = high ?? []
+        high = nil
+        while words.count <= w { words.append(0) }
+        words[w] |= 1 << UInt64(i % 64)
+        high = words
     }
 
     @inline(__always)
     func contains(_ i: Int) -> Bool {
         if i < 64 { return (low >> UInt64(i)) & 1 == 1 }
+        guard let high else { return false }
         let w = i / 64 - 1
         return w < high.count && (high[w] >> UInt64(i % 64)) & 1 == 1
     }
@@ -27,9 +32,12 @@ struct BitSet {
 
     mutating func formUnion(_ other: BitSet) {
         low |= other.low
-        if !other.high.isEmpty {
-            while high.count < other.high.count { high.append(0) }
-            for i in other.high.indices { high[i] |= other.high[i] }
+        if let otherHigh = other.high {
+            var words = high ?? []
+            high = nil
+            while words.count < otherHigh.count { words.append(0) }
+            for i in otherHigh.indices { words[i] |= otherHigh[i] }
+            high = words
         }
     }
 }
@@ -159,8 +167,9 @@ struct Evaluator {
         if node.collectsItems, case .array = instance { needAnnotations = true }
         var local = Annotations()
         var valid = true
-        for keyword in node.keywords {
-            if !evaluate(keyword, node, instance, &local, needAnnotations) {
+        let keywords = node.keywords
+        for i in 0..<keywords.count {
+            if !evaluate(keywords.baseAddress! + i, node, instance, &local, needAnnotations) {
                 valid = false
                 if fast { break }
             }
@@ -219,10 +228,13 @@ struct Evaluator {
 
     // MARK: Keywords
 
-    mutating func evaluate(_ keyword: Keyword, _ node: SchemaNode, _ instance: JSON, _ ann: inout Annotations, _ collect: Bool) -> Bool {
-        switch keyword {
-        case .type(let mask, let names):
+    /// Evaluates one keyword. Takes a pointer into the node's keyword array so the (multi-payload)
+    /// enum is not copied per evaluation; the node outlives the call.
+    mutating func evaluate(_ keyword: UnsafePointer<Keyword>, _ node: SchemaNode, _ instance: JSON, _ ann: inout Annotations, _ collect: Bool) -> Bool {
+        switch keyword.pointee {
+        case .type(let mask):
             if Evaluator.matches(mask, instance) { return true }
+            let names = mask.names
             report(node, "type", "\(Evaluator.brief(instance)) is not of type \(names.count == 1 ? "\"\(names[0])\"" : names.map { "\"\($0)\"" }.joined(separator: ", "))")
             return false
 
@@ -236,25 +248,25 @@ struct Evaluator {
             report(node, "enum", "\(Evaluator.brief(instance)) is not one of \(Evaluator.brief(.array(values)))")
             return false
 
-        case .minimum(let limit, let raw):
+        case .minimum(let limit):
             guard case .number(let n) = instance, n < limit else { return true }
-            report(node, "minimum", "\(n) is less than the minimum \(raw)")
+            report(node, "minimum", "\(n) is less than the minimum \(limit)")
             return false
-        case .exclusiveMinimum(let limit, let raw):
+        case .exclusiveMinimum(let limit):
             guard case .number(let n) = instance, !(limit < n) else { return true }
-            report(node, "exclusiveMinimum", "\(n) is not greater than the exclusive minimum \(raw)")
+            report(node, "exclusiveMinimum", "\(n) is not greater than the exclusive minimum \(limit)")
             return false
-        case .maximum(let limit, let raw):
+        case .maximum(let limit):
             guard case .number(let n) = instance, limit < n else { return true }
-            report(node, "maximum", "\(n) is greater than the maximum \(raw)")
+            report(node, "maximum", "\(n) is greater than the maximum \(limit)")
             return false
-        case .exclusiveMaximum(let limit, let raw):
+        case .exclusiveMaximum(let limit):
             guard case .number(let n) = instance, !(n < limit) else { return true }
-            report(node, "exclusiveMaximum", "\(n) is not less than the exclusive maximum \(raw)")
+            report(node, "exclusiveMaximum", "\(n) is not less than the exclusive maximum \(limit)")
             return false
-        case .multipleOf(let divisor, let raw):
+        case .multipleOf(let divisor):
             guard case .number(let n) = instance, !NumberMath.isMultiple(n, of: divisor) else { return true }
-            report(node, "multipleOf", "\(n) is not a multiple of \(raw)")
+            report(node, "multipleOf", "\(n) is not a multiple of \(divisor)")
             return false
 
         case .minLength(let limit):
@@ -507,10 +519,16 @@ struct Evaluator {
                                   _ collect: Bool) -> Bool {
         var ok = true
         var scratch = Annotations()
-        for i in 0..<o.count {
-            let (key, value) = o[i]
+        // Hoisted once per object: reading class-held arrays inside the loop would retain them per member.
+        let table = m.properties
+        let patterns = m.patterns
+        let additional = m.additional
+        return o.withUnsafeEntries { entries in
+        for i in 0..<entries.count {
+            let key = entries[i].key
+            let value = entries[i].value
             var matched = false
-            if let table = m.properties, let p = table.lookup(key) {
+            if let table, let p = table.lookup(key) {
                 matched = true
                 let child = table.nodes[p]
                 if !descend(child, value, "properties", extra: .key(key), at: .key(key), &scratch, collect: false) {
@@ -519,17 +537,19 @@ struct Evaluator {
                     if child.node.kind == .alwaysInvalid { replaceLast(node, "properties", "property \"\(key)\" is not allowed") }
                 }
             }
-            for (regex, child) in m.patterns where regex.matches(key) == true {
-                matched = true
-                if !descend(child, value, "patternProperties", extra: .key(regex.pattern), at: .key(key), &scratch, collect: false) {
-                    ok = false
-                    if fast { return false }
-                    if child.node.kind == .alwaysInvalid {
-                        replaceLast(node, "patternProperties", "property \"\(key)\" is not allowed (matches \"\(regex.pattern)\")")
+            if !patterns.isEmpty {
+                for (regex, child) in patterns where regex.matches(key) == true {
+                    matched = true
+                    if !descend(child, value, "patternProperties", extra: .key(regex.pattern), at: .key(key), &scratch, collect: false) {
+                        ok = false
+                        if fast { return false }
+                        if child.node.kind == .alwaysInvalid {
+                            replaceLast(node, "patternProperties", "property \"\(key)\" is not allowed (matches \"\(regex.pattern)\")")
+                        }
                     }
                 }
             }
-            if !matched, let additional = m.additional {
+            if !matched, let additional {
                 matched = true
                 if !descend(additional, value, "additionalProperties", at: .key(key), &scratch, collect: false) {
                     ok = false
@@ -542,6 +562,7 @@ struct Evaluator {
             if matched && collect { ann.properties.insert(i) }
         }
         return ok
+        }
     }
 
     // MARK: Helpers

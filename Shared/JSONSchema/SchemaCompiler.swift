@@ -312,7 +312,7 @@ final class SchemaCompiler {
 
         var keywords: [Keyword] = []
         var trailing: [Keyword] = []
-        var members = ObjectMembers()
+        let members = ObjectMembers()
         var membersIndex: Int?
         var itemsIndex: Int?
         var prefix: [NodeRef] = []
@@ -365,7 +365,7 @@ final class SchemaCompiler {
                 keywords.append(.contains(child(key), min: minimum, max: maximum))
             case "properties" where applying:
                 guard case .object(let m) = value else { throw invalid(ctx, key, "properties must be an object") }
-                var table = PropertyTable()
+                let table = PropertyTable()
                 for (name, _) in m { table.names.append(name); table.nodes.append(child(key, name)) }
                 table.finish()
                 members.properties = table
@@ -392,15 +392,13 @@ final class SchemaCompiler {
             // Validation vocabulary
             case "type" where asserting:
                 var mask: TypeMask = []
-                var typeNames: [String] = []
                 let names: [JSON]
                 if case .array(let a) = value { names = a } else { names = [value] }
                 for n in names {
                     guard case .string(let s) = n, let m = TypeMask.named(s) else { throw invalid(ctx, key, "unknown type \(n)") }
                     mask.formUnion(m)
-                    typeNames.append(s)
                 }
-                keywords.append(.type(mask, names: typeNames))
+                keywords.append(.type(mask))
             case "const" where asserting: keywords.append(.const(value))
             case "enum" where asserting:
                 guard case .array(let a) = value else { throw invalid(ctx, key, "enum must be an array") }
@@ -408,11 +406,11 @@ final class SchemaCompiler {
             case "multipleOf" where asserting:
                 let n = try number(key, value)
                 guard n.doubleValue > 0 else { throw invalid(ctx, key, "multipleOf must be greater than 0") }
-                keywords.append(.multipleOf(n, raw: value))
-            case "maximum" where asserting: keywords.append(.maximum(try number(key, value), raw: value))
-            case "exclusiveMaximum" where asserting: keywords.append(.exclusiveMaximum(try number(key, value), raw: value))
-            case "minimum" where asserting: keywords.append(.minimum(try number(key, value), raw: value))
-            case "exclusiveMinimum" where asserting: keywords.append(.exclusiveMinimum(try number(key, value), raw: value))
+                keywords.append(.multipleOf(n))
+            case "maximum" where asserting: keywords.append(.maximum(try number(key, value)))
+            case "exclusiveMaximum" where asserting: keywords.append(.exclusiveMaximum(try number(key, value)))
+            case "minimum" where asserting: keywords.append(.minimum(try number(key, value)))
+            case "exclusiveMinimum" where asserting: keywords.append(.exclusiveMinimum(try number(key, value)))
             case "maxLength" where asserting: keywords.append(.maxLength(try nonNegativeInt(key, value)))
             case "minLength" where asserting: keywords.append(.minLength(try nonNegativeInt(key, value)))
             case "pattern" where asserting:
@@ -453,7 +451,7 @@ final class SchemaCompiler {
         }
         if let i = membersIndex { keywords[i] = .objectMembers(members) }
         if let i = itemsIndex { keywords[i] = .items(prefix: prefix, rest: rest) }
-        node.keywords = keywords + trailing
+        node.setKeywords(keywords + trailing)
     }
 
     func regex(_ pattern: String, _ ctx: LexicalContext, _ key: String) throws -> ECMARegex {

@@ -10,7 +10,20 @@ final class SchemaNode: @unchecked Sendable {
     enum Kind { case alwaysValid, alwaysInvalid, keywords }
 
     var kind: Kind = .keywords
-    var keywords: [Keyword] = []
+    /// Compiled keywords, unevaluated* last. Held in a raw buffer so evaluation reads them in place:
+    /// no enum copies and no exclusivity bookkeeping on the hot path. Written once by the compiler.
+    private(set) var keywords = UnsafeMutableBufferPointer<Keyword>(start: nil, count: 0)
+
+    func setKeywords(_ list: [Keyword]) {
+        let buffer = UnsafeMutableBufferPointer<Keyword>.allocate(capacity: list.count)
+        _ = buffer.initialize(from: list)
+        keywords = buffer
+    }
+
+    deinit {
+        keywords.deinitialize()
+        keywords.deallocate()
+    }
     /// Absolute location of this subschema: resource URI + `#` + JSON pointer within the resource.
     var absoluteLocation: String
     /// The schema resource (nearest `$id` or document root) this node belongs to, for `$dynamicRef` scoping.
@@ -67,20 +80,20 @@ struct TypeMask: OptionSet, Sendable {
 
     var names: [String] {
         var out: [String] = []
-        let all: [(TypeMask, String)] = [(.null, "null"), (.boolean, "boolean"), (.object, "object"), (.array, "array"),
-                                          (.number, "number"), (.string, "string"), (.integer, "integer")]
+        let all: [(TypeMask, String)] = [(.object, "object"), (.array, "array"), (.string, "string"), (.number, "number"),
+                                          (.integer, "integer"), (.boolean, "boolean"), (.null, "null")]
         for (m, n) in all where contains(m) { out.append(n) }
         return out
     }
 }
 
 /// Property lookup for `properties`: a linear scan for the usual handful of keys, a hash map beyond.
-struct PropertyTable: @unchecked Sendable {
+final class PropertyTable: @unchecked Sendable {
     var names: [String] = []
     var nodes: [NodeRef] = []
     var index: [String: Int]? = nil
 
-    mutating func finish() {
+    func finish() {
         if names.count > 12 {
             var idx: [String: Int] = [:]
             for (i, n) in names.enumerated() where idx[n] == nil { idx[n] = i }
@@ -93,7 +106,7 @@ struct PropertyTable: @unchecked Sendable {
         if let index {
             // Dictionary lookup uses Swift string equality (canonical equivalence); confirm bytes.
             guard let i = index[key] else { return nil }
-            return names[i].utf8.elementsEqual(key.utf8) ? i : slowLookup(key)
+            return JSON.utf8Equal(names[i], key) ? i : slowLookup(key)
         }
         return slowLookup(key)
     }
@@ -101,16 +114,14 @@ struct PropertyTable: @unchecked Sendable {
     @inline(__always)
     func slowLookup(_ key: String) -> Int? {
         let count = key.utf8.count
-        for i in names.indices {
-            let n = names[i].utf8
-            if n.count == count && n.elementsEqual(key.utf8) { return i }
-        }
+        for i in names.indices where names[i].utf8.count == count && JSON.utf8Equal(names[i], key) { return i }
         return nil
     }
 }
 
 /// `properties` + `patternProperties` + `additionalProperties` evaluated in one pass over the instance.
-struct ObjectMembers: @unchecked Sendable {
+/// A class so that copying the `Keyword` that holds it is one retain, not one per array.
+final class ObjectMembers: @unchecked Sendable {
     var properties: PropertyTable?
     var patterns: [(regex: ECMARegex, node: NodeRef)] = []
     var additional: NodeRef?
@@ -123,16 +134,17 @@ struct DynamicRefTarget: @unchecked Sendable {
     let dynamicName: String?
 }
 
-/// One compiled keyword. An enum (not protocol existentials) so evaluation is a jump table.
+/// One compiled keyword. An enum (not protocol existentials) so evaluation is a jump table;
+/// payloads are trivial values or a single reference, so reading a keyword costs at most one retain.
 enum Keyword: @unchecked Sendable {
-    case type(TypeMask, names: [String])
+    case type(TypeMask)
     case const(JSON)
     case enumeration([JSON])
-    case minimum(JSONNumber, raw: JSON)
-    case exclusiveMinimum(JSONNumber, raw: JSON)
-    case maximum(JSONNumber, raw: JSON)
-    case exclusiveMaximum(JSONNumber, raw: JSON)
-    case multipleOf(JSONNumber, raw: JSON)
+    case minimum(JSONNumber)
+    case exclusiveMinimum(JSONNumber)
+    case maximum(JSONNumber)
+    case exclusiveMaximum(JSONNumber)
+    case multipleOf(JSONNumber)
     case minLength(Int)
     case maxLength(Int)
     case pattern(ECMARegex)

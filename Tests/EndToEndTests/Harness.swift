@@ -6,6 +6,7 @@ import Kafka
 enum Harness {
     /// The folder with the package's built products (the test bundle is built beside them).
     static var productsDirectory: URL {
+        if let dir = ProcessInfo.processInfo.environment["TWINSTREAM_BIN_DIR"] { return URL(fileURLWithPath: dir) }
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
         // swift-testing / xctest may run from inside the .xctest bundle folder.
