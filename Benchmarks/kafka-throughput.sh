@@ -9,7 +9,9 @@
 #
 # Environment: N (messages, 200000), SIZE (value bytes, 200), RUNS (3), PARTITIONS (of the
 # consume topics; default max(16, N/10000)), KEYS (distinct twin ids, 10000), TIMEOUT (seconds
-# per command, 300), TARGET (0.80), TWINCTL, KCAT (kcat), STRICT=1 (exit 1 when a target is missed).
+# per command, 300), TARGET (0.80), TWINCTL, KCAT (kcat), STRICT=1 (exit 1 when a target is missed),
+# CONSUME_BASELINE (assign: `twinctl bench consume` reads assigned partitions, as it does now;
+# group: it joins a consumer group) picks the kcat mode the Swift consumer is judged against.
 set -euo pipefail
 
 N=${N:-200000}
@@ -20,6 +22,7 @@ TIMEOUT=${TIMEOUT:-300}
 TARGET=${TARGET:-0.80}
 KCAT=${KCAT:-kcat}
 STRICT=${STRICT:-0}
+CONSUME_BASELINE=${CONSUME_BASELINE:-assign}
 # The mock broker keeps only the last ~5 MiB of each partition: a consume topic must spread N
 # messages thinly enough that none is dropped before it is read (about 2 MiB per partition here).
 PARTITIONS=${PARTITIONS:-$(( N / 10000 > 16 ? (N + 9999) / 10000 : 16 ))}
@@ -53,6 +56,7 @@ trap 'exit 143' TERM
 [[ "$N" =~ ^[0-9]+$ && "$N" -ge 1000 ]] || die "N must be an integer >= 1000 (got $N)"
 [[ "$SIZE" =~ ^[0-9]+$ && "$SIZE" -ge 160 ]] || die "SIZE must be an integer >= 160 (got $SIZE)"
 [[ "$RUNS" =~ ^[0-9]+$ && "$RUNS" -ge 1 ]] || die "RUNS must be a positive integer (got $RUNS)"
+[[ "$CONSUME_BASELINE" == assign || "$CONSUME_BASELINE" == group ]] || die "CONSUME_BASELINE must be assign or group"
 command -v "$KCAT" >/dev/null || die "kcat not found (apt-get install kcat)"
 command -v timeout >/dev/null || die "timeout (coreutils) not found"
 
@@ -228,8 +232,8 @@ measure_consume() { # RUN TOOL
             expect_count "kcat consume (group)" "$(tr -d ' ' < "$WORK/cN-$tool-$r.out")" "$N"
             ;;
         twinctl)
-            t1=$(run_timed "c1-$tool-$r" plain "${twinctl_bench[@]}" consume --brokers "$B" --topic "$warm" --count 1)
-            tN=$(run_timed "cN-$tool-$r" plain "${twinctl_bench[@]}" consume --brokers "$B" --topic "$topic" --count "$N")
+            t1=$(run_timed "c1-$tool-$r" plain "${twinctl_bench[@]}" consume --brokers "$B" --topic "$warm" --count 1 --partitions "$PARTITIONS")
+            tN=$(run_timed "cN-$tool-$r" plain "${twinctl_bench[@]}" consume --brokers "$B" --topic "$topic" --count "$N" --partitions "$PARTITIONS")
             read -r count self < <(swift_report consumed "cN-$tool-$r") || die "twinctl bench consume printed no 'consumed … msg/s' line"
             expect_count "twinctl bench consume (reported)" "$count" "$N"
             ;;
@@ -302,15 +306,15 @@ status=0
 echo "Swift / kcat (target >= $TARGET, judged on the net rate from the best runs):"
 printf '  %-34s %8s %8s %8s  %s\n' comparison "gross" "net" "net med" verdict
 for row in "produce produce/twinctl produce/kcat" \
-           "consume-vs-kcat-group consume/twinctl consume/kcat-group" \
-           "consume-vs-kcat-assign consume/twinctl consume/kcat-assign"; do
+           "consume-vs-kcat-assign consume/twinctl consume/kcat-assign" \
+           "consume-vs-kcat-group consume/twinctl consume/kcat-group"; do
     read -r label swift kc <<<"$row"
     rg=$(ratio "${G[$swift]}" "${G[$kc]}")
     rn=$(ratio "${NB[$swift]}" "${NB[$kc]}")
     rm=$(ratio "${NM[$swift]}" "${NM[$kc]}")
     v=$(verdict "$rn")
-    if [[ $label == consume-vs-kcat-assign ]]; then
-        v="(info: kcat without a consumer group)"
+    if [[ $label == consume-vs-* && $label != "consume-vs-kcat-$CONSUME_BASELINE" ]]; then
+        v="(info: CONSUME_BASELINE=$CONSUME_BASELINE)"
     elif [[ $v == FAIL ]]; then
         status=1
     fi

@@ -3,6 +3,7 @@
 // Prints operations per second on one core; not a test (numbers vary with the machine).
 // `swift run -c release SchemaBench <substring>` runs only the benchmarks whose name contains it.
 import Dispatch
+import Foundation
 import JSON
 import JSONSchema
 
@@ -74,3 +75,44 @@ measure("schema validate (pump, invalid, 4 errors)") { sink &+= compiled.validat
 let pumpBytes = Array(#"{"temperature":71.5,"pressure":3.2,"flow":12.75,"rpm":1450,"vibration":0.031}"#.utf8)
 try measure("parse + isValid (pump bytes)") { sink &+= compiled.isValid(try JSON(parsing: pumpBytes)) ? 1 : 0 }
 if sink == 42 { print(sink) }
+
+// MARK: Stack use (not a speed figure): deepest evaluation on threads with small stacks.
+/// Runs `body` on a new pthread with the given stack size and waits for it.
+func onThread(stackKB: Int, _ body: @escaping @Sendable () -> Void) {
+    final class Box: @unchecked Sendable { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+    var attr = pthread_attr_t()
+    pthread_attr_init(&attr)
+    pthread_attr_setstacksize(&attr, stackKB * 1024)
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    pthread_create(&thread, &attr, { raw in
+        let b = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+        b.body()
+        return nil
+    }, box)
+    pthread_join(thread, nil)
+}
+
+if filter == "stack" {
+    let tree = try JSONSchema.compile(["type": "array", "items": ["$ref": "#"]])
+    var deep: JSON = []
+    for _ in 0..<255 { deep = [deep] }
+    let input = deep
+    for kb in [4096, 1024, 512, 384, 256] {
+        onThread(stackKB: kb) {
+            let ok = tree.isValid(input) && tree.validate(input).isValid
+            print("stack \(kb) KB: depth-255 instance (510 nested evaluations) validated: \(ok)")
+        }
+    }
+    let sem = DispatchSemaphore(value: 0)
+    Task.detached {
+        print("Swift concurrency thread: validated: \(tree.isValid(input) && tree.validate(input).isValid)")
+        sem.signal()
+    }
+    sem.wait()
+    DispatchQueue.global().async {
+        print("Dispatch global queue thread: validated: \(tree.isValid(input) && tree.validate(input).isValid)")
+        sem.signal()
+    }
+    sem.wait()
+}

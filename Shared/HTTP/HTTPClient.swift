@@ -256,6 +256,16 @@ struct BlockingReader {
         return .nanoseconds(Int64(deadline - now))
     }
 
+    /// Waits for the socket; socket failures surface as HTTPError like everything else here.
+    private func wait(writable: Bool) throws -> Bool {
+        let timeout = try remaining()
+        do {
+            return writable ? try socket.waitUntilWritable(timeout: timeout) : try socket.waitUntilReadable(timeout: timeout)
+        } catch {
+            throw HTTPError(.connectionFailed, status: .badGateway, detail: "\(error)")
+        }
+    }
+
     mutating func writeAll(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
@@ -268,7 +278,7 @@ struct BlockingReader {
             switch result {
             case .written(let count): offset += count
             case .wouldBlock:
-                guard try socket.waitUntilWritable(timeout: try remaining()) else {
+                guard try wait(writable: true) else {
                     throw HTTPError(.timeout, status: .gatewayTimeout, detail: "request not sent in time")
                 }
             }
@@ -295,7 +305,7 @@ struct BlockingReader {
             case .endOfFile:
                 return false
             case .wouldBlock:
-                guard try socket.waitUntilReadable(timeout: try remaining()) else {
+                guard try wait(writable: false) else {
                     throw HTTPError(.timeout, status: .gatewayTimeout, detail: "no response in time")
                 }
             }

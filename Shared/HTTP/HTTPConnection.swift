@@ -266,8 +266,14 @@ final class HTTPConnection {
 
     /// Writes every response at the head of the queue that is ready, in request order.
     private func writeResponses() {
-        while mode == .active && !closing, let slot = slots.first, let response = slot.response {
+        while mode == .active && !closing, let slot = slots.first, var response = slot.response {
             slots.removeFirst()
+            if !(200...999).contains(response.status.code) {
+                // Interim (1xx) or out-of-range codes cannot end a request: answer 500 instead.
+                response = HTTPResponse.from(error: HTTPError(.internalError, status: .internalServerError,
+                                                              detail: "handler returned status \(response.status.code)"),
+                                             requestID: slot.requestID)
+            }
             let wantsClose = response.headers.listValues(for: "Connection").contains { $0.equalsIgnoringCase("close") }
             let closeAfter = !slot.keepAlive || slot.isError || wantsClose || (slots.isEmpty && !acceptingRequests)
 

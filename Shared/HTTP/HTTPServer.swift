@@ -128,8 +128,7 @@ public final class HTTPServer: Sendable {
             }
         }
         if let core {
-            let deadline = EventLoop.now() &+ UInt64(max(0, gracePeriod.components.seconds)) &* 1_000_000_000
-                &+ UInt64(max(0, gracePeriod.components.attoseconds) / 1_000_000_000)
+            let deadline = EventLoop.now() &+ gracePeriod.nanoseconds
             core.loop.execute { core.beginShutdown(deadline: deadline) }
         }
         await waitUntilStopped()

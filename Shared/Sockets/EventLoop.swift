@@ -76,6 +76,16 @@ public final class EventLoop: @unchecked Sendable {
         wakeFD = efd
     }
 
+    deinit {
+        // A running loop is retained by its thread and closes its descriptors on exit; only a
+        // loop that never started still owns them here.
+        let started = inbox.withLock { $0.started }
+        if !started {
+            close(wakeFD)
+            close(epollFD)
+        }
+    }
+
     /// Starts the loop's thread. Calling it twice does nothing.
     public func start() {
         let first = inbox.withLock { state -> Bool in
