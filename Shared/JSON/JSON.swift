@@ -28,7 +28,8 @@ public enum JSON: Sendable, Hashable {
 
     // MARK: Accessors
 
-    /// Member of an object, nil if this is not an object or the key is absent.
+    /// Member of an object, nil if this is not an object or the key is absent. Assigning sets or
+    /// (with nil) removes the member; assigning on a non-object does nothing.
     @inlinable
     public subscript(key: String) -> JSON? {
         get {

@@ -16,7 +16,7 @@ public struct ECMARegex: Sendable, CustomStringConvertible {
     public let pattern: String
     let program: RegexProgram
     /// Maximum VM steps per `matches` call before giving up (see `matches(_:)`).
-    public var stepLimit: Int = 2_000_000
+    public var stepLimit: Int = 1_000_000
 
     /// Compiles `pattern`; throws `JSONSchemaError(.invalidRegex)` if it is not valid ECMA-262 (u mode)
     /// or would compile to an unreasonably large program (huge counted repetitions).
@@ -230,6 +230,10 @@ struct RegexParser {
     var groupNames: [String: Int] = [:]
     var namedBackrefs: [String] = []
     var maxBackref = 0
+    /// Group nesting depth; parsing and compiling recurse per level, so hostile patterns
+    /// (`((((...`) are refused instead of exhausting the stack.
+    var depth = 0
+    static let maxDepth = 100
 
     init(_ chars: [Unicode.Scalar]) { self.chars = chars }
 
@@ -249,6 +253,9 @@ struct RegexParser {
     }
 
     mutating func parseDisjunction() throws -> RegexNode {
+        depth += 1
+        defer { depth -= 1 }
+        if depth > RegexParser.maxDepth { throw error("groups nested more than \(RegexParser.maxDepth) deep") }
         var alternatives = [try parseAlternative()]
         while peek() == "|" {
             pos += 1
@@ -668,6 +675,9 @@ struct RegexCompiler {
                     exits.append(split)
                     try emit(inner, into: &code)
                     if code.count > RegexCompiler.maxInstructions { break }
+                }
+                if code.count > RegexCompiler.maxInstructions {
+                    throw JSONSchemaError(code: .invalidRegex, location: "", message: "regular expression is too large to compile")
                 }
                 for s in exits { code[s] = greedy ? .split(s + 1, code.count) : .split(code.count, s + 1) }
             } else {

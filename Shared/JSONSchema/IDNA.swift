@@ -10,7 +10,8 @@ enum IDNA {
     static let separators: [Unicode.Scalar] = [".", "\u{3002}", "\u{FF0E}", "\u{FF61}"]
 
     static func isHostname(_ u: [Unicode.Scalar], international: Bool) -> Bool {
-        guard !u.isEmpty else { return false }
+        // Cheap bound first: no valid name has more than 253 code points (and Punycode work is quadratic).
+        guard !u.isEmpty, u.count <= 253 else { return false }
         let labels = u.split(omittingEmptySubsequences: false) { international ? separators.contains($0) : $0 == "." }
         var total = labels.count - 1
         var uLabels: [[Unicode.Scalar]] = []
@@ -33,7 +34,7 @@ enum IDNA {
                     uLabels.append(lower)
                 }
             } else {
-                guard international, isValidULabel(Array(label)), let encoded = Punycode.encode(Array(label)),
+                guard international, label.count <= 63, isValidULabel(Array(label)), let encoded = Punycode.encode(Array(label)),
                       encoded.utf8.count + 4 <= 63 else { return false }
                 total += encoded.utf8.count + 4
                 uLabels.append(Array(label))

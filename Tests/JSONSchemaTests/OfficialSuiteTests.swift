@@ -42,3 +42,34 @@ final class OfficialSuiteTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(ratio, 0.95)
     }
 }
+
+/// The directory runner behind `twinctl schema-suite`: walks folders and turns format
+/// assertion on for files under a `format` folder when not told otherwise.
+final class SuiteRunnerTests: XCTestCase {
+    func testDirectoryRunnerFindsFilesRecursively() throws {
+        guard let suite = TestData.suite else { throw XCTSkip("test data not found (../shared/testdata)") }
+        let results = SchemaTestSuite.runDirectory(suite.appendingPathComponent("optional"), remotes: TestData.remotes,
+                                                   formatAssertion: nil)
+        XCTAssertEqual(results.count, 21)
+        XCTAssertEqual(results.reduce(0) { $0 + $1.passed }, 764)
+        XCTAssertEqual(results.reduce(0) { $0 + $1.failed }, 0)
+    }
+
+    func testFailuresAreDescribed() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("suite-\(UInt32.random(in: 0...UInt32.max)).json")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let content: JSON = [
+            ["description": "max", "schema": ["maximum": 3], "tests": [
+                ["description": "wrong expectation", "data": 5, "valid": true],
+                ["description": "right expectation", "data": 2, "valid": true],
+            ]],
+            ["description": "broken", "schema": ["$ref": "#/nope"], "tests": [["description": "t", "data": 1, "valid": true]]],
+        ]
+        try Data(content.serialized()).write(to: file)
+        let r = SchemaTestSuite.run(file: file, remotes: nil, formatAssertion: false)
+        XCTAssertEqual(r.passed, 1)
+        XCTAssertEqual(r.failed, 2)
+        XCTAssertTrue(r.failures[0].hasPrefix("max / wrong expectation: expected valid, got invalid"), r.failures[0])
+        XCTAssertTrue(r.failures[1].hasPrefix("broken: schema does not compile"), r.failures[1])
+    }
+}

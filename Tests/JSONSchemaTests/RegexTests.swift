@@ -69,3 +69,13 @@ final class RegexTests: XCTestCase {
         XCTAssertEqual(regex.matches(String(repeating: "a", count: 40)), true)
     }
 }
+
+/// Hostile patterns are refused at compile time rather than exhausting memory or the stack.
+final class RegexLimitTests: XCTestCase {
+    func testDeepNestingAndHugeRepetitionAreRefused() {
+        XCTAssertThrowsError(try ECMARegex(String(repeating: "(", count: 5000) + String(repeating: ")", count: 5000)))
+        XCTAssertThrowsError(try ECMARegex("a{0,65535}"))
+        XCTAssertThrowsError(try ECMARegex("((a{100}){100}){100}"))
+        XCTAssertNoThrow(try ECMARegex("^[a-z]{1,64}$"))
+    }
+}
