@@ -14,8 +14,16 @@ let readingBytes = Array(reading.utf8)
 /// Optional filter: `SchemaBench isValid` runs only benchmarks whose name contains "isValid".
 let filter = CommandLine.arguments.dropFirst().first
 
+/// With `BENCH_ITERATIONS=N` each benchmark runs exactly N times (for `perf stat` comparisons on a busy machine).
+let fixedIterations = ProcessInfo.processInfo.environment["BENCH_ITERATIONS"].flatMap { Int($0) }
+
 func measure(_ name: String, seconds: Double = 1.0, _ body: () throws -> Void) rethrows {
     if let filter, !name.contains(filter) { return }
+    if let fixedIterations {
+        for _ in 0..<fixedIterations { try body() }
+        print("\(name): \(fixedIterations) iterations")
+        return
+    }
     for _ in 0..<1000 { try body() }  // warm up
     var iterations = 0
     let start = DispatchTime.now().uptimeNanoseconds

@@ -91,6 +91,10 @@ public enum JSON: Sendable, Hashable {
     /// which is several times faster than iterating `UTF8View`s.
     @inlinable
     public static func utf8Equal(_ a: String, _ b: String) -> Bool {
+        // Identical representations hold identical bytes. Strings of up to 15 UTF-8 bytes (most
+        // keys) are stored inline, so for them this one comparison settles equality.
+        if MemoryLayout<String>.size == 16,
+           unsafeBitCast(a, to: (UInt64, UInt64).self) == unsafeBitCast(b, to: (UInt64, UInt64).self) { return true }
         let au = a.utf8, bu = b.utf8
         guard au.count == bu.count else { return false }
         if let r = au.withContiguousStorageIfAvailable({ pa in

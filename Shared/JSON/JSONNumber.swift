@@ -229,6 +229,9 @@ public struct JSONNumber: Sendable, Hashable, Comparable, CustomStringConvertibl
         // Inlined fast paths for the common same-kind comparisons (schema bounds on hot paths).
         if case .int(let a) = lhs.storage, case .int(let b) = rhs.storage { return a < b }
         if case .double(let a) = lhs.storage, case .double(let b) = rhs.storage { return a < b }
+        // Integers below 2^53 convert to Double exactly, so mixed comparisons stay exact.
+        if case .int(let a) = lhs.storage, case .double(let b) = rhs.storage, a.magnitude < (1 << 53) { return Double(a) < b }
+        if case .double(let a) = lhs.storage, case .int(let b) = rhs.storage, b.magnitude < (1 << 53) { return a < Double(b) }
         return lessThanSlow(lhs, rhs)
     }
 

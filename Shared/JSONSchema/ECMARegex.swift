@@ -587,14 +587,15 @@ enum RegexInst: Sendable {
 
 /// Compiled program; a class so copies of `ECMARegex` (inside keywords) share it with one retain.
 final class RegexProgram: @unchecked Sendable {
-    var insts: [RegexInst] = []
-    var sets: [CharSet] = []
-    var subprograms: [[RegexInst]] = []
-    var slotCount = 2
-    var registerCount = 0
-    var anchoredStart = false
+    // Filled by the compiler, read-only afterwards: no dynamic exclusivity checks needed.
+    @exclusivity(unchecked) var insts: [RegexInst] = []
+    @exclusivity(unchecked) var sets: [CharSet] = []
+    @exclusivity(unchecked) var subprograms: [[RegexInst]] = []
+    @exclusivity(unchecked) var slotCount = 2
+    @exclusivity(unchecked) var registerCount = 0
+    @exclusivity(unchecked) var anchoredStart = false
     /// Set when the pattern is a plain string with no special characters.
-    var literal: [UInt8]?
+    @exclusivity(unchecked) var literal: [UInt8]?
 }
 
 struct RegexCompiler {

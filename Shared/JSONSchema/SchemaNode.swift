@@ -9,10 +9,12 @@ import JSON
 final class SchemaNode: @unchecked Sendable {
     enum Kind { case alwaysValid, alwaysInvalid, keywords }
 
-    var kind: Kind = .keywords
+    // Written only while compiling; `@exclusivity(unchecked)` drops the dynamic exclusivity
+    // bookkeeping (a thread-local access set) that every read of a class `var` would otherwise pay.
+    @exclusivity(unchecked) var kind: Kind = .keywords
     /// Compiled keywords, unevaluated* last. Held in a raw buffer so evaluation reads them in place:
     /// no enum copies and no exclusivity bookkeeping on the hot path. Written once by the compiler.
-    private(set) var keywords = UnsafeMutableBufferPointer<Keyword>(start: nil, count: 0)
+    @exclusivity(unchecked) private(set) var keywords = UnsafeMutableBufferPointer<Keyword>(start: nil, count: 0)
 
     func setKeywords(_ list: [Keyword]) {
         let buffer = UnsafeMutableBufferPointer<Keyword>.allocate(capacity: list.count)
@@ -25,12 +27,12 @@ final class SchemaNode: @unchecked Sendable {
         keywords.deallocate()
     }
     /// Absolute location of this subschema: resource URI + `#` + JSON pointer within the resource.
-    var absoluteLocation: String
+    @exclusivity(unchecked) var absoluteLocation: String
     /// The schema resource (nearest `$id` or document root) this node belongs to, for `$dynamicRef` scoping.
-    unowned(unsafe) var resource: SchemaResource
+    @exclusivity(unchecked) unowned(unsafe) var resource: SchemaResource
     /// Has `unevaluatedProperties` / `unevaluatedItems`: needs annotations from in-place applicators.
-    var collectsProperties = false
-    var collectsItems = false
+    @exclusivity(unchecked) var collectsProperties = false
+    @exclusivity(unchecked) var collectsItems = false
     /// The node's own `$dynamicAnchor` name, if any (decides whether a `$dynamicRef` is dynamic).
     var dynamicAnchor: String?
 
@@ -44,7 +46,7 @@ final class SchemaNode: @unchecked Sendable {
 final class SchemaResource: @unchecked Sendable {
     let uri: String
     /// `$dynamicAnchor` name → node, for anchors whose nearest resource is this one.
-    var dynamicAnchors: [String: NodeRef] = [:]
+    @exclusivity(unchecked) var dynamicAnchors: [String: NodeRef] = [:]
     init(uri: String) { self.uri = uri }
 }
 
@@ -89,9 +91,9 @@ struct TypeMask: OptionSet, Sendable {
 
 /// Property lookup for `properties`: a linear scan for the usual handful of keys, a hash map beyond.
 final class PropertyTable: @unchecked Sendable {
-    var names: [String] = []
-    var nodes: [NodeRef] = []
-    var index: [String: Int]? = nil
+    @exclusivity(unchecked) var names: [String] = []
+    @exclusivity(unchecked) var nodes: [NodeRef] = []
+    @exclusivity(unchecked) var index: [String: Int]? = nil
 
     func finish() {
         if names.count > 12 {
@@ -122,9 +124,9 @@ final class PropertyTable: @unchecked Sendable {
 /// `properties` + `patternProperties` + `additionalProperties` evaluated in one pass over the instance.
 /// A class so that copying the `Keyword` that holds it is one retain, not one per array.
 final class ObjectMembers: @unchecked Sendable {
-    var properties: PropertyTable?
-    var patterns: [(regex: ECMARegex, node: NodeRef)] = []
-    var additional: NodeRef?
+    @exclusivity(unchecked) var properties: PropertyTable?
+    @exclusivity(unchecked) var patterns: [(regex: ECMARegex, node: NodeRef)] = []
+    @exclusivity(unchecked) var additional: NodeRef?
 }
 
 /// `$dynamicRef` target information.

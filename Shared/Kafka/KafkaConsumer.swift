@@ -319,13 +319,26 @@ final class ConsumerContext: ClientContext, @unchecked Sendable {
 
     func pollBatch(_ rk: OpaquePointer, maxMessages: Int, timeoutMs: Int32) -> [KafkaMessage] {
         var batch: [KafkaMessage] = []
+        batch.reserveCapacity(min(maxMessages, 1024))
+        // Topic names by handle: building a String per message from C costs more than the copy.
+        var topicNames: [OpaquePointer: String] = [:]
         var wait = timeoutMs
         while batch.count < maxMessages {
             guard let raw = rd_kafka_consumer_poll(rk, wait) else { break }
             wait = 0
             defer { rd_kafka_message_destroy(raw) }
             let m = raw.pointee
-            let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+            let topic: String
+            if let rkt = m.rkt {
+                if let known = topicNames[rkt] {
+                    topic = known
+                } else {
+                    topic = String(cString: rd_kafka_topic_name(rkt))
+                    topicNames[rkt] = topic
+                }
+            } else {
+                topic = ""
+            }
             if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
                 state.withLock { _ = $0.reachedEnd.insert(TopicPartition(topic, m.partition)) }
                 continue
