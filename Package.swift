@@ -56,8 +56,8 @@ let package = Package(
 
         // Fuzz targets: built with `-Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING` they are libFuzzer
         // binaries; built normally they replay the corpus files given as arguments.
-        .executableTarget(name: "fuzz-http", dependencies: ["HTTP"], path: "Tests/Fuzz/HTTPFuzz", swiftSettings: strict),
-        .executableTarget(name: "fuzz-jsonschema", dependencies: ["JSONSchema", "JSON"], path: "Tests/Fuzz/JSONSchemaFuzz", swiftSettings: strict),
+        .executableTarget(name: "fuzz-http", dependencies: ["HTTP"], path: "Tests/Fuzz/HTTPFuzz", exclude: ["corpus"], swiftSettings: strict),
+        .executableTarget(name: "fuzz-jsonschema", dependencies: ["JSONSchema", "JSON"], path: "Tests/Fuzz/JSONSchemaFuzz", exclude: ["corpus"], swiftSettings: strict),
 
         tests("JSONTests", ["JSON"]),
         tests("JSONSchemaTests", ["JSONSchema", "JSON"]),

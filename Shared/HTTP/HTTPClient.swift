@@ -138,8 +138,19 @@ public struct HTTPClient: Sendable {
             merged.set("Content-Length", String(body.count))
         }
         if !keepOpen { merged.set("Connection", "close") }
-        var output = Array("\(method.rawValue) \(target) HTTP/1.1\r\n".utf8)
-        for field in merged {
+        // Spaces and control characters in a caller-supplied target would break the request
+        // line (or smuggle a second request): they are percent-encoded.
+        var output = Array("\(method.rawValue) ".utf8)
+        for byte in target.utf8 {
+            if byte <= 0x20 || byte == 0x7F {
+                output.append(contentsOf: Array("%".utf8) + Array(String(byte >> 4, radix: 16).uppercased().utf8)
+                    + Array(String(byte & 0x0F, radix: 16).uppercased().utf8))
+            } else {
+                output.append(byte)
+            }
+        }
+        output.append(contentsOf: Array(" HTTP/1.1\r\n".utf8))
+        for field in merged where HTTPSyntax.isToken(field.name) {
             output.append(contentsOf: field.name.utf8)
             output.append(contentsOf: [0x3A, 0x20])
             output.append(contentsOf: field.value.utf8.map { $0 == 0x0D || $0 == 0x0A ? 0x20 : $0 })

@@ -38,6 +38,9 @@ final class HTTPConnection {
     private var mode = Mode.active
 
     private var slots: [Slot] = []
+    /// Bodies of requests handed to handlers and not answered yet: with pipelining this is
+    /// what bounds a connection's memory, so no new request is read past maxBodySize of it.
+    private var queuedBodyBytes = 0
     private var nextSequence: UInt64 = 0
     private var pendingHead: HTTPRequestHead?
     private var pendingMatch: Router.Match?
@@ -103,8 +106,7 @@ final class HTTPConnection {
     private var wantsToRead: Bool {
         switch mode {
         case .active:
-            return acceptingRequests && !peerClosed && slots.count < core.configuration.maxPipelinedRequests
-                && pendingOutput < core.maxPendingOutput
+            return acceptingRequests && !peerClosed && canStartAnotherRequest && pendingOutput < core.maxPendingOutput
         case .streaming:
             return !peerClosed
         case .lingering:
@@ -112,6 +114,11 @@ final class HTTPConnection {
         case .closed:
             return false
         }
+    }
+
+    private var canStartAnotherRequest: Bool {
+        slots.isEmpty || (slots.count < core.configuration.maxPipelinedRequests
+            && queuedBodyBytes < core.configuration.maxBodySize)
     }
 
     private func readAvailable() {
@@ -173,7 +180,7 @@ final class HTTPConnection {
     // MARK: Requests
 
     private func processRequests() {
-        while mode == .active && acceptingRequests && slots.count < core.configuration.maxPipelinedRequests {
+        while mode == .active && acceptingRequests && (canStartAnotherRequest || pendingHead != nil) {
             let event: HTTPRequestParser.Event?
             do {
                 event = try parser.next()
@@ -226,6 +233,7 @@ final class HTTPConnection {
                         startedAt: requestStartedAt == 0 ? EventLoop.now() : requestStartedAt,
                         requestBodyBytes: body.count, isError: false)
         core.requestDispatched()
+        queuedBodyBytes += body.count
         let core = self.core
         let connectionID = id
         slot.task = Task {
@@ -268,6 +276,7 @@ final class HTTPConnection {
     private func writeResponses() {
         while mode == .active && !closing, let slot = slots.first, var response = slot.response {
             slots.removeFirst()
+            queuedBodyBytes -= slot.requestBodyBytes
             if !(200...999).contains(response.status.code) {
                 // Interim (1xx) or out-of-range codes cannot end a request: answer 500 instead.
                 response = HTTPResponse.from(error: HTTPError(.internalError, status: .internalServerError,
@@ -339,6 +348,7 @@ final class HTTPConnection {
         }
         core.requestsAbandoned(dispatched)
         slots.removeAll()
+        queuedBodyBytes = 0
     }
 
     // MARK: Output

@@ -17,6 +17,14 @@ import Sockets
 ///
 /// Lifecycle: `start()` once, then `shutdown(gracePeriod:)` (or cancel the task running
 /// `run()`); a stopped server cannot be restarted.
+///
+/// Limits and what clients see: malformed input 400, long lines 414/431, too many headers
+/// 431, large bodies 413, unsupported codings 501, other versions 505, slow heads or bodies
+/// 408; each is a problem+json answer followed by a close. Over `maxConnections` a new
+/// connection is answered 503 with `Retry-After` and closed. Memory per connection stays
+/// near `2 × maxBodySize` plus 1 MiB of pending output (reading pauses beyond that).
+/// Handlers that throw get a 500 with the request id; a handler that traps (force unwrap,
+/// `fatalError`) still ends the process, as everywhere in Swift.
 public final class HTTPServer: Sendable {
     private enum Lifecycle {
         case idle

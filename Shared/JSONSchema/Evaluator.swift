@@ -271,7 +271,7 @@ struct Evaluator {
 
         case .minLength(let limit):
             guard case .string(let s) = instance else { return true }
-            if s.utf8.count >= limit * 4 { return true }  // a code point is at most 4 bytes
+            if s.utf8.count / 4 >= limit { return true }  // a code point is at most 4 bytes (division: `limit` may be huge)
             let length = Evaluator.codePointCount(s)
             if length >= limit { return true }
             report(node, "minLength", "\(Evaluator.brief(instance)) is shorter than \(limit) characters (\(length))")

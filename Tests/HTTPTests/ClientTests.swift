@@ -35,6 +35,19 @@ final class ClientTests: XCTestCase {
         XCTAssertEqual(response.headers["x-a"], "1")
     }
 
+    func testUnsafeTargetsAndHeadersCannotSplitTheRequest() async throws {
+        var router = Router()
+        router.get("/echo/{text}") { request in
+            .text("\(request.parameter("text")!)|\(request.headers["X-Good"] ?? "")|\(request.headers.count)")
+        }
+        let (server, port) = try startServer(router: router)
+        defer { Task { await server.shutdown() } }
+        let response = try await HTTPClient(port: port).get("/echo/a b\r\nX-Injected: 1",
+                                                            headers: ["X-Good": "v\r\nX-Evil: 1", "Bad Name": "x"])
+        XCTAssertEqual(response.status, .ok)
+        XCTAssertEqual(response.text, "a b\r\nX-Injected: 1|v  X-Evil: 1|3", "Host, X-Good and Connection only")
+    }
+
     func testCloseDelimitedBody() async throws {
         let port = try scriptedPeer(reply: "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
         let response = try await HTTPClient(port: port).get("/")

@@ -76,6 +76,27 @@ final class ServerTests: XCTestCase {
         }
     }
 
+    func testPipelinedBodiesAreBoundedPerConnection() async throws {
+        let active = Locked((now: 0, peak: 0))
+        var router = Router()
+        router.post("/hold") { request in
+            active.withLock { $0.now += 1; $0.peak = max($0.peak, $0.now) }
+            try await Task.sleep(for: .milliseconds(20))
+            active.withLock { $0.now -= 1 }
+            return .text("\(request.body.count)")
+        }
+        let (server, port) = try startServer(router: router) { $0.maxBodySize = 1000 }
+        self.server = server
+        try await blocking {
+            let connection = try RawConnection(port: port)
+            let request = "POST /hold HTTP/1.1\r\nHost: t\r\nContent-Length: 900\r\n\r\n" + String(repeating: "b", count: 900)
+            try connection.send(String(repeating: request, count: 6))
+            for _ in 0..<6 { XCTAssertEqual(try connection.readResponse().text, "900") }
+        }
+        // Only one 900-byte body may wait behind another: memory is bounded by the body limit.
+        XCTAssertLessThanOrEqual(active.withLock { $0.peak }, 2)
+    }
+
     func testHTTP10AndConnectionClose() async throws {
         let port = try start()
         try await blocking {

@@ -192,3 +192,14 @@ final class Counter: @unchecked Sendable {
     func increment() { queue.sync { count += 1 } }
     var value: Int { queue.sync { count } }
 }
+
+/// Inputs the fuzzer found; each once crashed.
+final class FuzzRegressionTests: XCTestCase {
+    func testHugeMinLengthDoesNotOverflow() throws {
+        let schema = try JSONSchema.compile(["minLength": .number(JSONNumber(integerLiteral: "88888888888888888888884")!)])
+        XCTAssertFalse(schema.isValid("abc"))
+        let big = try JSONSchema.compile(["minLength": .int(Int.max), "maxLength": .int(Int.max)])
+        XCTAssertFalse(big.isValid("abc"))
+        XCTAssertEqual(big.validate("abc").errors.count, 1)
+    }
+}
