@@ -59,6 +59,9 @@ let package = Package(
         .executableTarget(name: "fuzz-http", dependencies: ["HTTP"], path: "Tests/Fuzz/HTTPFuzz", exclude: ["corpus"], swiftSettings: strict),
         .executableTarget(name: "fuzz-jsonschema", dependencies: ["JSONSchema", "JSON"], path: "Tests/Fuzz/JSONSchemaFuzz", exclude: ["corpus"], swiftSettings: strict),
 
+        // Benchmarks (not run in CI): `swift build -c release --product SchemaBench && .build/release/SchemaBench`.
+        .executableTarget(name: "SchemaBench", dependencies: ["JSONSchema", "JSON"], path: "Benchmarks/SchemaBench", swiftSettings: strict),
+
         tests("JSONTests", ["JSON"]),
         tests("JSONSchemaTests", ["JSONSchema", "JSON"]),
         tests("HTTPTests", ["HTTP", "Sockets"]),
