@@ -6,26 +6,9 @@ import JSON
 public struct DeadLetter: Sendable, Equatable {
     public static let contract = ContractName.deadLetterV1
 
-    /// One machine-readable reason.
-    public struct Reason: Sendable, Equatable {
-        public var code: String
-        public var pointer: String
-        public var message: String
-        public var expected: String?
-        public var actual: String?
-
-        public init(code: String, pointer: String, message: String, expected: String? = nil, actual: String? = nil) {
-            self.code = code
-            self.pointer = pointer
-            self.message = message
-            self.expected = expected
-            self.actual = actual
-        }
-
-        public init(_ error: ContractError) {
-            self.init(code: error.code, pointer: error.pointer, message: error.message, expected: error.expected, actual: error.actual)
-        }
-    }
+    /// One machine-readable reason: the same code, pointer, expected and actual a contract check
+    /// reports, so a decoding failure becomes a reason without conversion.
+    public typealias Reason = ContractError
 
     /// Where the original message was read.
     public struct Origin: Sendable, Equatable {

@@ -28,7 +28,7 @@ public struct IngestProcessor: MessageProcessor, Sendable {
         do {
             json = try parseDocument(message.value)
         } catch {
-            return [deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [.init(error)], now: now)]
+            return [deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [error], now: now)]
         }
         let source = TelemetryEnvelope.Source(kind: "kafka", ref: "\(message.topic)/\(message.partition)/\(message.offset)")
         let (envelopes, failures) = Self.envelopes(from: json, tenant: tenant, now: now, maxFutureSkewMs: maxFutureSkewMs, source: source)
@@ -39,7 +39,7 @@ public struct IngestProcessor: MessageProcessor, Sendable {
         if !failures.isEmpty {
             let twins = Set(failures.compactMap(\.twinId))
             out.append(deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, twinId: twins.count == 1 ? twins.first : nil,
-                                         reasons: failures.map { DeadLetter.Reason($0.error) }, now: now))
+                                         reasons: failures.map(\.error), now: now))
         }
         return out
     }

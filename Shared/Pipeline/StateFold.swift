@@ -20,7 +20,7 @@ public struct StateFoldProcessor: MessageProcessor, Sendable {
             envelope = try TelemetryEnvelope(bytes: message.value)
         } catch {
             return [deadLetterMessage(stage: Self.stage, input: message, tenant: message.headers.string(MessageHeader.tenant) ?? "default",
-                                      reasons: [.init(error)], now: now)]
+                                      reasons: [error], now: now)]
         }
         let key = envelope.key
         var state = twins[key] ?? TwinState(tenant: envelope.tenant, twinId: envelope.twinId, model: envelope.model)

@@ -23,7 +23,7 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
             return [OutgoingMessage(topic: Topic.telemetryValid.name, key: envelope.key, value: message.value,
                                     headers: derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: envelope.tenant))]
         } catch {
-            return [deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [.init(error)], now: now)]
+            return [deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [error], now: now)]
         }
     }
 }
