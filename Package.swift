@@ -17,7 +17,7 @@ func tests(_ name: String, _ deps: [Target.Dependency]) -> Target {
     .testTarget(name: name, dependencies: deps, path: "Tests/\(name)", swiftSettings: strict)
 }
 
-let serviceDeps: [Target.Dependency] = ["ServiceKit", "Kafka", "Contracts", "Pipeline", "HTTP", "JSON"]
+let serviceDeps: [Target.Dependency] = ["ServiceKit", "Kafka", "Contracts", "Pipeline", "HTTP", "JSON", "Models"]
 
 let package = Package(
     name: "TwinStream",
@@ -44,7 +44,8 @@ let package = Package(
         shared("Kafka", ["CRdKafka"]),
         shared("Contracts", ["JSON"]),
         shared("ServiceKit", ["HTTP", "Kafka", "Contracts", "JSON"]),
-        shared("Pipeline", ["Contracts", "Kafka", "ServiceKit", "JSON"]),
+        shared("Models", ["JSON", "JSONSchema", "Contracts"]),
+        shared("Pipeline", ["Contracts", "Kafka", "ServiceKit", "JSON", "JSONSchema", "Models"]),
 
         service("ingestor", serviceDeps),
         service("validator", serviceDeps),
@@ -68,7 +69,8 @@ let package = Package(
         tests("KafkaTests", ["Kafka"]),
         tests("ContractsTests", ["Contracts", "JSON", "JSONSchema"]),
         tests("ServiceKitTests", ["ServiceKit"]),
-        tests("PipelineTests", ["Pipeline", "Contracts", "JSON"]),
+        tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
+        tests("PipelineTests", ["Pipeline", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "HTTP"]),
         tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON"]),
     ]
 )

@@ -1,0 +1,4 @@
+import XCTest
+@testable import Models
+
+final class ModelsPlaceholderTests: XCTestCase {}
