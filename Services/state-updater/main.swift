@@ -2,10 +2,22 @@ import Contracts
 import Pipeline
 import ServiceKit
 
-// state-updater: telemetry.valid.v1 → latest value per property → TwinState v1 on twin.state.v1.
+// state-updater: telemetry.valid.v1 + twin.commands.v1 → exact per-twin state on twin.state.v1
+// and one change event per reading or command on twin.changes.v1.
 await ServiceRuntime.main(name: "state-updater", defaultHTTPPort: 8083) { context, _ in
-    let maxTwins = try context.environment.int("MAX_TWINS", default: 1_000_000, range: 1...100_000_000,
-                                               doc: "Twins held in memory by one instance.")
-    return try StreamStage(context: context, stage: StateFoldProcessor.stage, inputs: [.telemetryValid],
-                           processor: StateFoldProcessor(maxTwins: maxTwins))
+    let env = context.environment
+    let autoCreate = try env.bool("AUTO_CREATE_TWINS", default: false,
+                                  doc: "Create a twin from its first reading (true), or dead-letter readings of twins never created as unknown_twin (false).")
+    let window = try env.int("DEDUP_WINDOW", default: 16, range: 1...1024, doc: "Event and command ids remembered per twin to drop duplicates.")
+    let maxTwins = try env.int("MAX_TWINS", default: 2_000_000, range: 1...100_000_000,
+                               doc: "Twins one instance holds; readings that would create more are dead-lettered as capacity_exceeded.")
+    let stateDir = env.string("STATE_DIR", default: "state", doc: "Directory of this instance's partition checkpoints; empty disables them (restore reads twin.state.v1 only).")
+    let interval = try env.duration("CHECKPOINT_INTERVAL", default: .seconds(30), range: .milliseconds(100)...(.seconds(86_400)),
+                                    doc: "Minimum time between checkpoints of a partition that changed.")
+    let catalog = try loadModelCatalog(env, logger: context.logger)
+    let store = TwinStateStore(options: .init(autoCreate: autoCreate, dedupWindow: window, catalog: catalog), maxTwins: maxTwins,
+                               checkpoints: stateDir.isEmpty ? nil : try CheckpointDirectory(path: stateDir), checkpointInterval: interval,
+                               readState: stateTopicReader(configuration: context.kafka), logger: context.logger, metrics: context.metrics)
+    return try StreamStage(context: context, stage: StateUpdateProcessor.stage, inputs: [.telemetryValid, .twinCommands],
+                           processor: StateUpdateProcessor(store: store), onRebalance: store.handle)
 }

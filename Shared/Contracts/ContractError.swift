@@ -20,6 +20,22 @@ public struct ContractError: Error, Sendable, Hashable, CustomStringConvertible 
 
     public var description: String { "\(code) at '\(pointer)': \(message)" }
 
+    /// Writes the reason as the `{code, pointer, message, expected?, actual?}` object contracts carry.
+    public func write(to w: inout JSONWriter) {
+        w.beginObject()
+        w.field("code", code); w.field("pointer", pointer); w.field("message", message)
+        if let expected { w.field("expected", expected) }
+        if let actual { w.field("actual", actual) }
+        w.endObject()
+    }
+
+    /// Reads a reason object written by `write(to:)`; `pointer` locates it in its document.
+    public init(json: JSON, pointer: String) throws(ContractError) {
+        let f = try Fields(json, pointer: pointer)
+        self.init(code: try f.string("code"), pointer: try f.string("pointer"), message: try f.string("message"),
+                  expected: try f.optionalString("expected"), actual: try f.optionalString("actual"))
+    }
+
     static func missing(_ pointer: String, _ field: String) -> ContractError {
         ContractError(code: "missing_field", pointer: pointer, message: "required field '\(field)' is missing", expected: field)
     }

@@ -62,13 +62,7 @@ public struct DeadLetter: Sendable, Equatable {
         }
         w.field("deadLetteredAt", Timestamp.format(deadLetteredAt))
         w.key("reasons"); w.beginArray()
-        for r in reasons {
-            w.beginObject()
-            w.field("code", r.code); w.field("pointer", r.pointer); w.field("message", r.message)
-            if let e = r.expected { w.field("expected", e) }
-            if let a = r.actual { w.field("actual", a) }
-            w.endObject()
-        }
+        for r in reasons { r.write(to: &w) }
         w.endArray()
         w.key("original"); w.beginObject()
         if let text = String(validating: original, as: UTF8.self) {
@@ -101,11 +95,7 @@ public struct DeadLetter: Sendable, Equatable {
         guard case .array(let items)? = f.object["reasons"] else {
             throw .missing("/reasons", "reasons")
         }
-        reasons = try items.enumerated().map { (i, item) throws(ContractError) in
-            let rf = try Fields(item, pointer: "/reasons/\(i)")
-            return Reason(code: try rf.string("code"), pointer: try rf.string("pointer"), message: try rf.string("message"),
-                          expected: try rf.optionalString("expected"), actual: try rf.optionalString("actual"))
-        }
+        reasons = try items.enumerated().map { (i, item) throws(ContractError) in try Reason(json: item, pointer: "/reasons/\(i)") }
         let of = try Fields(.object(try f.object("original")), pointer: "/original")
         let encoding = try of.string("encoding")
         let data = try of.string("data")

@@ -50,6 +50,8 @@ public enum ContractName {
     public static let telemetryEnvelopeV1 = "telemetry-envelope/1"
     public static let deadLetterV1 = "dead-letter/1"
     public static let twinStateV1 = "twin-state/1"
+    public static let twinCommandV1 = "twin-command/1"
+    public static let twinChangeV1 = "twin-change/1"
 }
 
 /// The Kafka key of every per-twin topic: one key per twin, so a twin's events share a partition.

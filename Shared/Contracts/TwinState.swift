@@ -3,6 +3,10 @@ import JSON
 /// `TwinState` v1 on `twin.state.v1` (compacted, key `tenant/twinId`): the full current state of
 /// one twin. An empty value (tombstone) means the twin was decommissioned.
 /// Schema: `Schemas/contracts/twin-state/v1.json`.
+///
+/// The document also carries `sync`, the state-updater's restore bookkeeping (input offsets and
+/// recent event ids), so that a twin restored from this topic de-duplicates exactly like the
+/// instance that wrote it. Readers ignore it.
 public struct TwinState: Sendable, Equatable {
     public static let contract = ContractName.twinStateV1
 
@@ -23,23 +27,68 @@ public struct TwinState: Sendable, Equatable {
         }
     }
 
+    /// A typed link to another twin of the same tenant.
+    public struct Relationship: Sendable, Hashable, Comparable {
+        public var name: String
+        public var target: String
+        public init(name: String, target: String) {
+            self.name = name
+            self.target = target
+        }
+        public static func < (a: Self, b: Self) -> Bool { (a.name, a.target) < (b.name, b.target) }
+    }
+
+    /// Restore bookkeeping: the last applied offsets of the twin's input partitions
+    /// (`-1` for none) and the 64-bit hashes of its most recent event and command ids.
+    public struct Sync: Sendable, Equatable {
+        public var telemetryOffset: Int64
+        public var commandOffset: Int64
+        public var recent: [UInt64]
+        public init(telemetryOffset: Int64 = -1, commandOffset: Int64 = -1, recent: [UInt64] = []) {
+            self.telemetryOffset = telemetryOffset
+            self.commandOffset = commandOffset
+            self.recent = recent
+        }
+    }
+
     public var tenant: String
     public var twinId: String
     public var model: String?
-    /// Increases by one with every applied change: the ETag readers see.
+    /// Increases by one with every change event (see `TwinChange`): the ETag readers see.
     public var version: Int64
+    /// The ingest or issue time of the last change's cause (deterministic, not a wall clock).
     public var updatedAt: Int64
-    /// Property name → latest value, in first-seen order.
+    /// Whether a `create` command made the twin (else its first reading did).
+    public var created: Bool
+    /// Only in checkpoints: the twin was decommissioned (on the topic that is a tombstone).
+    public var decommissioned: Bool
+    /// Property name → latest value, sorted by name.
     public var properties: [(name: String, property: Property)]
+    public var metadata: JSONObject
+    public var desired: JSONObject
+    /// Parameter values set for this twin (the model's defaults apply to the others).
+    public var parameters: JSONObject
+    /// Sorted by name, then target.
+    public var relationships: [Relationship]
+    public var sync: Sync
 
     public init(tenant: String, twinId: String, model: String? = nil, version: Int64 = 0, updatedAt: Int64 = 0,
-                properties: [(name: String, property: Property)] = []) {
+                created: Bool = false, decommissioned: Bool = false, properties: [(name: String, property: Property)] = [],
+                metadata: JSONObject = [:], desired: JSONObject = [:], parameters: JSONObject = [:],
+                relationships: [Relationship] = [], sync: Sync = Sync()) {
         self.tenant = tenant
         self.twinId = twinId
         self.model = model
         self.version = version
         self.updatedAt = updatedAt
+        self.created = created
+        self.decommissioned = decommissioned
         self.properties = properties
+        self.metadata = metadata
+        self.desired = desired
+        self.parameters = parameters
+        self.relationships = relationships
+        self.sync = sync
     }
 
     public var key: String { twinKey(tenant: tenant, twinId: twinId) }
@@ -49,26 +98,50 @@ public struct TwinState: Sendable, Equatable {
     }
 
     public func encoded() -> [UInt8] {
-        var w = JSONWriter(capacity: 128 + properties.count * 128)
+        var w = JSONWriter(capacity: 256 + properties.count * 140)
+        write(to: &w)
+        return w.bytes
+    }
+
+    /// Writes the document; `unit` supplies units the properties do not carry (from the model).
+    public func write(to w: inout JSONWriter, unit: (String) -> String? = { _ in nil }) {
         w.beginObject()
         w.field("tenant", tenant)
         w.field("twinId", twinId)
         if let model { w.field("model", model) }
         w.key("version"); w.value(version)
         w.field("updatedAt", Timestamp.format(updatedAt))
+        w.key("created"); w.value(created)
+        if decommissioned { w.key("decommissioned"); w.value(true) }
         w.key("properties"); w.beginObject()
         for (name, p) in properties {
             w.key(name); w.beginObject()
             w.key("value"); w.value(p.value)
-            if let unit = p.unit { w.field("unit", unit) }
+            if let unit = p.unit ?? unit(name) { w.field("unit", unit) }
             w.field("eventTime", Timestamp.format(p.eventTime))
             w.field("ingestTime", Timestamp.format(p.ingestTime))
             w.field("eventId", p.eventId)
             w.endObject()
         }
         w.endObject()
+        if !metadata.isEmpty { w.key("metadata"); w.value(.object(metadata)) }
+        if !desired.isEmpty { w.key("desired"); w.value(.object(desired)) }
+        if !parameters.isEmpty { w.key("parameters"); w.value(.object(parameters)) }
+        if !relationships.isEmpty {
+            w.key("relationships"); w.beginArray()
+            for r in relationships {
+                w.beginObject(); w.field("name", r.name); w.field("target", r.target); w.endObject()
+            }
+            w.endArray()
+        }
+        w.key("sync"); w.beginObject()
+        w.key("telemetryOffset"); w.value(sync.telemetryOffset)
+        w.key("commandOffset"); w.value(sync.commandOffset)
+        w.key("recent"); w.beginArray()
+        for id in sync.recent { w.value(hex16(id)) }
+        w.endArray()
         w.endObject()
-        return w.bytes
+        w.endObject()
     }
 
     public init(bytes: [UInt8]) throws(ContractError) {
@@ -82,6 +155,8 @@ public struct TwinState: Sendable, Equatable {
         model = try f.optionalString("model")
         version = try f.int("version")
         updatedAt = try f.time("updatedAt")
+        created = f.object["created"]?.boolValue ?? false
+        decommissioned = f.object["decommissioned"]?.boolValue ?? false
         var properties: [(name: String, property: Property)] = []
         for (name, value) in try f.object("properties") {
             let pf = try Fields(value, pointer: f.path("properties") + "/" + name)
@@ -90,10 +165,44 @@ public struct TwinState: Sendable, Equatable {
                                               ingestTime: try pf.time("ingestTime"), eventId: try pf.string("eventId"))))
         }
         self.properties = properties
+        metadata = try f.optionalObject("metadata") ?? [:]
+        desired = try f.optionalObject("desired") ?? [:]
+        parameters = try f.optionalObject("parameters") ?? [:]
+        var relationships: [Relationship] = []
+        if let items = f.object["relationships"] {
+            guard case .array(let array) = items else { throw .wrongType("/relationships", expected: "array", actual: items) }
+            for (i, item) in array.enumerated() {
+                let rf = try Fields(item, pointer: "/relationships/\(i)")
+                relationships.append(Relationship(name: try rf.string("name"), target: try rf.string("target")))
+            }
+        }
+        self.relationships = relationships
+        if let s = try f.optionalObject("sync") {
+            let sf = try Fields(.object(s), pointer: "/sync")
+            var recent: [UInt64] = []
+            for case .string(let text) in s["recent"]?.arrayValue ?? [] {
+                guard let id = UInt64(text, radix: 16) else {
+                    throw ContractError(code: "invalid_value", pointer: "/sync/recent", message: "ids are 16 hex digits", actual: text)
+                }
+                recent.append(id)
+            }
+            sync = Sync(telemetryOffset: try sf.int("telemetryOffset"), commandOffset: try sf.int("commandOffset"), recent: recent)
+        } else {
+            sync = Sync()
+        }
     }
 
     public static func == (a: TwinState, b: TwinState) -> Bool {
         a.tenant == b.tenant && a.twinId == b.twinId && a.model == b.model && a.version == b.version
-            && a.updatedAt == b.updatedAt && a.properties.elementsEqual(b.properties) { $0.name == $1.name && $0.property == $1.property }
+            && a.updatedAt == b.updatedAt && a.created == b.created && a.decommissioned == b.decommissioned
+            && a.properties.elementsEqual(b.properties) { $0.name == $1.name && $0.property == $1.property }
+            && a.metadata == b.metadata && a.desired == b.desired && a.parameters == b.parameters
+            && a.relationships == b.relationships && a.sync == b.sync
     }
+}
+
+/// 16 lowercase hex digits.
+func hex16(_ value: UInt64) -> String {
+    let text = String(value, radix: 16)
+    return String(repeating: "0", count: 16 - text.utf8.count) + text
 }

@@ -6,6 +6,19 @@ import Kafka
 public protocol MessageProcessor {
     /// Processes one message read at wall-clock time `now` (ms since the epoch).
     mutating func process(_ message: KafkaMessage, now: Int64) -> [OutgoingMessage]
+
+    /// Called after the last message of a batch: outputs that summarise the batch (for example
+    /// one state document per twin the batch touched).
+    mutating func finishBatch(now: Int64) -> [OutgoingMessage]
+
+    /// Called once the batch's outputs are acknowledged by the broker, before its offsets are
+    /// stored: the point where effects of the batch may be made durable elsewhere (checkpoints).
+    mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64)
+}
+
+extension MessageProcessor {
+    public mutating func finishBatch(now: Int64) -> [OutgoingMessage] { [] }
+    public mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64) {}
 }
 
 /// Header on dead-letters naming the first reason code, so operators can filter without decoding.

@@ -16,8 +16,11 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
     private let logger: Logger
     private let metrics: StageMetrics
 
-    /// Joins `context.consumerGroup` on `inputs` and wires readiness and metrics.
-    public init(context: ServiceContext, stage: String, inputs: [Topic], processor: P) throws {
+    /// Joins `context.consumerGroup` on `inputs` and wires readiness and metrics. `onRebalance`
+    /// runs inside the poll, before the first message of newly assigned partitions and after the
+    /// last batch of revoked ones (a stateful stage restores and checkpoints there).
+    public init(context: ServiceContext, stage: String, inputs: [Topic], processor: P,
+                onRebalance: KafkaConsumer.RebalanceListener? = nil) throws {
         self.stage = stage
         self.processor = processor
         logger = context.logger
@@ -28,6 +31,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
             case .assigned(let tps): log.info("partitions assigned", ["partitions": .string(tps.map(\.description).joined(separator: ","))])
             case .revoked(let tps): log.info("partitions revoked", ["partitions": .string(tps.map(\.description).joined(separator: ","))])
             }
+            onRebalance?(event)
         }
         producer = try KafkaProducer(configuration: context.kafka)
         metrics = StageMetrics(context.metrics, stage: stage)
@@ -46,6 +50,9 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         var processor = self.processor
         let (consumer, producer, metrics, logger, stage) = (self.consumer, self.producer, self.metrics, self.logger, self.stage)
         logger.info("stage started", ["stage": .string(stage), "group": .string(consumer.groupId)])
+        // A batch whose delivery failed is retried with the outputs it already produced: the
+        // processor may be stateful, so it must see every message exactly once.
+        var pending: (first: KafkaMessage, outputs: [OutgoingMessage])?
         do {
             try await consumer.run(onError: { error, attempt in
                 metrics.retries.inc()
@@ -54,15 +61,26 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                 let started = ContinuousClock.now
                 let now = Int64(Date().timeIntervalSince1970 * 1000)
                 metrics.inFlight.set(batch.count)
-                var outputs: [OutgoingMessage] = []
-                outputs.reserveCapacity(batch.count)
-                var consumedByTopic: [String: Int] = [:]
-                for message in batch {
-                    consumedByTopic[message.topic, default: 0] += 1
-                    if let ts = message.timestampMs { metrics.eventAge.observe(Double(max(0, now - ts)) / 1000) }
-                    outputs += processor.process(message, now: now)
+                let outputs: [OutgoingMessage]
+                if let retry = pending, retry.first.topic == batch[0].topic, retry.first.partition == batch[0].partition,
+                   retry.first.offset == batch[0].offset {
+                    outputs = retry.outputs
+                } else {
+                    var produced: [OutgoingMessage] = []
+                    produced.reserveCapacity(batch.count)
+                    for message in batch {
+                        if let ts = message.timestampMs { metrics.eventAge.observe(Double(max(0, now - ts)) / 1000) }
+                        produced += processor.process(message, now: now)
+                    }
+                    produced += processor.finishBatch(now: now)
+                    outputs = produced
+                    pending = (batch[0], produced)
                 }
-                _ = try await producer.sendAll(outputs)
+                let reports = try await producer.sendAll(outputs)
+                pending = nil
+                processor.batchDelivered(reports, now: now)
+                var consumedByTopic: [String: Int] = [:]
+                for message in batch { consumedByTopic[message.topic, default: 0] += 1 }
                 // Counted per batch: a labelled look-up per message would cost more than the work.
                 for (topic, n) in consumedByTopic { metrics.consumed(topic).inc(by: n) }
                 var producedByTopic: [String: Int] = [:]
