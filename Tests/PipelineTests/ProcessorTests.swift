@@ -99,23 +99,4 @@ final class ProcessorTests: XCTestCase {
                                          headers: [KafkaHeader(MessageHeader.contract, "telemetry-envelope/9")])
         XCTAssertEqual(try DeadLetter(bytes: validator.process(wrongContract, now: now)[0].value).reasons.first?.code, "unsupported_contract")
     }
-
-    func testStateFoldKeepsTheLatestValueByEventTime() throws {
-        var fold = StateFoldProcessor()
-        func reading(_ ts: Int64, _ values: String, offset: Int64) -> KafkaMessage {
-            let env = TelemetryEnvelope(eventId: "e\(offset)", tenant: "t", twinId: "pump-1", model: "pump@1", eventTime: ts, ingestTime: ts,
-                                        source: .init(kind: "kafka", ref: "x"), values: try! JSON(parsing: values).objectValue!)
-            return KafkaMessage(topic: Topic.telemetryValid.name, partition: 0, offset: offset, key: Array(env.key.utf8), value: env.encoded())
-        }
-        _ = fold.process(reading(1000, #"{"flow":1,"rpm":100}"#, offset: 0), now: now)
-        _ = fold.process(reading(3000, #"{"flow":3}"#, offset: 1), now: now)
-        let late = fold.process(reading(2000, #"{"flow":2,"rpm":200}"#, offset: 2), now: now)
-        let state = try TwinState(bytes: XCTUnwrap(late.first).value)
-        XCTAssertEqual(state[property: "flow"]?.value, 3, "a late reading must not overwrite a newer value")
-        XCTAssertEqual(state[property: "rpm"]?.value, 200, "but it still updates properties it is newest for")
-        XCTAssertEqual(state.version, 3)
-        XCTAssertEqual(state.model, "pump@1")
-        let stale = fold.process(reading(500, #"{"flow":0}"#, offset: 3), now: now)
-        XCTAssertTrue(stale.isEmpty, "a reading that changes nothing emits nothing")
-    }
 }
