@@ -63,6 +63,9 @@ let package = Package(
         // Benchmarks (not run in CI): `swift build -c release --product SchemaBench && .build/release/SchemaBench`.
         .executableTarget(name: "SchemaBench", dependencies: ["JSONSchema", "JSON"], path: "Benchmarks/SchemaBench", swiftSettings: strict),
 
+        // Shared by test targets: the seeded stream generator and reference fold of the state tests.
+        .target(name: "TestSupport", dependencies: ["Contracts", "JSON"], path: "Tests/TestSupport", swiftSettings: strict),
+
         tests("JSONTests", ["JSON"]),
         tests("JSONSchemaTests", ["JSONSchema", "JSON"]),
         tests("HTTPTests", ["HTTP", "Sockets"]),
@@ -70,7 +73,7 @@ let package = Package(
         tests("ContractsTests", ["Contracts", "JSON", "JSONSchema"]),
         tests("ServiceKitTests", ["ServiceKit"]),
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
-        tests("PipelineTests", ["Pipeline", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "HTTP"]),
-        tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON"]),
+        tests("PipelineTests", ["Pipeline", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "HTTP", "TestSupport"]),
+        tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "TestSupport"]),
     ]
 )

@@ -18,9 +18,12 @@ final class ShutdownAndFailoverTests: XCTestCase {
     func testSIGTERMOnEachServiceExitsZeroAndLosesNothing() async throws {
         let broker = try EmbeddedBroker(topics: Topic.all)
         defer { broker.shutdown() }
+        let stateDir = FileManager.default.temporaryDirectory.appendingPathComponent("twinstream-state-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: stateDir) }
         let base = Harness.freePortRange(6)
         func env(_ offset: Int) -> [String: String] {
-            fastGroup.merging(["KAFKA_BROKERS": broker.bootstrapServers, "HTTP_PORT": String(base + offset), "LOG_LEVEL": "info"]) { _, b in b }
+            fastGroup.merging(["KAFKA_BROKERS": broker.bootstrapServers, "HTTP_PORT": String(base + offset), "LOG_LEVEL": "info",
+                               "AUTO_CREATE_TWINS": "true", "STATE_DIR": stateDir]) { _, b in b }
         }
         let names = ["query-api", "ingestor", "validator", "state-updater", "simulator-worker", "drift-monitor"]
         var running: [String: ChildProcess] = [:]
