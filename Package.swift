@@ -62,6 +62,8 @@ let package = Package(
 
         // Benchmarks (not run in CI): `swift build -c release --product SchemaBench && .build/release/SchemaBench`.
         .executableTarget(name: "SchemaBench", dependencies: ["JSONSchema", "JSON"], path: "Benchmarks/SchemaBench", swiftSettings: strict),
+        // `swift build -c release --product StateBench && .build/release/StateBench [twins]`.
+        .executableTarget(name: "StateBench", dependencies: ["Pipeline", "Contracts", "JSON", "Kafka", "ServiceKit"], path: "Benchmarks/StateBench", swiftSettings: strict),
 
         // Shared by test targets: the seeded stream generator and reference fold of the state tests.
         .target(name: "TestSupport", dependencies: ["Contracts", "JSON"], path: "Tests/TestSupport", swiftSettings: strict),
