@@ -137,6 +137,8 @@ struct ExpressionParser {
     var identifiers: [(name: String, position: Int)] = []
     /// Nesting bound: the parser recurses once per level.
     static let maxDepth = 64
+    /// Longest expression text accepted.
+    static let maxLength = 4096
 
     init(_ text: String) {
         self.text = text
@@ -158,6 +160,10 @@ struct ExpressionParser {
     }
 
     mutating func parseAll() throws(ModelError) -> Expression.Node {
+        // Long operator chains nest the tree one level per operator; later passes recurse over it.
+        if bytes.count > ExpressionParser.maxLength {
+            throw error("expression longer than \(ExpressionParser.maxLength) characters", at: ExpressionParser.maxLength)
+        }
         skipSpace()
         if pos == bytes.count { throw error("empty expression", at: 0) }
         let node = try parseComparison()

@@ -111,6 +111,7 @@ final class ExpressionTests: XCTestCase {
         assertSyntaxError("1e", at: 1, containing: "malformed number exponent")
         assertSyntaxError("a $ b", at: 2, containing: "unexpected \"$\"")
         assertSyntaxError("1 = 2", at: 2, containing: "unexpected \"=\"")
+        assertSyntaxError(String(repeating: "1+", count: 3000) + "1", at: 4096, containing: "longer than 4096")
         assertSyntaxError(String(repeating: "(", count: 100) + "1" + String(repeating: ")", count: 100), at: 64, containing: "nested too deeply")
     }
 
