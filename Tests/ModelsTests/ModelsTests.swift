@@ -1,4 +1,0 @@
-import XCTest
-@testable import Models
-
-final class ModelsPlaceholderTests: XCTestCase {}
