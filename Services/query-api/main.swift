@@ -22,5 +22,6 @@ await ServiceRuntime.main(name: "query-api", defaultHTTPPort: 8080) { context, r
         }
         return .json(entry.document, headers: ["ETag": "\"\(entry.version)\""])
     }
-    return try TwinViewUpdater(context: context, view: view)
+    context.metrics.gauge("twinstream_view_twins", help: "Twins held in the query view.") { Double(view.count) }
+    return try StateTopicFollower(context: context, purpose: "view", apply: view.apply)
 }

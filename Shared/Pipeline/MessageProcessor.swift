@@ -23,6 +23,8 @@ extension MessageProcessor {
 
 /// Header on dead-letters naming the first reason code, so operators can filter without decoding.
 public let deadLetterReasonHeader = "reason"
+/// Header on dead-letters listing every distinct reason code, comma-separated (for metrics).
+public let deadLetterReasonsHeader = "reasons"
 
 /// Builds the dead-letter message for `input`.
 public func deadLetterMessage(stage: String, input: KafkaMessage, tenant: String, twinId: String? = nil, model: String? = nil,
@@ -33,6 +35,10 @@ public func deadLetterMessage(stage: String, input: KafkaMessage, tenant: String
     var headers = [KafkaHeader(MessageHeader.contract, DeadLetter.contract), KafkaHeader(MessageHeader.tenant, tenant),
                    KafkaHeader(MessageHeader.traceparent, TraceContext.continuing(input.headers.string(MessageHeader.traceparent)).description)]
     headers.append(KafkaHeader(deadLetterReasonHeader, reasons.first?.code ?? "unknown"))
+    if let model { headers.append(KafkaHeader(modelHeader, model)) }
+    var codes: [String] = []
+    for reason in reasons where !codes.contains(reason.code) { codes.append(reason.code) }
+    headers.append(KafkaHeader(deadLetterReasonsHeader, codes.joined(separator: ",")))
     return OutgoingMessage(topic: Topic.telemetryDeadLetter.name, key: letter.key, value: letter.encoded(), headers: headers)
 }
 

@@ -135,7 +135,11 @@ public final class TwinStateStore: Sendable {
                 for key in parts[p]!.dirty.sorted() {
                     guard let record = parts[p]!.fold.twins[key], let slash = key.firstIndex(of: "/") else { continue }
                     let tenant = String(key[..<slash]), twinId = String(key[key.index(after: slash)...])
-                    let headers = [KafkaHeader(MessageHeader.contract, TwinState.contract), KafkaHeader(MessageHeader.tenant, tenant)]
+                    // Model and version in headers too: followers (the validator's model assignments, query
+                    // views) can skip decoding the document.
+                    var headers = [KafkaHeader(MessageHeader.contract, TwinState.contract), KafkaHeader(MessageHeader.tenant, tenant),
+                                   KafkaHeader(stateVersionHeader, String(record.version))]
+                    if let model = record.model { headers.append(KafkaHeader(modelHeader, model)) }
                     if record.decommissioned {
                         out.append(OutgoingMessage(topic: Topic.twinState.name, key: key, value: [], headers: headers))
                     } else {
@@ -284,8 +288,11 @@ public final class TwinStateStore: Sendable {
     }
 }
 
-/// Header the validator sets on `telemetry.valid.v1`: the model (`id@version`) it validated against.
+/// Header the validator sets on `telemetry.valid.v1` (the model, `id@version`, it validated
+/// against) and the state-updater on `twin.state.v1` (the twin's model).
 public let modelHeader = "model"
+/// Header on `twin.state.v1`: the document's version.
+public let stateVersionHeader = "version"
 
 /// The state-updater stage logic: a thin `MessageProcessor` over a shared `TwinStateStore`.
 public struct StateUpdateProcessor: MessageProcessor, Sendable {

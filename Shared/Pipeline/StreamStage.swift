@@ -88,7 +88,10 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                     producedByTopic[output.topic, default: 0] += 1
                     if output.topic == Topic.telemetryDeadLetter.name {
                         let reason = output.headers.string(deadLetterReasonHeader) ?? "unknown"
-                        metrics.deadLettered(reason).inc()
+                        let (tenant, model) = (output.headers.string(MessageHeader.tenant) ?? "", output.headers.string(modelHeader) ?? "")
+                        for code in (output.headers.string(deadLetterReasonsHeader) ?? reason).split(separator: ",") {
+                            metrics.deadLettered(reason: String(code), tenant: tenant, model: model).inc()
+                        }
                         logger.warning("message dead-lettered", ["reason": .string(reason), "key": .string(output.key.map { String(decoding: $0, as: UTF8.self) } ?? "")])
                     }
                 }
@@ -134,9 +137,9 @@ struct StageMetrics: Sendable {
         registry.counter("twinstream_messages_produced_total", help: "Messages produced and acknowledged, by topic.", labels: ["topic": topic])
     }
 
-    func deadLettered(_ reason: String) -> Counter {
-        registry.counter("twinstream_deadlettered_total", help: "Messages sent to the dead-letter topic, by stage and reason.",
-                         labels: ["stage": stage, "reason": reason])
+    func deadLettered(reason: String, tenant: String, model: String) -> Counter {
+        registry.counter("twinstream_deadlettered_total", help: "Dead-letter reasons, by stage, tenant, model and reason code (a message with several reasons counts once per code).",
+                         labels: ["stage": stage, "reason": reason, "tenant": tenant, "model": model])
     }
 }
 

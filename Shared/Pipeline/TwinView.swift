@@ -45,29 +45,31 @@ public final class TwinView: Sendable {
     public var count: Int { entries.withLock { $0.count } }
 }
 
-/// Keeps a `TwinView` up to date from `twin.state.v1`. Every replica reads every partition from
-/// the beginning (no consumer group), so each builds the full view.
-public struct TwinViewUpdater: Service {
+/// Follows `twin.state.v1` from the beginning of every partition (no consumer group), so each
+/// replica of a service sees every twin: the query view, the validator's model assignments.
+/// Ready once it has caught up with the end of the topic as it was at start.
+public struct StateTopicFollower: Service {
     private let consumer: KafkaConsumer
-    private let view: TwinView
+    private let apply: @Sendable (KafkaMessage) -> Bool
     private let logger: Logger
     private let rejected: Counter
 
-    public init(context: ServiceContext, view: TwinView) throws {
-        self.view = view
+    /// `apply` returns false for a message it could not use; that is counted and logged.
+    public init(context: ServiceContext, purpose: String, apply: @escaping @Sendable (KafkaMessage) -> Bool) throws {
+        self.apply = apply
         logger = context.logger
         consumer = try KafkaConsumer(configuration: context.kafka,
                                      readingFromBeginning: (0..<Topic.twinState.partitions).map { TopicPartition(Topic.twinState.name, $0) })
         let consumer = self.consumer
-        context.readiness.add("view caught up with twin.state.v1") { consumer.isCaughtUp }
-        context.metrics.gauge("twinstream_view_twins", help: "Twins held in the query view.") { Double(view.count) }
-        rejected = context.metrics.counter("twinstream_view_rejected_total", help: "twin.state.v1 messages the view could not use (undecodable or over the size limit).")
+        context.readiness.add("\(purpose) caught up with twin.state.v1") { consumer.isCaughtUp }
+        rejected = context.metrics.counter("twinstream_state_follower_rejected_total", help: "twin.state.v1 messages a follower could not use (undecodable or over a size limit).",
+                                           labels: ["purpose": purpose])
     }
 
     public func run() async throws {
         while !Task.isCancelled {
             let batch = try await consumer.poll(maxMessages: 1000, timeout: .milliseconds(200))
-            for message in batch where !view.apply(message) {
+            for message in batch where !apply(message) {
                 rejected.inc()
                 logger.warning("state message not applied", ["key": .string(message.keyString ?? ""), "offset": .int(Int(message.offset))])
             }

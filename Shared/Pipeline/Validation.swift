@@ -1,14 +1,22 @@
 import Contracts
 import Kafka
+import Models
 
-/// The validator's logic (first cut): a well-formed `TelemetryEnvelope` is forwarded to
-/// `telemetry.valid.v1` with its bytes unchanged; anything else is dead-lettered with the reason.
-/// Model-based validation and unit conversion deepen this in the ingestion/validation issue.
+/// The validator's logic: each `TelemetryEnvelope` is checked against its twin's model (the
+/// twin's assigned model, else the reading's `model`, else a twin-id prefix rule), its values
+/// converted to the model's units and checked for type, range, finiteness and required names.
+/// A valid reading goes to `telemetry.valid.v1` — its bytes unchanged when nothing needed
+/// converting — with the model in the `model` header; an invalid one is dead-lettered with every
+/// reason.
 public struct ValidateProcessor: MessageProcessor, Sendable {
     public static let stage = "validator"
     public var defaultTenant: String
+    public let resolver: ModelResolver
 
-    public init(defaultTenant: String) { self.defaultTenant = defaultTenant }
+    public init(defaultTenant: String, resolver: ModelResolver) {
+        self.defaultTenant = defaultTenant
+        self.resolver = resolver
+    }
 
     public mutating func process(_ message: KafkaMessage, now: Int64) -> [OutgoingMessage] {
         let tenant = message.headers.string(MessageHeader.tenant) ?? defaultTenant
@@ -17,13 +25,62 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
                                       reasons: [.init(code: "unsupported_contract", pointer: "", message: "this stage reads \(TelemetryEnvelope.contract)",
                                                       expected: TelemetryEnvelope.contract, actual: contract)], now: now)]
         }
+        let envelope: TelemetryEnvelope
         do {
-            let envelope = try TelemetryEnvelope(bytes: message.value)
-            // Forward the payload bytes unchanged: decoding is for checking, not re-encoding.
-            return [OutgoingMessage(topic: Topic.telemetryValid.name, key: envelope.key, value: message.value,
-                                    headers: derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: envelope.tenant))]
+            envelope = try TelemetryEnvelope(bytes: message.value)
         } catch {
             return [deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [error], now: now)]
         }
+        let model: TwinModel
+        switch resolver.resolve(tenant: envelope.tenant, twinId: envelope.twinId, envelopeModel: envelope.model) {
+        case .resolved(let resolved, _):
+            model = resolved
+        case .failed(let reason):
+            return [deadLetterMessage(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, model: envelope.model,
+                                      reasons: [reason], now: now)]
+        case .unknown:
+            let reason = ContractError(code: "unknown_model", pointer: "/model",
+                                       message: "no model for twin '\(envelope.twinId)': name one in the reading's model field, create the twin with a model, or configure MODEL_PREFIX_RULES",
+                                       expected: "id@version", actual: nil)
+            return [deadLetterMessage(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, reasons: [reason], now: now)]
+        }
+        let result = model.check(values: envelope.values, units: envelope.units)
+        guard result.isValid else {
+            return [deadLetterMessage(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, model: model.description,
+                                      reasons: result.errors, now: now)]
+        }
+        var headers = derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: envelope.tenant)
+        headers.append(KafkaHeader(modelHeader, model.description))
+        var value = message.value
+        if result.converted {
+            var converted = envelope
+            converted.values = result.values
+            converted.units = [:]
+            value = converted.encoded()
+        }
+        return [OutgoingMessage(topic: Topic.telemetryValid.name, key: envelope.key, value: value, headers: headers)]
     }
+}
+
+/// Applies one `twin.state.v1` message to the validator's model assignments: a twin's model is
+/// the one its state names; a tombstone forgets it. Returns false for an undecodable message or
+/// a model that is not loaded.
+public func followModelAssignment(_ message: KafkaMessage, resolver: ModelResolver) -> Bool {
+    guard let key = message.keyString, let slash = key.firstIndex(of: "/") else { return false }
+    let tenant = String(key[..<slash]), twinId = String(key[key.index(after: slash)...])
+    if message.value.isEmpty {
+        resolver.unassign(tenant: tenant, twinId: twinId)
+        return true
+    }
+    let named: String?
+    if let header = message.headers.string(modelHeader) {
+        named = header
+    } else {
+        guard let state = try? TwinState(bytes: message.value) else { return false }
+        named = state.model
+    }
+    guard let model = named else { return true }
+    if let current = resolver.assignment(tenant: tenant, twinId: twinId), current.description == model { return true }
+    guard let ref = ModelRef.parse(model) else { return false }
+    return (try? resolver.assign(tenant: tenant, twinId: twinId, model: ref)) != nil
 }
