@@ -30,6 +30,8 @@ func runUp(_ args: Arguments) async throws {
     environment["KAFKA_HEARTBEAT_INTERVAL_MS"] = environment["KAFKA_HEARTBEAT_INTERVAL_MS"] ?? "500"
     environment["STATE_DIR"] = stateDir.path
     environment["AUTO_CREATE_TWINS"] = environment["AUTO_CREATE_TWINS"] ?? "true"
+    // The simulated fleet names its models; these rules cover producers that do not.
+    environment["MODEL_PREFIX_RULES"] = environment["MODEL_PREFIX_RULES"] ?? "pump-=pump,room-=room,battery-=battery"
 
     let supervisor = Supervisor()
     for service in platformServices {

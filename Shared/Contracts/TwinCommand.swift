@@ -35,7 +35,8 @@ public struct TwinCommand: Sendable, Equatable {
     public var ifVersion: Int64?
     /// Who sent it (API key id or service), for audit.
     public var issuedBy: String?
-    /// `create`: the model, `id@version` or `id` for its latest version.
+    /// `create`: the model, `id@version` or `id` for its latest version; `patch`: a new version of
+    /// the twin's model to migrate to.
     public var model: String?
     /// `create`: initial metadata and desired properties; `patch`: JSON Merge Patches (RFC 7396).
     public var metadata: JSON?

@@ -309,6 +309,18 @@ public struct TwinFold: Sendable {
             var x = existing.extras
             switch c.kind {
             case .patch:
+                // A model upgrade (e.g. pump@1 to pump@2): later readings are validated against it.
+                if let ref = c.model {
+                    guard let model = options.catalog.resolve(ref) else {
+                        return reject("unknown_model", "/model", "no model '\(ref)' is loaded", actual: ref)
+                    }
+                    guard existing.model.map({ modelID($0) == modelID(model) }) ?? true else {
+                        return reject("model_change", "/model", "a patch may change the model's version, not its id",
+                                      expected: existing.model.map { String(modelID($0)) }, actual: String(modelID(model)))
+                    }
+                    if existing.model != model { entries.append(.init(path: "/model", old: existing.model.map(JSON.string), new: .string(model))) }
+                    existing.model = model
+                }
                 if let patch = c.metadata { Self.merge(&x.metadata, patch, prefix: "/metadata", into: &entries) }
                 if let patch = c.desired { Self.merge(&x.desired, patch, prefix: "/desired", into: &entries) }
             case .setParameters:

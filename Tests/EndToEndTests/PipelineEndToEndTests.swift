@@ -27,7 +27,7 @@ final class PipelineEndToEndTests: XCTestCase {
         let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: String(bootstrap)))
         let ts = Int64(Date().timeIntervalSince1970 * 1000)
         _ = try await producer.send(OutgoingMessage(topic: Topic.telemetryRaw.name, key: "pump-e2e",
-                                                    value: Array(#"{"twinId":"pump-e2e","ts":\#(ts),"values":{"temperature":71.5,"rpm":1450}}"#.utf8)))
+                                                    value: Array(#"{"twinId":"pump-e2e","model":"pump@1","ts":\#(ts),"values":{"flow":12,"pressure":3.1,"temperature":71.5,"rpm":1450}}"#.utf8)))
         var state: TwinState?
         let served = await Harness.eventually(timeout: .seconds(30)) {
             guard let (status, body) = await Harness.get(port: base, "/v1/twins/pump-e2e"), status == 200 else { return false }

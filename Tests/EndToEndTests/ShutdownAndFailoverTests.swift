@@ -42,7 +42,7 @@ final class ShutdownAndFailoverTests: XCTestCase {
             for i in 0..<total {
                 let twin = "pump-\(i % twins)"
                 _ = try await producer.send(OutgoingMessage(topic: Topic.telemetryRaw.name, key: twin,
-                                                            value: Array(#"{"twinId":"\#(twin)","ts":\#(1_700_000_000_000 + Int64(i)),"values":{"seq":\#(i)}}"#.utf8)))
+                                                            value: Array(#"{"twinId":"\#(twin)","model":"pump@1","ts":\#(1_700_000_000_000 + Int64(i)),"values":{"flow":10,"pressure":2,"temperature":50,"rpm":\#(i)}}"#.utf8)))
                 try await Task.sleep(for: .milliseconds(10))
             }
         }
@@ -63,7 +63,7 @@ final class ShutdownAndFailoverTests: XCTestCase {
         var seen = Set<Int>()
         _ = await Harness.eventually(timeout: .seconds(60)) {
             for message in (try? await valid.poll(maxMessages: 1000)) ?? [] {
-                if let envelope = try? TelemetryEnvelope(bytes: message.value), let seq = envelope.values["seq"]?.intValue { seen.insert(seq) }
+                if let envelope = try? TelemetryEnvelope(bytes: message.value), let seq = envelope.values["rpm"]?.intValue { seen.insert(seq) }
             }
             return seen.count == total
         }
@@ -76,7 +76,7 @@ final class ShutdownAndFailoverTests: XCTestCase {
             let ok = await Harness.eventually(timeout: .seconds(30)) {
                 guard let (status, body) = await Harness.get(port: base, "/v1/twins/pump-\(t)"), status == 200,
                       let state = try? TwinState(bytes: body) else { return false }
-                return state[property: "seq"]?.value == .int(last)
+                return state[property: "rpm"]?.value == .int(last)
             }
             XCTAssertTrue(ok, "pump-\(t) does not show its last reading \(last)")
         }

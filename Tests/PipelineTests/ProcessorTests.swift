@@ -78,25 +78,4 @@ final class ProcessorTests: XCTestCase {
         let badTenant = try DeadLetter(bytes: ingest.process(raw(#"{"twinId":"a","ts":1,"values":{"x":1}}"#, tenant: "a b/c"), now: now)[0].value)
         XCTAssertEqual(badTenant.reasons.map(\.code), ["invalid_tenant"])
     }
-
-    func testValidatorForwardsBytesUnchangedAndDeadLettersTheRest() throws {
-        var ingest = IngestProcessor(defaultTenant: "default")
-        let envelope = ingest.process(raw(#"{"twinId":"pump-1","ts":1,"values":{"flow":1}}"#), now: now)[0]
-        let input = KafkaMessage(topic: envelope.topic, partition: 0, offset: 0, key: envelope.key, value: envelope.value, headers: envelope.headers)
-        var validator = ValidateProcessor(defaultTenant: "default")
-        let forwarded = validator.process(input, now: now)
-        XCTAssertEqual(forwarded.map(\.topic), [Topic.telemetryValid.name])
-        XCTAssertEqual(forwarded[0].value, envelope.value, "payload bytes must pass through unchanged")
-        XCTAssertEqual(forwarded[0].key, envelope.key)
-
-        let broken = KafkaMessage(topic: envelope.topic, partition: 0, offset: 1, key: nil, value: Array(#"{"twinId":"x"}"#.utf8))
-        let letter = try DeadLetter(bytes: validator.process(broken, now: now)[0].value)
-        XCTAssertEqual(letter.stage, "validator")
-        XCTAssertEqual(letter.reasons.first?.code, "missing_field")
-        XCTAssertEqual(letter.reasons.first?.pointer, "/eventId")
-
-        let wrongContract = KafkaMessage(topic: envelope.topic, partition: 0, offset: 2, key: nil, value: envelope.value,
-                                         headers: [KafkaHeader(MessageHeader.contract, "telemetry-envelope/9")])
-        XCTAssertEqual(try DeadLetter(bytes: validator.process(wrongContract, now: now)[0].value).reasons.first?.code, "unsupported_contract")
-    }
 }

@@ -158,3 +158,20 @@ final class TwinFoldTests: XCTestCase {
         XCTAssertEqual(TwinRecord(try TwinState(bytes: document)), record)
     }
 }
+
+extension TwinFoldTests {
+    func testAPatchMigratesToAnotherVersionOfTheSameModelOnly() throws {
+        let catalog = ModelCatalog(resolve: { ["pump@1", "pump@2", "tank@1"].contains($0) ? $0 : nil }, relationshipTarget: { _, _ in nil },
+                                   hasParameter: { _, _ in false }, unit: { _, _ in nil })
+        var fold = TwinFold(options: .init(autoCreate: false, catalog: catalog))
+        _ = fold.apply(command: command(.create, id: "c1", model: "pump@1"), offset: 0)
+        var upgrade = command(.patch, id: "c2")
+        upgrade.model = "pump@2"
+        let applied = try XCTUnwrap(change(fold.apply(command: upgrade, offset: 1)))
+        XCTAssertEqual(applied.changes.map(\.path), ["/model"])
+        XCTAssertEqual(fold.twins["t/pump-1"]?.model, "pump@2")
+        var sideways = command(.patch, id: "c3")
+        sideways.model = "tank@1"
+        XCTAssertEqual(change(fold.apply(command: sideways, offset: 2))?.reason?.code, "model_change")
+    }
+}
