@@ -45,7 +45,7 @@ let package = Package(
         shared("Contracts", ["JSON"]),
         shared("ServiceKit", ["HTTP", "Kafka", "Contracts", "JSON"]),
         shared("Models", ["JSON", "JSONSchema", "Contracts"]),
-        shared("Pipeline", ["Contracts", "Kafka", "ServiceKit", "JSON", "JSONSchema", "Models"]),
+        shared("Pipeline", ["Contracts", "Kafka", "ServiceKit", "HTTP", "JSON", "JSONSchema", "Models"]),
 
         service("ingestor", serviceDeps),
         service("validator", serviceDeps),
