@@ -68,7 +68,7 @@ let package = Package(
         tests("HTTPTests", ["HTTP", "Sockets"]),
         tests("KafkaTests", ["Kafka"]),
         tests("ContractsTests", ["Contracts", "JSON", "JSONSchema"]),
-        tests("ServiceKitTests", ["ServiceKit"]),
+        tests("ServiceKitTests", ["ServiceKit", "HTTP"]),
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
         tests("PipelineTests", ["Pipeline", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "HTTP"]),
         tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON"]),
