@@ -248,19 +248,19 @@ public final class HTTPIngest: Service {
         if outstanding > 0 && outstanding + prepared.messages.count > configuration.producerQueueMessages {
             return tooManyRequests("the producer queue is full (\(outstanding) messages waiting)", requestID: requestID)
         }
-        do {
-            _ = try await producer.sendAll(prepared.messages, queueFullTimeout: configuration.queueFullWait)
-        } catch let error as KafkaError where error.isQueueFull {
-            log.warning("telemetry refused: producer queue full", ["error": .string(error.description)])
+        switch await deliver(prepared.messages) {
+        case .delivered:
+            break
+        case .queueFull:
+            log.warning("telemetry refused: producer queue full", ["messages": .int(prepared.messages.count)])
             return tooManyRequests("the producer queue is full", requestID: requestID)
-        } catch {
+        case .failed(let error):
             // Part of the batch may have been delivered; the client's retry is de-duplicated downstream.
-            let retriable = (error as? KafkaError)?.isRetriable ?? false
-            if retriable {
+            if error.isRetriable {
                 let until = ContinuousClock.now + .seconds(configuration.unavailableRetryAfterSeconds)
                 state.withLock { $0.unavailableUntil = until }
             }
-            log.error("telemetry not acknowledged by the broker", ["error": .string("\(error)"), "messages": .int(prepared.messages.count)])
+            log.error("telemetry not acknowledged by the broker", ["error": .string(error.description), "messages": .int(prepared.messages.count)])
             return unavailable("the broker did not acknowledge the readings; retry later (retries are de-duplicated)", requestID: requestID)
         }
 
@@ -270,6 +270,40 @@ public final class HTTPIngest: Service {
                                                              "reason": .string(prepared.errors[0].reason.code)])
         }
         return .json(acceptedBody(prepared, requestID: requestID), status: .accepted)
+    }
+
+    private enum Delivery {
+        case delivered
+        case queueFull
+        case failed(KafkaError)
+    }
+
+    /// Enqueues every message in order and waits for the broker's acknowledgements. Unlike
+    /// `sendAll` it does not wait for what was already enqueued when the queue stays full, or
+    /// after the first failed delivery: back-pressure answers at once, not after the timeout.
+    private func deliver(_ messages: [OutgoingMessage]) async -> Delivery {
+        let tracker = DeliveryTracker()
+        var enqueued = 0
+        for message in messages {
+            let deadline = ContinuousClock.now + configuration.queueFullWait
+            var backoff = Duration.microseconds(200)
+            while true {
+                do {
+                    try producer.produce(message) { tracker.complete($0) }
+                    enqueued += 1
+                    break
+                } catch let error as KafkaError where error.isQueueFull && ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: backoff)
+                    backoff = min(backoff * 2, .milliseconds(20))
+                } catch let error as KafkaError {
+                    return error.isQueueFull ? .queueFull : .failed(error)
+                } catch {
+                    return .failed(KafkaError(code: -1, message: "\(error)"))
+                }
+            }
+        }
+        if let failure = await tracker.wait(for: enqueued) { return .failed(failure) }
+        return .delivered
     }
 
     private func admit(bytes: Int) -> Admission {
@@ -626,6 +660,41 @@ public final class HTTPIngest: Service {
                 stage.produced(Topic.telemetryDeadLetter.name).inc()
                 stage.deadLettered(letter.headers.string(deadLetterReasonHeader) ?? "unknown").inc()
             }
+        }
+    }
+}
+
+/// Counts the delivery reports of one request and wakes it when all arrived or one failed.
+private final class DeliveryTracker: Sendable {
+    private struct State {
+        var done = 0
+        var target: Int?
+        var failure: KafkaError?
+        var waiter: CheckedContinuation<KafkaError?, Never>?
+    }
+    private let state = Mutex(State())
+
+    func complete(_ result: Result<DeliveryReport, KafkaError>) {
+        let wake = state.withLock { state -> (CheckedContinuation<KafkaError?, Never>, KafkaError?)? in
+            state.done += 1
+            if case .failure(let error) = result, state.failure == nil { state.failure = error }
+            guard let waiter = state.waiter, state.failure != nil || state.done == state.target else { return nil }
+            state.waiter = nil
+            return (waiter, state.failure)
+        }
+        if let (waiter, failure) = wake { waiter.resume(returning: failure) }
+    }
+
+    /// Waits until `count` reports arrived or one failed; returns the first failure.
+    func wait(for count: Int) async -> KafkaError? {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> (Bool, KafkaError?) in
+                state.target = count
+                if state.failure != nil || state.done == count { return (true, state.failure) }
+                state.waiter = continuation
+                return (false, nil)
+            }
+            if ready.0 { continuation.resume(returning: ready.1) }
         }
     }
 }
