@@ -71,6 +71,6 @@ let package = Package(
         tests("ServiceKitTests", ["ServiceKit", "HTTP"]),
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
         tests("PipelineTests", ["Pipeline", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "HTTP"]),
-        tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON"]),
+        tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP"]),
     ]
 )
