@@ -45,7 +45,7 @@ let package = Package(
         shared("Contracts", ["JSON"]),
         shared("ServiceKit", ["HTTP", "Kafka", "Contracts", "JSON"]),
         shared("Models", ["JSON", "JSONSchema", "Contracts"]),
-        shared("Pipeline", ["Contracts", "Kafka", "ServiceKit", "JSON", "JSONSchema", "Models"]),
+        shared("Pipeline", ["Contracts", "Kafka", "ServiceKit", "HTTP", "JSON", "JSONSchema", "Models"]),
 
         service("ingestor", serviceDeps),
         service("validator", serviceDeps),
@@ -73,9 +73,9 @@ let package = Package(
         tests("HTTPTests", ["HTTP", "Sockets"]),
         tests("KafkaTests", ["Kafka"]),
         tests("ContractsTests", ["Contracts", "JSON", "JSONSchema"]),
-        tests("ServiceKitTests", ["ServiceKit"]),
+        tests("ServiceKitTests", ["ServiceKit", "HTTP"]),
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
         tests("PipelineTests", ["Pipeline", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "HTTP", "TestSupport"]),
-        tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "TestSupport"]),
+        tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport"]),
     ]
 )

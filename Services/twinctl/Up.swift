@@ -32,6 +32,7 @@ func runUp(_ args: Arguments) async throws {
     environment["AUTO_CREATE_TWINS"] = environment["AUTO_CREATE_TWINS"] ?? "true"
     // The simulated fleet names its models; these rules cover producers that do not.
     environment["MODEL_PREFIX_RULES"] = environment["MODEL_PREFIX_RULES"] ?? "pump-=pump,room-=room,battery-=battery"
+    let apiKey = try localAPIKey(stateDir: stateDir, environment: &environment)
 
     let supervisor = Supervisor()
     for service in platformServices {
@@ -50,6 +51,11 @@ func runUp(_ args: Arguments) async throws {
         printNow("\(service.name.padding(toLength: 17, withPad: " ", startingAt: 0)) http://127.0.0.1:\(port)  \(ready ? "ready" : "NOT READY (see its log)")")
     }
     printNow("query API: http://127.0.0.1:\(basePort)/v1/twins/{id}  (e.g. /v1/twins/pump-1)")
+    if let apiKey {
+        printNow("api key: \(apiKey)")
+        printNow("  curl -H 'Authorization: Bearer \(apiKey)' -H 'Content-Type: application/json' \\")
+        printNow("       -d '{\"twinId\":\"pump-1\",\"ts\":\"\(Timestamp.format(Int64(Date().timeIntervalSince1970 * 1000)))\",\"values\":{\"temperature\":71.5}}' http://127.0.0.1:\(basePort + 1)/v1/telemetry")
+    }
 
     var fleetTask: Task<Void, Never>?
     if !args.flag("no-fleet") && twins > 0 {
@@ -88,6 +94,30 @@ func runUp(_ args: Arguments) async throws {
     }
     broker.shutdown()
     exit(codes.values.allSatisfy { $0 == 0 } ? 0 : 1)
+}
+
+/// The API key of the local stack, so `POST /v1/telemetry` works the way it does in production
+/// (with a key) without setting anything up: `<state-dir>/api-keys.json` holds its hash, and the
+/// key itself is kept in `<state-dir>/local-api-key` (mode 0600) so every `up` can print it
+/// again. Nil — and nothing generated — when the caller brought `API_KEYS_FILE` or `AUTH_DISABLED`.
+func localAPIKey(stateDir: URL, environment: inout [String: String]) throws -> String? {
+    if !(environment["API_KEYS_FILE"] ?? "").isEmpty || !(environment["AUTH_DISABLED"] ?? "").isEmpty { return nil }
+    let keysFile = stateDir.appendingPathComponent("api-keys.json").path
+    let keyFile = stateDir.appendingPathComponent("local-api-key").path
+    environment["API_KEYS_FILE"] = keysFile
+    if let saved = FileManager.default.contents(atPath: keyFile).map({ String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }),
+       FileManager.default.fileExists(atPath: keysFile), case .authenticated = try APIKeys.load(path: keysFile).authenticate(key: saved) {
+        return saved
+    }
+    let tenant = environment["DEFAULT_TENANT"].flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+    let (key, _) = try APIKeysFile.addKey(tenant: tenant, scopes: [.admin], to: keysFile)
+    unlink(keyFile)
+    let fd = open(keyFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw UsageError("cannot write \(keyFile)") }
+    defer { close(fd) }
+    let line = Array((key + "\n").utf8)
+    guard line.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == line.count else { throw UsageError("cannot write \(keyFile)") }
+    return key
 }
 
 /// The folder holding this executable (the services are built beside it).

@@ -12,6 +12,10 @@ usage: twinctl COMMAND [options]
   tail     --topic T [--group G] [--count N] [--timeout SECONDS]    print messages as JSON lines
   topics   create|list [--replication-factor N]  create the platform topics on a real cluster
   bench    produce|consume --topic T [--count N] [--size BYTES] [--partitions N]
+  keys     add --tenant T --scopes read,write,ingest,simulate,admin [--file PATH]
+                                                print a new API key once, append its hash to the keys file
+  keys     list [--file PATH] | remove ID [--file PATH]
+                                                keys file: --file, else $API_KEYS_FILE, else ./api-keys.json
   health   URL                                  exit 0 when URL answers 200 (container health checks)
   schema-suite DIR [--format-assertion] [--remotes DIR]   run JSON Schema Test Suite files
 Options --brokers B default to $KAFKA_BROKERS, then localhost:9092.
@@ -29,6 +33,7 @@ do {
     case "topics": try await runTopics(args)
     case "bench": try await runBench(args)
     case "health": try await runHealth(args)
+    case "keys": try runKeys(args)
     case "schema-suite": try runSchemaSuite(args)
     case nil, "help":
         print(usage)

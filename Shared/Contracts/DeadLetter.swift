@@ -28,18 +28,22 @@ public struct DeadLetter: Sendable, Equatable {
     public var twinId: String?
     public var model: String?
     public var origin: Origin?
+    /// How the input arrived when it was not read from Kafka: `http` with the request id as `ref`
+    /// (the id the client got back in its 202 answer). Added in v1.1; readers ignore it if unknown.
+    public var source: TelemetryEnvelope.Source?
     public var deadLetteredAt: Int64
     public var reasons: [Reason]
     /// The bytes exactly as received (for a reading of a batch, that reading's bytes).
     public var original: [UInt8]
 
     public init(stage: String, tenant: String, twinId: String? = nil, model: String? = nil, origin: Origin? = nil,
-                deadLetteredAt: Int64, reasons: [Reason], original: [UInt8]) {
+                source: TelemetryEnvelope.Source? = nil, deadLetteredAt: Int64, reasons: [Reason], original: [UInt8]) {
         self.stage = stage
         self.tenant = tenant
         self.twinId = twinId
         self.model = model
         self.origin = origin
+        self.source = source
         self.deadLetteredAt = deadLetteredAt
         self.reasons = reasons
         self.original = original
@@ -59,6 +63,9 @@ public struct DeadLetter: Sendable, Equatable {
             w.key("origin"); w.beginObject()
             w.field("topic", origin.topic); w.field("partition", Int(origin.partition)); w.key("offset"); w.value(origin.offset)
             w.endObject()
+        }
+        if let source {
+            w.key("source"); w.beginObject(); w.field("kind", source.kind); w.field("ref", source.ref); w.endObject()
         }
         w.field("deadLetteredAt", Timestamp.format(deadLetteredAt))
         w.key("reasons"); w.beginArray()
@@ -90,6 +97,12 @@ public struct DeadLetter: Sendable, Equatable {
             origin = Origin(topic: try of.string("topic"), partition: Int32(clamping: try of.int("partition")), offset: try of.int("offset"))
         } else {
             origin = nil
+        }
+        if let o = try f.optionalObject("source") {
+            let sf = try Fields(.object(o), pointer: "/source")
+            source = TelemetryEnvelope.Source(kind: try sf.string("kind"), ref: try sf.string("ref"))
+        } else {
+            source = nil
         }
         deadLetteredAt = try f.time("deadLetteredAt")
         guard case .array(let items)? = f.object["reasons"] else {

@@ -131,3 +131,15 @@ public enum TwinID {
         }
     }
 }
+
+/// The rule for tenant names: 1–64 characters of letters, digits, `_` and `-`. Tenants appear in
+/// Kafka keys (`tenant/twinId`), metric labels and API key files, so nothing that needs escaping.
+public enum TenantID {
+    public static func isValid(_ tenant: String) -> Bool {
+        let utf8 = tenant.utf8
+        guard (1...64).contains(utf8.count) else { return false }
+        return utf8.allSatisfy { c in
+            (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 95 || c == 45
+        }
+    }
+}

@@ -19,6 +19,10 @@ public enum Topic: String, CaseIterable, Sendable {
     public var name: String { rawValue }
     public var partitions: Int32 { Self.partitionCount }
 
+    /// Largest dead-letter the topic accepts on a real cluster (`max.message.bytes`); producers
+    /// writing dead-letters set `message.max.bytes` to match.
+    public static let deadLetterMaxMessageBytes = 8 * 1024 * 1024
+
     /// `twin.state.v1` holds the latest full document per twin: compacted, never deleted by age.
     public var cleanupPolicy: String { self == .twinState ? "compact" : "delete" }
 
@@ -26,7 +30,10 @@ public enum Topic: String, CaseIterable, Sendable {
     public var configs: [String: String] {
         switch self {
         case .twinState: ["cleanup.policy": "compact", "min.compaction.lag.ms": "60000"]
-        case .telemetryDeadLetter: ["cleanup.policy": "delete", "retention.ms": String(14 * 24 * 3_600_000)]
+        // A dead-letter is its input plus the reasons, so it must accept more than the inputs'
+        // 1 MiB (an HTTP ingest body may be up to MAX_BODY_BYTES).
+        case .telemetryDeadLetter: ["cleanup.policy": "delete", "retention.ms": String(14 * 24 * 3_600_000),
+                                    "max.message.bytes": String(Topic.deadLetterMaxMessageBytes)]
         default: ["cleanup.policy": "delete", "retention.ms": String(7 * 24 * 3_600_000)]
         }
     }

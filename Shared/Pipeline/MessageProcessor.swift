@@ -50,9 +50,4 @@ func derivedHeaders(from input: KafkaMessage, contract: String, tenant: String) 
 }
 
 /// Tenant names: 1-64 characters of letters, digits, `_` and `-` (they appear in keys and labels).
-public func isValidTenant(_ tenant: String) -> Bool {
-    let u = tenant.utf8
-    return (1...64).contains(u.count) && u.allSatisfy { c in
-        (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 95 || c == 45
-    }
-}
+public func isValidTenant(_ tenant: String) -> Bool { TenantID.isValid(tenant) }

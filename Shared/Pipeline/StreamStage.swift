@@ -88,10 +88,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                     producedByTopic[output.topic, default: 0] += 1
                     if output.topic == Topic.telemetryDeadLetter.name {
                         let reason = output.headers.string(deadLetterReasonHeader) ?? "unknown"
-                        let (tenant, model) = (output.headers.string(MessageHeader.tenant) ?? "", output.headers.string(modelHeader) ?? "")
-                        for code in (output.headers.string(deadLetterReasonsHeader) ?? reason).split(separator: ",") {
-                            metrics.deadLettered(reason: String(code), tenant: tenant, model: model).inc()
-                        }
+                        metrics.countDeadLetter(output)
                         logger.warning("message dead-lettered", ["reason": .string(reason), "key": .string(output.key.map { String(decoding: $0, as: UTF8.self) } ?? "")])
                     }
                 }
@@ -135,6 +132,15 @@ struct StageMetrics: Sendable {
 
     func produced(_ topic: String) -> Counter {
         registry.counter("twinstream_messages_produced_total", help: "Messages produced and acknowledged, by topic.", labels: ["topic": topic])
+    }
+
+    /// Counts a dead-letter once per distinct reason code, labelled with its tenant and model.
+    func countDeadLetter(_ output: OutgoingMessage) {
+        let (tenant, model) = (output.headers.string(MessageHeader.tenant) ?? "", output.headers.string(modelHeader) ?? "")
+        let codes = output.headers.string(deadLetterReasonsHeader) ?? output.headers.string(deadLetterReasonHeader) ?? "unknown"
+        for code in codes.split(separator: ",") {
+            deadLettered(reason: String(code), tenant: tenant, model: model).inc()
+        }
     }
 
     func deadLettered(reason: String, tenant: String, model: String) -> Counter {

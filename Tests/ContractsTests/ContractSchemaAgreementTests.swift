@@ -60,7 +60,13 @@ final class ContractSchemaAgreementTests: XCTestCase {
             (good.replacingOccurrences(of: #""tenant":"t","#, with: ""), false),
             (good.replacingOccurrences(of: #""encoding":"utf8""#, with: #""encoding":"rot13""#), false),
             (good.replacingOccurrences(of: #""pointer":"","#, with: ""), false),
+            (good.replacingOccurrences(of: #""tenant":"t","#, with: #""tenant":"t","source":{"kind":"http","ref":"req-1"},"#), true),
+            (good.replacingOccurrences(of: #""tenant":"t","#, with: #""tenant":"t","source":{"kind":"http"},"#), false),
         ]) { _ = try DeadLetter(json: $0) }
+        let fromHTTP = DeadLetter(stage: "ingestor", tenant: "t", source: .init(kind: "http", ref: "req-1"), deadLetteredAt: 0,
+                                  reasons: [.init(code: "missing_field", pointer: "/3/ts", message: "m")], original: Array("[]".utf8))
+        XCTAssertTrue(schema.isValid(try JSON(parsing: fromHTTP.encoded())))
+        XCTAssertEqual(try DeadLetter(bytes: fromHTTP.encoded()), fromHTTP)
     }
 
     func testTwinState() throws {

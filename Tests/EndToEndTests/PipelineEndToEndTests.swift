@@ -1,5 +1,6 @@
 import Contracts
 import Foundation
+import HTTP
 import JSON
 import Kafka
 import XCTest
@@ -38,6 +39,20 @@ final class PipelineEndToEndTests: XCTestCase {
         XCTAssertEqual(state?[property: "temperature"]?.value, 71.5)
         XCTAssertEqual(state?[property: "rpm"]?.value, 1450)
         XCTAssertEqual(state?[property: "temperature"]?.eventTime, ts)
+        // The same path over HTTP, with the key `twinctl up` generated and printed.
+        let key = try XCTUnwrap(up.output.first { $0.hasPrefix("api key: ") }?.dropFirst("api key: ".count), "\(up.output)")
+        let posted = try await HTTPClient(port: base + 1).post("/v1/telemetry", headers: ["Authorization": "Bearer \(key)", "Content-Type": "application/x-ndjson"],
+                                                               body: Array("{\"twinId\":\"pump-http\",\"ts\":\(ts),\"values\":{\"temperature\":20.5}}\n{\"twinId\":\"pump-http\"}\n".utf8))
+        XCTAssertEqual(posted.status.code, 202, posted.text)
+        XCTAssertTrue(posted.text.contains(#""accepted":1,"rejected":1"#), posted.text)
+        let servedHTTP = await Harness.eventually(timeout: .seconds(30)) {
+            guard let (status, body) = await Harness.get(port: base, "/v1/twins/pump-http"), status == 200 else { return false }
+            return (try? TwinState(bytes: body))?[property: "temperature"]?.value == 20.5
+        }
+        XCTAssertTrue(servedHTTP, "a reading posted to the ingestor never reached the query API")
+        let unauthorized = try await HTTPClient(port: base + 1).post("/v1/telemetry", headers: ["Content-Type": "application/json"], body: Array("{}".utf8))
+        XCTAssertEqual(unauthorized.status.code, 401)
+
         let missing = await Harness.get(port: base, "/v1/twins/nobody")
         XCTAssertEqual(missing?.status, 404)
 
