@@ -39,17 +39,44 @@ final class PipelineEndToEndTests: XCTestCase {
         XCTAssertEqual(state?[property: "temperature"]?.value, 71.5)
         XCTAssertEqual(state?[property: "rpm"]?.value, 1450)
         XCTAssertEqual(state?[property: "temperature"]?.eventTime, ts)
-        // The same path over HTTP, with the key `twinctl up` generated and printed.
+        // The same path over HTTP, with the key `twinctl up` generated and printed: a mixed NDJSON
+        // batch. Lines the ingestor rejects are counted in the 202; lines it accepts end on
+        // telemetry.valid.v1 or, failing their model, on the dead-letter topic — none vanish.
         let key = try XCTUnwrap(up.output.first { $0.hasPrefix("api key: ") }?.dropFirst("api key: ".count), "\(up.output)")
+        let batch = [
+            #"{"twinId":"pump-http","ts":\#(ts),"values":{"flow":30,"pressure":2.5,"temperature":20.5,"rpm":1400}}"#,
+            #"{"twinId":"pump-http"}"#,
+            #"{"twinId":"room-http","ts":\#(ts),"values":{"temperature":69.8,"co2":700},"units":{"temperature":"degF"}}"#,
+            #"{"twinId":"pump-bad","ts":\#(ts),"values":{"flow":-5,"pressure":2.5,"temperature":20,"rpm":100}}"#,
+            "not json",
+        ].joined(separator: "\n")
         let posted = try await HTTPClient(port: base + 1).post("/v1/telemetry", headers: ["Authorization": "Bearer \(key)", "Content-Type": "application/x-ndjson"],
-                                                               body: Array("{\"twinId\":\"pump-http\",\"ts\":\(ts),\"values\":{\"temperature\":20.5}}\n{\"twinId\":\"pump-http\"}\n".utf8))
+                                                               body: Array(batch.utf8))
         XCTAssertEqual(posted.status.code, 202, posted.text)
-        XCTAssertTrue(posted.text.contains(#""accepted":1,"rejected":1"#), posted.text)
+        let answer = try JSON(parsing: posted.text)
+        XCTAssertEqual(answer["accepted"]?.intValue, 3, posted.text)
+        XCTAssertEqual(answer["rejected"]?.intValue, 2, posted.text)
         let servedHTTP = await Harness.eventually(timeout: .seconds(30)) {
             guard let (status, body) = await Harness.get(port: base, "/v1/twins/pump-http"), status == 200 else { return false }
             return (try? TwinState(bytes: body))?[property: "temperature"]?.value == 20.5
         }
         XCTAssertTrue(servedHTTP, "a reading posted to the ingestor never reached the query API")
+        var valid: [TelemetryEnvelope] = [], letters: [DeadLetter] = []
+        let accounted = await Harness.eventually(timeout: .seconds(30)) {
+            valid = ((try? await readTopic(Topic.telemetryValid, bootstrap: String(bootstrap))) ?? []).compactMap { try? TelemetryEnvelope(bytes: $0.value) }
+                .filter { $0.source.kind == "http" }
+            letters = ((try? await readTopic(Topic.telemetryDeadLetter, bootstrap: String(bootstrap))) ?? []).compactMap { try? DeadLetter(bytes: $0.value) }
+            return valid.count + letters.filter { $0.stage == "validator" }.count == 3 && letters.contains { $0.stage == "ingestor" && $0.source != nil }
+        }
+        XCTAssertTrue(accounted, "accepted lines not all accounted for: valid \(valid.map(\.twinId)), dead-letters \(letters.map { ($0.stage, $0.twinId) })")
+        XCTAssertEqual(Set(valid.map(\.twinId)), ["pump-http", "room-http"])
+        XCTAssertEqual(try XCTUnwrap(valid.first { $0.twinId == "room-http" }?.values["temperature"]?.doubleValue), 21, accuracy: 1e-9, "°F converted to the model's °C")
+        let modelLetter = try XCTUnwrap(letters.first { $0.stage == "validator" })
+        XCTAssertEqual(modelLetter.twinId, "pump-bad")
+        XCTAssertEqual(modelLetter.reasons.map(\.code), ["out_of_range"])
+        XCTAssertEqual(modelLetter.reasons.first?.pointer, "/values/flow")
+        let ingestLetter = try XCTUnwrap(letters.first { $0.stage == "ingestor" && $0.source != nil })
+        XCTAssertEqual(ingestLetter.reasons.count, 2, "one reason per rejected line: \(ingestLetter.reasons)")
         let unauthorized = try await HTTPClient(port: base + 1).post("/v1/telemetry", headers: ["Content-Type": "application/json"], body: Array("{}".utf8))
         XCTAssertEqual(unauthorized.status.code, 401)
 
@@ -85,5 +112,15 @@ final class PipelineEndToEndTests: XCTestCase {
         let status = await up.waitForExit(timeout: .seconds(60))
         XCTAssertEqual(status, 0, "twinctl up: \(up.output.suffix(10))")
         XCTAssertEqual(up.output.filter { $0.contains("exited with 0") }.count, 6, "\(up.output.suffix(8))")
+    }
+
+    /// Every message of a topic, from the beginning to its current end.
+    private func readTopic(_ topic: Topic, bootstrap: String) async throws -> [KafkaMessage] {
+        let consumer = try KafkaConsumer(configuration: KafkaConfiguration(bootstrapServers: bootstrap),
+                                         readingFromBeginning: (0..<Topic.partitionCount).map { TopicPartition(topic.name, $0) })
+        var messages: [KafkaMessage] = []
+        repeat { messages += try await consumer.poll(maxMessages: 5000, timeout: .milliseconds(200)) } while !consumer.isCaughtUp
+        await consumer.close()
+        return messages
     }
 }
