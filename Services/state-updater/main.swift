@@ -19,5 +19,7 @@ await ServiceRuntime.main(name: "state-updater", defaultHTTPPort: 8083) { contex
                                checkpoints: stateDir.isEmpty ? nil : try CheckpointDirectory(path: stateDir), checkpointInterval: interval,
                                readState: stateTopicReader(configuration: context.kafka), logger: context.logger, metrics: context.metrics)
     return try StreamStage(context: context, stage: StateUpdateProcessor.stage, inputs: [.telemetryValid, .twinCommands],
-                           processor: StateUpdateProcessor(store: store), onRebalance: store.handle)
+                           processor: StateUpdateProcessor(store: store),
+                           // Checkpoints may hold only acknowledged effects: one batch at a time.
+                           maxInFlightBatches: 1, onRebalance: store.handle)
 }

@@ -6,7 +6,10 @@ import ServiceKit
 /// `twinctl broker`: runs the embedded broker with the platform's topics until SIGTERM/SIGINT.
 func runBroker(_ args: Arguments) async throws {
     let signals = SignalListener()
-    let broker = try EmbeddedBroker(brokers: try args.int("brokers-count", default: 1), topics: Topic.all)
+    // More partitions than the platform's 6 let benchmarks hold more data: the mock broker keeps
+    // only the last ~5 MiB of each partition.
+    let partitions = Int32(try args.int("partitions", default: Int(Topic.partitionCount)))
+    let broker = try EmbeddedBroker(brokers: try args.int("brokers-count", default: 1), topics: Topic.allCases.map { ($0.name, partitions) })
     for extra in args.strings("topic") {
         let parts = extra.split(separator: ":")
         guard let name = parts.first, let partitions = parts.count > 1 ? Int32(parts[1]) : Topic.partitionCount else {

@@ -3,7 +3,8 @@ import Foundation
 // twinctl: the operator CLI — embedded broker, local stack, fleet simulator, topic tools.
 let usage = """
 usage: twinctl COMMAND [options]
-  broker   [--topic NAME[:PARTITIONS]]...       run the embedded broker; prints bootstrap.servers=...
+  broker   [--topic NAME[:PARTITIONS]]... [--partitions N]   run the embedded broker (platform topics with
+                                                N partitions, default 6); prints bootstrap.servers=...
   up       [--twins N] [--interval-ms MS] [--base-port P] [--log-dir DIR] [--no-fleet]
                                                 broker + six services + simulated fleet; Ctrl-C stops all
   fleet    --brokers B [--twins N] [--interval-ms MS] [--ticks N]   publish simulated telemetry

@@ -7,7 +7,13 @@ import ServiceKit
 ///
 /// A batch's outputs are sent and acknowledged by the broker before the batch's offsets are
 /// stored, so a crash at any point replays input instead of losing it (at-least-once). A batch
-/// whose outputs cannot be delivered is retried with back-off, never skipped.
+/// whose outputs cannot be delivered is re-sent with back-off, never skipped, and offsets are
+/// stored in consumption order only.
+///
+/// Up to `maxInFlightBatches` batches wait for their acknowledgements while the next ones are
+/// processed: the broker's round trip, not the stage, then bounds throughput no more. A stateful
+/// stage whose processor must see its effects acknowledged before the next batch (and before a
+/// rebalance) uses 1.
 public struct StreamStage<P: MessageProcessor & Sendable>: Service {
     private let stage: String
     private let consumer: KafkaConsumer
@@ -15,15 +21,21 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
     private let processor: P
     private let logger: Logger
     private let metrics: StageMetrics
+    private let maxBatch: Int
+    private let maxInFlightBatches: Int
 
     /// Joins `context.consumerGroup` on `inputs` and wires readiness and metrics. `onRebalance`
     /// runs inside the poll, before the first message of newly assigned partitions and after the
     /// last batch of revoked ones (a stateful stage restores and checkpoints there).
-    public init(context: ServiceContext, stage: String, inputs: [Topic], processor: P,
+    public init(context: ServiceContext, stage: String, inputs: [Topic], processor: P, maxInFlightBatches: Int? = nil,
                 onRebalance: KafkaConsumer.RebalanceListener? = nil) throws {
         self.stage = stage
         self.processor = processor
         logger = context.logger
+        maxBatch = try context.environment.int("MAX_BATCH", default: 1000, range: 1...100_000, doc: "Messages a stage takes from Kafka per batch.")
+        self.maxInFlightBatches = try maxInFlightBatches
+            ?? context.environment.int("MAX_INFLIGHT_BATCHES", default: 8, range: 1...1024,
+                                       doc: "Batches whose outputs may await the broker's acknowledgement at once (stateless stages).")
         let group = context.consumerGroup
         let log = context.logger
         consumer = try KafkaConsumer(configuration: context.kafka, groupId: group, topics: inputs.map(\.name)) { event in
@@ -46,60 +58,88 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         }
     }
 
+    /// A processed batch whose outputs are on their way to the broker.
+    private struct InFlight {
+        let batch: [KafkaMessage]
+        let outputs: [OutgoingMessage]
+        let started: ContinuousClock.Instant
+        let delivery: Task<[DeliveryReport], any Error>
+    }
+
     public func run() async throws {
         var processor = self.processor
         let (consumer, producer, metrics, logger, stage) = (self.consumer, self.producer, self.metrics, self.logger, self.stage)
-        logger.info("stage started", ["stage": .string(stage), "group": .string(consumer.groupId)])
-        // A batch whose delivery failed is retried with the outputs it already produced: the
-        // processor may be stateful, so it must see every message exactly once.
-        var pending: (first: KafkaMessage, outputs: [OutgoingMessage])?
+        logger.info("stage started", ["stage": .string(stage), "group": .string(consumer.groupId),
+                                      "maxBatch": .int(maxBatch), "maxInFlightBatches": .int(maxInFlightBatches)])
+        var inFlight: [InFlight] = []
+        inFlight.reserveCapacity(maxInFlightBatches)
+
+        /// Waits for the oldest batch's acknowledgement (re-sending its outputs on failure), then
+        /// stores its offsets. False when asked to stop before it was delivered.
+        func completeOldest() async -> Bool {
+            let oldest = inFlight.removeFirst()
+            var reports: [DeliveryReport]
+            var attempt = 0
+            var delivery = oldest.delivery
+            while true {
+                do {
+                    reports = try await delivery.value
+                    break
+                } catch {
+                    attempt += 1
+                    metrics.retries.inc()
+                    logger.warning("batch outputs not delivered, re-sending with back-off", ["error": .string("\(error)"), "attempt": .int(attempt)])
+                    if Task.isCancelled { return false }  // not stored: the next owner gets it again
+                    try? await Task.sleep(for: .seconds(min(Double(1 << min(attempt, 10)) * 0.05, 10)))
+                    let outputs = oldest.outputs
+                    delivery = Task { try await producer.sendAll(outputs) }
+                }
+            }
+            processor.batchDelivered(reports, now: Int64(Date().timeIntervalSince1970 * 1000))
+            consumer.store(oldest.batch)
+            metrics.record(batch: oldest.batch, outputs: oldest.outputs, logger: logger)
+            metrics.batchSeconds.observe((ContinuousClock.now - oldest.started).seconds)
+            metrics.inFlight.set(inFlight.reduce(0) { $0 + $1.batch.count })
+            return true
+        }
+
         do {
-            try await consumer.run(onError: { error, attempt in
-                metrics.retries.inc()
-                logger.warning("batch failed, retrying with back-off", ["error": .string("\(error)"), "attempt": .int(attempt)])
-            }) { batch in
+            while !Task.isCancelled {
+                let batch = try await consumer.poll(maxMessages: maxBatch, timeout: .milliseconds(inFlight.isEmpty ? 200 : 0))
+                if batch.isEmpty {
+                    // Nothing new: use the pause to settle the oldest batch.
+                    if !inFlight.isEmpty, !(await completeOldest()) { break }
+                    continue
+                }
                 let started = ContinuousClock.now
                 let now = Int64(Date().timeIntervalSince1970 * 1000)
-                metrics.inFlight.set(batch.count)
-                let outputs: [OutgoingMessage]
-                if let retry = pending, retry.first.topic == batch[0].topic, retry.first.partition == batch[0].partition,
-                   retry.first.offset == batch[0].offset {
-                    outputs = retry.outputs
-                } else {
-                    var produced: [OutgoingMessage] = []
-                    produced.reserveCapacity(batch.count)
-                    for message in batch {
-                        if let ts = message.timestampMs { metrics.eventAge.observe(Double(max(0, now - ts)) / 1000) }
-                        produced += processor.process(message, now: now)
-                    }
-                    produced += processor.finishBatch(now: now)
-                    outputs = produced
-                    pending = (batch[0], produced)
+                var outputs: [OutgoingMessage] = []
+                outputs.reserveCapacity(batch.count)
+                for message in batch {
+                    if let ts = message.timestampMs { metrics.eventAge.observe(Double(max(0, now - ts)) / 1000) }
+                    outputs += processor.process(message, now: now)
                 }
-                let reports = try await producer.sendAll(outputs)
-                pending = nil
-                processor.batchDelivered(reports, now: now)
-                var consumedByTopic: [String: Int] = [:]
-                for message in batch { consumedByTopic[message.topic, default: 0] += 1 }
-                // Counted per batch: a labelled look-up per message would cost more than the work.
-                for (topic, n) in consumedByTopic { metrics.consumed(topic).inc(by: n) }
-                var producedByTopic: [String: Int] = [:]
-                for output in outputs {
-                    producedByTopic[output.topic, default: 0] += 1
-                    if output.topic == Topic.telemetryDeadLetter.name {
-                        let reason = output.headers.string(deadLetterReasonHeader) ?? "unknown"
-                        metrics.countDeadLetter(output)
-                        logger.warning("message dead-lettered", ["reason": .string(reason), "key": .string(output.key.map { String(decoding: $0, as: UTF8.self) } ?? "")])
-                    }
+                outputs += processor.finishBatch(now: now)
+                let sending = outputs
+                inFlight.append(InFlight(batch: batch, outputs: outputs, started: started, delivery: Task { try await producer.sendAll(sending) }))
+                metrics.inFlight.set(inFlight.reduce(0) { $0 + $1.batch.count })
+                while inFlight.count >= maxInFlightBatches {
+                    if !(await completeOldest()) { break }
                 }
-                for (topic, n) in producedByTopic { metrics.produced(topic).inc(by: n) }
-                metrics.inFlight.set(0)
-                metrics.batchSeconds.observe((ContinuousClock.now - started).seconds)
             }
         } catch is CancellationError {
             // Asked to stop while waiting: fall through to the orderly close below.
         }
-        logger.info("stage draining", ["stage": .string(stage)])
+        logger.info("stage draining", ["stage": .string(stage), "inFlightBatches": .int(inFlight.count)])
+        // Batches already sent are most likely delivered: settle them so their offsets are
+        // committed; one that fails now is left unstored for the next owner.
+        while !inFlight.isEmpty {
+            let oldest = inFlight.removeFirst()
+            guard let reports = try? await oldest.delivery.value else { break }
+            processor.batchDelivered(reports, now: Int64(Date().timeIntervalSince1970 * 1000))
+            consumer.store(oldest.batch)
+            metrics.record(batch: oldest.batch, outputs: oldest.outputs, logger: logger)
+        }
         let undelivered = await producer.flush(timeout: .seconds(10))
         await consumer.close()
         await producer.close()
@@ -124,6 +164,24 @@ struct StageMetrics: Sendable {
         eventAge = registry.histogram("twinstream_event_age_seconds", help: "Wall-clock time between a message's Kafka timestamp and its processing (freshness lag).",
                                       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300])
         batchSeconds = registry.histogram("twinstream_batch_processing_seconds", help: "Time to process a batch and get its outputs acknowledged.")
+    }
+
+    /// Counts a delivered batch: consumed and produced per topic, dead-letters per reason.
+    func record(batch: [KafkaMessage], outputs: [OutgoingMessage], logger: Logger) {
+        // Counted per batch: a labelled look-up per message would cost more than the work.
+        var consumedByTopic: [String: Int] = [:]
+        for message in batch { consumedByTopic[message.topic, default: 0] += 1 }
+        for (topic, n) in consumedByTopic { consumed(topic).inc(by: n) }
+        var producedByTopic: [String: Int] = [:]
+        for output in outputs {
+            producedByTopic[output.topic, default: 0] += 1
+            if output.topic == Topic.telemetryDeadLetter.name {
+                countDeadLetter(output)
+                logger.warning("message dead-lettered", ["reason": .string(output.headers.string(deadLetterReasonHeader) ?? "unknown"),
+                                                         "key": .string(output.key.map { String(decoding: $0, as: UTF8.self) } ?? "")])
+            }
+        }
+        for (topic, n) in producedByTopic { produced(topic).inc(by: n) }
     }
 
     func consumed(_ topic: String) -> Counter {

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Ingestion and validation throughput: readings per second from telemetry.raw.v1 to
+# telemetry.valid.v1 through the real ingestor and validator (release builds) on the embedded
+# broker, every reading accounted for as valid or dead-lettered. Not run in CI.
+#
+#   Benchmarks/pipeline-throughput.sh                  # N=200000 fleet readings
+#   N=500000 PARTITIONS=48 Benchmarks/pipeline-throughput.sh
+#   BIN=.build/release Benchmarks/pipeline-throughput.sh   # skip `swift build`
+#
+# The raw topic is filled first (the fleet simulator: pumps, rooms and batteries with valid
+# values), then both services start; the rate is N over the time from the ingestor's first
+# consumed message to the moment valid + dead-lettered readings reach N.
+set -euo pipefail
+
+N=${N:-200000}
+TWINS=${TWINS:-1000}
+PARTITIONS=${PARTITIONS:-24}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-pipeline.XXXXXX")
+PIDS=()
+
+cleanup() {
+    local status=$?
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT INT TERM
+
+if [[ -z "${BIN:-}" ]]; then
+    (cd "$ROOT" && swift build -c release --product twinctl >&2 && swift build -c release --product ingestor >&2 && swift build -c release --product validator >&2)
+    BIN="$ROOT/.build/release"
+fi
+
+stdbuf -oL "$BIN/twinctl" broker --partitions "$PARTITIONS" >"$WORK/broker.out" 2>"$WORK/broker.err" &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+    B=$(grep -o 'bootstrap\.servers=[^[:space:]]*' "$WORK/broker.out" 2>/dev/null | cut -d= -f2- || true)
+    [[ -n "$B" ]] && break
+    sleep 0.1
+done
+[[ -n "$B" ]] || { cat "$WORK/broker.err" >&2; exit 1; }
+echo "# broker at $B, $PARTITIONS partitions per topic; filling telemetry.raw.v1 with $N readings" >&2
+"$BIN/twinctl" fleet --brokers "$B" --twins "$TWINS" --ticks $(( N / TWINS )) --interval-ms 0 >/dev/null
+N=$(( N / TWINS * TWINS ))
+
+metric() {  # metric PORT NAME FILTER → summed value of matching series
+    { curl -s "http://127.0.0.1:$1/metrics" || true; } | awk -v name="$2" -v filter="$3" '
+        index($0, name) == 1 && index($0, filter) > 0 { sum += $NF } END { printf "%d\n", sum }'
+}
+
+export KAFKA_BROKERS="$B" LOG_LEVEL=warning MODELS_DIR="$ROOT/Schemas/models"
+HTTP_PORT=18181 "$BIN/ingestor" >"$WORK/ingestor.log" 2>&1 &
+PIDS+=($!)
+HTTP_PORT=18182 "$BIN/validator" >"$WORK/validator.log" 2>&1 &
+PIDS+=($!)
+
+start=""
+while true; do
+    consumed=$(metric 18181 twinstream_messages_consumed_total 'telemetry.raw.v1')
+    if [[ -z "$start" && "$consumed" -gt 0 ]]; then start=$(date +%s.%N); fi
+    valid=$(metric 18182 twinstream_messages_produced_total 'telemetry.valid.v1')
+    dead_validator=$(metric 18182 twinstream_messages_produced_total 'telemetry.deadletter.v1')
+    dead_ingestor=$(metric 18181 twinstream_messages_produced_total 'telemetry.deadletter.v1')
+    total=$(( valid + dead_validator + dead_ingestor ))
+    if [[ -n "$start" && "$total" -ge "$N" ]]; then end=$(date +%s.%N); break; fi
+    sleep 0.05
+done
+awk -v n="$N" -v s="$start" -v e="$end" -v v="$valid" -v dv="$dead_validator" -v di="$dead_ingestor" 'BEGIN {
+    printf "raw -> valid: %d readings in %.2f s = %.0f readings/s (valid %d, dead-lettered by validator %d, by ingestor %d)\n", n, e - s, n / (e - s), v, dv, di }'
