@@ -45,6 +45,7 @@ let package = Package(
         shared("Contracts", ["JSON"]),
         shared("ServiceKit", ["HTTP", "Kafka", "Contracts", "JSON"]),
         shared("Models", ["JSON", "JSONSchema", "Contracts"]),
+        shared("Query", ["JSON", "Contracts"]),
         shared("Pipeline", ["Contracts", "Kafka", "ServiceKit", "HTTP", "JSON", "JSONSchema", "Models"]),
 
         service("ingestor", serviceDeps),
@@ -75,6 +76,7 @@ let package = Package(
         tests("ContractsTests", ["Contracts", "JSON", "JSONSchema"]),
         tests("ServiceKitTests", ["ServiceKit", "HTTP"]),
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
+        tests("QueryTests", ["Query", "JSON", "Contracts"]),
         tests("PipelineTests", ["Pipeline", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "HTTP", "TestSupport"]),
         tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport"]),
     ]

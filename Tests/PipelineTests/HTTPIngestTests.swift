@@ -185,10 +185,12 @@ final class HTTPIngestTests: XCTestCase {
                      #"twinstream_ingest_http_readings_total{outcome="rejected"} 5"#,
                      #"twinstream_messages_produced_total{topic="telemetry.ingested.v1"} 3"#,
                      #"twinstream_messages_produced_total{topic="telemetry.deadletter.v1"} 2"#,
-                     #"twinstream_deadlettered_total{reason="missing_field",stage="ingestor"} 1"#,
                      "twinstream_ingest_http_request_body_bytes_count 2"] {
             XCTAssertTrue(metrics.contains(line), "metrics lack \(line)")
         }
+        // Dead-letter reasons are counted per code, with the tenant (and model, none here).
+        XCTAssertTrue(metrics.split(separator: "\n").contains { $0.hasPrefix("twinstream_deadlettered_total{") && $0.contains(#"reason="missing_field""#)
+                && $0.contains(#"stage="ingestor""#) && $0.contains(#"tenant=""#) }, metrics)
         await f.close()
     }
 

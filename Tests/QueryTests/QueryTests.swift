@@ -1,0 +1,4 @@
+import XCTest
+@testable import Query
+
+final class QueryPlaceholderTests: XCTestCase {}
