@@ -150,6 +150,43 @@ final class KafkaIntegrationTests: XCTestCase {
         await consumer.close()
         XCTAssertEqual(events.value.last, .revoked(partitions))
     }
+
+    func testReaderFromBeginningReadsEveryPartitionInOrderAndCatchesUp() async throws {
+        let broker = try EmbeddedBroker(topics: [("replay", 3)])
+        defer { broker.shutdown() }
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        // Every other message without headers: both kinds must come back as they were sent.
+        let sent = (0..<300).map { i in
+            OutgoingMessage(topic: "replay", key: "twin-\(i % 7)", value: Array("\(i)".utf8),
+                            headers: i.isMultiple(of: 2) ? [] : [KafkaHeader("seq", "\(i)")])
+        }
+        _ = try await producer.sendAll(sent)
+        await producer.close()
+
+        let reader = try KafkaConsumer(configuration: config, readingFromBeginning: (0..<3).map { TopicPartition("replay", $0) })
+        var received: [KafkaMessage] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        while (received.count < 300 || !reader.isCaughtUp) && ContinuousClock.now < deadline {
+            received += try await reader.poll(maxMessages: 64)
+        }
+        XCTAssertTrue(reader.isCaughtUp)
+        XCTAssertEqual(reader.lag().values.reduce(0, +), 0)
+        await reader.close()
+
+        XCTAssertEqual(received.count, 300)
+        XCTAssertEqual(Set(received.map { String(decoding: $0.value, as: UTF8.self) }), Set((0..<300).map(String.init)))
+        var lastOffset: [Int32: Int64] = [:]
+        for message in received {
+            XCTAssertEqual(message.topic, "replay")
+            XCTAssertGreaterThan(message.offset, lastOffset[message.partition, default: -1], "partition \(message.partition) out of order")
+            lastOffset[message.partition] = message.offset
+            let seq = Int(String(decoding: message.value, as: UTF8.self))!
+            XCTAssertEqual(message.keyString, "twin-\(seq % 7)")
+            XCTAssertEqual(message.headers, seq.isMultiple(of: 2) ? [] : [KafkaHeader("seq", "\(seq)")])
+            XCTAssertNotNil(message.timestampMs)
+        }
+    }
 }
 
 /// A value behind a lock, for collecting results from callbacks in tests.
