@@ -35,12 +35,22 @@ public final class KafkaConsumer: Sendable {
         "enable.partition.eof": "true",
     ]
     /// Defaults an operator may override through `KAFKA_*` variables.
+    ///
+    /// The prefetch limits: librdkafka 2.0 counts `queued.min.messages` against the one queue all
+    /// partitions feed (not per partition, as documented), and once it is reached stops fetching
+    /// for up to a second (librdkafka issue 2879; `fetch.queue.backoff.ms` arrived only in 2.2).
+    /// A consumer that drains 100,000 messages (its default) in less than that sits idle for the
+    /// rest, which caps a fast stage, a catch-up or a view replay at a few hundred thousand small
+    /// messages a second. 250,000 buffers more of a 200-byte reading stream; the buffered payload
+    /// stays bounded by `queued.max.messages.kbytes`, set here to librdkafka's own default, 64 MiB.
     public static let defaultProperties: [String: String] = [
         "enable.auto.commit": "true",
         "auto.commit.interval.ms": "1000",
         "auto.offset.reset": "earliest",
         "session.timeout.ms": "10000",
         "heartbeat.interval.ms": "1000",
+        "queued.min.messages": "250000",
+        "queued.max.messages.kbytes": "65536",
     ]
 
     /// Joins `groupId` and subscribes to `topics`. `onRebalance` runs on the poll queue.
