@@ -187,6 +187,38 @@ final class KafkaIntegrationTests: XCTestCase {
             XCTAssertNotNil(message.timestampMs)
         }
     }
+
+    func testDeliveryReportsNameTheTopicOfEachMessage() async throws {
+        let broker = try EmbeddedBroker(topics: [("left", 2), ("right", 1)])
+        defer { broker.shutdown() }
+        let producer = try KafkaProducer(configuration: testConfig(broker))
+        let topics = (0..<40).map { $0 % 3 == 0 ? "right" : "left" }
+        let reports = try await producer.sendAll(topics.enumerated().map { i, topic in
+            OutgoingMessage(topic: topic, key: "k\(i)", value: [UInt8(i)])
+        })
+        XCTAssertEqual(reports.map(\.topic), topics)
+        let single = try await producer.send(OutgoingMessage(topic: "right", key: nil as String?, value: [1]))
+        XCTAssertEqual(single.topic, "right")
+        XCTAssertEqual(single.partition, 0)
+        await producer.close()
+    }
+
+    func testCloseFailsEveryMessageItCouldNotDeliverExactlyOnce() async throws {
+        let broker = try EmbeddedBroker(topics: [("stuck", 1)])
+        defer { broker.shutdown() }
+        broker.setBrokerDown(1)
+        let producer = try KafkaProducer(configuration: testConfig(broker))
+        let outcomes = LockedBox<[Int: [Bool]]>([:])
+        for i in 0..<25 {
+            try producer.produce(OutgoingMessage(topic: "stuck", key: "k", value: [UInt8(i)])) { result in
+                outcomes.mutate { $0[i, default: []].append((try? result.get()) != nil) }
+            }
+        }
+        await producer.close(timeout: .milliseconds(300))
+        XCTAssertEqual(outcomes.value.count, 25, "a message was never answered")
+        XCTAssertEqual(Set(outcomes.value.values), [[false]], "a message was answered twice or reported delivered")
+        XCTAssertThrowsError(try producer.produce(OutgoingMessage(topic: "stuck", key: "k", value: [0])) { _ in })
+    }
 }
 
 /// A value behind a lock, for collecting results from callbacks in tests.
