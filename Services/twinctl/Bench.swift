@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Synchronization
 
 /// `twinctl bench produce|consume`: the Swift client's raw throughput, for comparison with kcat
 /// on the same broker (see Benchmarks/kafka-throughput.sh). Not a test: it prints rates.
@@ -62,12 +63,11 @@ func benchPayload(size: Int) -> [UInt8] {
 }
 
 /// Counts delivery reports from the producer's delivery thread.
-final class DeliveryCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var ok = 0
-    private var failed = 0
+final class DeliveryCounter: Sendable {
+    private let ok = Atomic<Int>(0)
+    private let failed = Atomic<Int>(0)
     func record(_ result: Result<DeliveryReport, KafkaError>) {
-        lock.withLock { if case .success = result { ok += 1 } else { failed += 1 } }
+        if case .success = result { ok.add(1, ordering: .relaxed) } else { failed.add(1, ordering: .relaxed) }
     }
-    var counts: (Int, Int) { lock.withLock { (ok, failed) } }
+    var counts: (Int, Int) { (ok.load(ordering: .acquiring), failed.load(ordering: .acquiring)) }
 }
