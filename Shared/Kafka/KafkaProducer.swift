@@ -149,6 +149,7 @@ public final class KafkaProducer: Sendable {
         guard !closed.isSet else { return }
         await flush(timeout: timeout)
         guard closed.setOnce() else { return }
+        wakePoller()
         let handle = UnsafeSendable(rk)
         let (pollerDone, ctx, context) = (self.pollerDone, self.ctx, UnsafeSendable(self.context))
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -168,12 +169,21 @@ public final class KafkaProducer: Sendable {
     deinit {
         // A producer dropped without close(): stop the thread and free the client anyway.
         if closed.setOnce() {
+            wakePoller()
             pollerDone.wait()
             ctx.releaseTopics()
             rd_kafka_destroy(rk)
             ctx.failAll(KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer released before delivery"))
             context.release()
         }
+    }
+
+    /// Ends the delivery thread's current `rd_kafka_poll` now rather than at its 100 ms timeout,
+    /// so that closing does not wait for it (the flag also stops a poll that has not begun).
+    private func wakePoller() {
+        guard let main = rd_kafka_queue_get_main(rk) else { return }
+        rd_kafka_queue_yield(main)
+        rd_kafka_queue_destroy(main)
     }
 
     private func enqueue(_ message: OutgoingMessage, topic: OpaquePointer?, id: UInt) -> rd_kafka_resp_err_t {
