@@ -338,22 +338,31 @@ final class ConsumerContext: ClientContext, @unchecked Sendable {
     /// Up to `maxMessages` messages: waits at most `timeoutMs` for the first event, then takes only
     /// what is already queued. Runs on the consumer's queue; rebalance callbacks run inside it.
     func pollBatch(_ rk: OpaquePointer, maxMessages: Int, timeoutMs: Int32) -> [KafkaMessage] {
-        var batch: [KafkaMessage] = []
-        batch.reserveCapacity(min(maxMessages, 1024))
+        guard maxMessages > 0, let first = rd_kafka_consumer_poll(rk, timeoutMs) else { return [] }
+        // Sized once by what is already queued behind the first event: growing by appending
+        // reallocated up to 8192 slots (~800 KB, fresh pages each time) for a batch of 5000.
+        let capacity = min(maxMessages, 1 + queuedEvents(rk))
         var topics = TopicNameCache()
-        var wait = timeoutMs
-        while batch.count < maxMessages {
-            guard let raw = rd_kafka_consumer_poll(rk, wait) else { break }
-            wait = 0
-            defer { rd_kafka_message_destroy(raw) }
-            let err = raw.pointee.err
-            if err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                batch.append(copyMessage(raw, topic: topics.name(raw.pointee.rkt)))
-            } else {
-                handleEvent(raw, topic: topics.name(raw.pointee.rkt))
+        return [KafkaMessage](unsafeUninitializedCapacity: capacity) { buffer, count in
+            var next: UnsafeMutablePointer<rd_kafka_message_t>? = first
+            while let raw = next {
+                if raw.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    (buffer.baseAddress! + count).initialize(to: copyMessage(raw, topic: topics.name(raw.pointee.rkt)))
+                    count += 1
+                } else {
+                    handleEvent(raw, topic: topics.name(raw.pointee.rkt))
+                }
+                rd_kafka_message_destroy(raw)
+                next = count < capacity ? rd_kafka_consumer_poll(rk, 0) : nil
             }
         }
-        return batch
+    }
+
+    /// Messages and events waiting in the consumer queue.
+    private func queuedEvents(_ rk: OpaquePointer) -> Int {
+        guard let queue = rd_kafka_queue_get_consumer(rk) else { return 0 }
+        defer { rd_kafka_queue_destroy(queue) }
+        return rd_kafka_queue_length(queue)
     }
 
     /// A partition end or a consume error, delivered in place of a message.
@@ -398,26 +407,30 @@ func awaitLeaders(_ rk: OpaquePointer, of topics: Set<String>, timeoutMs: Int32)
 }
 
 /// Copies a librdkafka message into Swift values; `raw` stays owned by the caller.
+@inline(__always)
 func copyMessage(_ raw: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) -> KafkaMessage {
     let m = raw.pointee
-    let value = copyBytes(m.payload, m.len) ?? []
-    let key = copyBytes(m.key, m.key_len)
-    var headers: [KafkaHeader] = []
-    var hdrs: OpaquePointer?
-    if rd_kafka_message_headers(raw, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
-        let count = rd_kafka_header_cnt(hdrs)
-        headers.reserveCapacity(count)
-        var name: UnsafePointer<CChar>?
-        var valuePtr: UnsafeRawPointer?
-        var size = 0
-        for index in 0..<count where rd_kafka_header_get_all(hdrs, index, &name, &valuePtr, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-            headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", copyBytes(valuePtr, size) ?? []))
-        }
-    }
     var tstype = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
     let ts = rd_kafka_message_timestamp(raw, &tstype)
-    return KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, value: value,
-                        headers: headers, timestampMs: tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+    return KafkaMessage(topic: topic, partition: m.partition, offset: m.offset,
+                        key: copyBytes(m.key, m.key_len), value: copyBytes(m.payload, m.len) ?? [],
+                        headers: copyHeaders(raw), timestampMs: tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+}
+
+/// The message's headers in order; empty when it has none.
+func copyHeaders(_ raw: UnsafeMutablePointer<rd_kafka_message_t>) -> [KafkaHeader] {
+    var hdrs: OpaquePointer?
+    guard rd_kafka_message_headers(raw, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs else { return [] }
+    let count = rd_kafka_header_cnt(hdrs)
+    var headers: [KafkaHeader] = []
+    headers.reserveCapacity(count)
+    var name: UnsafePointer<CChar>?
+    var value: UnsafeRawPointer?
+    var size = 0
+    for index in 0..<count where rd_kafka_header_get_all(hdrs, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+        headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", copyBytes(value, size) ?? []))
+    }
+    return headers
 }
 
 /// The `count` bytes at `pointer` as an array; nil for a null pointer. (This form is specialised
