@@ -31,6 +31,9 @@ func runBench(_ args: Arguments) async throws {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let (ok, failed) = delivered.counts
         printNow("produced \(ok) messages in \(String(format: "%.3f", seconds)) seconds: \(Int(Double(ok) / seconds)) msg/s (\(failed) failed)")
+        if failed > 0 || ok < count {
+            throw BenchFailure(description: "\(count - ok) of \(count) messages were not delivered")
+        }
     case "consume":
         let partitions = try args.int("partitions", default: 1)
         let consumer = try KafkaConsumer(configuration: config,
@@ -60,6 +63,11 @@ func benchPayload(size: Int) -> [UInt8] {
     while bytes.count < size - 2 { bytes.append(UInt8(ascii: "x")) }
     bytes += Array("\"}".utf8)
     return bytes
+}
+
+/// A benchmark run that did not do what it measured (exit status 1).
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
 }
 
 /// Counts delivery reports from the producer's delivery thread.
