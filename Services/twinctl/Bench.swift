@@ -1,5 +1,6 @@
 import Foundation
 import Kafka
+import Synchronization
 
 /// `twinctl bench produce|consume`: the Swift client's raw throughput, for comparison with kcat
 /// on the same broker (see Benchmarks/kafka-throughput.sh). Not a test: it prints rates.
@@ -30,6 +31,9 @@ func runBench(_ args: Arguments) async throws {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let (ok, failed) = delivered.counts
         printNow("produced \(ok) messages in \(String(format: "%.3f", seconds)) seconds: \(Int(Double(ok) / seconds)) msg/s (\(failed) failed)")
+        if failed > 0 || ok < count {
+            throw BenchFailure(description: "\(count - ok) of \(count) messages were not delivered")
+        }
     case "consume":
         let partitions = try args.int("partitions", default: 1)
         let consumer = try KafkaConsumer(configuration: config,
@@ -61,13 +65,17 @@ func benchPayload(size: Int) -> [UInt8] {
     return bytes
 }
 
+/// A benchmark run that did not do what it measured (exit status 1).
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
 /// Counts delivery reports from the producer's delivery thread.
-final class DeliveryCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var ok = 0
-    private var failed = 0
+final class DeliveryCounter: Sendable {
+    private let ok = Atomic<Int>(0)
+    private let failed = Atomic<Int>(0)
     func record(_ result: Result<DeliveryReport, KafkaError>) {
-        lock.withLock { if case .success = result { ok += 1 } else { failed += 1 } }
+        if case .success = result { ok.add(1, ordering: .relaxed) } else { failed.add(1, ordering: .relaxed) }
     }
-    var counts: (Int, Int) { lock.withLock { (ok, failed) } }
+    var counts: (Int, Int) { (ok.load(ordering: .acquiring), failed.load(ordering: .acquiring)) }
 }

@@ -88,6 +88,11 @@ class ClientContext: @unchecked Sendable {
     }
 }
 
+/// `duration` in whole milliseconds for librdkafka's `timeout_ms` arguments.
+func milliseconds(_ duration: Duration) -> Int32 {
+    Int32(clamping: duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+}
+
 /// Creates an `rd_kafka_t` from a prepared configuration; `conf` is consumed either way.
 func makeClient(_ type: rd_kafka_type_t, _ conf: OpaquePointer) throws(KafkaError) -> OpaquePointer {
     var errstr = [CChar](repeating: 0, count: 512)

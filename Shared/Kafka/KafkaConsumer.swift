@@ -35,12 +35,22 @@ public final class KafkaConsumer: Sendable {
         "enable.partition.eof": "true",
     ]
     /// Defaults an operator may override through `KAFKA_*` variables.
+    ///
+    /// The prefetch limits: librdkafka 2.0 counts `queued.min.messages` against the one queue all
+    /// partitions feed (not per partition, as documented), and once it is reached stops fetching
+    /// for up to a second (librdkafka issue 2879; `fetch.queue.backoff.ms` arrived only in 2.2).
+    /// A consumer that drains 100,000 messages (its default) in less than that sits idle for the
+    /// rest, which caps a fast stage, a catch-up or a view replay at a few hundred thousand small
+    /// messages a second. 250,000 buffers more of a 200-byte reading stream; the buffered payload
+    /// stays bounded by `queued.max.messages.kbytes`, set here to librdkafka's own default, 64 MiB.
     public static let defaultProperties: [String: String] = [
         "enable.auto.commit": "true",
         "auto.commit.interval.ms": "1000",
         "auto.offset.reset": "earliest",
         "session.timeout.ms": "10000",
         "heartbeat.interval.ms": "1000",
+        "queued.min.messages": "250000",
+        "queued.max.messages.kbytes": "65536",
     ]
 
     /// Joins `groupId` and subscribes to `topics`. `onRebalance` runs on the poll queue.
@@ -77,6 +87,11 @@ public final class KafkaConsumer: Sendable {
     /// A consumer outside any group that reads `partitions` from their beginning: for readers that
     /// need every partition, such as a query replica materialising a full view, or a tail. It
     /// commits nothing; `store` and `commit` are no-ops for it.
+    ///
+    /// The assignment is made on the consumer's queue once the partitions' leaders are known (or
+    /// two seconds passed): librdkafka 2.0 retries an offset lookup that found no leader only
+    /// after a fixed 500 ms, which would otherwise delay every start by half a second. Polls wait
+    /// for it in order; an assignment error goes to the configuration's error handler.
     public init(configuration: KafkaConfiguration, readingFromBeginning partitions: [TopicPartition]) throws {
         groupId = "unassigned-\(UInt64.random(in: 0...UInt64.max))"
         let config = configuration.withDefaults(Self.defaultProperties)
@@ -91,16 +106,19 @@ public final class KafkaConsumer: Sendable {
             throw error
         }
         rd_kafka_poll_set_consumer(rk)
-        let beginning: Int64 = -2  // RD_KAFKA_OFFSET_BEGINNING
-        let list = makePartitionList(partitions, offsets: Dictionary(uniqueKeysWithValues: partitions.map { ($0, beginning) }))
-        defer { rd_kafka_topic_partition_list_destroy(list) }
-        let err = rd_kafka_assign(rk, list)
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            rd_kafka_destroy(rk)
-            context.release()
-            throw KafkaError(err, context: "assign \(partitions)")
-        }
         ctx.markAssigned(partitions)
+        let beginning: Int64 = -2  // RD_KAFKA_OFFSET_BEGINNING
+        let list = UnsafeSendable(makePartitionList(partitions, offsets: Dictionary(uniqueKeysWithValues: partitions.map { ($0, beginning) })))
+        let topics = Set(partitions.map(\.topic))
+        // Captures self: the client outlives this block, so deinit cannot destroy it underneath.
+        queue.async { [self] in
+            defer { rd_kafka_topic_partition_list_destroy(list.value) }
+            awaitLeaders(rk, of: topics, timeoutMs: 2000)
+            let err = rd_kafka_assign(rk, list.value)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                ctx.errorHandler?(KafkaError(err, context: "assign \(partitions)"))
+            }
+        }
     }
 
     /// Returns up to `maxMessages` messages, waiting at most `timeout` for the first one.
@@ -111,7 +129,7 @@ public final class KafkaConsumer: Sendable {
         }
         let handle = UnsafeSendable(rk)
         let ctx = self.ctx
-        let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let ms = milliseconds(timeout)
         return await withCheckedContinuation { continuation in
             queue.async {
                 continuation.resume(returning: ctx.pollBatch(handle.value, maxMessages: maxMessages, timeoutMs: ms))
@@ -317,63 +335,108 @@ final class ConsumerContext: ClientContext, @unchecked Sendable {
         }
     }
 
+    /// Up to `maxMessages` messages: waits at most `timeoutMs` for the first event, then takes only
+    /// what is already queued. Runs on the consumer's queue; rebalance callbacks run inside it.
     func pollBatch(_ rk: OpaquePointer, maxMessages: Int, timeoutMs: Int32) -> [KafkaMessage] {
-        var batch: [KafkaMessage] = []
-        batch.reserveCapacity(min(maxMessages, 1024))
-        // Topic names by handle: building a String per message from C costs more than the copy.
-        var topicNames: [OpaquePointer: String] = [:]
-        var wait = timeoutMs
-        while batch.count < maxMessages {
-            guard let raw = rd_kafka_consumer_poll(rk, wait) else { break }
-            wait = 0
-            defer { rd_kafka_message_destroy(raw) }
-            let m = raw.pointee
-            let topic: String
-            if let rkt = m.rkt {
-                if let known = topicNames[rkt] {
-                    topic = known
+        guard maxMessages > 0, let first = rd_kafka_consumer_poll(rk, timeoutMs) else { return [] }
+        // Sized once by what is already queued behind the first event: growing by appending
+        // reallocated up to 8192 slots (~800 KB, fresh pages each time) for a batch of 5000.
+        let capacity = min(maxMessages, 1 + queuedEvents(rk))
+        var topics = TopicNameCache()
+        return [KafkaMessage](unsafeUninitializedCapacity: capacity) { buffer, count in
+            var next: UnsafeMutablePointer<rd_kafka_message_t>? = first
+            while let raw = next {
+                if raw.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                    (buffer.baseAddress! + count).initialize(to: copyMessage(raw, topic: topics.name(raw.pointee.rkt)))
+                    count += 1
                 } else {
-                    topic = String(cString: rd_kafka_topic_name(rkt))
-                    topicNames[rkt] = topic
+                    handleEvent(raw, topic: topics.name(raw.pointee.rkt))
                 }
-            } else {
-                topic = ""
+                rd_kafka_message_destroy(raw)
+                next = count < capacity ? rd_kafka_consumer_poll(rk, 0) : nil
             }
-            if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
-                state.withLock { _ = $0.reachedEnd.insert(TopicPartition(topic, m.partition)) }
-                continue
-            }
-            if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                let text = m.payload.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? ""
-                errorHandler?(KafkaError(m.err, context: "consume \(topic)[\(m.partition)] \(text)"))
-                continue
-            }
-            batch.append(copyMessage(raw, topic: topic))
         }
-        return batch
+    }
+
+    /// Messages and events waiting in the consumer queue.
+    private func queuedEvents(_ rk: OpaquePointer) -> Int {
+        guard let queue = rd_kafka_queue_get_consumer(rk) else { return 0 }
+        defer { rd_kafka_queue_destroy(queue) }
+        return rd_kafka_queue_length(queue)
+    }
+
+    /// A partition end or a consume error, delivered in place of a message.
+    private func handleEvent(_ raw: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) {
+        let m = raw.pointee
+        if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF {
+            state.withLock { _ = $0.reachedEnd.insert(TopicPartition(topic, m.partition)) }
+            return
+        }
+        let text = m.payload.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? ""
+        errorHandler?(KafkaError(m.err, context: "consume \(topic)[\(m.partition)] \(text)"))
+    }
+}
+
+/// Topic names by librdkafka topic handle for one poll: building a String from C per message
+/// costs more than copying the payload, and a batch rarely spans more than a few topics.
+struct TopicNameCache {
+    private var known: [(handle: OpaquePointer, name: String)] = []
+
+    mutating func name(_ handle: OpaquePointer?) -> String {
+        guard let handle else { return "" }
+        if let hit = known.first(where: { $0.handle == handle }) { return hit.name }
+        let name = String(cString: rd_kafka_topic_name(handle))
+        known.append((handle, name))
+        return name
+    }
+}
+
+/// Asks the cluster for the leaders of `topics`, waiting at most `timeoutMs` in all. The answer
+/// lands in librdkafka's metadata cache, where fetchers and offset lookups find it.
+func awaitLeaders(_ rk: OpaquePointer, of topics: Set<String>, timeoutMs: Int32) {
+    let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+    for topic in topics.sorted() {
+        let remaining = milliseconds(deadline - ContinuousClock.now)
+        guard remaining > 0, let rkt = rd_kafka_topic_new(rk, topic, nil) else { return }
+        defer { rd_kafka_topic_destroy(rkt) }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        if rd_kafka_metadata(rk, 0, rkt, &metadata, remaining) == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata {
+            rd_kafka_metadata_destroy(metadata)
+        }
     }
 }
 
 /// Copies a librdkafka message into Swift values; `raw` stays owned by the caller.
+@inline(__always)
 func copyMessage(_ raw: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) -> KafkaMessage {
     let m = raw.pointee
-    let value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
-    let key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
-    var headers: [KafkaHeader] = []
-    var hdrs: OpaquePointer?
-    if rd_kafka_message_headers(raw, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
-        var index = 0
-        var name: UnsafePointer<CChar>?
-        var valuePtr: UnsafeRawPointer?
-        var size = 0
-        while rd_kafka_header_get_all(hdrs, index, &name, &valuePtr, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-            let bytes = valuePtr.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
-            headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", bytes))
-            index += 1
-        }
-    }
     var tstype = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
     let ts = rd_kafka_message_timestamp(raw, &tstype)
-    return KafkaMessage(topic: topic, partition: m.partition, offset: m.offset, key: key, value: value,
-                        headers: headers, timestampMs: tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+    return KafkaMessage(topic: topic, partition: m.partition, offset: m.offset,
+                        key: copyBytes(m.key, m.key_len), value: copyBytes(m.payload, m.len) ?? [],
+                        headers: copyHeaders(raw), timestampMs: tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+}
+
+/// The message's headers in order; empty when it has none.
+func copyHeaders(_ raw: UnsafeMutablePointer<rd_kafka_message_t>) -> [KafkaHeader] {
+    var hdrs: OpaquePointer?
+    guard rd_kafka_message_headers(raw, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs else { return [] }
+    let count = rd_kafka_header_cnt(hdrs)
+    var headers: [KafkaHeader] = []
+    headers.reserveCapacity(count)
+    var name: UnsafePointer<CChar>?
+    var value: UnsafeRawPointer?
+    var size = 0
+    for index in 0..<count where rd_kafka_header_get_all(hdrs, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+        headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", copyBytes(value, size) ?? []))
+    }
+    return headers
+}
+
+/// The `count` bytes at `pointer` as an array; nil for a null pointer. (This form is specialised
+/// for UInt8 in this module; `Array(unsafeUninitializedCapacity:)` looks up generic metadata per call.)
+@inline(__always)
+func copyBytes(_ pointer: UnsafeRawPointer?, _ count: Int) -> [UInt8]? {
+    guard let pointer else { return nil }
+    return Array(UnsafeRawBufferPointer(start: pointer, count: count))
 }

@@ -36,14 +36,7 @@ public final class KafkaProducer: Sendable {
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
             guard let message, let opaque else { return }
             let ctx = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
-            let id = UInt(bitPattern: message.pointee._private)
-            let m = message.pointee
-            if m.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
-                ctx.complete(id, .success(DeliveryReport(topic: topic, partition: m.partition, offset: m.offset)))
-            } else {
-                ctx.complete(id, .failure(KafkaError(m.err, context: "delivery failed")))
-            }
+            ctx.delivered(message.pointee)
         }
         do {
             rk = try makeClient(RD_KAFKA_PRODUCER, conf)
@@ -65,11 +58,17 @@ public final class KafkaProducer: Sendable {
     /// Enqueues `message` without waiting; `onDelivery` runs on the delivery thread once the
     /// broker acknowledged (or finally failed) it. Throws at once when the local queue is full.
     public func produce(_ message: OutgoingMessage, onDelivery: @escaping DeliveryCallback) throws {
+        try enqueue(message, .callback(onDelivery))
+    }
+
+    /// Registers `pending` under a fresh id and hands `message` to librdkafka; throws (having
+    /// forgotten the id) when the producer is closed or librdkafka refuses the message.
+    private func enqueue(_ message: OutgoingMessage, _ pending: ProducerContext.Pending) throws {
         guard !closed.isSet else {
             throw KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer is closed")
         }
-        let id = ctx.register(onDelivery)
-        let err = enqueue(message, id: id)
+        let (id, topic) = ctx.register(pending, topic: message.topic, rk: rk)
+        let err = enqueue(message, topic: topic, id: id)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
             ctx.forget(id)
             throw KafkaError(err, context: "produce to \(message.topic)")
@@ -109,7 +108,7 @@ public final class KafkaProducer: Sendable {
             var backoff = Duration.microseconds(200)
             while true {
                 do {
-                    try produce(message) { results.set(index, $0) }
+                    try enqueue(message, .batch(results, index))
                     enqueued += 1
                     break
                 } catch let error as KafkaError where error.isQueueFull && ContinuousClock.now < deadline {
@@ -135,7 +134,7 @@ public final class KafkaProducer: Sendable {
     @discardableResult
     public func flush(timeout: Duration = .seconds(10)) async -> Int {
         let handle = UnsafeSendable(rk)
-        let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let ms = milliseconds(timeout)
         return await withCheckedContinuation { continuation in
             blockingQueue.async {
                 rd_kafka_flush(handle.value, ms)
@@ -150,6 +149,7 @@ public final class KafkaProducer: Sendable {
         guard !closed.isSet else { return }
         await flush(timeout: timeout)
         guard closed.setOnce() else { return }
+        wakePoller()
         let handle = UnsafeSendable(rk)
         let (pollerDone, ctx, context) = (self.pollerDone, self.ctx, UnsafeSendable(self.context))
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -157,6 +157,7 @@ public final class KafkaProducer: Sendable {
                 pollerDone.wait()
                 rd_kafka_purge(handle.value, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
                 rd_kafka_poll(handle.value, 0)
+                ctx.releaseTopics()
                 rd_kafka_destroy(handle.value)
                 ctx.failAll(KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer closed before delivery"))
                 context.value.release()
@@ -168,14 +169,24 @@ public final class KafkaProducer: Sendable {
     deinit {
         // A producer dropped without close(): stop the thread and free the client anyway.
         if closed.setOnce() {
+            wakePoller()
             pollerDone.wait()
+            ctx.releaseTopics()
             rd_kafka_destroy(rk)
             ctx.failAll(KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer released before delivery"))
             context.release()
         }
     }
 
-    private func enqueue(_ message: OutgoingMessage, id: UInt) -> rd_kafka_resp_err_t {
+    /// Ends the delivery thread's current `rd_kafka_poll` now rather than at its 100 ms timeout,
+    /// so that closing does not wait for it (the flag also stops a poll that has not begun).
+    private func wakePoller() {
+        guard let main = rd_kafka_queue_get_main(rk) else { return }
+        rd_kafka_queue_yield(main)
+        rd_kafka_queue_destroy(main)
+    }
+
+    private func enqueue(_ message: OutgoingMessage, topic: OpaquePointer?, id: UInt) -> rd_kafka_resp_err_t {
         let headers: OpaquePointer? = message.headers.isEmpty ? nil : {
             let list = rd_kafka_headers_new(message.headers.count)!
             for header in message.headers {
@@ -185,40 +196,45 @@ public final class KafkaProducer: Sendable {
             }
             return list
         }()
-        let err = message.topic.withCString { topic in
-            message.value.withUnsafeBytes { value in
-                withOptionalBytes(message.key) { key in
-                    var args = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 7)
+        let err = message.value.withUnsafeBytes { value in
+            withOptionalBytes(message.key) { key in
+                withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 7) { args in
                     var n = 0
-                    func add(_ type: rd_kafka_vtype_t, _ fill: (inout rd_kafka_vu_t) -> Void) {
-                        args[n].vtype = type
-                        fill(&args[n])
+                    func next(_ type: rd_kafka_vtype_t) -> UnsafeMutablePointer<rd_kafka_vu_t> {
+                        let arg = args.baseAddress! + n
+                        arg.initialize(to: rd_kafka_vu_t())
+                        arg.pointee.vtype = type
                         n += 1
+                        return arg
                     }
-                    add(RD_KAFKA_VTYPE_TOPIC) { $0.u.cstr = topic }
-                    add(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
-                    add(RD_KAFKA_VTYPE_VALUE) {
-                        $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
-                        $0.u.mem.size = value.count
-                    }
+                    next(RD_KAFKA_VTYPE_MSGFLAGS).pointee.u.i = RD_KAFKA_MSG_F_COPY
+                    let payload = next(RD_KAFKA_VTYPE_VALUE)
+                    payload.pointee.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+                    payload.pointee.u.mem.size = value.count
                     if let key {
-                        add(RD_KAFKA_VTYPE_KEY) {
-                            $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress ?? UnsafeRawPointer(bitPattern: 1))
-                            $0.u.mem.size = key.count
-                        }
+                        let arg = next(RD_KAFKA_VTYPE_KEY)
+                        arg.pointee.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress ?? UnsafeRawPointer(bitPattern: 1))
+                        arg.pointee.u.mem.size = key.count
                     }
                     if let partition = message.partition {
-                        add(RD_KAFKA_VTYPE_PARTITION) { $0.u.i32 = partition }
+                        next(RD_KAFKA_VTYPE_PARTITION).pointee.u.i32 = partition
                     }
                     if let headers {
-                        add(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers }
+                        next(RD_KAFKA_VTYPE_HEADERS).pointee.u.headers = headers
                     }
-                    add(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = UnsafeMutableRawPointer(bitPattern: id) }
-                    let error = rd_kafka_produceva(rk, &args, n)
-                    if let error {
-                        return KafkaErrorCode(consuming: error)
+                    next(RD_KAFKA_VTYPE_OPAQUE).pointee.u.ptr = UnsafeMutableRawPointer(bitPattern: id)
+                    let error: OpaquePointer?
+                    if let topic {
+                        next(RD_KAFKA_VTYPE_RKT).pointee.u.rkt = topic
+                        error = rd_kafka_produceva(rk, args.baseAddress, n)
+                    } else {
+                        // No handle (librdkafka refused the name): let produce report why.
+                        error = message.topic.withCString { name in
+                            next(RD_KAFKA_VTYPE_TOPIC).pointee.u.cstr = name
+                            return rd_kafka_produceva(rk, args.baseAddress, n)
+                        }
                     }
-                    return RD_KAFKA_RESP_ERR_NO_ERROR
+                    return error.map(KafkaErrorCode(consuming:)) ?? RD_KAFKA_RESP_ERR_NO_ERROR
                 }
             }
         }
@@ -240,39 +256,128 @@ private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPoi
     return bytes.withUnsafeBytes { body($0) }
 }
 
-/// Pending delivery callbacks by integer id (the per-message opaque), behind one lock.
+/// What the producer owes each message in flight, by integer id (the per-message opaque), and
+/// the topic handles it produces through, behind one lock.
+///
+/// Ids index a slab of slots reused through a free list: registering and completing a delivery is
+/// an array access, not a hash, and neither allocates once the slab has grown to the number of
+/// messages librdkafka may hold (`queue.buffering.max.messages`).
 final class ProducerContext: ClientContext, @unchecked Sendable {
-    private struct State {
-        var nextId: UInt = 1
-        var pending: [UInt: KafkaProducer.DeliveryCallback] = [:]
+    /// The owner of one message's delivery report.
+    enum Pending {
+        case callback(KafkaProducer.DeliveryCallback)
+        /// Message `index` of a `sendAll` batch.
+        case batch(BatchResults, Int)
+
+        func complete(_ result: Result<DeliveryReport, KafkaError>) {
+            switch self {
+            case .callback(let callback): callback(result)
+            case .batch(let results, let index): results.set(index, result)
+            }
+        }
+    }
+
+    fileprivate struct State {
+        var slots: [Pending?] = []
+        var free: [Int] = []
+        /// Topic handles by name, kept for the producer's lifetime (their pointers identify the
+        /// topic of a delivery report), and the names by handle for those reports.
+        var handles: [String: OpaquePointer] = [:]
+        var names: [(handle: OpaquePointer, name: String)] = []
+        var last: (name: String, handle: OpaquePointer)?
     }
     private let state = Mutex(State())
 
-    func register(_ callback: @escaping KafkaProducer.DeliveryCallback) -> UInt {
-        state.withLock { state in
-            let id = state.nextId
-            state.nextId &+= 1
-            if state.nextId == 0 { state.nextId = 1 }
-            state.pending[id] = callback
-            return id
+    /// Stores `pending` and returns its id (never 0: the opaque is a pointer) with the handle of
+    /// `topic`, created on first use (nil when librdkafka refuses the name).
+    func register(_ pending: Pending, topic: String, rk: OpaquePointer) -> (UInt, OpaquePointer?) {
+        let rk = UnsafeSendable(rk)
+        let (id, handle) = state.withLock { state in
+            let slot: Int
+            if let reused = state.free.popLast() {
+                slot = reused
+                state.slots[slot] = pending
+            } else {
+                slot = state.slots.count
+                state.slots.append(pending)
+            }
+            return (UInt(slot + 1), UnsafeSendable(state.handle(topic, rk.value)))
         }
+        return (id, handle.value)
     }
 
+    /// Removes and returns what was registered under `id`.
+    func take(_ id: UInt) -> Pending? {
+        state.withLock { $0.take(id) }
+    }
+
+    /// Drops `id` without completing it: librdkafka refused the message, the caller hears it.
     func forget(_ id: UInt) {
-        _ = state.withLock { $0.pending.removeValue(forKey: id) }
+        _ = take(id)
     }
 
-    func complete(_ id: UInt, _ result: Result<DeliveryReport, KafkaError>) {
-        let callback = state.withLock { $0.pending.removeValue(forKey: id) }
-        callback?(result)
-    }
-
-    func failAll(_ error: KafkaError) {
-        let callbacks = state.withLock { state in
-            defer { state.pending.removeAll() }
-            return Array(state.pending.values)
+    /// A delivery report from librdkafka's callback: completes the message's owner.
+    func delivered(_ m: rd_kafka_message_t) {
+        let id = UInt(bitPattern: m._private)
+        let (ok, rkt) = (m.err == RD_KAFKA_RESP_ERR_NO_ERROR, UnsafeSendable(m.rkt))
+        let (pending, topic) = state.withLock { state in
+            (state.take(id), ok ? state.name(of: rkt.value) : "")
         }
-        for callback in callbacks { callback(.failure(error)) }
+        guard let pending else { return }
+        if m.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+            pending.complete(.success(DeliveryReport(topic: topic, partition: m.partition, offset: m.offset)))
+        } else {
+            pending.complete(.failure(KafkaError(m.err, context: "delivery failed")))
+        }
+    }
+
+    /// Fails every message still owed a report.
+    func failAll(_ error: KafkaError) {
+        let pending = state.withLock { state in
+            defer { state.slots.removeAll(); state.free.removeAll() }
+            return state.slots.compactMap { $0 }
+        }
+        for p in pending { p.complete(.failure(error)) }
+    }
+
+    /// Destroys the topic handles; call after the last produce, before `rd_kafka_destroy`.
+    func releaseTopics() {
+        let handles = state.withLock { state in
+            defer { state.handles.removeAll(); state.names.removeAll(); state.last = nil }
+            return Array(state.handles.values)
+        }
+        handles.forEach(rd_kafka_topic_destroy)
+    }
+}
+
+fileprivate extension ProducerContext.State {
+    mutating func take(_ id: UInt) -> ProducerContext.Pending? {
+        let slot = Int(bitPattern: id) - 1
+        guard slot >= 0, slot < slots.count, let pending = slots[slot] else { return nil }
+        slots[slot] = nil
+        free.append(slot)
+        return pending
+    }
+
+    mutating func handle(_ topic: String, _ rk: OpaquePointer) -> OpaquePointer? {
+        // Producers mostly write one topic at a time, usually the very same String.
+        if let last, last.name == topic { return last.handle }
+        let handle: OpaquePointer
+        if let known = handles[topic] {
+            handle = known
+        } else {
+            guard let created = rd_kafka_topic_new(rk, topic, nil) else { return nil }
+            handles[topic] = created
+            names.append((created, topic))
+            handle = created
+        }
+        last = (topic, handle)
+        return handle
+    }
+
+    func name(of handle: OpaquePointer?) -> String {
+        guard let handle else { return "" }
+        return names.first { $0.handle == handle }?.name ?? String(cString: rd_kafka_topic_name(handle))
     }
 }
 
@@ -299,7 +404,7 @@ func cString(_ buffer: [CChar]) -> String {
 }
 
 /// Collects the delivery results of one `sendAll` and wakes the caller when all are in.
-private final class BatchResults: @unchecked Sendable {
+final class BatchResults: @unchecked Sendable {
     private let lock = NSLock()
     private var results: [Result<DeliveryReport, KafkaError>?]
     private var done = 0

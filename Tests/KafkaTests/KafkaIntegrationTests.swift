@@ -150,6 +150,75 @@ final class KafkaIntegrationTests: XCTestCase {
         await consumer.close()
         XCTAssertEqual(events.value.last, .revoked(partitions))
     }
+
+    func testReaderFromBeginningReadsEveryPartitionInOrderAndCatchesUp() async throws {
+        let broker = try EmbeddedBroker(topics: [("replay", 3)])
+        defer { broker.shutdown() }
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        // Every other message without headers: both kinds must come back as they were sent.
+        let sent = (0..<300).map { i in
+            OutgoingMessage(topic: "replay", key: "twin-\(i % 7)", value: Array("\(i)".utf8),
+                            headers: i.isMultiple(of: 2) ? [] : [KafkaHeader("seq", "\(i)")])
+        }
+        _ = try await producer.sendAll(sent)
+        await producer.close()
+
+        let reader = try KafkaConsumer(configuration: config, readingFromBeginning: (0..<3).map { TopicPartition("replay", $0) })
+        var received: [KafkaMessage] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        while (received.count < 300 || !reader.isCaughtUp) && ContinuousClock.now < deadline {
+            received += try await reader.poll(maxMessages: 64)
+        }
+        XCTAssertTrue(reader.isCaughtUp)
+        XCTAssertEqual(reader.lag().values.reduce(0, +), 0)
+        await reader.close()
+
+        XCTAssertEqual(received.count, 300)
+        XCTAssertEqual(Set(received.map { String(decoding: $0.value, as: UTF8.self) }), Set((0..<300).map(String.init)))
+        var lastOffset: [Int32: Int64] = [:]
+        for message in received {
+            XCTAssertEqual(message.topic, "replay")
+            XCTAssertGreaterThan(message.offset, lastOffset[message.partition, default: -1], "partition \(message.partition) out of order")
+            lastOffset[message.partition] = message.offset
+            let seq = Int(String(decoding: message.value, as: UTF8.self))!
+            XCTAssertEqual(message.keyString, "twin-\(seq % 7)")
+            XCTAssertEqual(message.headers, seq.isMultiple(of: 2) ? [] : [KafkaHeader("seq", "\(seq)")])
+            XCTAssertNotNil(message.timestampMs)
+        }
+    }
+
+    func testDeliveryReportsNameTheTopicOfEachMessage() async throws {
+        let broker = try EmbeddedBroker(topics: [("left", 2), ("right", 1)])
+        defer { broker.shutdown() }
+        let producer = try KafkaProducer(configuration: testConfig(broker))
+        let topics = (0..<40).map { $0 % 3 == 0 ? "right" : "left" }
+        let reports = try await producer.sendAll(topics.enumerated().map { i, topic in
+            OutgoingMessage(topic: topic, key: "k\(i)", value: [UInt8(i)])
+        })
+        XCTAssertEqual(reports.map(\.topic), topics)
+        let single = try await producer.send(OutgoingMessage(topic: "right", key: nil as String?, value: [1]))
+        XCTAssertEqual(single.topic, "right")
+        XCTAssertEqual(single.partition, 0)
+        await producer.close()
+    }
+
+    func testCloseFailsEveryMessageItCouldNotDeliverExactlyOnce() async throws {
+        let broker = try EmbeddedBroker(topics: [("stuck", 1)])
+        defer { broker.shutdown() }
+        broker.setBrokerDown(1)
+        let producer = try KafkaProducer(configuration: testConfig(broker))
+        let outcomes = LockedBox<[Int: [Bool]]>([:])
+        for i in 0..<25 {
+            try producer.produce(OutgoingMessage(topic: "stuck", key: "k", value: [UInt8(i)])) { result in
+                outcomes.mutate { $0[i, default: []].append((try? result.get()) != nil) }
+            }
+        }
+        await producer.close(timeout: .milliseconds(300))
+        XCTAssertEqual(outcomes.value.count, 25, "a message was never answered")
+        XCTAssertEqual(Set(outcomes.value.values), [[false]], "a message was answered twice or reported delivered")
+        XCTAssertThrowsError(try producer.produce(OutgoingMessage(topic: "stuck", key: "k", value: [0])) { _ in })
+    }
 }
 
 /// A value behind a lock, for collecting results from callbacks in tests.
