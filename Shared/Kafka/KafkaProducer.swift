@@ -24,6 +24,9 @@ public final class KafkaProducer: Sendable {
     public static let defaultProperties: [String: String] = [
         "enable.idempotence": "true",
         "linger.ms": "5",
+        // Java clients' partitioner: a twin's key lands on the same partition number whichever
+        // client wrote it, so readings and commands of one twin meet in one state-updater.
+        "partitioner": "murmur2_random",
         "queue.buffering.max.messages": "100000",
         "message.timeout.ms": "300000",
     ]
