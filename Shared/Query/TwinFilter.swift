@@ -187,17 +187,17 @@ struct FilterParser {
         let start = i
         guard Self.isNameStart(s[i]) else { throw fail(.unexpectedToken, "expected a field name", at: i) }
         var segments: [String] = []
-        var segmentStart = i
         while true {
             var name = String.UnicodeScalarView()
             while i < s.count, Self.isNameChar(s[i]) { name.append(s[i]); i += 1 }
             segments.append(String(name))
             guard i < s.count, s[i] == "." else { break }
             i += 1
-            segmentStart = i
             guard i < s.count, Self.isNameStart(s[i]) else { throw fail(.unknownField, "expected a name after '.'", at: i) }
         }
-        _ = segmentStart
+        if segments.count == 1, ["and", "or"].contains(segments[0].lowercased()) {
+            throw fail(.unexpectedToken, "expected a comparison, 'not' or '(' before '\(segments[0])'", at: start)
+        }
         terms += 1
         if terms > limits.maxTerms {
             throw fail(.tooManyTerms, "the filter has more than \(limits.maxTerms) comparisons", at: start)

@@ -3,8 +3,8 @@ import JSON
 /// A sort order for twin listings: `twinId`, `updatedAt`, `version` or a property (`temperature`
 /// or `properties.temperature`), `-` prefix for descending. Ties are broken by `twinId`
 /// (ascending), so the order is total and cursor paging never skips or repeats a twin.
-/// For a property, numbers sort before strings before booleans; twins without the property
-/// (or with a non-scalar value) come last in both directions.
+/// For a property, numbers sort before strings before booleans (descending reverses that);
+/// twins without the property (or with a non-scalar value) come last in both directions.
 public struct TwinSort: Sendable, Equatable {
     public enum Key: Sendable, Equatable {
         case twinId
