@@ -23,21 +23,20 @@ public struct CompiledFilter<T: FilterableTwin>: @unchecked Sendable {
             let f = compile(inner)
             return { t, now in !f(t, now) }
         case .and(let items):
-            var fs: [(T, Int64) -> Bool] = []
-            for item in items { fs.append(compile(item)) }
-            if fs.count == 2 { let a = fs[0], b = fs[1]; return { t, now in a(t, now) && b(t, now) } }
-            return { t, now in
-                for f in fs where !f(t, now) { return false }
-                return true
+            // A chain of two-way closures is cheaper to call than a loop over an array of them.
+            var f = compile(items[items.count - 1])
+            for item in items.dropLast().reversed() {
+                let a = compile(item), b = f
+                f = { t, now in a(t, now) && b(t, now) }
             }
+            return f
         case .or(let items):
-            var fs: [(T, Int64) -> Bool] = []
-            for item in items { fs.append(compile(item)) }
-            if fs.count == 2 { let a = fs[0], b = fs[1]; return { t, now in a(t, now) || b(t, now) } }
-            return { t, now in
-                for f in fs where f(t, now) { return true }
-                return false
+            var f = compile(items[items.count - 1])
+            for item in items.dropLast().reversed() {
+                let a = compile(item), b = f
+                f = { t, now in a(t, now) || b(t, now) }
             }
+            return f
         }
     }
 

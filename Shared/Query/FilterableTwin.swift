@@ -42,39 +42,74 @@ public struct Freshness: Sendable, Equatable {
 }
 
 /// A `TwinState` with what the query needs beside it: its model's reporting interval and the
-/// freshness rule, and the latest property event time computed once.
+/// freshness rule, and the latest property event time computed once. The state lives in one
+/// shared box, so copying a record (as every filter and sort pass does) costs one reference
+/// count, not one per field of the state.
 public struct TwinRecord: FilterableTwin, Sendable, Equatable {
-    public let state: TwinState
-    public let reportingIntervalMs: Int64?
-    public let freshness: Freshness
-    /// The newest `eventTime` among the properties, nil without properties.
-    public let latestEventTime: Int64?
-
-    public init(_ state: TwinState, reportingIntervalMs: Int64? = nil, freshness: Freshness = Freshness()) {
-        self.state = state
-        self.reportingIntervalMs = reportingIntervalMs
-        self.freshness = freshness
-        latestEventTime = state.properties.lazy.map(\.property.eventTime).max()
+    final class Storage: Sendable {
+        let state: TwinState
+        let latestEventTime: Int64?
+        // Names and values apart: a lookup then touches neither units nor event ids.
+        let names: [String]
+        let values: [JSON]
+        let twinId: String
+        let model: String?
+        let metadata: JSONObject
+        let desired: JSONObject
+        let parameters: JSONObject
+        init(_ state: TwinState) {
+            self.state = state
+            twinId = state.twinId
+            model = state.model
+            metadata = state.metadata
+            desired = state.desired
+            parameters = state.parameters
+            latestEventTime = state.properties.lazy.map(\.property.eventTime).max()
+            names = state.properties.map(\.name)
+            values = state.properties.map(\.property.value)
+        }
     }
 
-    public var twinId: String { state.twinId }
-    public var model: String? { state.model }
-    public var version: Int64 { state.version }
-    public var updatedAt: Int64 { state.updatedAt }
-    public var relationships: [TwinState.Relationship] { state.relationships }
+    let storage: Storage
+    public let reportingIntervalMs: Int64?
+    public let freshness: Freshness
+
+    public init(_ state: TwinState, reportingIntervalMs: Int64? = nil, freshness: Freshness = Freshness()) {
+        storage = Storage(state)
+        self.reportingIntervalMs = reportingIntervalMs
+        self.freshness = freshness
+    }
+
+    public var state: TwinState { storage.state }
+    /// The newest `eventTime` among the properties, nil without properties.
+    public var latestEventTime: Int64? { storage.latestEventTime }
+    public var twinId: String { storage.twinId }
+    public var model: String? { storage.model }
+    public var version: Int64 { storage.state.version }
+    public var updatedAt: Int64 { storage.state.updatedAt }
+    public var relationships: [TwinState.Relationship] { storage.state.relationships }
 
     public func propertyValue(_ name: String) -> JSON? {
-        let count = name.utf8.count
-        for p in state.properties where p.name.utf8.count == count && JSON.utf8Equal(p.name, name) { return p.property.value }
+        let names = storage.names
+        var i = 0
+        while i < names.count {
+            if JSON.utf8Equal(names[i], name) { return storage.values[i] }
+            i += 1
+        }
         return nil
     }
 
-    public func metadataValue(_ key: String) -> JSON? { state.metadata[key] }
-    public func desiredValue(_ key: String) -> JSON? { state.desired[key] }
-    public func parameterValue(_ name: String) -> JSON? { state.parameters[name] }
+    public func metadataValue(_ key: String) -> JSON? { storage.metadata[key] }
+    public func desiredValue(_ key: String) -> JSON? { storage.desired[key] }
+    public func parameterValue(_ name: String) -> JSON? { storage.parameters[name] }
 
     public func isStale(now: Int64) -> Bool {
-        freshness.isStale(latestEventTime: latestEventTime, reportingIntervalMs: reportingIntervalMs, now: now)
+        freshness.isStale(latestEventTime: storage.latestEventTime, reportingIntervalMs: reportingIntervalMs, now: now)
+    }
+
+    public static func == (a: TwinRecord, b: TwinRecord) -> Bool {
+        (a.storage === b.storage || a.storage.state == b.storage.state)
+            && a.reportingIntervalMs == b.reportingIntervalMs && a.freshness == b.freshness
     }
 }
 
