@@ -1,0 +1,130 @@
+import Contracts
+import JSON
+
+/// What the filter, sort and relationship functions read from a twin. The query-api view
+/// provides it; `TwinRecord` adapts a `TwinState`.
+public protocol FilterableTwin {
+    var twinId: String { get }
+    /// `id@version`, if the twin has a model.
+    var model: String? { get }
+    var version: Int64 { get }
+    var updatedAt: Int64 { get }
+    /// The current value of a property (a JSON scalar), nil when absent.
+    func propertyValue(_ name: String) -> JSON?
+    func metadataValue(_ key: String) -> JSON?
+    func desiredValue(_ key: String) -> JSON?
+    func parameterValue(_ name: String) -> JSON?
+    /// Sorted by name, then target.
+    var relationships: [TwinState.Relationship] { get }
+    /// Whether the twin's latest reading is too old (see `Freshness`).
+    func isStale(now: Int64) -> Bool
+}
+
+/// When a twin is stale: its latest property event time is more than `factor` reporting
+/// intervals before `now`. A twin whose model has no interval, or that has no reading yet, is
+/// never stale (there is nothing to be late against).
+public struct Freshness: Sendable, Equatable {
+    /// How many reporting intervals may pass without a reading (default 3).
+    public var factor: Double
+    public init(factor: Double = 3) { self.factor = factor }
+
+    /// `now - latestEventTime > factor × reportingIntervalMs`.
+    @inlinable
+    public func isStale(latestEventTime: Int64?, reportingIntervalMs: Int64?, now: Int64) -> Bool {
+        guard let latestEventTime, let reportingIntervalMs, reportingIntervalMs > 0 else { return false }
+        return Double(now) - Double(latestEventTime) > factor * Double(reportingIntervalMs)
+    }
+
+    /// The time after which a twin whose latest reading is at `latestEventTime` becomes stale.
+    public func staleAfter(latestEventTime: Int64, reportingIntervalMs: Int64) -> Int64 {
+        latestEventTime + Int64((factor * Double(reportingIntervalMs)).rounded(.down))
+    }
+}
+
+/// A `TwinState` with what the query needs beside it: its model's reporting interval and the
+/// freshness rule, and the latest property event time computed once. The state lives in one
+/// shared box, so copying a record (as every filter and sort pass does) costs one reference
+/// count, not one per field of the state.
+public struct TwinRecord: FilterableTwin, Sendable, Equatable {
+    final class Storage: Sendable {
+        let state: TwinState
+        let latestEventTime: Int64?
+        // Names and values apart: a lookup then touches neither units nor event ids.
+        let names: [String]
+        let values: [JSON]
+        let twinId: String
+        let model: String?
+        let metadata: JSONObject
+        let desired: JSONObject
+        let parameters: JSONObject
+        init(_ state: TwinState) {
+            self.state = state
+            twinId = state.twinId
+            model = state.model
+            metadata = state.metadata
+            desired = state.desired
+            parameters = state.parameters
+            latestEventTime = state.properties.lazy.map(\.property.eventTime).max()
+            names = state.properties.map(\.name)
+            values = state.properties.map(\.property.value)
+        }
+    }
+
+    let storage: Storage
+    public let reportingIntervalMs: Int64?
+    public let freshness: Freshness
+
+    public init(_ state: TwinState, reportingIntervalMs: Int64? = nil, freshness: Freshness = Freshness()) {
+        storage = Storage(state)
+        self.reportingIntervalMs = reportingIntervalMs
+        self.freshness = freshness
+    }
+
+    public var state: TwinState { storage.state }
+    /// The newest `eventTime` among the properties, nil without properties.
+    public var latestEventTime: Int64? { storage.latestEventTime }
+    public var twinId: String { storage.twinId }
+    public var model: String? { storage.model }
+    public var version: Int64 { storage.state.version }
+    public var updatedAt: Int64 { storage.state.updatedAt }
+    public var relationships: [TwinState.Relationship] { storage.state.relationships }
+
+    public func propertyValue(_ name: String) -> JSON? {
+        let names = storage.names
+        var i = 0
+        while i < names.count {
+            if JSON.utf8Equal(names[i], name) { return storage.values[i] }
+            i += 1
+        }
+        return nil
+    }
+
+    public func metadataValue(_ key: String) -> JSON? { storage.metadata[key] }
+    public func desiredValue(_ key: String) -> JSON? { storage.desired[key] }
+    public func parameterValue(_ name: String) -> JSON? { storage.parameters[name] }
+
+    public func isStale(now: Int64) -> Bool {
+        freshness.isStale(latestEventTime: storage.latestEventTime, reportingIntervalMs: reportingIntervalMs, now: now)
+    }
+
+    public static func == (a: TwinRecord, b: TwinRecord) -> Bool {
+        (a.storage === b.storage || a.storage.state == b.storage.state)
+            && a.reportingIntervalMs == b.reportingIntervalMs && a.freshness == b.freshness
+    }
+}
+
+/// `relatedTo=<target>&rel=<name>`: twins with a relationship to `target`, named `name` when given.
+public struct RelationshipFilter: Sendable, Equatable {
+    public var target: String
+    public var name: String?
+    public init(target: String, name: String? = nil) {
+        self.target = target
+        self.name = name
+    }
+
+    /// Whether `twin` has a matching relationship.
+    @inlinable
+    public func matches<T: FilterableTwin>(_ twin: T) -> Bool {
+        twin.relationships.contains { $0.target == target && (name == nil || $0.name == name!) }
+    }
+}

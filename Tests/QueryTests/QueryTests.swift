@@ -1,4 +1,0 @@
-import XCTest
-@testable import Query
-
-final class QueryPlaceholderTests: XCTestCase {}
