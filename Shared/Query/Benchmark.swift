@@ -12,14 +12,14 @@ public struct FilterBenchmarkResult: Sendable {
 }
 
 /// Measures the filter `temperature>80 and model=pump and (metadata.site=north or stale)` over
-/// `twins` synthetic `TwinRecord`s (4 properties, metadata, a relationship each), best of
+/// `twins` synthetic `QueryTwin`s (4 properties, metadata, a relationship each), best of
 /// `rounds` passes. Not a test: call it from a release build (debug builds are an order of
 /// magnitude slower). Measured on the shared 2-core dev machine: about 12-16 ms per filter pass
 /// and 16 ms per first page over 100,000 twins (budget: 50 ms).
 public func runFilterBenchmark(twins: Int, rounds: Int = 7) -> FilterBenchmarkResult {
     let records = benchmarkTwins(twins)
     let filter = try! TwinFilter(parsing: "temperature>80 and model=pump and (metadata.site=north or stale)")
-    let compiled = CompiledFilter<TwinRecord>(filter)
+    let compiled = CompiledFilter<QueryTwin>(filter)
     let now: Int64 = 1_800_000_000_000
     let clock = ContinuousClock()
     var best = Duration.seconds(1_000)
@@ -47,7 +47,7 @@ public func runFilterBenchmark(twins: Int, rounds: Int = 7) -> FilterBenchmarkRe
 }
 
 /// Deterministic synthetic twins for the benchmark.
-func benchmarkTwins(_ count: Int) -> [TwinRecord] {
+func benchmarkTwins(_ count: Int) -> [QueryTwin] {
     var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
     func next() -> UInt64 {
         seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
@@ -55,7 +55,7 @@ func benchmarkTwins(_ count: Int) -> [TwinRecord] {
     }
     let now: Int64 = 1_800_000_000_000
     let sites = ["north", "south", "east", "west"]
-    var out: [TwinRecord] = []
+    var out: [QueryTwin] = []
     out.reserveCapacity(count)
     for i in 0..<count {
         let model = i % 3 == 0 ? "tank@2" : "pump@1"
@@ -69,7 +69,7 @@ func benchmarkTwins(_ count: Int) -> [TwinRecord] {
                          ("temperature", prop(.double(Double(next() % 1200) / 10)))],
             metadata: ["site": .string(sites[Int(next() % 4)]), "line": .int(Int(next() % 10))],
             relationships: [TwinState.Relationship(name: "feeds", target: "tank-\(i % 100)")])
-        out.append(TwinRecord(state, reportingIntervalMs: 10_000))
+        out.append(QueryTwin(state, reportingIntervalMs: 10_000))
     }
     return out
 }

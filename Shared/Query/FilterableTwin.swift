@@ -2,7 +2,7 @@ import Contracts
 import JSON
 
 /// What the filter, sort and relationship functions read from a twin. The query-api view
-/// provides it; `TwinRecord` adapts a `TwinState`.
+/// provides it; `QueryTwin` adapts a `TwinState`.
 public protocol FilterableTwin {
     var twinId: String { get }
     /// `id@version`, if the twin has a model.
@@ -45,7 +45,7 @@ public struct Freshness: Sendable, Equatable {
 /// freshness rule, and the latest property event time computed once. The state lives in one
 /// shared box, so copying a record (as every filter and sort pass does) costs one reference
 /// count, not one per field of the state.
-public struct TwinRecord: FilterableTwin, Sendable, Equatable {
+public struct QueryTwin: FilterableTwin, Sendable, Equatable {
     final class Storage: Sendable {
         let state: TwinState
         let latestEventTime: Int64?
@@ -107,7 +107,7 @@ public struct TwinRecord: FilterableTwin, Sendable, Equatable {
         freshness.isStale(latestEventTime: storage.latestEventTime, reportingIntervalMs: reportingIntervalMs, now: now)
     }
 
-    public static func == (a: TwinRecord, b: TwinRecord) -> Bool {
+    public static func == (a: QueryTwin, b: QueryTwin) -> Bool {
         (a.storage === b.storage || a.storage.state == b.storage.state)
             && a.reportingIntervalMs == b.reportingIntervalMs && a.freshness == b.freshness
     }

@@ -6,14 +6,14 @@ import XCTest
 /// Hand-built twins for evaluation and paging tests.
 func twin(_ id: String, model: String? = "pump@1", version: Int64 = 1, updatedAt: Int64 = 1_000, eventTime: Int64 = 1_000,
           properties: [(String, JSON)] = [], metadata: JSONObject = [:], desired: JSONObject = [:], parameters: JSONObject = [:],
-          relationships: [(String, String)] = [], interval: Int64? = 10_000) -> TwinRecord {
+          relationships: [(String, String)] = [], interval: Int64? = 10_000) -> QueryTwin {
     let props = properties.sorted { $0.0 < $1.0 }.map {
         (name: $0.0, property: TwinState.Property(value: $0.1, eventTime: eventTime, ingestTime: eventTime, eventId: "e-\(id)"))
     }
     let state = TwinState(tenant: "t", twinId: id, model: model, version: version, updatedAt: updatedAt, properties: props,
                           metadata: metadata, desired: desired, parameters: parameters,
                           relationships: relationships.map { TwinState.Relationship(name: $0.0, target: $0.1) }.sorted())
-    return TwinRecord(state, reportingIntervalMs: interval)
+    return QueryTwin(state, reportingIntervalMs: interval)
 }
 
 final class FilterEvaluationTests: XCTestCase {
@@ -24,9 +24,9 @@ final class FilterEvaluationTests: XCTestCase {
     let tank = twin("tank-7", model: "tank@2", version: 2, updatedAt: 1_795_247_000_000, eventTime: 1_000_000,
                     properties: [("temperature", "n/a"), ("level", 0.4)], metadata: ["site": "south"])
 
-    func matches(_ filter: String, _ t: TwinRecord, now: Int64 = 1_000_000, file: StaticString = #filePath, line: UInt = #line) -> Bool {
+    func matches(_ filter: String, _ t: QueryTwin, now: Int64 = 1_000_000, file: StaticString = #filePath, line: UInt = #line) -> Bool {
         do {
-            return CompiledFilter<TwinRecord>(try TwinFilter(parsing: filter)).matches(t, now: now)
+            return CompiledFilter<QueryTwin>(try TwinFilter(parsing: filter)).matches(t, now: now)
         } catch {
             XCTFail("\(filter): \(error)", file: file, line: line)
             return false

@@ -5,7 +5,7 @@ import XCTest
 
 final class TwinPagerTests: XCTestCase {
     /// 250 twins with many ties on every sort key, some without a temperature or with a string one.
-    lazy var twins: [TwinRecord] = {
+    lazy var twins: [QueryTwin] = {
         var rng = SplitMix(seed: 7)
         return (0..<250).map { i in
             var props: [(String, JSON)] = []
