@@ -33,7 +33,7 @@ if [[ -z "${BIN:-}" ]]; then
     BIN="$ROOT/.build/release"
 fi
 
-stdbuf -oL "$BIN/twinctl" broker --partitions "$PARTITIONS" >"$WORK/broker.out" 2>"$WORK/broker.err" &
+stdbuf -oL "$BIN/twinctl" broker --partitions "$PARTITIONS" --brokers-count "${BROKERS:-1}" >"$WORK/broker.out" 2>"$WORK/broker.err" &
 PIDS+=($!)
 for _ in $(seq 1 100); do
     B=$(grep -o 'bootstrap\.servers=[^[:space:]]*' "$WORK/broker.out" 2>/dev/null | cut -d= -f2- || true)

@@ -81,6 +81,8 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
             var reports: [DeliveryReport]
             var attempt = 0
             var delivery = oldest.delivery
+            let waitStarted = ContinuousClock.now
+            defer { metrics.deliveryWaitSeconds.observe((ContinuousClock.now - waitStarted).seconds) }
             while true {
                 do {
                     reports = try await delivery.value
@@ -105,7 +107,9 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
 
         do {
             while !Task.isCancelled {
+                let pollStarted = ContinuousClock.now
                 let batch = try await consumer.poll(maxMessages: maxBatch, timeout: .milliseconds(inFlight.isEmpty ? 200 : 0))
+                if !batch.isEmpty { metrics.pollSeconds.observe((ContinuousClock.now - pollStarted).seconds) }
                 if batch.isEmpty {
                     // Nothing new: use the pause to settle the oldest batch.
                     if !inFlight.isEmpty, !(await completeOldest()) { break }
@@ -120,6 +124,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                     outputs += processor.process(message, now: now)
                 }
                 outputs += processor.finishBatch(now: now)
+                metrics.processSeconds.observe((ContinuousClock.now - started).seconds)
                 let sending = outputs
                 inFlight.append(InFlight(batch: batch, outputs: outputs, started: started, delivery: Task { try await producer.sendAll(sending) }))
                 metrics.inFlight.set(inFlight.reduce(0) { $0 + $1.batch.count })
@@ -155,6 +160,9 @@ struct StageMetrics: Sendable {
     let retries: Counter
     let eventAge: Histogram
     let batchSeconds: Histogram
+    let pollSeconds: Histogram
+    let processSeconds: Histogram
+    let deliveryWaitSeconds: Histogram
 
     init(_ registry: MetricsRegistry, stage: String) {
         self.registry = registry
@@ -164,6 +172,9 @@ struct StageMetrics: Sendable {
         eventAge = registry.histogram("twinstream_event_age_seconds", help: "Wall-clock time between a message's Kafka timestamp and its processing (freshness lag).",
                                       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300])
         batchSeconds = registry.histogram("twinstream_batch_processing_seconds", help: "Time to process a batch and get its outputs acknowledged.")
+        pollSeconds = registry.histogram("twinstream_batch_poll_seconds", help: "Time to take a non-empty batch from the consumer.")
+        processSeconds = registry.histogram("twinstream_batch_process_seconds", help: "Time the stage's logic spent on a batch.")
+        deliveryWaitSeconds = registry.histogram("twinstream_batch_delivery_wait_seconds", help: "Time the stage waited for a batch's acknowledgements.")
     }
 
     /// Counts a delivered batch: consumed and produced per topic, dead-letters per reason.
