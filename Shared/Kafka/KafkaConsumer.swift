@@ -26,7 +26,6 @@ public final class KafkaConsumer: Sendable {
     private let ctx: ConsumerContext
     private let queue = DispatchQueue(label: "twinstream.kafka.consumer")
     private let closed = Flag()
-    private let stopping = Flag()
     public let groupId: String
 
     /// Settings the platform's at-least-once contract depends on; see ARCHITECTURE.md "Every service".
@@ -211,40 +210,9 @@ public final class KafkaConsumer: Sendable {
         return result
     }
 
-    /// Runs `handler` on successive batches until `stop()` or task cancellation; offsets of a batch
-    /// are stored only after the handler returns. A handler that throws has its batch retried with
-    /// exponential back-off (it is never skipped), and `onError` hears about each failure.
-    public func run(maxBatch: Int = 500, onError: (@Sendable (any Error, Int) -> Void)? = nil,
-                    _ handler: ([KafkaMessage]) async throws -> Void) async throws {
-        while !stopping.isSet && !Task.isCancelled {
-            let batch = try await poll(maxMessages: maxBatch, timeout: .milliseconds(200))
-            if batch.isEmpty { continue }
-            var attempt = 0
-            while true {
-                do {
-                    try await handler(batch)
-                    store(batch)
-                    break
-                } catch {
-                    attempt += 1
-                    onError?(error, attempt)
-                    if stopping.isSet || Task.isCancelled {
-                        return  // unprocessed batch is not stored: the next owner gets it again
-                    }
-                    let delay = min(Double(1 << min(attempt, 10)) * 0.05, 10)
-                    try? await Task.sleep(for: .seconds(delay))
-                }
-            }
-        }
-    }
-
-    /// Asks a running `run` loop to return after its current batch.
-    public func stop() { stopping.set() }
-
     /// Commits stored offsets, leaves the group (revoking the assignment so peers take over at
     /// once) and destroys the client. Safe to call more than once.
     public func close() async {
-        stop()
         guard closed.setOnce() else { return }
         let handle = UnsafeSendable(rk)
         let context = UnsafeSendable(self.context)

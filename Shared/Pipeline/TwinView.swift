@@ -28,11 +28,18 @@ public final class TwinView: Sendable {
             _ = entries.withLock { $0.removeValue(forKey: key) }
             return true
         }
-        guard let state = try? TwinState(bytes: message.value) else { return false }
+        // The state-updater repeats the version in a header: no need to decode the document.
+        let version: Int64
+        if let header = message.headers.string(stateVersionHeader), let v = Int64(header) {
+            version = v
+        } else {
+            guard let state = try? TwinState(bytes: message.value) else { return false }
+            version = state.version
+        }
         return entries.withLock { entries in
-            if let current = entries[key], current.version >= state.version { return true }  // replayed or older
+            if let current = entries[key], current.version >= version { return true }  // replayed or older
             if entries[key] == nil && entries.count >= maxTwins { return false }
-            entries[key] = Entry(version: state.version, document: message.value)
+            entries[key] = Entry(version: version, document: message.value)
             return true
         }
     }
