@@ -26,6 +26,8 @@ public final class KafkaConsumer: Sendable {
     private let ctx: ConsumerContext
     private let queue = DispatchQueue(label: "twinstream.kafka.consumer")
     private let closed = Flag()
+    /// Metric reads from other threads hold it; close waits them out before destroying the client.
+    private let gate = HandleGate()
     public let groupId: String
 
     /// Settings the platform's at-least-once contract depends on; see ARCHITECTURE.md "Every service".
@@ -196,7 +198,8 @@ public final class KafkaConsumer: Sendable {
     /// from librdkafka's cached watermarks (no broker round trip).
     public func lag() -> [TopicPartition: Int64] {
         let assigned = assignment
-        guard !assigned.isEmpty, !closed.isSet else { return [:] }
+        guard !assigned.isEmpty, !closed.isSet, gate.enter() else { return [:] }
+        defer { gate.leave() }
         let list = makePartitionList(assigned)
         defer { rd_kafka_topic_partition_list_destroy(list) }
         _ = rd_kafka_position(rk, list)
@@ -217,9 +220,10 @@ public final class KafkaConsumer: Sendable {
         let handle = UnsafeSendable(rk)
         let context = UnsafeSendable(self.context)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            queue.async {
+            queue.async { [gate] in
                 _ = rd_kafka_commit(handle.value, nil, 0)
                 _ = rd_kafka_consumer_close(handle.value)
+                gate.closeAndWait()
                 rd_kafka_destroy(handle.value)
                 context.value.release()
                 continuation.resume()
@@ -230,6 +234,7 @@ public final class KafkaConsumer: Sendable {
     deinit {
         if closed.setOnce() {
             _ = rd_kafka_consumer_close(rk)
+            gate.closeAndWait()
             rd_kafka_destroy(rk)
             context.release()
         }

@@ -17,6 +17,8 @@ public final class KafkaProducer: Sendable {
     private let ctx: ProducerContext
     private let pollerDone = DispatchSemaphore(value: 0)
     private let closed = Flag()
+    /// Produce calls and metric reads from other threads hold it; close waits them out.
+    private let gate = HandleGate()
     private let blockingQueue = DispatchQueue(label: "twinstream.kafka.producer.blocking")
 
     /// Settings TwinStream relies on unless the operator overrides them: idempotent writes keep
@@ -67,9 +69,10 @@ public final class KafkaProducer: Sendable {
     /// Registers `pending` under a fresh id and hands `message` to librdkafka; throws (having
     /// forgotten the id) when the producer is closed or librdkafka refuses the message.
     private func enqueue(_ message: OutgoingMessage, _ pending: ProducerContext.Pending) throws {
-        guard !closed.isSet else {
+        guard !closed.isSet, gate.enter() else {
             throw KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer is closed")
         }
+        defer { gate.leave() }
         let (id, topic) = ctx.register(pending, topic: message.topic, rk: rk)
         let err = enqueue(message, topic: topic, id: id)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -130,7 +133,11 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Messages waiting in the local queue or in flight to the broker.
-    public var outstanding: Int { Int(rd_kafka_outq_len(rk)) }
+    public var outstanding: Int {
+        guard gate.enter() else { return 0 }
+        defer { gate.leave() }
+        return Int(rd_kafka_outq_len(rk))
+    }
 
     /// Waits (off the cooperative pool) until every queued message is delivered or `timeout` passes.
     /// Returns the number still outstanding.
@@ -156,8 +163,9 @@ public final class KafkaProducer: Sendable {
         let handle = UnsafeSendable(rk)
         let (pollerDone, ctx, context) = (self.pollerDone, self.ctx, UnsafeSendable(self.context))
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            blockingQueue.async {
+            blockingQueue.async { [gate] in
                 pollerDone.wait()
+                gate.closeAndWait()
                 rd_kafka_purge(handle.value, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
                 rd_kafka_poll(handle.value, 0)
                 ctx.releaseTopics()
@@ -174,6 +182,7 @@ public final class KafkaProducer: Sendable {
         if closed.setOnce() {
             wakePoller()
             pollerDone.wait()
+            gate.closeAndWait()
             ctx.releaseTopics()
             rd_kafka_destroy(rk)
             ctx.failAll(KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer released before delivery"))
@@ -398,6 +407,29 @@ final class Flag: Sendable {
     /// Sets the flag; true only for the caller that changed it.
     func setOnce() -> Bool {
         value.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+    }
+}
+
+/// Keeps a librdkafka handle alive while callers on other threads use it: `close` marks it
+/// closed and waits until every caller inside has left, so no call can run on a destroyed client.
+final class HandleGate: Sendable {
+    private let state = Mutex<(closed: Bool, users: Int)>((false, 0))
+
+    /// Enters the gate; false once the handle is closing (the caller must not touch it).
+    func enter() -> Bool {
+        state.withLock { s in
+            guard !s.closed else { return false }
+            s.users += 1
+            return true
+        }
+    }
+
+    func leave() { state.withLock { $0.users -= 1 } }
+
+    /// Closes the gate and waits (briefly spinning: calls inside are short) until it is empty.
+    func closeAndWait() {
+        state.withLock { $0.closed = true }
+        while state.withLock({ $0.users }) > 0 { usleep(50) }
     }
 }
 
