@@ -97,12 +97,17 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                     delivery = Task { try await producer.sendAll(outputs) }
                 }
             }
-            processor.batchDelivered(reports, now: Int64(Date().timeIntervalSince1970 * 1000))
-            consumer.store(oldest.batch)
-            metrics.record(batch: oldest.batch, outputs: oldest.outputs, logger: logger)
-            metrics.batchSeconds.observe((ContinuousClock.now - oldest.started).seconds)
+            settle(oldest, reports)
             metrics.inFlight.set(inFlight.reduce(0) { $0 + $1.batch.count })
             return true
+        }
+
+        /// A delivered batch: the processor hears of it, its offsets are stored, it is counted.
+        func settle(_ batch: InFlight, _ reports: [DeliveryReport]) {
+            processor.batchDelivered(reports, now: Int64(Date().timeIntervalSince1970 * 1000))
+            consumer.store(batch.batch)
+            metrics.record(batch: batch.batch, outputs: batch.outputs, logger: logger)
+            metrics.batchSeconds.observe((ContinuousClock.now - batch.started).seconds)
         }
 
         do {
@@ -141,9 +146,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         while !inFlight.isEmpty {
             let oldest = inFlight.removeFirst()
             guard let reports = try? await oldest.delivery.value else { break }
-            processor.batchDelivered(reports, now: Int64(Date().timeIntervalSince1970 * 1000))
-            consumer.store(oldest.batch)
-            metrics.record(batch: oldest.batch, outputs: oldest.outputs, logger: logger)
+            settle(oldest, reports)
         }
         let undelivered = await producer.flush(timeout: .seconds(10))
         await consumer.close()

@@ -130,14 +130,7 @@ public struct TwinRecord: Sendable, Equatable {
 }
 
 /// The stable 64-bit id hash kept in the de-duplication window (FNV-1a; the same in every process).
-public func idHash(_ id: String) -> UInt64 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in id.utf8 {
-        h ^= UInt64(byte)
-        h &*= 0x0000_0100_0000_01b3
-    }
-    return h
-}
+public func idHash(_ id: String) -> UInt64 { fnv1a(id.utf8) }
 
 /// The state semantics of a set of twins, as a deterministic fold: the same input sequence gives
 /// the same records and the same change events, byte for byte, in every process.
@@ -383,15 +376,10 @@ public struct TwinFold: Sendable {
         let before = object
         object = JSON.object(before).mergePatched(with: patch).objectValue ?? [:]
         for (key, value) in object where before[key] != value {
-            entries.append(.init(path: prefix + "/" + escapePointer(key), old: before[key], new: value))
+            entries.append(.init(path: prefix + "/" + JSONPointer.escape(key), old: before[key], new: value))
         }
         for (key, value) in before where object[key] == nil {
-            entries.append(.init(path: prefix + "/" + escapePointer(key), old: value, new: nil))
+            entries.append(.init(path: prefix + "/" + JSONPointer.escape(key), old: value, new: nil))
         }
     }
-}
-
-/// Escapes a JSON pointer token (RFC 6901).
-func escapePointer(_ token: String) -> String {
-    token.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
 }
