@@ -47,12 +47,13 @@ let package = Package(
         shared("Models", ["JSON", "JSONSchema", "Contracts"]),
         shared("Query", ["JSON", "Contracts"]),
         shared("Pipeline", ["Contracts", "Kafka", "ServiceKit", "HTTP", "JSON", "JSONSchema", "Models"]),
+        shared("QueryAPI", ["Query", "Contracts", "Kafka", "ServiceKit", "HTTP", "JSON", "Models"]),
 
         service("ingestor", serviceDeps),
         service("validator", serviceDeps),
         service("state-updater", serviceDeps),
         service("simulator-worker", serviceDeps),
-        service("query-api", serviceDeps),
+        service("query-api", serviceDeps + ["QueryAPI"]),
         service("drift-monitor", serviceDeps),
         service("twinctl", serviceDeps + ["JSONSchema"]),
 
@@ -80,6 +81,7 @@ let package = Package(
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
         tests("QueryTests", ["Query", "JSON", "Contracts"]),
         tests("PipelineTests", ["Pipeline", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "HTTP", "TestSupport"]),
+        tests("QueryAPITests", ["QueryAPI", "Query", "Pipeline", "Contracts", "JSON", "HTTP", "ServiceKit", "Models", "Kafka", "TestSupport"]),
         tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport"]),
     ]
 )

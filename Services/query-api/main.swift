@@ -1,27 +1,30 @@
-import Contracts
-import HTTP
+import Foundation
+import Kafka
 import Pipeline
+import QueryAPI
 import ServiceKit
 
-// query-api: materialises twin.state.v1 and serves GET /v1/twins/{id}.
+// query-api: materialises the twin views and serves the /v1 API (see Schemas/openapi.json).
 await ServiceRuntime.main(name: "query-api", defaultHTTPPort: 8080) { context, routes in
-    let maxTwins = try context.environment.int("VIEW_MAX_TWINS", default: 1_000_000, range: 1...100_000_000,
-                                               doc: "Twins the query view holds.")
-    let view = TwinView(maxTwins: maxTwins)
-    let defaultTenant = context.defaultTenant
-    routes.get("/v1/twins/{id}") { request in
-        let id = request.parameter("id") ?? ""
-        // Tenant from the API key arrives with the query-API issue; until then `?tenant=` or the default.
-        let tenant = request.queryParameters["tenant"] ?? defaultTenant
-        guard TwinID.isValid(id) else {
-            return .problem(.badRequest, title: "invalid twin id", detail: "twin ids are 1-128 characters of letters, digits and . _ - :",
-                            extensions: [("requestId", .string(request.requestID))])
-        }
-        guard let entry = view.twin(tenant: tenant, id: id) else {
-            return .problem(.notFound, title: "twin not found", detail: "no twin '\(id)'", extensions: [("requestId", .string(request.requestID))])
-        }
-        return .json(entry.document, headers: ["ETag": "\"\(entry.version)\""])
+    let env = context.environment
+    let models = try LoadedModels(env, logger: context.logger).registry
+    let views = QueryViews(limits: try .fromEnvironment(env), reportingInterval: QueryAPI.reportingInterval(models))
+    let auth = try APIAuth.fromEnvironment(env, defaultTenant: context.defaultTenant, logger: context.logger)
+    let openAPIPath = env.string("OPENAPI_FILE", default: "Schemas/openapi.json", doc: "The OpenAPI document served at /openapi.json.")
+    let openAPI = FileManager.default.contents(atPath: openAPIPath).map { Array($0) }
+    if openAPI == nil { context.logger.warning("OpenAPI document not found; /openapi.json answers 404", ["file": .string(openAPIPath)]) }
+    let producer = try KafkaProducer(configuration: context.kafka)
+    let api = QueryAPI(views: views, models: models, auth: auth, publisher: KafkaCommandPublisher(producer: producer),
+                       configuration: try .fromEnvironment(env), openAPIDocument: openAPI)
+    api.register(on: &routes)
+    return ServiceGroup([try ViewFollower(context: context, views: views), ProducerCloser(producer: producer)])
+}
+
+/// Flushes and closes the command producer when the service stops.
+struct ProducerCloser: Service {
+    let producer: KafkaProducer
+    func run() async throws {
+        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        await producer.close()
     }
-    context.metrics.gauge("twinstream_view_twins", help: "Twins held in the query view.") { Double(view.count) }
-    return try StateTopicFollower(context: context, purpose: "view", apply: view.apply)
 }

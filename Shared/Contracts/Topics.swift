@@ -50,6 +50,11 @@ public enum MessageHeader {
     public static let contract = "contract"
     /// The tenant the message belongs to.
     public static let tenant = "tenant"
+    /// The model, `id@version`: on `telemetry.valid.v1` the one validated against, on
+    /// `twin.state.v1` the twin's.
+    public static let model = "model"
+    /// On `twin.state.v1`: the document's version, so readers can skip older ones undecoded.
+    public static let version = "version"
 }
 
 /// Contract identifiers written in the `contract` header.

@@ -74,6 +74,8 @@ public struct HTTPError: Error, Sendable, CustomStringConvertible {
     public var detail: String
     /// Extra response headers (e.g. `Allow` for 405, `Retry-After` for 503).
     public var headers: HTTPHeaders
+    /// Extra members of the problem document (e.g. the offending parameter and token).
+    public var extensions: [(String, ProblemValue)] = []
     /// Where it was raised (logs only).
     public var file: String
     /// Line where it was raised (logs only).

@@ -127,6 +127,7 @@ public struct HTTPResponse: Sendable {
             if error.status.code >= 400 && error.code != .application {
                 extra.append(("code", .string(error.code.name)))
             }
+            extra += error.extensions
             return problem(error.status, detail: error.detail.isEmpty ? nil : error.detail,
                            instance: instance, extensions: extra, headers: error.headers)
         }

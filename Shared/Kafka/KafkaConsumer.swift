@@ -93,7 +93,30 @@ public final class KafkaConsumer: Sendable {
     /// two seconds passed): librdkafka 2.0 retries an offset lookup that found no leader only
     /// after a fixed 500 ms, which would otherwise delay every start by half a second. Polls wait
     /// for it in order; an assignment error goes to the configuration's error handler.
-    public init(configuration: KafkaConfiguration, readingFromBeginning partitions: [TopicPartition]) throws {
+    public convenience init(configuration: KafkaConfiguration, readingFromBeginning partitions: [TopicPartition]) throws {
+        try self.init(configuration: configuration, reading: Dictionary(uniqueKeysWithValues: partitions.map { ($0, .beginning) }))
+    }
+
+    /// Where a group-less reader starts in a partition.
+    public enum StartOffset: Sendable, Hashable {
+        /// The oldest message the broker still has.
+        case beginning
+        /// `n` messages before the end (fewer when the partition holds fewer): a bounded replay
+        /// of the recent past, for views that keep only a window.
+        case tail(Int)
+
+        var logical: Int64 {
+            switch self {
+            case .beginning: -2  // RD_KAFKA_OFFSET_BEGINNING
+            case .tail(let n): -2000 - Int64(max(0, n))  // RD_KAFKA_OFFSET_TAIL(n)
+            }
+        }
+    }
+
+    /// A consumer outside any group that reads each partition from its own start (see
+    /// `readingFromBeginning:`); readiness (`isCaughtUp`) means every partition reached its end once.
+    public init(configuration: KafkaConfiguration, reading starts: [TopicPartition: StartOffset]) throws {
+        let partitions = starts.keys.sorted()
         groupId = "unassigned-\(UInt64.random(in: 0...UInt64.max))"
         let config = configuration.withDefaults(Self.defaultProperties)
             .with(Self.requiredProperties).with(["group.id": groupId, "enable.auto.commit": "false"])
@@ -108,8 +131,7 @@ public final class KafkaConsumer: Sendable {
         }
         rd_kafka_poll_set_consumer(rk)
         ctx.markAssigned(partitions)
-        let beginning: Int64 = -2  // RD_KAFKA_OFFSET_BEGINNING
-        let list = UnsafeSendable(makePartitionList(partitions, offsets: Dictionary(uniqueKeysWithValues: partitions.map { ($0, beginning) })))
+        let list = UnsafeSendable(makePartitionList(partitions, offsets: starts.mapValues(\.logical)))
         let topics = Set(partitions.map(\.topic))
         // Captures self: the client outlives this block, so deinit cannot destroy it underneath.
         queue.async { [self] in

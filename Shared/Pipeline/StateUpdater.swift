@@ -290,9 +290,9 @@ public final class TwinStateStore: Sendable {
 
 /// Header the validator sets on `telemetry.valid.v1` (the model, `id@version`, it validated
 /// against) and the state-updater on `twin.state.v1` (the twin's model).
-public let modelHeader = "model"
+public let modelHeader = MessageHeader.model
 /// Header on `twin.state.v1`: the document's version.
-public let stateVersionHeader = "version"
+public let stateVersionHeader = MessageHeader.version
 
 /// The state-updater stage logic: a thin `MessageProcessor` over a shared `TwinStateStore`.
 public struct StateUpdateProcessor: MessageProcessor, Sendable {
