@@ -81,7 +81,7 @@ let package = Package(
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
         tests("QueryTests", ["Query", "JSON", "Contracts"]),
         tests("PipelineTests", ["Pipeline", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "HTTP", "TestSupport"]),
-        tests("QueryAPITests", ["QueryAPI", "Query", "Pipeline", "Contracts", "JSON", "HTTP", "ServiceKit", "Models", "Kafka", "TestSupport"]),
+        tests("QueryAPITests", ["QueryAPI", "Query", "Pipeline", "JSONSchema", "Contracts", "JSON", "HTTP", "ServiceKit", "Models", "Kafka", "TestSupport"]),
         tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport"]),
     ]
 )

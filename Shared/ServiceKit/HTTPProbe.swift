@@ -8,15 +8,16 @@ import Glibc
 /// A one-shot HTTP/1.1 GET for health probes (`twinctl health`, `twinctl up`, tests): connects,
 /// sends `Connection: close`, reads to EOF within `timeout`. Runs on its own queue, never on the
 /// cooperative pool. Returns nil when nothing answers or the answer is not HTTP.
-public func httpGet(host: String, port: Int, path: String, timeout: Duration = .seconds(5)) async -> (status: Int, body: [UInt8])? {
+public func httpGet(host: String, port: Int, path: String, headers: [(String, String)] = [],
+                    timeout: Duration = .seconds(5)) async -> (status: Int, body: [UInt8])? {
     await withCheckedContinuation { continuation in
         DispatchQueue.global().async {
-            continuation.resume(returning: blockingGet(host: host, port: port, path: path, timeout: timeout))
+            continuation.resume(returning: blockingGet(host: host, port: port, path: path, headers: headers, timeout: timeout))
         }
     }
 }
 
-private func blockingGet(host: String, port: Int, path: String, timeout: Duration) -> (status: Int, body: [UInt8])? {
+private func blockingGet(host: String, port: Int, path: String, headers: [(String, String)], timeout: Duration) -> (status: Int, body: [UInt8])? {
     var hints = addrinfo()
     hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
     var result: UnsafeMutablePointer<addrinfo>?
@@ -29,7 +30,8 @@ private func blockingGet(host: String, port: Int, path: String, timeout: Duratio
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     guard connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else { return nil }
-    let request = Array("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\nAccept: */*\r\n\r\n".utf8)
+    let extra = headers.map { "\($0.0): \($0.1)\r\n" }.joined()
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\nAccept: */*\r\n\(extra)\r\n".utf8)
     var sent = 0
     while sent < request.count {
         let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import ServiceKit
 import Kafka
 
@@ -51,8 +52,13 @@ enum Harness {
     }
 
     /// A GET to 127.0.0.1:`port`; nil when nothing answers.
-    static func get(port: Int, _ path: String) async -> (status: Int, body: [UInt8])? {
-        await httpGet(host: "127.0.0.1", port: port, path: path)
+    static func get(port: Int, _ path: String, key: String? = nil) async -> (status: Int, body: [UInt8])? {
+        await httpGet(host: "127.0.0.1", port: port, path: path, headers: key.map { [("Authorization", "Bearer \($0)")] } ?? [])
+    }
+
+    /// A property's value in a query-API twin document.
+    static func property(_ body: [UInt8], _ name: String) -> JSON? {
+        (try? JSON(parsing: body))?["properties"]?[name]?["value"]
     }
 
     /// Polls `condition` every 200 ms until it holds or `timeout` passes.

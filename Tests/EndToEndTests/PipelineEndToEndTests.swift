@@ -29,20 +29,23 @@ final class PipelineEndToEndTests: XCTestCase {
         let ts = Int64(Date().timeIntervalSince1970 * 1000)
         _ = try await producer.send(OutgoingMessage(topic: Topic.telemetryRaw.name, key: "pump-e2e",
                                                     value: Array(#"{"twinId":"pump-e2e","model":"pump@1","ts":\#(ts),"values":{"flow":12,"pressure":3.1,"temperature":71.5,"rpm":1450}}"#.utf8)))
-        var state: TwinState?
+        // The local stack's API key (printed by `twinctl up`) reads the query API too.
+        let key = try XCTUnwrap(up.output.first { $0.hasPrefix("api key: ") }?.dropFirst("api key: ".count), "\(up.output)")
+        var twin: [UInt8] = []
         let served = await Harness.eventually(timeout: .seconds(30)) {
-            guard let (status, body) = await Harness.get(port: base, "/v1/twins/pump-e2e"), status == 200 else { return false }
-            state = try? TwinState(bytes: body)
-            return state != nil
+            guard let (status, body) = await Harness.get(port: base, "/v1/twins/pump-e2e", key: String(key)), status == 200 else { return false }
+            twin = body
+            return true
         }
         XCTAssertTrue(served, "GET /v1/twins/pump-e2e never answered with the reading")
-        XCTAssertEqual(state?[property: "temperature"]?.value, 71.5)
-        XCTAssertEqual(state?[property: "rpm"]?.value, 1450)
-        XCTAssertEqual(state?[property: "temperature"]?.eventTime, ts)
+        XCTAssertEqual(Harness.property(twin, "temperature"), 71.5)
+        XCTAssertEqual(Harness.property(twin, "rpm"), 1450)
+        XCTAssertEqual((try? JSON(parsing: twin))?["properties"]?["temperature"]?["eventTime"]?.stringValue, Timestamp.format(ts))
+        let unauthenticated = await Harness.get(port: base, "/v1/twins/pump-e2e")
+        XCTAssertEqual(unauthenticated?.status, 401, "the query API needs a key")
         // The same path over HTTP, with the key `twinctl up` generated and printed: a mixed NDJSON
         // batch. Lines the ingestor rejects are counted in the 202; lines it accepts end on
         // telemetry.valid.v1 or, failing their model, on the dead-letter topic — none vanish.
-        let key = try XCTUnwrap(up.output.first { $0.hasPrefix("api key: ") }?.dropFirst("api key: ".count), "\(up.output)")
         let batch = [
             #"{"twinId":"pump-http","ts":\#(ts),"values":{"flow":30,"pressure":2.5,"temperature":20.5,"rpm":1400}}"#,
             #"{"twinId":"pump-http"}"#,
@@ -57,8 +60,8 @@ final class PipelineEndToEndTests: XCTestCase {
         XCTAssertEqual(answer["accepted"]?.intValue, 3, posted.text)
         XCTAssertEqual(answer["rejected"]?.intValue, 2, posted.text)
         let servedHTTP = await Harness.eventually(timeout: .seconds(30)) {
-            guard let (status, body) = await Harness.get(port: base, "/v1/twins/pump-http"), status == 200 else { return false }
-            return (try? TwinState(bytes: body))?[property: "temperature"]?.value == 20.5
+            guard let (status, body) = await Harness.get(port: base, "/v1/twins/pump-http", key: String(key)), status == 200 else { return false }
+            return Harness.property(body, "temperature") == 20.5
         }
         XCTAssertTrue(servedHTTP, "a reading posted to the ingestor never reached the query API")
         var valid: [TelemetryEnvelope] = [], letters: [DeadLetter] = []
@@ -80,7 +83,7 @@ final class PipelineEndToEndTests: XCTestCase {
         let unauthorized = try await HTTPClient(port: base + 1).post("/v1/telemetry", headers: ["Content-Type": "application/json"], body: Array("{}".utf8))
         XCTAssertEqual(unauthorized.status.code, 401)
 
-        let missing = await Harness.get(port: base, "/v1/twins/nobody")
+        let missing = await Harness.get(port: base, "/v1/twins/nobody", key: String(key))
         XCTAssertEqual(missing?.status, 404)
 
         // Undecodable bytes: dead-lettered with the original, and every service keeps running.
