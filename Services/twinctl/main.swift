@@ -13,6 +13,8 @@ usage: twinctl COMMAND [options]
   tail     --topic T [--group G] [--count N] [--timeout SECONDS]    print messages as JSON lines
   topics   create|list [--replication-factor N]  create the platform topics on a real cluster
   bench    produce|consume --topic T [--count N] [--size BYTES] [--partitions N]
+  seed-twins --brokers B --count N [--tenant T] [--model pump@1] [--prefix pump-] [--relate-every K]
+                                                publish N twin states (<prefix>000000…) to twin.state.v1
   keys     add --tenant T --scopes read,write,ingest,simulate,admin [--file PATH]
                                                 print a new API key once, append its hash to the keys file
   keys     list [--file PATH] | remove ID [--file PATH]
@@ -33,6 +35,7 @@ do {
     case "tail": try await runTail(args)
     case "topics": try await runTopics(args)
     case "bench": try await runBench(args)
+    case "seed-twins": try await runSeedTwins(args)
     case "health": try await runHealth(args)
     case "keys": try runKeys(args)
     case "schema-suite": try runSchemaSuite(args)
