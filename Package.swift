@@ -65,7 +65,7 @@ let package = Package(
         // Benchmarks (not run in CI): `swift build -c release --product SchemaBench && .build/release/SchemaBench`.
         .executableTarget(name: "SchemaBench", dependencies: ["JSONSchema", "JSON"], path: "Benchmarks/SchemaBench", swiftSettings: strict),
         // `swift build -c release --product QueryBench && .build/release/QueryBench [twins]` (from the package root).
-        .executableTarget(name: "QueryBench", dependencies: ["Query", "Models"], path: "Benchmarks/QueryBench", swiftSettings: strict),
+        .executableTarget(name: "QueryBench", dependencies: ["Query", "Models", "QueryAPI", "HTTP", "ServiceKit", "Contracts"], path: "Benchmarks/QueryBench", swiftSettings: strict),
         // `swift build -c release --product StateBench && .build/release/StateBench [twins]`.
         .executableTarget(name: "StateBench", dependencies: ["Pipeline", "Contracts", "JSON", "Kafka", "ServiceKit"], path: "Benchmarks/StateBench", swiftSettings: strict),
 

@@ -47,7 +47,7 @@ public func runFilterBenchmark(twins: Int, rounds: Int = 7) -> FilterBenchmarkRe
 }
 
 /// Deterministic synthetic twins for the benchmark.
-func benchmarkTwins(_ count: Int) -> [QueryTwin] {
+public func benchmarkTwins(_ count: Int) -> [QueryTwin] {
     var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
     func next() -> UInt64 {
         seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407

@@ -25,8 +25,39 @@ public final class TwinReadModel: Sendable {
         var continuation: CheckedContinuation<Void, Never>
     }
 
+    /// One tenant's twins in a dense array (queries scan it in memory order, and a snapshot is a
+    /// copy-on-write copy, O(1)) with an index by id; removal swaps the last twin into the hole.
+    private struct TenantTwins {
+        var list: [QueryTwin] = []
+        var index: [String: Int] = [:]
+
+        subscript(id: String) -> QueryTwin? { index[id].map { list[$0] } }
+
+        mutating func set(_ id: String, _ twin: QueryTwin) {
+            if let i = index[id] {
+                list[i] = twin
+            } else {
+                index[id] = list.count
+                list.append(twin)
+            }
+        }
+
+        mutating func remove(_ id: String) -> QueryTwin? {
+            guard let i = index.removeValue(forKey: id) else { return nil }
+            let removed = list[i]
+            let last = list.removeLast()
+            if i < list.count {
+                list[i] = last
+                index[last.twinId] = i
+            }
+            return removed
+        }
+
+        var isEmpty: Bool { list.isEmpty }
+    }
+
     private struct State {
-        var tenants: [String: [String: QueryTwin]] = [:]
+        var tenants: [String: TenantTwins] = [:]
         /// tenant → target → incoming edges.
         var incoming: [String: [String: Set<Edge>]] = [:]
         var count = 0
@@ -87,7 +118,7 @@ public final class TwinReadModel: Sendable {
                 guard s.count < maxTwins else { s.rejected += 1; return (false, []) }
                 s.count += 1
             }
-            s.tenants[tenant, default: [:]][twinId] = twin
+            s.tenants[tenant, default: TenantTwins()].set(twinId, twin)
             Self.reindex(&s, tenant: tenant, source: twinId, old: previous?.relationships ?? [], new: twin.relationships)
             return (true, Self.takeWaiters(&s, key: twinKey(tenant: tenant, twinId: twinId), version: twin.version))
         }
@@ -97,7 +128,7 @@ public final class TwinReadModel: Sendable {
 
     private func remove(tenant: String, twinId: String) {
         state.withLock { s in
-            guard let previous = s.tenants[tenant]?.removeValue(forKey: twinId) else { return }
+            guard let previous = s.tenants[tenant]?.remove(twinId) else { return }
             s.count -= 1
             if s.tenants[tenant]?.isEmpty == true { s.tenants[tenant] = nil }
             Self.reindex(&s, tenant: tenant, source: twinId, old: previous.relationships, new: [])
@@ -136,7 +167,7 @@ public final class TwinReadModel: Sendable {
 
     /// Every twin of `tenant`, in no order: a snapshot the caller may scan without the lock.
     public func snapshot(tenant: String) -> [QueryTwin] {
-        state.withLock { s in s.tenants[tenant].map { Array($0.values) } ?? [] }
+        state.withLock { s in s.tenants[tenant]?.list ?? [] }
     }
 
     /// Twins of `tenant` that have a relationship to `target`.

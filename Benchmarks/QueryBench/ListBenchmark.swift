@@ -1,0 +1,45 @@
+import Contracts
+import HTTP
+import Models
+import Query
+import QueryAPI
+import ServiceKit
+
+struct NoPublisher: CommandPublisher {
+    func publish(_ command: TwinCommand, traceparent: String?) async throws(CommandPublishError) {}
+}
+
+/// Best and median milliseconds of the list route over `twins` synthetic twins.
+func runListBenchmark(twins: Int, rounds: Int = 7) async -> (best: Double, median: Double) {
+    let views = QueryViews()
+    for twin in benchmarkTwins(twins) { views.twins.apply(twin.state) }
+    let models = try! ModelRegistry(directory: "Schemas/models")
+    let api = QueryAPI(views: views, models: models, auth: .disabled(tenant: "default"), publisher: NoPublisher())
+    var router = Router()
+    api.register(on: &router)
+    let request = HTTPRequest(method: .get, target: "/v1/twins?filter=temperature%3E80%20and%20model%3Dpump&limit=100")
+    let clock = ContinuousClock()
+    var times: [Double] = []
+    for _ in 0..<rounds {
+        var status = 0
+        let t = await clock.measure { status = await router.respond(to: request).status.code }
+        precondition(status == 200)
+        times.append(Double(t.components.seconds) * 1_000 + Double(t.components.attoseconds) / 1e15)
+    }
+    times.sort()
+    return (times[0], times[times.count / 2])
+}
+
+func breakdown(twins: Int) {
+    let views = QueryViews()
+    for twin in benchmarkTwins(twins) { views.twins.apply(twin.state) }
+    let clock = ContinuousClock()
+    var snap: [QueryTwin] = []
+    let t1 = clock.measure { snap = views.twins.snapshot(tenant: "default") }
+    let query = try! TwinQuery(filter: "temperature>80 and model=pump", limit: 100)
+    var total = 0
+    let t2 = clock.measure { total = query.run(over: snap, now: 1_800_000_000_000).total }
+    let direct = benchmarkTwins(twins)
+    let t3 = clock.measure { total = query.run(over: direct, now: 1_800_000_000_000).total }
+    print("snapshot \(t1), run over snapshot \(t2), run over fresh array \(t3), total \(total)")
+}
