@@ -17,7 +17,7 @@ await ServiceRuntime.main(name: "query-api", defaultHTTPPort: 8080) { context, r
     let api = QueryAPI(views: views, models: models, auth: auth, publisher: KafkaCommandPublisher(producer: producer),
                        configuration: try .fromEnvironment(env), openAPIDocument: openAPI)
     api.register(on: &routes)
-    return ServiceGroup([try ViewFollower(context: context, views: views), ProducerCloser(producer: producer)])
+    return ServiceGroup([try TopicFollower.queryViews(context: context, views: views), ProducerCloser(producer: producer)])
 }
 
 /// Flushes and closes the command producer when the service stops.

@@ -12,7 +12,7 @@ await ServiceRuntime.main(name: "validator", defaultHTTPPort: 8082) { context, _
     context.metrics.gauge("twinstream_model_assignments", help: "Twins whose model the validator follows from twin.state.v1.") {
         Double(resolver.assignmentCount)
     }
-    let assignments = try StateTopicFollower(context: context, purpose: "model assignments") { message in
+    let assignments = try TopicFollower.stateTopic(context: context, purpose: "model assignments") { message in
         followModelAssignment(message, resolver: resolver)
     }
     let stage = try StreamStage(context: context, stage: ValidateProcessor.stage, inputs: [.telemetryIngested],

@@ -155,41 +155,12 @@ public final class QueryViews: Sendable {
     }
 }
 
-/// Follows every topic of `QueryViews` without a consumer group and applies each message. Ready
-/// once every partition has been read to the end it had at start.
-public struct ViewFollower: Service {
-    private let consumer: KafkaConsumer
-    private let views: QueryViews
-    private let logger: Logger
-    private let rejected: Counter
-    private let applied: Counter
-
-    public init(context: ServiceContext, views: QueryViews) throws {
-        self.views = views
-        logger = context.logger
-        consumer = try KafkaConsumer(configuration: context.kafka, reading: views.startOffsets())
-        let consumer = self.consumer
-        context.readiness.add("query views caught up with their topics") { consumer.isCaughtUp }
-        rejected = context.metrics.counter("twinstream_view_rejected_messages_total", help: "Consumed messages a view could not use (undecodable or over a limit).")
-        applied = context.metrics.counter("twinstream_view_applied_messages_total", help: "Consumed messages applied to the query views.")
+extension TopicFollower {
+    /// Follows every topic of `QueryViews` (each partition from its start in `startOffsets`) and
+    /// applies each message; registers the view sizes in `/metrics`.
+    public static func queryViews(context: ServiceContext, views: QueryViews) throws -> TopicFollower {
         views.registerMetrics(context.metrics)
-    }
-
-    public func run() async throws {
-        defer { views.events.close() }
-        while !Task.isCancelled {
-            let batch = try await consumer.poll(maxMessages: 1000, timeout: .milliseconds(200))
-            for message in batch {
-                if views.apply(message) {
-                    applied.inc()
-                } else {
-                    rejected.inc()
-                    logger.warning("message not applied to the query view",
-                                   ["topic": .string(message.topic), "partition": .int(Int(message.partition)),
-                                    "offset": .int(Int(message.offset)), "key": .string(message.keyString ?? "")])
-                }
-            }
-        }
-        await consumer.close()
+        return try TopicFollower(context: context, purpose: "query views", reading: views.startOffsets(),
+                                 apply: views.apply, onStop: views.events.close)
     }
 }

@@ -1,0 +1,47 @@
+import Kafka
+
+/// Reads partitions without a consumer group — every replica sees every message — and hands each
+/// message to `apply`: the query views, the validator's model assignments. Ready once every
+/// partition has been read to the end it had at start. Messages `apply` cannot use (it returns
+/// false) are counted in `twinstream_follower_rejected_total{purpose}` and logged.
+public struct TopicFollower: Service {
+    private let consumer: KafkaConsumer
+    private let apply: @Sendable (KafkaMessage) -> Bool
+    private let onStop: @Sendable () -> Void
+    private let logger: Logger
+    private let rejected: Counter
+    private let applied: Counter
+
+    public init(context: ServiceContext, purpose: String, reading starts: [TopicPartition: KafkaConsumer.StartOffset],
+                apply: @escaping @Sendable (KafkaMessage) -> Bool, onStop: @escaping @Sendable () -> Void = {}) throws {
+        self.apply = apply
+        self.onStop = onStop
+        logger = context.logger.with(metadata: ["follower": .string(purpose)])
+        consumer = try KafkaConsumer(configuration: context.kafka, reading: starts)
+        let consumer = self.consumer
+        let topics = Set(starts.keys.map(\.topic)).sorted().joined(separator: ", ")
+        context.readiness.add("\(purpose) caught up with \(topics)") { consumer.isCaughtUp }
+        rejected = context.metrics.counter("twinstream_follower_rejected_total", help: "Messages a follower could not use (undecodable or over a limit).",
+                                           labels: ["purpose": purpose])
+        applied = context.metrics.counter("twinstream_follower_applied_total", help: "Messages a follower applied.", labels: ["purpose": purpose])
+    }
+
+    public func run() async throws {
+        defer { onStop() }
+        while !Task.isCancelled {
+            let batch = try await consumer.poll(maxMessages: 1000, timeout: .milliseconds(200))
+            var ok = 0
+            for message in batch {
+                if apply(message) {
+                    ok += 1
+                } else {
+                    rejected.inc()
+                    logger.warning("message not applied", ["topic": .string(message.topic), "partition": .int(Int(message.partition)),
+                                                           "offset": .int(Int(message.offset)), "key": .string(message.keyString ?? "")])
+                }
+            }
+            applied.inc(by: Double(ok))
+        }
+        await consumer.close()
+    }
+}
