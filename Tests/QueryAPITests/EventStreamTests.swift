@@ -33,12 +33,19 @@ final class EventStreamTests: XCTestCase {
 
     /// Waits until the server has a live subscription (the stream is open server-side).
     private func waitForSubscribers(_ h: Harness, _ n: Int) async throws {
-        for _ in 0..<200 where h.views.events.sizes.subscribers < n { try await Task.sleep(for: .milliseconds(10)) }
+        for _ in 0..<300 where h.views.events.sizes.subscribers != n { try await Task.sleep(for: .milliseconds(10)) }
         XCTAssertEqual(h.views.events.sizes.subscribers, n, "server streams: \(server?.statistics.openEventStreams ?? -1)")
     }
 
+    /// A short heartbeat: a client that left is noticed at the latest by the next write.
+    static var configuration: QueryAPI.Configuration {
+        var configuration = QueryAPI.Configuration()
+        configuration.sseHeartbeat = .milliseconds(100)
+        return configuration
+    }
+
     func testATwinsChangesStreamAndResumeAfterTheLastEventId() async throws {
-        let h = try Harness()
+        let h = try Harness(configuration: Self.configuration)
         let client = try serve(h)
         await h.create("pump-1")
         await h.create("pump-2")
@@ -77,7 +84,7 @@ final class EventStreamTests: XCTestCase {
     }
 
     func testTenantStreamFiltersAndStreamsAreLimitedPerKey() async throws {
-        var configuration = QueryAPI.Configuration()
+        var configuration = Self.configuration
         configuration.sseConnectionsPerKey = 1
         let h = try Harness(configuration: configuration)
         let client = try serve(h)
