@@ -21,8 +21,8 @@ PIDS=()
 
 cleanup() {
     local status=$?
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # Services first (they commit and leave their group through the broker), the broker last.
+    for (( i=${#PIDS[@]}-1; i>=0; i-- )); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true; done
     rm -rf "$WORK"
     exit "$status"
 }

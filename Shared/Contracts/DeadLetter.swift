@@ -67,7 +67,7 @@ public struct DeadLetter: Sendable, Equatable {
         if let source {
             w.key("source"); w.beginObject(); w.field("kind", source.kind); w.field("ref", source.ref); w.endObject()
         }
-        w.field("deadLetteredAt", Timestamp.format(deadLetteredAt))
+        w.field("deadLetteredAt", time: deadLetteredAt)
         w.key("reasons"); w.beginArray()
         for r in reasons { r.write(to: &w) }
         w.endArray()

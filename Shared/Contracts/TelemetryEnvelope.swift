@@ -59,8 +59,8 @@ public struct TelemetryEnvelope: Sendable, Equatable {
         w.field("tenant", tenant)
         w.field("twinId", twinId)
         if let model { w.field("model", model) }
-        w.key("eventTime"); w.value(Timestamp.format(eventTime))
-        w.key("ingestTime"); w.value(Timestamp.format(ingestTime))
+        w.key("eventTime"); w.time(eventTime)
+        w.key("ingestTime"); w.time(ingestTime)
         w.key("source"); w.beginObject(); w.field("kind", source.kind); w.field("ref", source.ref); w.endObject()
         w.key("values"); w.value(.object(values))
         if !units.isEmpty {
@@ -108,14 +108,18 @@ public struct TelemetryEnvelope: Sendable, Equatable {
     /// The id of a reading the producer gave none: the same tenant, twin, time and values always
     /// give the same id, so a producer's retry is recognised downstream.
     public static func deterministicEventId(tenant: String, twinId: String, eventTime: Int64, values: JSONObject) -> String {
+        // One buffer, one update: tenant NUL twinId NUL eventTime NUL canonical(values).
+        var message: [UInt8] = []
+        message.reserveCapacity(tenant.utf8.count + twinId.utf8.count + 24 + values.count * 24)
+        message.append(contentsOf: tenant.utf8)
+        message.append(0)
+        message.append(contentsOf: twinId.utf8)
+        message.append(0)
+        JSONNumber.appendInteger(eventTime, to: &message)
+        message.append(0)
+        JSON.object(values).append(to: &message, options: .sortedKeys)
         var hasher = SHA256()
-        hasher.update(tenant)
-        hasher.update([0])
-        hasher.update(twinId)
-        hasher.update([0])
-        hasher.update(String(eventTime))
-        hasher.update([0])
-        hasher.update(JSON.object(values).serialized(options: .sortedKeys))
+        message.withUnsafeBytes { hasher.update($0) }
         return hexString(hasher.finalize().prefix(16))
     }
 }

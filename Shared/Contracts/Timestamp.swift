@@ -1,3 +1,5 @@
+import JSON
+
 /// Event and ingest times: milliseconds since the Unix epoch, written as RFC 3339 UTC with
 /// milliseconds (`2026-11-21T08:00:00.250Z`). Parsing and formatting are hand-written because
 /// they run for every reading and Foundation's formatters are far too slow for that.
@@ -17,18 +19,30 @@ public enum Timestamp {
         let days = floorDiv(seconds, 86_400)
         let secOfDay = Int(seconds - days * 86_400)
         let (y, m, d) = civil(fromDays: days)
-        func put(_ v: Int, _ width: Int) {
-            var digits = [UInt8](repeating: UInt8(ascii: "0"), count: width)
-            var x = v
-            for i in stride(from: width - 1, through: 0, by: -1) { digits[i] = UInt8(ascii: "0") + UInt8(x % 10); x /= 10 }
-            bytes.append(contentsOf: digits)
+        guard (0...9999).contains(y) else {
+            // Outside four-digit years (never for a valid reading): the plain, slower way.
+            bytes.append(contentsOf: Array(String(y).utf8))
+            appendTime(m, d, secOfDay, millis, to: &bytes)
+            return
         }
-        put(Int(y), 4); bytes.append(UInt8(ascii: "-")); put(m, 2); bytes.append(UInt8(ascii: "-")); put(d, 2)
-        bytes.append(UInt8(ascii: "T"))
-        put(secOfDay / 3600, 2); bytes.append(UInt8(ascii: ":")); put(secOfDay / 60 % 60, 2)
-        bytes.append(UInt8(ascii: ":")); put(secOfDay % 60, 2)
-        bytes.append(UInt8(ascii: ".")); put(millis, 3); bytes.append(UInt8(ascii: "Z"))
+        bytes.reserveCapacity(bytes.count + 24)
+        let year = Int(y)
+        bytes.append(digit(year / 1000)); bytes.append(digit(year / 100 % 10)); bytes.append(digit(year / 10 % 10)); bytes.append(digit(year % 10))
+        appendTime(m, d, secOfDay, millis, to: &bytes)
     }
+
+    /// `-MM-DDTHH:MM:SS.mmmZ`.
+    @inline(__always)
+    private static func appendTime(_ m: Int, _ d: Int, _ secOfDay: Int, _ millis: Int, to bytes: inout [UInt8]) {
+        func two(_ v: Int) { bytes.append(digit(v / 10)); bytes.append(digit(v % 10)) }
+        bytes.append(UInt8(ascii: "-")); two(m); bytes.append(UInt8(ascii: "-")); two(d)
+        bytes.append(UInt8(ascii: "T"))
+        two(secOfDay / 3600); bytes.append(UInt8(ascii: ":")); two(secOfDay / 60 % 60)
+        bytes.append(UInt8(ascii: ":")); two(secOfDay % 60)
+        bytes.append(UInt8(ascii: ".")); bytes.append(digit(millis / 100)); two(millis % 100); bytes.append(UInt8(ascii: "Z"))
+    }
+
+    @inline(__always) private static func digit(_ v: Int) -> UInt8 { UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v) }
 
     /// Parses an RFC 3339 date-time (`T` or space, fractional seconds of any length, `Z` or
     /// `±hh:mm`) to epoch milliseconds; nil when it is not one. Sub-millisecond digits truncate.
@@ -124,5 +138,24 @@ public enum Timestamp {
     private static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
         let q = a / b
         return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
+    }
+}
+
+extension JSONWriter {
+    /// Writes epoch milliseconds as a quoted RFC 3339 string, formatted in place.
+    @inlinable
+    public mutating func time(_ ms: Int64) {
+        rawValue { bytes in
+            bytes.append(UInt8(ascii: "\""))
+            Timestamp.append(ms, to: &bytes)
+            bytes.append(UInt8(ascii: "\""))
+        }
+    }
+
+    /// `key(name)` followed by `time(ms)`.
+    @inlinable
+    public mutating func field(_ name: String, time ms: Int64) {
+        key(name)
+        time(ms)
     }
 }

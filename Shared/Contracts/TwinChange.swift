@@ -88,9 +88,9 @@ public struct TwinChange: Sendable, Equatable {
         if let model { w.field("model", model) }
         w.key("version"); w.value(version)
         w.field("kind", kind.rawValue)
-        w.field("at", Timestamp.format(at))
+        w.field("at", time: at)
         if let eventId { w.field("eventId", eventId) }
-        if let eventTime { w.field("eventTime", Timestamp.format(eventTime)) }
+        if let eventTime { w.field("eventTime", time: eventTime) }
         if let commandId { w.field("commandId", commandId) }
         if let commandType { w.field("commandType", commandType) }
         w.key("late"); w.value(late)
@@ -100,8 +100,8 @@ public struct TwinChange: Sendable, Equatable {
             w.field("path", c.path)
             if let old = c.old { w.key("old"); w.value(old) }
             if let new = c.new { w.key("new"); w.value(new) }
-            if let t = c.oldTime { w.field("oldTime", Timestamp.format(t)) }
-            if let t = c.newTime { w.field("newTime", Timestamp.format(t)) }
+            if let t = c.oldTime { w.field("oldTime", time: t) }
+            if let t = c.newTime { w.field("newTime", time: t) }
             w.key("late"); w.value(c.late)
             w.endObject()
         }

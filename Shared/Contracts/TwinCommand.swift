@@ -72,7 +72,7 @@ public struct TwinCommand: Sendable, Equatable {
         w.field("tenant", tenant)
         w.field("twinId", twinId)
         w.field("type", kind.rawValue)
-        w.field("issuedAt", Timestamp.format(issuedAt))
+        w.field("issuedAt", time: issuedAt)
         if let ifVersion { w.key("ifVersion"); w.value(ifVersion) }
         if let issuedBy { w.field("issuedBy", issuedBy) }
         if let model { w.field("model", model) }

@@ -110,7 +110,7 @@ public struct TwinState: Sendable, Equatable {
         w.field("twinId", twinId)
         if let model { w.field("model", model) }
         w.key("version"); w.value(version)
-        w.field("updatedAt", Timestamp.format(updatedAt))
+        w.field("updatedAt", time: updatedAt)
         w.key("created"); w.value(created)
         if decommissioned { w.key("decommissioned"); w.value(true) }
         w.key("properties"); w.beginObject()
@@ -118,8 +118,8 @@ public struct TwinState: Sendable, Equatable {
             w.key(name); w.beginObject()
             w.key("value"); w.value(p.value)
             if let unit = p.unit ?? unit(name) { w.field("unit", unit) }
-            w.field("eventTime", Timestamp.format(p.eventTime))
-            w.field("ingestTime", Timestamp.format(p.ingestTime))
+            w.field("eventTime", time: p.eventTime)
+            w.field("ingestTime", time: p.ingestTime)
             w.field("eventId", p.eventId)
             w.endObject()
         }

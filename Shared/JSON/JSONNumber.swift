@@ -126,7 +126,7 @@ public struct JSONNumber: Sendable, Hashable, Comparable, CustomStringConvertibl
 
     /// Writes an `Int64` as decimal digits.
     @inlinable
-    static func appendInteger(_ value: Int64, to out: inout [UInt8]) {
+    public static func appendInteger(_ value: Int64, to out: inout [UInt8]) {
         if value >= 0 && value < 10 { out.append(UInt8(truncatingIfNeeded: value) &+ 48); return }
         var magnitude = value.magnitude
         if value < 0 { out.append(UInt8(ascii: "-")) }

@@ -71,6 +71,14 @@ public struct JSONWriter: Sendable {
     /// Writes `null`.
     @inlinable public mutating func null() { separator(); bytes.append(contentsOf: "null".utf8) }
 
+    /// Writes one value whose encoding `write` appends straight to the buffer, without building a
+    /// string first (timestamps on hot paths). `write` must append exactly one JSON value.
+    @inlinable
+    public mutating func rawValue(_ write: (inout [UInt8]) -> Void) {
+        separator()
+        write(&bytes)
+    }
+
     /// Writes pre-encoded JSON as one value (e.g. a payload forwarded unchanged). The bytes are
     /// not validated; they must be exactly one JSON value.
     @inlinable

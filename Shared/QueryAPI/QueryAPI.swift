@@ -186,15 +186,15 @@ public final class QueryAPI: Sendable {
         w.field("twinId", state.twinId)
         if let ref = state.model { w.field("model", ref) }
         w.key("version"); w.value(state.version)
-        w.field("updatedAt", Timestamp.format(state.updatedAt))
+        w.field("updatedAt", time: state.updatedAt)
         w.key("created"); w.value(state.created)
         w.key("properties"); w.beginObject()
         for (name, p) in state.properties {
             w.key(name); w.beginObject()
             w.key("value"); w.value(p.value)
             if let unit = p.unit ?? model?.telemetry(named: name)?.unit { w.field("unit", unit) }
-            w.field("eventTime", Timestamp.format(p.eventTime))
-            w.field("ingestTime", Timestamp.format(p.ingestTime))
+            w.field("eventTime", time: p.eventTime)
+            w.field("ingestTime", time: p.ingestTime)
             w.field("eventId", p.eventId)
             w.key("ageMs"); w.value(max(0, now - p.eventTime))
             w.key("stale"); w.value(freshness.isStale(latestEventTime: p.eventTime, reportingIntervalMs: interval, now: now))
@@ -203,11 +203,11 @@ public final class QueryAPI: Sendable {
         w.endObject()
         w.key("freshness"); w.beginObject()
         w.key("stale"); w.value(twin.isStale(now: now))
-        if let latest = twin.latestEventTime { w.field("latestEventTime", Timestamp.format(latest)) }
+        if let latest = twin.latestEventTime { w.field("latestEventTime", time: latest) }
         if let interval {
             w.key("reportingIntervalMs"); w.value(interval)
             if let latest = twin.latestEventTime {
-                w.field("staleAfter", Timestamp.format(freshness.staleAfter(latestEventTime: latest, reportingIntervalMs: interval)))
+                w.field("staleAfter", time: freshness.staleAfter(latestEventTime: latest, reportingIntervalMs: interval))
             }
         }
         w.endObject()
@@ -317,31 +317,31 @@ public final class QueryAPI: Sendable {
             } catch {
                 throw Self.queryProblem(error)
             }
-            w.field("from", Timestamp.format(start))
-            w.field("to", Timestamp.format(end))
+            w.field("from", time: start)
+            w.field("to", time: end)
             w.key("step"); w.value(step)
             w.key("buckets"); w.beginArray()
             for b in buckets {
                 w.beginObject()
-                w.field("start", Timestamp.format(b.start))
-                w.field("end", Timestamp.format(b.end))
+                w.field("start", time: b.start)
+                w.field("end", time: b.end)
                 w.key("count"); w.value(b.count)
                 if let v = b.min { w.key("min"); w.value(v) }
                 if let v = b.max { w.key("max"); w.value(v) }
                 if let v = b.mean { w.key("mean"); w.value(v) }
                 w.key("last"); w.value(b.last)
-                w.field("lastTime", Timestamp.format(b.lastTime))
+                w.field("lastTime", time: b.lastTime)
                 w.endObject()
             }
             w.endArray()
         } else {
             let points = history.points(from: from, to: to)
-            if let start = from ?? history.oldest { w.field("from", Timestamp.format(start)) }
-            if let end = to ?? history.newest { w.field("to", Timestamp.format(end)) }
+            if let start = from ?? history.oldest { w.field("from", time: start) }
+            if let end = to ?? history.newest { w.field("to", time: end) }
             w.key("points"); w.beginArray()
             for p in points {
                 w.beginObject()
-                w.field("time", Timestamp.format(p.eventTime))
+                w.field("time", time: p.eventTime)
                 w.key("value"); w.value(p.value)
                 w.key("late"); w.value(p.late)
                 w.endObject()
@@ -352,8 +352,8 @@ public final class QueryAPI: Sendable {
         w.key("retention"); w.beginObject()
         w.key("maxPoints"); w.value(info.retention.maxPoints)
         w.key("maxAgeMs"); w.value(info.retention.maxAgeMs)
-        if let oldest = info.oldest { w.field("oldest", Timestamp.format(oldest)) }
-        if let newest = info.newest { w.field("newest", Timestamp.format(newest)) }
+        if let oldest = info.oldest { w.field("oldest", time: oldest) }
+        if let newest = info.newest { w.field("newest", time: newest) }
         w.key("evicted"); w.value(info.evicted)
         w.endObject()
         w.endObject()
@@ -617,7 +617,7 @@ public final class QueryAPI: Sendable {
             w.field("tenant", d.tenant)
             if let twinId = d.twinId { w.field("twinId", twinId) }
             if let model = d.model { w.field("model", model) }
-            w.field("deadLetteredAt", Timestamp.format(d.deadLetteredAt))
+            w.field("deadLetteredAt", time: d.deadLetteredAt)
             w.key("reasons"); w.beginArray()
             for reason in d.reasons { reason.write(to: &w) }
             w.endArray()

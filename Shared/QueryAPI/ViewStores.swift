@@ -76,9 +76,9 @@ public struct CommandOutcome: Sendable, Equatable {
         w.field("twinId", twinId)
         w.field("kind", kind)
         w.field("status", status.rawValue)
-        if let issuedAt { w.field("issuedAt", Timestamp.format(issuedAt)) }
+        if let issuedAt { w.field("issuedAt", time: issuedAt) }
         if let version { w.key("version"); w.value(version) }
-        if let appliedAt { w.field("appliedAt", Timestamp.format(appliedAt)) }
+        if let appliedAt { w.field("appliedAt", time: appliedAt) }
         if let reason { w.key("reason"); reason.write(to: &w) }
         w.endObject()
     }

@@ -25,6 +25,23 @@ final class ContractsTests: XCTestCase {
                        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
         XCTAssertEqual(hexString(SHA256.hash(Array(repeating: UInt8(ascii: "a"), count: 1_000_000))),
                        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        // Updates split at every offset hash the same as one update (block boundaries, buffering).
+        let message = Array((0..<200).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        let whole = SHA256.hash(message)
+        for split in [1, 55, 63, 64, 65, 127, 128, 199] {
+            var hasher = SHA256()
+            hasher.update(message[..<split])
+            hasher.update(message[split...])
+            XCTAssertEqual(hasher.finalize(), whole, "split at \(split)")
+        }
+    }
+
+    /// The derived event id is part of the contract: producers' retries across ingestor versions
+    /// must keep hashing to the same id (value from Python's hashlib over the same bytes).
+    func testDeterministicEventIdIsStable() {
+        XCTAssertEqual(TelemetryEnvelope.deterministicEventId(tenant: "acme", twinId: "pump-1", eventTime: 1_700_000_000_000,
+                                                              values: ["b": 2, "s": "x", "a": 1.5]),
+                       "e5a5309693edb92628dceb750b022820")
     }
 
     func testTraceparentIsContinuedOrStarted() {
