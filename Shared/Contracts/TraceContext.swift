@@ -55,6 +55,44 @@ public struct TraceContext: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "00-\(traceId)-\(parentId)-\(flags)" }
+
+    /// `continuing(header).description` as bytes, without building strings: what a stage writes
+    /// on every message it produces, so it works on the header's bytes directly.
+    public static func childHeader(of header: [UInt8]?) -> [UInt8] {
+        if let header, header.count == 55 {
+            let child = header.withUnsafeBufferPointer { u -> [UInt8]? in
+                guard u[0] == 0x30, u[1] == 0x30, u[2] == 0x2D, u[35] == 0x2D, u[52] == 0x2D else { return nil }
+                var traceNonZero = false, parentNonZero = false
+                for i in 3..<55 where i != 35 && i != 52 {
+                    switch u[i] {
+                    case 0x30...0x39, 0x61...0x66, 0x41...0x46: break
+                    default: return nil
+                    }
+                    if u[i] != 0x30 {
+                        if i < 35 { traceNonZero = true } else if i < 52 { parentNonZero = true }
+                    }
+                }
+                guard traceNonZero, parentNonZero else { return nil }
+                return [UInt8](unsafeUninitializedCapacity: 55) { out, count in
+                    for i in 0..<55 {
+                        let c = u[i]
+                        out[i] = (0x41...0x46).contains(c) ? c + 32 : c
+                    }
+                    writeHex(nextSpanID(), into: out, at: 36)
+                    count = 55
+                }
+            }
+            if let child { return child }
+        }
+        return Array(random().description.utf8)
+    }
+}
+
+private func writeHex(_ value: UInt64, into out: UnsafeMutableBufferPointer<UInt8>, at start: Int) {
+    for i in 0..<16 {
+        let nibble = UInt8(truncatingIfNeeded: (value >> (4 * UInt64(15 - i))) & 15)
+        out[start + i] = nibble < 10 ? 48 + nibble : 87 + nibble
+    }
 }
 
 /// Ids need to be unique and unpredictable enough to tell spans apart, not secret: a per-process

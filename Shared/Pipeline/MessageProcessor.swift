@@ -44,7 +44,7 @@ public func deadLetterMessage(stage: String, input: KafkaMessage, tenant: String
 
 /// Headers for a message derived from `input`: the trace continues, contract and tenant are set.
 func derivedHeaders(from input: KafkaMessage, contract: String, tenant: String) -> [KafkaHeader] {
-    [KafkaHeader(MessageHeader.traceparent, TraceContext.continuing(input.headers.string(MessageHeader.traceparent)).description),
+    [KafkaHeader(MessageHeader.traceparent, TraceContext.childHeader(of: input.headers.last { $0.name == MessageHeader.traceparent }?.value)),
      KafkaHeader(MessageHeader.contract, contract),
      KafkaHeader(MessageHeader.tenant, tenant)]
 }

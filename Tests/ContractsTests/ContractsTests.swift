@@ -52,6 +52,22 @@ final class ContractsTests: XCTestCase {
         XCTAssertNil(TraceContext(traceparent: "00-00000000000000000000000000000000-00f067aa0ba902b7-01"))
         XCTAssertNil(TraceContext(traceparent: "garbage"))
         XCTAssertNotNil(TraceContext(traceparent: TraceContext.continuing("garbage").description))
+        // The byte-level path stages use agrees: same trace and flags, new span, lower-case.
+        let upper = Array(parent.uppercased().replacingOccurrences(of: "00F0", with: "00f0").utf8)
+        for header in [Array(parent.utf8), upper] {
+            let bytes = TraceContext.childHeader(of: header)
+            let parsed = try? XCTUnwrap(TraceContext(traceparent: String(decoding: bytes, as: UTF8.self)))
+            XCTAssertEqual(parsed?.traceId, "4bf92f3577b34da6a3ce929d0e0e4736")
+            XCTAssertEqual(parsed?.flags, "01")
+            XCTAssertNotEqual(parsed?.parentId, "00f067aa0ba902b7")
+            XCTAssertEqual(String(decoding: bytes, as: UTF8.self), String(decoding: bytes, as: UTF8.self).lowercased())
+        }
+        for bad in [nil, Array("garbage".utf8), Array("00-00000000000000000000000000000000-00f067aa0ba902b7-01".utf8),
+                    Array("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01".utf8), Array("00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01".utf8)] {
+            let fresh = TraceContext(traceparent: String(decoding: TraceContext.childHeader(of: bad), as: UTF8.self))
+            XCTAssertNotNil(fresh)
+            XCTAssertNotEqual(fresh?.traceId, "4bf92f3577b34da6a3ce929d0e0e4736")
+        }
     }
 
     func testEnvelopeRoundTrips() throws {
