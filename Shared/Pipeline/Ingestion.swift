@@ -8,6 +8,8 @@ import Kafka
 /// message with many bad readings cannot multiply its size on the dead-letter topic.
 public struct IngestProcessor: MessageProcessor, Sendable {
     public static let stage = "ingestor"
+    /// Each message stands alone: batches are processed on every core.
+    public var processesMessagesIndependently: Bool { true }
     public var defaultTenant: String
     /// Readings further than this in the future (ms) are dead-lettered as `future_timestamp`.
     public var maxFutureSkewMs: Int64

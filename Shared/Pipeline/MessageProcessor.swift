@@ -14,9 +14,15 @@ public protocol MessageProcessor {
     /// Called once the batch's outputs are acknowledged by the broker, before its offsets are
     /// stored: the point where effects of the batch may be made durable elsewhere (checkpoints).
     mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64)
+
+    /// True when `process` keeps nothing from one message to the next, so a batch may be split
+    /// across cores, each part processed by its own copy of the processor (outputs keep input
+    /// order). Default false.
+    var processesMessagesIndependently: Bool { get }
 }
 
 extension MessageProcessor {
+    public var processesMessagesIndependently: Bool { false }
     public mutating func finishBatch(now: Int64) -> [OutgoingMessage] { [] }
     public mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64) {}
 }

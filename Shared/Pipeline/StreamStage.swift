@@ -23,6 +23,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
     private let metrics: StageMetrics
     private let maxBatch: Int
     private let maxInFlightBatches: Int
+    private let processThreads: Int
 
     /// Joins `context.consumerGroup` on `inputs` and wires readiness and metrics. `onRebalance`
     /// runs inside the poll, before the first message of newly assigned partitions and after the
@@ -36,6 +37,9 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         self.maxInFlightBatches = try maxInFlightBatches
             ?? context.environment.int("MAX_INFLIGHT_BATCHES", default: 8, range: 1...1024,
                                        doc: "Batches whose outputs may await the broker's acknowledgement at once (stateless stages).")
+        processThreads = try context.environment.int(
+            "PROCESS_THREADS", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...256,
+            doc: "Parts a batch is split into and processed at once, for stages whose messages are independent (ingestor, validator).")
         let group = context.consumerGroup
         let log = context.logger
         consumer = try KafkaConsumer(configuration: context.kafka, groupId: group, topics: inputs.map(\.name)) { event in
@@ -126,7 +130,12 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                 outputs.reserveCapacity(batch.count)
                 for message in batch {
                     if let ts = message.timestampMs { metrics.eventAge.observe(Double(max(0, now - ts)) / 1000) }
-                    outputs += processor.process(message, now: now)
+                }
+                let parts = processor.processesMessagesIndependently ? min(processThreads, batch.count / Self.minimumPart) : 1
+                if parts > 1 {
+                    outputs = await Self.process(batch, in: parts, with: processor, now: now)
+                } else {
+                    for message in batch { outputs += processor.process(message, now: now) }
                 }
                 outputs += processor.finishBatch(now: now)
                 metrics.processSeconds.observe((ContinuousClock.now - started).seconds)
@@ -152,6 +161,33 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         await consumer.close()
         await producer.close()
         logger.info("stage stopped", ["stage": .string(stage), "undelivered": .int(undelivered)])
+    }
+}
+
+extension StreamStage {
+    /// Fewest messages worth a part of their own.
+    static var minimumPart: Int { 64 }
+
+    /// Processes `batch` in `parts` contiguous parts at once, each with its own copy of the
+    /// processor, and returns the outputs in input order.
+    public static func process(_ batch: [KafkaMessage], in parts: Int, with processor: P, now: Int64) async -> [OutgoingMessage] {
+        let size = (batch.count + parts - 1) / parts
+        return await withTaskGroup(of: (Int, [OutgoingMessage]).self) { group in
+            for part in 0..<parts {
+                let range = (part * size)..<min(batch.count, (part + 1) * size)
+                guard !range.isEmpty else { continue }
+                group.addTask {
+                    var copy = processor
+                    var outputs: [OutgoingMessage] = []
+                    outputs.reserveCapacity(range.count)
+                    for message in batch[range] { outputs += copy.process(message, now: now) }
+                    return (part, outputs)
+                }
+            }
+            var results = [[OutgoingMessage]](repeating: [], count: parts)
+            for await (part, outputs) in group { results[part] = outputs }
+            return results.flatMap { $0 }
+        }
     }
 }
 

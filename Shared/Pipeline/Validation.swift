@@ -10,6 +10,8 @@ import Models
 /// reason.
 public struct ValidateProcessor: MessageProcessor, Sendable {
     public static let stage = "validator"
+    /// Each message stands alone: batches are processed on every core.
+    public var processesMessagesIndependently: Bool { true }
     public var defaultTenant: String
     public let resolver: ModelResolver
 
