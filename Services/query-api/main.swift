@@ -13,7 +13,11 @@ await ServiceRuntime.main(name: "query-api", defaultHTTPPort: 8080) { context, r
     let openAPIPath = env.string("OPENAPI_FILE", default: "Schemas/openapi.json", doc: "The OpenAPI document served at /openapi.json.")
     let openAPI = FileManager.default.contents(atPath: openAPIPath).map { Array($0) }
     if openAPI == nil { context.logger.warning("OpenAPI document not found; /openapi.json answers 404", ["file": .string(openAPIPath)]) }
-    let producer = try KafkaProducer(configuration: context.kafka)
+    // A command waits for the broker's acknowledgement before its 202: bounded, then 503.
+    let deliveryTimeout = try env.duration("COMMAND_DELIVERY_TIMEOUT", default: .seconds(10), range: .milliseconds(100)...(.seconds(300)),
+                                           doc: "How long a command waits for the broker's acknowledgement before 503 (producer message.timeout.ms).")
+    let timeoutMs = deliveryTimeout.components.seconds * 1000 + deliveryTimeout.components.attoseconds / 1_000_000_000_000_000
+    let producer = try KafkaProducer(configuration: context.kafka.with(["message.timeout.ms": String(timeoutMs)]))
     let api = QueryAPI(views: views, models: models, auth: auth, publisher: KafkaCommandPublisher(producer: producer),
                        configuration: try .fromEnvironment(env), openAPIDocument: openAPI)
     api.register(on: &routes)
