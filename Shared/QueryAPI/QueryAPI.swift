@@ -391,24 +391,20 @@ public final class QueryAPI: Sendable {
         var w = JSONWriter(capacity: 512)
         w.beginObject()
         w.field("twinId", twin.twinId)
-        w.key("outgoing"); w.beginArray()
-        for r in twin.relationships {
-            w.beginObject()
-            w.field("name", r.name)
-            w.field("target", r.target)
-            if let model = views.twins.twin(tenant: tenant, id: r.target)?.model { w.field("targetModel", model) }
-            w.endObject()
+        // One edge per entry: its name, the twin at the other end and that twin's model.
+        func edges(_ key: String, _ end: String, _ list: [(name: String, other: String)]) {
+            w.key(key); w.beginArray()
+            for (name, other) in list {
+                w.beginObject()
+                w.field("name", name)
+                w.field(end, other)
+                if let model = views.twins.twin(tenant: tenant, id: other)?.model { w.field(end + "Model", model) }
+                w.endObject()
+            }
+            w.endArray()
         }
-        w.endArray()
-        w.key("incoming"); w.beginArray()
-        for edge in views.twins.incoming(tenant: tenant, target: twin.twinId) {
-            w.beginObject()
-            w.field("name", edge.name)
-            w.field("source", edge.source)
-            if let model = views.twins.twin(tenant: tenant, id: edge.source)?.model { w.field("sourceModel", model) }
-            w.endObject()
-        }
-        w.endArray()
+        edges("outgoing", "target", twin.relationships.map { ($0.name, $0.target) })
+        edges("incoming", "source", views.twins.incoming(tenant: tenant, target: twin.twinId).map { ($0.name, $0.source) })
         w.endObject()
         return .json(w.bytes)
     }
