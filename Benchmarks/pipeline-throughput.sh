@@ -56,16 +56,27 @@ PIDS+=($!)
 HTTP_PORT=18182 "$BIN/validator" >"$WORK/validator.log" 2>&1 &
 PIDS+=($!)
 
+cpu_ticks() {  # cpu_ticks PID... → user+system clock ticks of the processes, summed
+    local sum=0 pid fields
+    for pid in "$@"; do
+        read -ra fields < <(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null || echo)
+        (( ${#fields[@]} > 12 )) && sum=$(( sum + fields[11] + fields[12] ))
+    done
+    echo "$sum"
+}
+
 start=""
 while true; do
     consumed=$(metric 18181 twinstream_messages_consumed_total 'telemetry.raw.v1')
-    if [[ -z "$start" && "$consumed" -gt 0 ]]; then start=$(date +%s.%N); fi
+    if [[ -z "$start" && "$consumed" -gt 0 ]]; then start=$(date +%s.%N); cpu_start=$(cpu_ticks "${PIDS[@]}"); fi
     valid=$(metric 18182 twinstream_messages_produced_total 'telemetry.valid.v1')
     dead_validator=$(metric 18182 twinstream_messages_produced_total 'telemetry.deadletter.v1')
     dead_ingestor=$(metric 18181 twinstream_messages_produced_total 'telemetry.deadletter.v1')
     total=$(( valid + dead_validator + dead_ingestor ))
-    if [[ -n "$start" && "$total" -ge "$N" ]]; then end=$(date +%s.%N); break; fi
+    if [[ -n "$start" && "$total" -ge "$N" ]]; then end=$(date +%s.%N); cpu_end=$(cpu_ticks "${PIDS[@]}"); break; fi
     sleep 0.05
 done
-awk -v n="$N" -v s="$start" -v e="$end" -v v="$valid" -v dv="$dead_validator" -v di="$dead_ingestor" 'BEGIN {
-    printf "raw -> valid: %d readings in %.2f s = %.0f readings/s (valid %d, dead-lettered by validator %d, by ingestor %d)\n", n, e - s, n / (e - s), v, dv, di }'
+awk -v n="$N" -v s="$start" -v e="$end" -v v="$valid" -v dv="$dead_validator" -v di="$dead_ingestor" \
+    -v cpu=$(( cpu_end - cpu_start )) -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    printf "raw -> valid: %d readings in %.2f s = %.0f readings/s (valid %d, dead-lettered by validator %d, by ingestor %d); CPU of broker + ingestor + validator: %.1f us per reading (%.2f cores busy)\n",
+        n, e - s, n / (e - s), v, dv, di, cpu / hz / n * 1e6, cpu / hz / (e - s) }'
