@@ -111,6 +111,9 @@ final class ChildProcess: @unchecked Sendable {
 
     func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
 
+    /// True once the process ended by a signal it did not handle (a crash, or SIGKILL).
+    var endedBySignal: Bool { !process.isRunning && process.terminationReason == .uncaughtSignal }
+
     /// Waits for the process to exit (up to `timeout`), returning its status; SIGKILLs it after.
     func waitForExit(timeout: Duration = .seconds(30)) async -> Int32? {
         let deadline = ContinuousClock.now + timeout
