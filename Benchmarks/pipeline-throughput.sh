@@ -73,6 +73,10 @@ while true; do
     dead_validator=$(metric 18182 twinstream_messages_produced_total 'telemetry.deadletter.v1')
     dead_ingestor=$(metric 18181 twinstream_messages_produced_total 'telemetry.deadletter.v1')
     total=$(( valid + dead_validator + dead_ingestor ))
+    # Steady state: the rate between 10% and 90% of the readings accounted for (no group joins,
+    # no warm-up, no tail), reported beside the whole-run figure.
+    if [[ -n "$start" && -z "${t10:-}" && "$total" -ge $(( N / 10 )) ]]; then t10=$(date +%s.%N); n10=$total; fi
+    if [[ -n "${t10:-}" && -z "${t90:-}" && "$total" -ge $(( N * 9 / 10 )) ]]; then t90=$(date +%s.%N); n90=$total; fi
     if [[ -n "$start" && "$total" -ge "$N" ]]; then end=$(date +%s.%N); cpu_end=$(cpu_ticks "${PIDS[@]}"); break; fi
     sleep 0.05
 done
@@ -80,3 +84,6 @@ awk -v n="$N" -v s="$start" -v e="$end" -v v="$valid" -v dv="$dead_validator" -v
     -v cpu=$(( cpu_end - cpu_start )) -v hz="$(getconf CLK_TCK)" 'BEGIN {
     printf "raw -> valid: %d readings in %.2f s = %.0f readings/s (valid %d, dead-lettered by validator %d, by ingestor %d); CPU of broker + ingestor + validator: %.1f us per reading (%.2f cores busy)\n",
         n, e - s, n / (e - s), v, dv, di, cpu / hz / n * 1e6, cpu / hz / (e - s) }'
+if [[ -n "${t90:-}" ]]; then
+    awk -v a="$t10" -v b="$t90" -v na="$n10" -v nb="$n90" 'BEGIN { printf "steady state (10%% to 90%% of the readings): %.0f readings/s\n", (nb - na) / (b - a) }'
+fi
