@@ -50,9 +50,10 @@ func runUp(_ args: Arguments) async throws {
         readyAll = readyAll && ready
         printNow("\(service.name.padding(toLength: 17, withPad: " ", startingAt: 0)) http://127.0.0.1:\(port)  \(ready ? "ready" : "NOT READY (see its log)")")
     }
-    printNow("query API: http://127.0.0.1:\(basePort)/v1/twins/{id}  (e.g. /v1/twins/pump-1)")
+    printNow("query API: http://127.0.0.1:\(basePort)/v1/twins/{id}  (e.g. /v1/twins/pump-1; all routes: /openapi.json)")
     if let apiKey {
         printNow("api key: \(apiKey)")
+        printNow("  curl -H 'Authorization: Bearer \(apiKey)' http://127.0.0.1:\(basePort)/v1/twins/pump-1")
         printNow("  curl -H 'Authorization: Bearer \(apiKey)' -H 'Content-Type: application/json' \\")
         printNow("       -d '{\"twinId\":\"pump-1\",\"ts\":\"\(Timestamp.format(Int64(Date().timeIntervalSince1970 * 1000)))\",\"values\":{\"temperature\":71.5}}' http://127.0.0.1:\(basePort + 1)/v1/telemetry")
     }
