@@ -121,8 +121,8 @@ public final class TwinModel: Sendable, CustomStringConvertible {
 
     /// `id@version`.
     public var ref: ModelRef { ModelRef(id: id, version: version) }
-    /// `id@version`.
-    public var description: String { ref.description }
+    /// `id@version`, made once: it goes into a header of every validated reading.
+    public let description: String
 
     /// The telemetry definition named `name`.
     public func telemetry(named name: String) -> Telemetry? { telemetryIndex[name].map { telemetry[$0] } }
@@ -161,6 +161,7 @@ public final class TwinModel: Sendable, CustomStringConvertible {
         behaviour = p.behaviour
         document = p.document
         file = p.file
+        description = ModelRef(id: p.id, version: p.version).description
         telemetryIndex = Dictionary(p.telemetry.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         parameterIndex = Dictionary(p.parameters.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         checker = TelemetryChecker(telemetry: p.telemetry, additional: p.additionalTelemetry)

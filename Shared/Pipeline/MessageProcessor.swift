@@ -50,10 +50,17 @@ public func deadLetterMessage(stage: String, input: KafkaMessage, tenant: String
 
 /// Headers for a message derived from `input`: the trace continues, contract and tenant are set.
 func derivedHeaders(from input: KafkaMessage, contract: String, tenant: String) -> [KafkaHeader] {
-    [KafkaHeader(MessageHeader.traceparent, TraceContext.childHeader(of: input.headers.last { $0.name == MessageHeader.traceparent }?.value)),
-     KafkaHeader(MessageHeader.contract, contract),
-     KafkaHeader(MessageHeader.tenant, tenant)]
+    // Header values shared instead of re-encoded per message: the contract's bytes are made
+    // once, and the input's tenant header is reused when it names the same tenant.
+    let tenantValue = input.headers.last { $0.name == MessageHeader.tenant }.flatMap { $0.value.elementsEqual(tenant.utf8) ? $0.value : nil }
+    return [KafkaHeader(MessageHeader.traceparent, TraceContext.childHeader(of: input.headers.last { $0.name == MessageHeader.traceparent }?.value)),
+            KafkaHeader(MessageHeader.contract, contractHeaderValues[contract] ?? Array(contract.utf8)),
+            KafkaHeader(MessageHeader.tenant, tenantValue ?? Array(tenant.utf8))]
 }
+
+private let contractHeaderValues: [String: [UInt8]] = Dictionary(
+    uniqueKeysWithValues: [TelemetryEnvelope.contract, TwinChange.contract, TwinState.contract, TwinCommand.contract, DeadLetter.contract]
+        .map { ($0, Array($0.utf8)) })
 
 /// Tenant names: 1-64 characters of letters, digits, `_` and `-` (they appear in keys and labels).
 public func isValidTenant(_ tenant: String) -> Bool { TenantID.isValid(tenant) }
