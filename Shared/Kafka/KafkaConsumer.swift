@@ -162,11 +162,22 @@ public final class KafkaConsumer: Sendable {
 
     /// Marks `messages` processed: for each partition, the offset after the highest one is stored
     /// and will be committed. Call only after the effects of these messages are durable.
-    public func store(_ messages: some Sequence<KafkaMessage>) {
+    public func store(_ messages: [KafkaMessage]) {
         var next: [TopicPartition: Int64] = [:]
-        for message in messages {
-            let tp = message.topicPartition
-            next[tp] = max(next[tp] ?? 0, message.offset + 1)
+        var i = 0
+        // Runs of one partition (how a poll returns them): one dictionary update per run, and the
+        // messages' fields are read in place rather than copied.
+        while i < messages.count {
+            let topic = messages[i].topic, partition = messages[i].partition
+            var high = messages[i].offset
+            var j = i + 1
+            while j < messages.count && messages[j].partition == partition && messages[j].topic == topic {
+                high = max(high, messages[j].offset)
+                j += 1
+            }
+            let tp = TopicPartition(topic, partition)
+            next[tp] = max(next[tp] ?? 0, high + 1)
+            i = j
         }
         store(offsets: next)
     }

@@ -219,17 +219,33 @@ struct StageMetrics: Sendable {
     /// Counts a delivered batch: consumed and produced per topic, dead-letters per reason.
     func record(batch: [KafkaMessage], outputs: [OutgoingMessage], logger: Logger) {
         // Counted per batch: a labelled look-up per message would cost more than the work.
+        // Messages come in runs of one topic: count runs, reading fields in place.
         var consumedByTopic: [String: Int] = [:]
-        for message in batch { consumedByTopic[message.topic, default: 0] += 1 }
+        var i = 0
+        while i < batch.count {
+            let topic = batch[i].topic
+            var j = i + 1
+            while j < batch.count && batch[j].topic == topic { j += 1 }
+            consumedByTopic[topic, default: 0] += j - i
+            i = j
+        }
         for (topic, n) in consumedByTopic { consumed(topic).inc(by: n) }
         var producedByTopic: [String: Int] = [:]
-        for output in outputs {
-            producedByTopic[output.topic, default: 0] += 1
-            if output.topic == Topic.telemetryDeadLetter.name {
-                countDeadLetter(output)
-                logger.warning("message dead-lettered", ["reason": .string(output.headers.string(deadLetterReasonHeader) ?? "unknown"),
-                                                         "key": .string(output.key.map { String(decoding: $0, as: UTF8.self) } ?? "")])
+        let deadLetters = Topic.telemetryDeadLetter.name
+        i = 0
+        while i < outputs.count {
+            let topic = outputs[i].topic
+            var j = i
+            while j < outputs.count && outputs[j].topic == topic {
+                if topic == deadLetters {
+                    countDeadLetter(outputs[j])
+                    logger.warning("message dead-lettered", ["reason": .string(outputs[j].headers.string(deadLetterReasonHeader) ?? "unknown"),
+                                                             "key": .string(outputs[j].key.map { String(decoding: $0, as: UTF8.self) } ?? "")])
+                }
+                j += 1
             }
+            producedByTopic[topic, default: 0] += j - i
+            i = j
         }
         for (topic, n) in producedByTopic { produced(topic).inc(by: n) }
     }

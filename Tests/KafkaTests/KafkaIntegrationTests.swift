@@ -79,7 +79,7 @@ final class KafkaIntegrationTests: XCTestCase {
         while seen.count < 7 && ContinuousClock.now < deadline {
             seen += try await first.poll(maxMessages: 7 - seen.count)
         }
-        first.store(seen.prefix(7))
+        first.store(Array(seen.prefix(7)))
         await first.close()
 
         let second = try KafkaConsumer(configuration: config, groupId: group, topics: ["resume"])
