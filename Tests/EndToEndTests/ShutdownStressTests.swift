@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// The shutdown crash seen in benchmark runs (a stage stopped while its broker died, metrics read
@@ -8,7 +9,7 @@ import XCTest
 /// without a broker — and never die of a signal.
 final class ShutdownStressTests: XCTestCase {
     func testStagesStoppedWhileTheirBrokerDiesExitWithoutCrashing() async throws {
-        var rng = SplitMix(seed: UInt64(ProcessInfo.processInfo.environment["STRESS_SEED"].flatMap(UInt64.init) ?? 20261121))
+        var rng = SplitMix64(seed: UInt64(ProcessInfo.processInfo.environment["STRESS_SEED"].flatMap(UInt64.init) ?? 20261121))
         for round in 0..<3 {
             let broker = try ChildProcess("twinctl", ["broker", "--partitions", "6"])
             let up = await Harness.eventually(timeout: .seconds(20)) { broker.output.contains { $0.hasPrefix("bootstrap.servers=") } }
@@ -52,18 +53,5 @@ final class ShutdownStressTests: XCTestCase {
             _ = await fleet.waitForExit(timeout: .seconds(5))
             _ = await broker.waitForExit(timeout: .seconds(5))
         }
-    }
-}
-
-/// A tiny seeded generator for the rounds' timings.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
