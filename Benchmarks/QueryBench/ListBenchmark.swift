@@ -30,16 +30,3 @@ func runListBenchmark(twins: Int, rounds: Int = 7) async -> (best: Double, media
     return (times[0], times[times.count / 2])
 }
 
-func breakdown(twins: Int) {
-    let views = QueryViews()
-    for twin in benchmarkTwins(twins) { views.twins.apply(twin.state) }
-    let clock = ContinuousClock()
-    var snap: [QueryTwin] = []
-    let t1 = clock.measure { snap = views.twins.snapshot(tenant: "default") }
-    let query = try! TwinQuery(filter: "temperature>80 and model=pump", limit: 100)
-    var total = 0
-    let t2 = clock.measure { total = query.run(over: snap, now: 1_800_000_000_000).total }
-    let direct = benchmarkTwins(twins)
-    let t3 = clock.measure { total = query.run(over: direct, now: 1_800_000_000_000).total }
-    print("snapshot \(t1), run over snapshot \(t2), run over fresh array \(t3), total \(total)")
-}

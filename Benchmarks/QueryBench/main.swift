@@ -14,6 +14,5 @@ print(String(format: "model check (pump reading, one °F conversion): %.0f check
 
 // 3. GET /v1/twins?filter=... through the query API's router (no sockets): the view snapshot,
 //    filter, page and JSON rendering of 100 twins, as the service answers it.
-breakdown(twins: twins)
 let apiMs = await runListBenchmark(twins: twins)
 print(String(format: "GET /v1/twins?filter=temperature>80 and model=pump&limit=100 over %d twins: %.1f ms (best of 7), %.1f ms (median)", twins, apiMs.best, apiMs.median))

@@ -84,7 +84,7 @@ func publishFleet(producer: KafkaProducer, twins: Int, interval: Duration, ticks
     var fleet = FleetSimulator(count: twins)
     var round = 0
     while !Task.isCancelled && round < ticks {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = Timestamp.now
         _ = try await producer.sendAll(fleet.tick(now: now), queueFullTimeout: .seconds(30))
         round += 1
         try? await Task.sleep(for: interval)

@@ -59,7 +59,7 @@ func runSeedTwins(_ args: Arguments) async throws {
         var next = 0
         while next < count {
             let end = min(count, next + chunkSize)
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let now = Timestamp.now
             let messages = (next..<end).map { seeder.message($0, now: now) }
             bytes += messages.reduce(0) { $0 + $1.value.count }
             for report in try await producer.sendAll(messages, queueFullTimeout: .seconds(60)) {

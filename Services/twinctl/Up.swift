@@ -55,7 +55,7 @@ func runUp(_ args: Arguments) async throws {
         printNow("api key: \(apiKey)")
         printNow("  curl -H 'Authorization: Bearer \(apiKey)' http://127.0.0.1:\(basePort)/v1/twins/pump-1")
         printNow("  curl -H 'Authorization: Bearer \(apiKey)' -H 'Content-Type: application/json' \\")
-        printNow("       -d '{\"twinId\":\"pump-1\",\"ts\":\"\(Timestamp.format(Int64(Date().timeIntervalSince1970 * 1000)))\",\"values\":{\"temperature\":71.5}}' http://127.0.0.1:\(basePort + 1)/v1/telemetry")
+        printNow("       -d '{\"twinId\":\"pump-1\",\"ts\":\"\(Timestamp.format(Timestamp.now))\",\"values\":{\"temperature\":71.5}}' http://127.0.0.1:\(basePort + 1)/v1/telemetry")
     }
 
     var fleetTask: Task<Void, Never>?

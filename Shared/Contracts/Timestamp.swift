@@ -1,9 +1,13 @@
+import Foundation
 import JSON
 
 /// Event and ingest times: milliseconds since the Unix epoch, written as RFC 3339 UTC with
 /// milliseconds (`2026-11-21T08:00:00.250Z`). Parsing and formatting are hand-written because
 /// they run for every reading and Foundation's formatters are far too slow for that.
 public enum Timestamp {
+    /// The wall clock in epoch milliseconds.
+    public static var now: Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
+
     /// Formats epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
     public static func format(_ ms: Int64) -> String {
         var bytes = [UInt8]()

@@ -174,7 +174,7 @@ public final class HTTPIngest: Service {
     /// An ingest producing through `producer` (build it with `configuration.producerProperties`);
     /// `clock` gives wall-clock milliseconds (tests fix it).
     public init(configuration: Configuration, auth: APIAuth, producer: KafkaProducer, metrics registry: MetricsRegistry,
-                logger: Logger, clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }) {
+                logger: Logger, clock: @escaping @Sendable () -> Int64 = { Timestamp.now }) {
         self.configuration = configuration
         self.auth = auth
         self.producer = producer

@@ -108,7 +108,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
 
         /// A delivered batch: the processor hears of it, its offsets are stored, it is counted.
         func settle(_ batch: InFlight, _ reports: [DeliveryReport]) {
-            processor.batchDelivered(reports, now: Int64(Date().timeIntervalSince1970 * 1000))
+            processor.batchDelivered(reports, now: Timestamp.now)
             consumer.store(batch.batch)
             metrics.record(batch: batch.batch, outputs: batch.outputs, logger: logger)
             metrics.batchSeconds.observe((ContinuousClock.now - batch.started).seconds)
@@ -125,7 +125,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                     continue
                 }
                 let started = ContinuousClock.now
-                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                let now = Timestamp.now
                 var outputs: [OutgoingMessage] = []
                 outputs.reserveCapacity(batch.count)
                 for message in batch {

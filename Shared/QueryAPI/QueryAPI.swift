@@ -140,7 +140,7 @@ public final class QueryAPI: Sendable {
         HTTPError(.badRequest, code: .init("invalidParameter"), detail: "\(name): \(detail)")
     }
 
-    static var nowMs: Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
+    static var nowMs: Int64 { Timestamp.now }
 
     // MARK: GET /v1/twins/{id}
 
