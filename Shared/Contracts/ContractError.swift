@@ -121,3 +121,16 @@ public func parseDocument(_ bytes: [UInt8]) throws(ContractError) -> JSON {
         throw ContractError(code: "invalid_json", pointer: "", message: "\(error)")
     }
 }
+
+/// A contract document: decoded from JSON, checked, and so from a message's bytes too.
+public protocol ContractDocument {
+    init(json: JSON) throws(ContractError)
+}
+
+extension ContractDocument {
+    /// Parses `bytes` (syntax errors become `invalid_json`) and decodes the document; unknown
+    /// fields are ignored (readers accept additive minors).
+    public init(bytes: [UInt8]) throws(ContractError) {
+        try self.init(json: parseDocument(bytes))
+    }
+}

@@ -3,7 +3,7 @@ import JSON
 
 /// `DeadLetter` v1 on `telemetry.deadletter.v1`: a message a stage could not process, with its
 /// original bytes and every reason. Schema: `Schemas/contracts/dead-letter/v1.json`.
-public struct DeadLetter: Sendable, Equatable {
+public struct DeadLetter: ContractDocument, Sendable, Equatable {
     public static let contract = ContractName.deadLetterV1
 
     /// One machine-readable reason: the same code, pointer, expected and actual a contract check
@@ -80,10 +80,6 @@ public struct DeadLetter: Sendable, Equatable {
         w.endObject()
         w.endObject()
         return w.bytes
-    }
-
-    public init(bytes: [UInt8]) throws(ContractError) {
-        try self.init(json: parseDocument(bytes))
     }
 
     public init(json: JSON) throws(ContractError) {

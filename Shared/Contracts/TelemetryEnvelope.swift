@@ -3,7 +3,7 @@ import JSON
 /// `TelemetryEnvelope` v1: one reading of one twin, as the ingestor accepted it.
 /// Schema: `Schemas/contracts/telemetry-envelope/v1.json`. Carried on `telemetry.ingested.v1`
 /// and (values in model units) `telemetry.valid.v1`, keyed `tenant/twinId`.
-public struct TelemetryEnvelope: Sendable, Equatable {
+public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
     public static let contract = ContractName.telemetryEnvelopeV1
 
     /// Where the ingestor got the reading.
@@ -70,11 +70,6 @@ public struct TelemetryEnvelope: Sendable, Equatable {
         }
         w.endObject()
         return w.bytes
-    }
-
-    /// Decodes and checks an envelope; unknown fields are ignored (readers accept additive minors).
-    public init(bytes: [UInt8]) throws(ContractError) {
-        try self.init(json: parseDocument(bytes))
     }
 
     public init(json: JSON) throws(ContractError) {

@@ -5,7 +5,7 @@ import JSON
 /// for `telemetry` and `command` changes, so at-least-once delivery de-duplicates on it. A
 /// `rejected` change carries the twin's unchanged version and the command id: de-duplicate those
 /// on `commandId`. Schema: `Schemas/contracts/twin-change/v1.json`.
-public struct TwinChange: Sendable, Equatable {
+public struct TwinChange: ContractDocument, Sendable, Equatable {
     public static let contract = ContractName.twinChangeV1
 
     public enum Kind: String, Sendable {
@@ -109,10 +109,6 @@ public struct TwinChange: Sendable, Equatable {
         if let reason { w.key("reason"); reason.write(to: &w) }
         w.endObject()
         return w.bytes
-    }
-
-    public init(bytes: [UInt8]) throws(ContractError) {
-        try self.init(json: parseDocument(bytes))
     }
 
     public init(json: JSON) throws(ContractError) {

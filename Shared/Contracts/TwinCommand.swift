@@ -4,7 +4,7 @@ import JSON
 /// lifecycle, metadata, desired properties, parameters or relationships. The state-updater applies
 /// it or rejects it with a reason; either outcome appears on `twin.changes.v1` with the command id.
 /// Schema: `Schemas/contracts/twin-command/v1.json`.
-public struct TwinCommand: Sendable, Equatable {
+public struct TwinCommand: ContractDocument, Sendable, Equatable {
     public static let contract = ContractName.twinCommandV1
 
     public enum Kind: String, Sendable, CaseIterable {
@@ -88,10 +88,6 @@ public struct TwinCommand: Sendable, Equatable {
         }
         w.endObject()
         return w.bytes
-    }
-
-    public init(bytes: [UInt8]) throws(ContractError) {
-        try self.init(json: parseDocument(bytes))
     }
 
     public init(json: JSON) throws(ContractError) {

@@ -7,7 +7,7 @@ import JSON
 /// The document also carries `sync`, the state-updater's restore bookkeeping (input offsets and
 /// recent event ids), so that a twin restored from this topic de-duplicates exactly like the
 /// instance that wrote it. Readers ignore it.
-public struct TwinState: Sendable, Equatable {
+public struct TwinState: ContractDocument, Sendable, Equatable {
     public static let contract = ContractName.twinStateV1
 
     /// The latest value of one property and where it came from.
@@ -142,10 +142,6 @@ public struct TwinState: Sendable, Equatable {
         w.endArray()
         w.endObject()
         w.endObject()
-    }
-
-    public init(bytes: [UInt8]) throws(ContractError) {
-        try self.init(json: parseDocument(bytes))
     }
 
     public init(json: JSON) throws(ContractError) {
