@@ -13,6 +13,8 @@ public final class HistoryStore: Sendable {
     private struct State {
         var twins: [String: TwinHistory] = [:]
         var untracked = 0
+        /// Points held in all, kept up to date by `record` and `remove` (metrics read it often).
+        var points = 0
     }
     private let state = Mutex(State())
 
@@ -30,13 +32,17 @@ public final class HistoryStore: Sendable {
                 guard s.twins.count < maxTwins else { s.untracked += 1; return }
                 s.twins[key] = TwinHistory(retention: retention, maxProperties: maxProperties)
             }
+            let before = Self.points(in: s.twins[key]!)
             s.twins[key]!.record(change)
+            s.points += Self.points(in: s.twins[key]!) - before
         }
     }
 
     /// Forgets a twin (decommissioned: its state tombstone arrived).
     public func remove(tenant: String, twinId: String) {
-        _ = state.withLock { $0.twins.removeValue(forKey: twinKey(tenant: tenant, twinId: twinId)) }
+        state.withLock { s in
+            if let removed = s.twins.removeValue(forKey: twinKey(tenant: tenant, twinId: twinId)) { s.points -= Self.points(in: removed) }
+        }
     }
 
     /// A copy of one property's history (copy-on-write: cheap until the store changes it).
@@ -44,10 +50,10 @@ public final class HistoryStore: Sendable {
         state.withLock { $0.twins[twinKey(tenant: tenant, twinId: twinId)]?[property: property] }
     }
 
+    private static func points(in history: TwinHistory) -> Int { history.properties.values.reduce(0) { $0 + $1.count } }
+
     public var sizes: (twins: Int, points: Int, untracked: Int) {
-        state.withLock { s in
-            (s.twins.count, s.twins.values.reduce(0) { $0 + $1.properties.values.reduce(0) { $0 + $1.count } }, s.untracked)
-        }
+        state.withLock { ($0.twins.count, $0.points, $0.untracked) }
     }
 }
 

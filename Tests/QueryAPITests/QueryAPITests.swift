@@ -216,6 +216,7 @@ final class QueryAPITests: XCTestCase {
         let points = try XCTUnwrap(raw.json["points"]?.arrayValue)
         XCTAssertEqual(points.count, 11)
         XCTAssertEqual(points.filter { $0["late"]?.boolValue == true }.count, 1)
+        XCTAssertEqual(h.views.history.sizes.points, 11, "the points gauge counts what is held")
         XCTAssertEqual(raw.json["retention"]?["maxPoints"]?.intValue, h.views.history.retention.maxPoints)
         XCTAssertEqual(raw.json["unit"]?.stringValue, h.models.model(referencedBy: "pump@1")?.telemetry(named: "flow")?.unit)
 
