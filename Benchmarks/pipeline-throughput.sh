@@ -66,9 +66,10 @@ cpu_ticks() {  # cpu_ticks PID... → user+system clock ticks of the processes, 
 }
 
 start=""
+declare -a cpu_start_of cpu_end_of
 while true; do
     consumed=$(metric 18181 twinstream_messages_consumed_total 'telemetry.raw.v1')
-    if [[ -z "$start" && "$consumed" -gt 0 ]]; then start=$(date +%s.%N); cpu_start=$(cpu_ticks "${PIDS[@]}"); fi
+    if [[ -z "$start" && "$consumed" -gt 0 ]]; then start=$(date +%s.%N); cpu_start=$(cpu_ticks "${PIDS[@]}"); for i in 0 1 2; do cpu_start_of[$i]=$(cpu_ticks "${PIDS[$i]}"); done; fi
     valid=$(metric 18182 twinstream_messages_produced_total 'telemetry.valid.v1')
     dead_validator=$(metric 18182 twinstream_messages_produced_total 'telemetry.deadletter.v1')
     dead_ingestor=$(metric 18181 twinstream_messages_produced_total 'telemetry.deadletter.v1')
@@ -77,13 +78,19 @@ while true; do
     # no warm-up, no tail), reported beside the whole-run figure.
     if [[ -n "$start" && -z "${t10:-}" && "$total" -ge $(( N / 10 )) ]]; then t10=$(date +%s.%N); n10=$total; fi
     if [[ -n "${t10:-}" && -z "${t90:-}" && "$total" -ge $(( N * 9 / 10 )) ]]; then t90=$(date +%s.%N); n90=$total; fi
-    if [[ -n "$start" && "$total" -ge "$N" ]]; then end=$(date +%s.%N); cpu_end=$(cpu_ticks "${PIDS[@]}"); break; fi
+    if [[ -n "$start" && "$total" -ge "$N" ]]; then end=$(date +%s.%N); cpu_end=$(cpu_ticks "${PIDS[@]}"); for i in 0 1 2; do cpu_end_of[$i]=$(cpu_ticks "${PIDS[$i]}"); done; break; fi
     sleep 0.05
 done
 awk -v n="$N" -v s="$start" -v e="$end" -v v="$valid" -v dv="$dead_validator" -v di="$dead_ingestor" \
     -v cpu=$(( cpu_end - cpu_start )) -v hz="$(getconf CLK_TCK)" 'BEGIN {
     printf "raw -> valid: %d readings in %.2f s = %.0f readings/s (valid %d, dead-lettered by validator %d, by ingestor %d); CPU of broker + ingestor + validator: %.1f us per reading (%.2f cores busy)\n",
         n, e - s, n / (e - s), v, dv, di, cpu / hz / n * 1e6, cpu / hz / (e - s) }'
+awk -v n="$N" -v hz="$(getconf CLK_TCK)" -v b=$(( cpu_end_of[0] - cpu_start_of[0] )) -v i=$(( cpu_end_of[1] - cpu_start_of[1] )) \
+    -v v=$(( cpu_end_of[2] - cpu_start_of[2] )) 'BEGIN {
+    printf "CPU per reading: broker %.1f us, ingestor %.1f us, validator %.1f us\n", b / hz / n * 1e6, i / hz / n * 1e6, v / hz / n * 1e6 }'
+batches_i=$(metric 18181 twinstream_batch_process_seconds_count '')
+batches_v=$(metric 18182 twinstream_batch_process_seconds_count '')
+echo "batches: ingestor $batches_i (mean $(( N / (batches_i > 0 ? batches_i : 1) )) messages), validator $batches_v (mean $(( N / (batches_v > 0 ? batches_v : 1) )) messages)"
 if [[ -n "${t90:-}" ]]; then
     awk -v a="$t10" -v b="$t90" -v na="$n10" -v nb="$n90" 'BEGIN { printf "steady state (10%% to 90%% of the readings): %.0f readings/s\n", (nb - na) / (b - a) }'
 fi

@@ -51,9 +51,23 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
     /// The Kafka key: `tenant/twinId`.
     public var key: String { twinKey(tenant: tenant, twinId: twinId) }
 
-    /// Compact JSON, fields in a fixed order.
+    /// Compact JSON, fields in a fixed order, values in canonical (sorted) key order.
     public func encoded() -> [UInt8] {
-        var w = JSONWriter(capacity: 256)
+        encoded(canonicalValues: Self.canonical(values))
+    }
+
+    /// The values object as compact JSON with sorted keys: the bytes both the envelope and the
+    /// deterministic event id are made of, so equal readings are equal bytes.
+    public static func canonical(_ values: JSONObject) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(values.count * 24 + 2)
+        JSON.object(values).append(to: &bytes, options: .sortedKeys)
+        return bytes
+    }
+
+    /// The envelope with `canonicalValues` (`canonical(values)`, already written once) spliced in.
+    func encoded(canonicalValues: [UInt8]) -> [UInt8] {
+        var w = JSONWriter(capacity: 160 + canonicalValues.count + eventId.utf8.count + twinId.utf8.count + source.ref.utf8.count)
         w.beginObject()
         w.field("eventId", eventId)
         w.field("tenant", tenant)
@@ -62,7 +76,7 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
         w.key("eventTime"); w.time(eventTime)
         w.key("ingestTime"); w.time(ingestTime)
         w.key("source"); w.beginObject(); w.field("kind", source.kind); w.field("ref", source.ref); w.endObject()
-        w.key("values"); w.value(.object(values))
+        w.key("values"); w.raw(canonicalValues)
         if !units.isEmpty {
             w.key("units"); w.beginObject()
             for (name, unit) in units.sorted(by: { $0.key < $1.key }) { w.field(name, unit) }
@@ -103,18 +117,23 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
     /// The id of a reading the producer gave none: the same tenant, twin, time and values always
     /// give the same id, so a producer's retry is recognised downstream.
     public static func deterministicEventId(tenant: String, twinId: String, eventTime: Int64, values: JSONObject) -> String {
-        // One buffer, one update: tenant NUL twinId NUL eventTime NUL canonical(values).
-        var message: [UInt8] = []
-        message.reserveCapacity(tenant.utf8.count + twinId.utf8.count + 24 + values.count * 24)
-        message.append(contentsOf: tenant.utf8)
-        message.append(0)
-        message.append(contentsOf: twinId.utf8)
-        message.append(0)
-        JSONNumber.appendInteger(eventTime, to: &message)
-        message.append(0)
-        JSON.object(values).append(to: &message, options: .sortedKeys)
+        deterministicEventId(tenant: tenant, twinId: twinId, eventTime: eventTime, canonicalValues: canonical(values))
+    }
+
+    /// The same id from the values' canonical bytes (`canonical(values)`).
+    static func deterministicEventId(tenant: String, twinId: String, eventTime: Int64, canonicalValues: [UInt8]) -> String {
+        // One hash of: tenant NUL twinId NUL eventTime NUL canonical(values).
         var hasher = SHA256()
-        message.withUnsafeBytes { hasher.update($0) }
+        var head: [UInt8] = []
+        head.reserveCapacity(tenant.utf8.count + twinId.utf8.count + 24)
+        head.append(contentsOf: tenant.utf8)
+        head.append(0)
+        head.append(contentsOf: twinId.utf8)
+        head.append(0)
+        JSONNumber.appendInteger(eventTime, to: &head)
+        head.append(0)
+        head.withUnsafeBytes { hasher.update($0) }
+        canonicalValues.withUnsafeBytes { hasher.update($0) }
         return hexString(hasher.finalize().prefix(16))
     }
 }

@@ -68,3 +68,13 @@ public enum ContractName {
 
 /// The Kafka key of every per-twin topic: one key per twin, so a twin's events share a partition.
 public func twinKey(tenant: String, twinId: String) -> String { "\(tenant)/\(twinId)" }
+
+/// The same key as bytes, written once (a message's key is bytes, not text).
+public func twinKeyBytes(tenant: String, twinId: String) -> [UInt8] {
+    var key: [UInt8] = []
+    key.reserveCapacity(tenant.utf8.count + 1 + twinId.utf8.count)
+    key.append(contentsOf: tenant.utf8)
+    key.append(UInt8(ascii: "/"))
+    key.append(contentsOf: twinId.utf8)
+    return key
+}

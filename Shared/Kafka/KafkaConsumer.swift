@@ -349,11 +349,12 @@ final class ConsumerContext: ClientContext, @unchecked Sendable {
         // reallocated up to 8192 slots (~800 KB, fresh pages each time) for a batch of 5000.
         let capacity = min(maxMessages, 1 + queuedEvents(rk))
         var topics = TopicNameCache()
+        var headerValues = HeaderValueCache()
         return [KafkaMessage](unsafeUninitializedCapacity: capacity) { buffer, count in
             var next: UnsafeMutablePointer<rd_kafka_message_t>? = first
             while let raw = next {
                 if raw.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                    (buffer.baseAddress! + count).initialize(to: copyMessage(raw, topic: topics.name(raw.pointee.rkt)))
+                    (buffer.baseAddress! + count).initialize(to: copyMessage(raw, topic: topics.name(raw.pointee.rkt), headerValues: &headerValues))
                     count += 1
                 } else {
                     handleEvent(raw, topic: topics.name(raw.pointee.rkt))
@@ -414,17 +415,17 @@ func awaitLeaders(_ rk: OpaquePointer, of topics: Set<String>, timeoutMs: Int32)
 
 /// Copies a librdkafka message into Swift values; `raw` stays owned by the caller.
 @inline(__always)
-func copyMessage(_ raw: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) -> KafkaMessage {
+func copyMessage(_ raw: UnsafeMutablePointer<rd_kafka_message_t>, topic: String, headerValues: inout HeaderValueCache) -> KafkaMessage {
     let m = raw.pointee
     var tstype = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
     let ts = rd_kafka_message_timestamp(raw, &tstype)
     return KafkaMessage(topic: topic, partition: m.partition, offset: m.offset,
                         key: copyBytes(m.key, m.key_len), value: copyBytes(m.payload, m.len) ?? [],
-                        headers: copyHeaders(raw), timestampMs: tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+                        headers: copyHeaders(raw, values: &headerValues), timestampMs: tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
 }
 
 /// The message's headers in order; empty when it has none.
-func copyHeaders(_ raw: UnsafeMutablePointer<rd_kafka_message_t>) -> [KafkaHeader] {
+func copyHeaders(_ raw: UnsafeMutablePointer<rd_kafka_message_t>, values: inout HeaderValueCache) -> [KafkaHeader] {
     var hdrs: OpaquePointer?
     guard rd_kafka_message_headers(raw, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs else { return [] }
     let count = rd_kafka_header_cnt(hdrs)
@@ -434,9 +435,32 @@ func copyHeaders(_ raw: UnsafeMutablePointer<rd_kafka_message_t>) -> [KafkaHeade
     var value: UnsafeRawPointer?
     var size = 0
     for index in 0..<count where rd_kafka_header_get_all(hdrs, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-        headers.append(KafkaHeader(name.map { String(cString: $0) } ?? "", copyBytes(value, size) ?? []))
+        let name = name.map { String(cString: $0) } ?? ""
+        headers.append(KafkaHeader(name, values.value(of: name, value.map { UnsafeRawBufferPointer(start: $0, count: size) })))
     }
     return headers
+}
+
+/// The last value of each header name seen in one poll. Most header values repeat from one
+/// message to the next (contract, tenant, model): a repeat shares the earlier copy instead of
+/// allocating its own.
+struct HeaderValueCache {
+    private var last: [(name: String, value: [UInt8])] = []
+
+    mutating func value(of name: String, _ bytes: UnsafeRawBufferPointer?) -> [UInt8] {
+        guard let bytes, bytes.count > 0 else { return [] }
+        if let i = last.firstIndex(where: { $0.name == name }) {
+            if last[i].value.count == bytes.count, last[i].value.withUnsafeBytes({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) {
+                return last[i].value
+            }
+            let copy = Array(bytes)
+            last[i].value = copy
+            return copy
+        }
+        let copy = Array(bytes)
+        if last.count < 16 { last.append((name, copy)) }
+        return copy
+    }
 }
 
 /// The `count` bytes at `pointer` as an array; nil for a null pointer. (This form is specialised

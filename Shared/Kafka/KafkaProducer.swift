@@ -202,8 +202,14 @@ public final class KafkaProducer: Sendable {
         let headers: OpaquePointer? = message.headers.isEmpty ? nil : {
             let list = rd_kafka_headers_new(message.headers.count)!
             for header in message.headers {
-                header.value.withUnsafeBytes { bytes in
-                    _ = rd_kafka_header_add(list, header.name, -1, bytes.baseAddress, bytes.count)
+                // The name by pointer and length: passing the String as a C string would copy it
+                // to the heap for every header of every message.
+                var name = header.name
+                name.withUTF8 { name in
+                    header.value.withUnsafeBytes { bytes in
+                        _ = rd_kafka_header_add(list, UnsafeRawPointer(name.baseAddress)?.assumingMemoryBound(to: CChar.self), name.count,
+                                                bytes.baseAddress, bytes.count)
+                    }
                 }
             }
             return list

@@ -123,6 +123,8 @@ public final class TwinModel: Sendable, CustomStringConvertible {
     public var ref: ModelRef { ModelRef(id: id, version: version) }
     /// `id@version`, made once: it goes into a header of every validated reading.
     public let description: String
+    /// `description` as bytes: the `model` header's value, shared by every validated reading.
+    public let headerValue: [UInt8]
 
     /// The telemetry definition named `name`.
     public func telemetry(named name: String) -> Telemetry? { telemetryIndex[name].map { telemetry[$0] } }
@@ -162,6 +164,7 @@ public final class TwinModel: Sendable, CustomStringConvertible {
         document = p.document
         file = p.file
         description = ModelRef(id: p.id, version: p.version).description
+        headerValue = Array(description.utf8)
         telemetryIndex = Dictionary(p.telemetry.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         parameterIndex = Dictionary(p.parameters.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         checker = TelemetryChecker(telemetry: p.telemetry, additional: p.additionalTelemetry)

@@ -498,7 +498,7 @@ public final class HTTPIngest: Service {
             let (envelopes, rejections) = IngestProcessor.envelopes(from: item.json, tenant: tenant, now: now,
                                                                     maxFutureSkewMs: configuration.maxFutureSkewMs, source: source)
             for envelope in envelopes {
-                messages.append(OutgoingMessage(topic: Topic.telemetryIngested.name, key: envelope.key, value: envelope.encoded(), headers: headers))
+                messages.append(OutgoingMessage(topic: Topic.telemetryIngested.name, key: envelope.key, value: envelope.value, headers: headers))
             }
             for rejection in rejections {
                 var reason = rejection.error

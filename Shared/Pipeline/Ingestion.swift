@@ -32,11 +32,15 @@ public struct IngestProcessor: MessageProcessor, Sendable {
         } catch {
             return [deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [error], now: now)]
         }
-        let source = TelemetryEnvelope.Source(kind: "kafka", ref: "\(message.topic)/\(message.partition)/\(message.offset)")
-        let (envelopes, failures) = Self.envelopes(from: json, tenant: tenant, now: now, maxFutureSkewMs: maxFutureSkewMs, source: source)
-        var out = envelopes.map { envelope in
-            OutgoingMessage(topic: Topic.telemetryIngested.name, key: envelope.key, value: envelope.encoded(),
-                            headers: derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: tenant))
+        let source = TelemetryEnvelope.Source(kind: "kafka", ref: Self.sourceRef(message))
+        let (readings, failures) = Self.envelopes(from: json, tenant: tenant, now: now, maxFutureSkewMs: maxFutureSkewMs, source: source)
+        var out: [OutgoingMessage] = []
+        out.reserveCapacity(readings.count + (failures.isEmpty ? 0 : 1))
+        if !readings.isEmpty {
+            let headers = derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: tenant)
+            for reading in readings {
+                out.append(OutgoingMessage(topic: Topic.telemetryIngested.name, key: reading.key, value: reading.value, headers: headers))
+            }
         }
         if !failures.isEmpty {
             let twins = Set(failures.compactMap(\.twinId))
@@ -52,10 +56,11 @@ public struct IngestProcessor: MessageProcessor, Sendable {
         public var twinId: String?
     }
 
-    /// Splits a parsed body into envelopes and rejections; shared by the Kafka and HTTP sources.
+    /// Splits a parsed body into encoded envelopes (Kafka key and value) and rejections; shared by
+    /// the Kafka and HTTP sources.
     public static func envelopes(from json: JSON, tenant: String, now: Int64, maxFutureSkewMs: Int64,
-                                 source: TelemetryEnvelope.Source) -> ([TelemetryEnvelope], [Rejection]) {
-        var envelopes: [TelemetryEnvelope] = []
+                                 source: TelemetryEnvelope.Source) -> ([(key: [UInt8], value: [UInt8])], [Rejection]) {
+        var envelopes: [(key: [UInt8], value: [UInt8])] = []
         var rejections: [Rejection] = []
         for (index, result) in RawReading.decodeBatch(json).enumerated() {
             switch result {
@@ -69,12 +74,24 @@ public struct IngestProcessor: MessageProcessor, Sendable {
                         twinId: reading.twinId))
                     continue
                 }
-                envelopes.append(reading.envelope(tenant: tenant, ingestTime: now, source: source))
+                envelopes.append(reading.encodedEnvelope(tenant: tenant, ingestTime: now, source: source))
             case .failure(let error):
                 let element = json.arrayValue.map { $0[index] } ?? json
                 rejections.append(Rejection(error: error, twinId: element["twinId"]?.stringValue))
             }
         }
         return (envelopes, rejections)
+    }
+
+    /// `topic/partition/offset`, the envelope's source reference for a Kafka message.
+    static func sourceRef(_ message: KafkaMessage) -> String {
+        var ref: [UInt8] = []
+        ref.reserveCapacity(message.topic.utf8.count + 24)
+        ref.append(contentsOf: message.topic.utf8)
+        ref.append(UInt8(ascii: "/"))
+        JSONNumber.appendInteger(Int64(message.partition), to: &ref)
+        ref.append(UInt8(ascii: "/"))
+        JSONNumber.appendInteger(message.offset, to: &ref)
+        return String(decoding: ref, as: UTF8.self)
     }
 }

@@ -52,7 +52,7 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
                                       reasons: result.errors, now: now)]
         }
         var headers = derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: envelope.tenant)
-        headers.append(KafkaHeader(modelHeader, model.description))
+        headers.append(KafkaHeader(modelHeader, model.headerValue))
         var value = message.value
         if result.converted {
             var converted = envelope
@@ -60,7 +60,17 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
             converted.units = [:]
             value = converted.encoded()
         }
-        return [OutgoingMessage(topic: Topic.telemetryValid.name, key: envelope.key, value: value, headers: headers)]
+        // The ingestor keyed it `tenant/twinId` already: the input's key is reused when it is that.
+        let key = message.key.flatMap { Self.isKey($0, tenant: envelope.tenant, twinId: envelope.twinId) ? $0 : nil }
+            ?? twinKeyBytes(tenant: envelope.tenant, twinId: envelope.twinId)
+        return [OutgoingMessage(topic: Topic.telemetryValid.name, key: key, value: value, headers: headers)]
+    }
+
+    /// True when `key` is exactly `tenant/twinId`.
+    static func isKey(_ key: [UInt8], tenant: String, twinId: String) -> Bool {
+        let (t, w) = (tenant.utf8, twinId.utf8)
+        guard key.count == t.count + 1 + w.count, key[t.count] == UInt8(ascii: "/") else { return false }
+        return key[..<t.count].elementsEqual(t) && key[(t.count + 1)...].elementsEqual(w)
     }
 }
 
