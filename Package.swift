@@ -66,6 +66,8 @@ let package = Package(
         .executableTarget(name: "SchemaBench", dependencies: ["JSONSchema", "JSON"], path: "Benchmarks/SchemaBench", swiftSettings: strict),
         // `swift build -c release --product QueryBench && .build/release/QueryBench [twins]` (from the package root).
         .executableTarget(name: "QueryBench", dependencies: ["Query", "Models", "QueryAPI", "HTTP", "ServiceKit", "Contracts"], path: "Benchmarks/QueryBench", swiftSettings: strict),
+        // `swift build -c release --product StageBench && .build/release/StageBench [messages]`.
+        .executableTarget(name: "StageBench", dependencies: ["Pipeline", "Contracts", "JSON", "Kafka", "Models"], path: "Benchmarks/StageBench", swiftSettings: strict),
         // `swift build -c release --product StateBench && .build/release/StateBench [twins]`.
         .executableTarget(name: "StateBench", dependencies: ["Pipeline", "Contracts", "JSON", "Kafka", "ServiceKit"], path: "Benchmarks/StateBench", swiftSettings: strict),
 

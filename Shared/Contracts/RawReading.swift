@@ -61,22 +61,6 @@ public struct RawReading: Sendable, Equatable {
         self.units = units
     }
 
-    /// Splits a message body into readings: one object, or an array of objects. Each element
-    /// succeeds or fails on its own, so one bad reading never rejects its good neighbours.
-    public static func decodeBatch(_ json: JSON) -> [Result<RawReading, ContractError>] {
-        switch json {
-        case .array(let items):
-            return items.enumerated().map { index, item in
-                Result { () throws(ContractError) in try RawReading(json: item, pointer: "/\(index)") }
-            }
-        case .object:
-            return [Result { () throws(ContractError) in try RawReading(json: json) }]
-        default:
-            return [.failure(ContractError(code: "not_telemetry", pointer: "", message: "expected a reading object or an array of readings",
-                                           expected: "object or array", actual: json.typeName))]
-        }
-    }
-
     /// The envelope for this reading.
     public func envelope(tenant: String, ingestTime: Int64, source: TelemetryEnvelope.Source) -> TelemetryEnvelope {
         envelope(tenant: tenant, ingestTime: ingestTime, source: source, canonicalValues: TelemetryEnvelope.canonical(values))

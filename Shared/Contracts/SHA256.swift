@@ -3,11 +3,13 @@
 public struct SHA256: Sendable {
     private var state: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
         (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
-    /// The unprocessed tail of the message (fewer than 64 bytes).
-    private var buffer: [UInt8] = []
+    /// The unprocessed tail of the message: `buffered` (< 64) bytes of a block kept inline, so a
+    /// hasher never allocates.
+    private var block: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+    private var buffered = 0
     private var length: UInt64 = 0
 
-    public init() { buffer.reserveCapacity(64) }
+    public init() {}
 
     /// Adds bytes to the message.
     public mutating func update(_ bytes: some Sequence<UInt8>) {
@@ -19,19 +21,18 @@ public struct SHA256: Sendable {
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         length &+= UInt64(bytes.count)
         var offset = 0
-        if !buffer.isEmpty {
-            let take = min(64 - buffer.count, bytes.count)
-            buffer.append(contentsOf: bytes[0..<take])
+        if buffered > 0 {
+            let take = min(64 - buffered, bytes.count)
+            appendToBlock(UnsafeRawBufferPointer(rebasing: bytes[0..<take]))
             offset = take
-            guard buffer.count == 64 else { return }
-            buffer.withUnsafeBytes { compress($0) }
-            buffer.removeAll(keepingCapacity: true)
+            guard buffered == 64 else { return }
+            compressBlock()
         }
         while bytes.count - offset >= 64 {
             compress(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + 64)]))
             offset += 64
         }
-        if offset < bytes.count { buffer.append(contentsOf: bytes[offset...]) }
+        if offset < bytes.count { appendToBlock(UnsafeRawBufferPointer(rebasing: bytes[offset...])) }
     }
 
     /// Adds a string's UTF-8 bytes.
@@ -42,25 +43,47 @@ public struct SHA256: Sendable {
 
     /// The 32-byte digest; the hasher should not be used afterwards.
     public mutating func finalize() -> [UInt8] {
+        withDigest { Array($0) }
+    }
+
+    /// Lower-case hex of the digest's first `bytes` bytes (at most 32), made without an
+    /// intermediate array; the hasher should not be used afterwards.
+    public mutating func finalizeHex(prefix bytes: Int = 32) -> String {
+        withDigest { hexString($0.prefix(min(bytes, 32))) }
+    }
+
+    /// Pads the message, compresses the last block and lends the 32-byte digest to `body`.
+    private mutating func withDigest<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
         let bitLength = length &* 8
-        buffer.append(0x80)
-        if buffer.count > 56 {
-            while buffer.count < 64 { buffer.append(0) }
-            buffer.withUnsafeBytes { compress($0) }
-            buffer.removeAll(keepingCapacity: true)
+        appendToBlock(0x80)
+        if buffered > 56 {
+            while buffered < 64 { appendToBlock(0) }
+            compressBlock()
         }
-        while buffer.count < 56 { buffer.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) { buffer.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
-        buffer.withUnsafeBytes { compress($0) }
-        return [UInt8](unsafeUninitializedCapacity: 32) { out, count in
-            for (i, word) in [state.0, state.1, state.2, state.3, state.4, state.5, state.6, state.7].enumerated() {
-                out[i * 4] = UInt8(truncatingIfNeeded: word >> 24)
-                out[i * 4 + 1] = UInt8(truncatingIfNeeded: word >> 16)
-                out[i * 4 + 2] = UInt8(truncatingIfNeeded: word >> 8)
-                out[i * 4 + 3] = UInt8(truncatingIfNeeded: word)
-            }
-            count = 32
-        }
+        while buffered < 56 { appendToBlock(0) }
+        for shift in stride(from: 56, through: 0, by: -8) { appendToBlock(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
+        compressBlock()
+        var digest = (state.0.bigEndian, state.1.bigEndian, state.2.bigEndian, state.3.bigEndian,
+                      state.4.bigEndian, state.5.bigEndian, state.6.bigEndian, state.7.bigEndian)
+        return withUnsafeBytes(of: &digest) { body($0) }
+    }
+
+    private mutating func appendToBlock(_ bytes: UnsafeRawBufferPointer) {
+        let at = buffered
+        withUnsafeMutableBytes(of: &block) { $0.baseAddress!.advanced(by: at).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+        buffered += bytes.count
+    }
+
+    private mutating func appendToBlock(_ byte: UInt8) {
+        let at = buffered
+        withUnsafeMutableBytes(of: &block) { $0[at] = byte }
+        buffered += 1
+    }
+
+    private mutating func compressBlock() {
+        var copy = block
+        withUnsafeBytes(of: &copy) { compress($0) }
+        buffered = 0
     }
 
     /// The digest of `bytes`.

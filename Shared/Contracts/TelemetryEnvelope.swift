@@ -124,17 +124,17 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
     static func deterministicEventId(tenant: String, twinId: String, eventTime: Int64, canonicalValues: [UInt8]) -> String {
         // One hash of: tenant NUL twinId NUL eventTime NUL canonical(values).
         var hasher = SHA256()
-        var head: [UInt8] = []
-        head.reserveCapacity(tenant.utf8.count + twinId.utf8.count + 24)
-        head.append(contentsOf: tenant.utf8)
-        head.append(0)
-        head.append(contentsOf: twinId.utf8)
-        head.append(0)
-        JSONNumber.appendInteger(eventTime, to: &head)
-        head.append(0)
-        head.withUnsafeBytes { hasher.update($0) }
+        var nul: UInt8 = 0
+        withUnsafeBytes(of: &nul) { nul in
+            hasher.update(tenant)
+            hasher.update(nul)
+            hasher.update(twinId)
+            hasher.update(nul)
+            JSONNumber.withDigits(of: eventTime) { hasher.update($0) }
+            hasher.update(nul)
+        }
         canonicalValues.withUnsafeBytes { hasher.update($0) }
-        return hexString(hasher.finalize().prefix(16))
+        return hasher.finalizeHex(prefix: 16)
     }
 }
 

@@ -62,25 +62,25 @@ public struct TraceContext: Sendable, Hashable, CustomStringConvertible {
         if let header, header.count == 55 {
             let child = header.withUnsafeBufferPointer { u -> [UInt8]? in
                 guard u[0] == 0x30, u[1] == 0x30, u[2] == 0x2D, u[35] == 0x2D, u[52] == 0x2D else { return nil }
-                var traceNonZero = false, parentNonZero = false
-                for i in 3..<55 where i != 35 && i != 52 {
-                    switch u[i] {
-                    case 0x30...0x39, 0x61...0x66, 0x41...0x46: break
-                    default: return nil
+                // Straight-line checks, no branch per byte: every id and flag byte must be a hex
+                // digit; trace and parent ids must not be all zeros. Output is lower case.
+                var invalid: UInt8 = 0, traceNonZero: UInt8 = 0, parentNonZero: UInt8 = 0
+                let child = [UInt8](unsafeUninitializedCapacity: 55) { out, count in
+                    func digit(_ i: Int) -> UInt8 {
+                        let c = u[i], lower = c | 0x20
+                        let isDigit = c &- 48 < 10, isHexLetter = lower &- 97 < 6
+                        invalid |= (isDigit || isHexLetter) ? 0 : 1
+                        out[i] = isDigit ? c : lower
+                        return c ^ 48
                     }
-                    if u[i] != 0x30 {
-                        if i < 35 { traceNonZero = true } else if i < 52 { parentNonZero = true }
-                    }
-                }
-                guard traceNonZero, parentNonZero else { return nil }
-                return [UInt8](unsafeUninitializedCapacity: 55) { out, count in
-                    for i in 0..<55 {
-                        let c = u[i]
-                        out[i] = (0x41...0x46).contains(c) ? c + 32 : c
-                    }
+                    out[0] = 0x30; out[1] = 0x30; out[2] = 0x2D; out[35] = 0x2D; out[52] = 0x2D
+                    for i in 3..<35 { traceNonZero |= digit(i) }
+                    for i in 36..<52 { parentNonZero |= digit(i) }
+                    _ = digit(53); _ = digit(54)
                     writeHex(nextSpanID(), into: out, at: 36)
                     count = 55
                 }
+                return invalid == 0 && traceNonZero != 0 && parentNonZero != 0 ? child : nil
             }
             if let child { return child }
         }

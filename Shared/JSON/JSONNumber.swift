@@ -128,20 +128,27 @@ public struct JSONNumber: Sendable, Hashable, Comparable, CustomStringConvertibl
     @inlinable
     public static func appendInteger(_ value: Int64, to out: inout [UInt8]) {
         if value >= 0 && value < 10 { out.append(UInt8(truncatingIfNeeded: value) &+ 48); return }
+        withDigits(of: value) { out.append(contentsOf: $0) }
+    }
+
+    /// Lends `value`'s decimal digits (with a leading `-` when negative) to `body`, from the stack.
+    @inlinable
+    public static func withDigits<R>(of value: Int64, _ body: (UnsafeRawBufferPointer) -> R) -> R {
         var magnitude = value.magnitude
-        if value < 0 { out.append(UInt8(ascii: "-")) }
-        var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of scratch, enough for 20 digits
-        let count = withUnsafeMutableBytes(of: &tmp) { raw -> Int in
+        var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of scratch, enough for 20 digits and a sign
+        return withUnsafeMutableBytes(of: &tmp) { raw -> R in
             var n = 0
-            while magnitude > 0 {
+            repeat {
                 raw[23 - n] = UInt8(truncatingIfNeeded: magnitude % 10) &+ 48
                 magnitude /= 10
                 n += 1
+            } while magnitude > 0
+            if value < 0 {
+                raw[23 - n] = UInt8(ascii: "-")
+                n += 1
             }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[(24 - n)...]))
-            return n
+            return body(UnsafeRawBufferPointer(rebasing: raw[(24 - n)...]))
         }
-        _ = count
     }
 
     /// Writes a `Double`: integral values below 1e21 as plain digits (like JavaScript), others in

@@ -99,8 +99,15 @@ extension JSON {
     }
 
     static func orderedEntries(_ o: JSONObject, sorted: Bool) -> [JSONObject.Element] {
-        guard sorted else { return o.entries }
+        guard sorted, !isSortedByKey(o.entries) else { return o.entries }
         return o.entries.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+    }
+
+    /// True when the keys are already in byte order (then sorting would copy for nothing).
+    private static func isSortedByKey(_ entries: [JSONObject.Element]) -> Bool {
+        guard entries.count > 1 else { return true }
+        for i in 1..<entries.count where !entries[i - 1].key.utf8.lexicographicallyPrecedes(entries[i].key.utf8) { return false }
+        return true
     }
 
     /// Appends `s` as a quoted JSON string: escapes `"` and `\`, control characters as

@@ -495,10 +495,10 @@ public final class HTTPIngest: Service {
                     expected: tenant, actual: claimed.stringValue ?? claimed.typeName), twinId: object["twinId"]?.stringValue))
                 continue
             }
-            let (envelopes, rejections) = IngestProcessor.envelopes(from: item.json, tenant: tenant, now: now,
-                                                                    maxFutureSkewMs: configuration.maxFutureSkewMs, source: source)
-            for envelope in envelopes {
-                messages.append(OutgoingMessage(topic: Topic.telemetryIngested.name, key: envelope.key, value: envelope.value, headers: headers))
+            var rejections: [IngestProcessor.Rejection] = []
+            IngestProcessor.envelopes(from: item.json, tenant: tenant, now: now, maxFutureSkewMs: configuration.maxFutureSkewMs,
+                                      source: source, rejections: &rejections) { key, value in
+                messages.append(OutgoingMessage(topic: Topic.telemetryIngested.name, key: key, value: value, headers: headers))
             }
             for rejection in rejections {
                 var reason = rejection.error

@@ -19,35 +19,34 @@ public struct IngestProcessor: MessageProcessor, Sendable {
         self.maxFutureSkewMs = maxFutureSkewMs
     }
 
-    public mutating func process(_ message: KafkaMessage, now: Int64) -> [OutgoingMessage] {
+    public mutating func process(_ message: KafkaMessage, now: Int64, into outputs: inout [OutgoingMessage]) {
         let tenant = message.headers.string(MessageHeader.tenant) ?? defaultTenant
         guard isValidTenant(tenant) else {
-            return [deadLetterMessage(stage: Self.stage, input: message, tenant: defaultTenant,
-                                      reasons: [.init(code: "invalid_tenant", pointer: "", message: "tenant header must be 1-64 letters, digits, _ or -",
-                                                      expected: "[A-Za-z0-9_-]{1,64}", actual: tenant)], now: now)]
+            outputs.append(deadLetterMessage(stage: Self.stage, input: message, tenant: defaultTenant,
+                                             reasons: [.init(code: "invalid_tenant", pointer: "", message: "tenant header must be 1-64 letters, digits, _ or -",
+                                                             expected: "[A-Za-z0-9_-]{1,64}", actual: tenant)], now: now))
+            return
         }
         let json: JSON
         do {
             json = try parseDocument(message.value)
         } catch {
-            return [deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [error], now: now)]
+            outputs.append(deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [error], now: now))
+            return
         }
         let source = TelemetryEnvelope.Source(kind: "kafka", ref: Self.sourceRef(message))
-        let (readings, failures) = Self.envelopes(from: json, tenant: tenant, now: now, maxFutureSkewMs: maxFutureSkewMs, source: source)
-        var out: [OutgoingMessage] = []
-        out.reserveCapacity(readings.count + (failures.isEmpty ? 0 : 1))
-        if !readings.isEmpty {
-            let headers = derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: tenant)
-            for reading in readings {
-                out.append(OutgoingMessage(topic: Topic.telemetryIngested.name, key: reading.key, value: reading.value, headers: headers))
-            }
+        var headers: [KafkaHeader]?
+        var failures: [Rejection] = []
+        Self.envelopes(from: json, tenant: tenant, now: now, maxFutureSkewMs: maxFutureSkewMs, source: source, rejections: &failures) { key, value in
+            // Every envelope of one message continues its trace through one span.
+            if headers == nil { headers = derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: tenant) }
+            outputs.append(OutgoingMessage(topic: Topic.telemetryIngested.name, key: key, value: value, headers: headers!))
         }
         if !failures.isEmpty {
             let twins = Set(failures.compactMap(\.twinId))
-            out.append(deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, twinId: twins.count == 1 ? twins.first : nil,
-                                         reasons: failures.map(\.error), now: now))
+            outputs.append(deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, twinId: twins.count == 1 ? twins.first : nil,
+                                             reasons: failures.map(\.error), now: now))
         }
-        return out
     }
 
     /// A reading that was rejected, with the twin it named when that much was readable.
@@ -56,31 +55,39 @@ public struct IngestProcessor: MessageProcessor, Sendable {
         public var twinId: String?
     }
 
-    /// Splits a parsed body into encoded envelopes (Kafka key and value) and rejections; shared by
-    /// the Kafka and HTTP sources.
-    public static func envelopes(from json: JSON, tenant: String, now: Int64, maxFutureSkewMs: Int64,
-                                 source: TelemetryEnvelope.Source) -> ([(key: [UInt8], value: [UInt8])], [Rejection]) {
-        var envelopes: [(key: [UInt8], value: [UInt8])] = []
-        var rejections: [Rejection] = []
-        for (index, result) in RawReading.decodeBatch(json).enumerated() {
-            switch result {
-            case .success(let reading):
-                if reading.eventTime > now + maxFutureSkewMs {
-                    let pointer = (json.arrayValue != nil ? "/\(index)" : "") + "/ts"
-                    rejections.append(Rejection(error: ContractError(
-                        code: "future_timestamp", pointer: pointer,
-                        message: "event time is more than \(maxFutureSkewMs / 1000) s ahead of the ingestor's clock",
-                        expected: "at most \(Timestamp.format(now + maxFutureSkewMs))", actual: Timestamp.format(reading.eventTime)),
-                        twinId: reading.twinId))
-                    continue
-                }
-                envelopes.append(reading.encodedEnvelope(tenant: tenant, ingestTime: now, source: source))
-            case .failure(let error):
-                let element = json.arrayValue.map { $0[index] } ?? json
+    /// Splits a parsed body (one reading or an array of them) into encoded envelopes, handed to
+    /// `accept` as Kafka key and value in input order, and rejections, appended to `rejections`;
+    /// shared by the Kafka and HTTP sources. One bad reading never rejects its neighbours.
+    public static func envelopes(from json: JSON, tenant: String, now: Int64, maxFutureSkewMs: Int64, source: TelemetryEnvelope.Source,
+                                 rejections: inout [Rejection], _ accept: (_ key: [UInt8], _ value: [UInt8]) -> Void) {
+        func take(_ element: JSON, pointer: String) {
+            let reading: RawReading
+            do {
+                reading = try RawReading(json: element, pointer: pointer)
+            } catch {
                 rejections.append(Rejection(error: error, twinId: element["twinId"]?.stringValue))
+                return
             }
+            guard reading.eventTime <= now + maxFutureSkewMs else {
+                rejections.append(Rejection(error: ContractError(
+                    code: "future_timestamp", pointer: pointer + "/ts",
+                    message: "event time is more than \(maxFutureSkewMs / 1000) s ahead of the ingestor's clock",
+                    expected: "at most \(Timestamp.format(now + maxFutureSkewMs))", actual: Timestamp.format(reading.eventTime)),
+                    twinId: reading.twinId))
+                return
+            }
+            let (key, value) = reading.encodedEnvelope(tenant: tenant, ingestTime: now, source: source)
+            accept(key, value)
         }
-        return (envelopes, rejections)
+        switch json {
+        case .array(let items):
+            for (index, item) in items.enumerated() { take(item, pointer: "/\(index)") }
+        case .object:
+            take(json, pointer: "")
+        default:
+            rejections.append(Rejection(error: ContractError(code: "not_telemetry", pointer: "", message: "expected a reading object or an array of readings",
+                                                             expected: "object or array", actual: json.typeName), twinId: nil))
+        }
     }
 
     /// `topic/partition/offset`, the envelope's source reference for a Kafka message.

@@ -4,8 +4,9 @@ import Kafka
 /// A pipeline stage's logic: one input message in, the messages to produce out. It never throws:
 /// input it cannot process becomes a dead-letter among its outputs. Tests drive it without Kafka.
 public protocol MessageProcessor {
-    /// Processes one message read at wall-clock time `now` (ms since the epoch).
-    mutating func process(_ message: KafkaMessage, now: Int64) -> [OutgoingMessage]
+    /// Processes one message read at wall-clock time `now` (ms since the epoch), appending what
+    /// to produce to `outputs` (the batch's list: no array per message).
+    mutating func process(_ message: KafkaMessage, now: Int64, into outputs: inout [OutgoingMessage])
 
     /// Called after the last message of a batch: outputs that summarise the batch (for example
     /// one state document per twin the batch touched).
@@ -22,6 +23,13 @@ public protocol MessageProcessor {
 }
 
 extension MessageProcessor {
+    /// The outputs of one message on their own (tests and tools).
+    public mutating func process(_ message: KafkaMessage, now: Int64) -> [OutgoingMessage] {
+        var outputs: [OutgoingMessage] = []
+        process(message, now: now, into: &outputs)
+        return outputs
+    }
+
     public var processesMessagesIndependently: Bool { false }
     public mutating func finishBatch(now: Int64) -> [OutgoingMessage] { [] }
     public mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64) {}
@@ -49,13 +57,17 @@ public func deadLetterMessage(stage: String, input: KafkaMessage, tenant: String
 }
 
 /// Headers for a message derived from `input`: the trace continues, contract and tenant are set.
-func derivedHeaders(from input: KafkaMessage, contract: String, tenant: String) -> [KafkaHeader] {
+func derivedHeaders(from input: KafkaMessage, contract: String, tenant: String, extra: KafkaHeader? = nil) -> [KafkaHeader] {
     // Header values shared instead of re-encoded per message: the contract's bytes are made
     // once, and the input's tenant header is reused when it names the same tenant.
     let tenantValue = input.headers.last { $0.name == MessageHeader.tenant }.flatMap { $0.value.elementsEqual(tenant.utf8) ? $0.value : nil }
-    return [KafkaHeader(MessageHeader.traceparent, TraceContext.childHeader(of: input.headers.last { $0.name == MessageHeader.traceparent }?.value)),
-            KafkaHeader(MessageHeader.contract, contractHeaderValues[contract] ?? Array(contract.utf8)),
-            KafkaHeader(MessageHeader.tenant, tenantValue ?? Array(tenant.utf8))]
+    var headers: [KafkaHeader] = []
+    headers.reserveCapacity(extra == nil ? 3 : 4)
+    headers.append(KafkaHeader(MessageHeader.traceparent, TraceContext.childHeader(of: input.headers.last { $0.name == MessageHeader.traceparent }?.value)))
+    headers.append(KafkaHeader(MessageHeader.contract, contractHeaderValues[contract] ?? Array(contract.utf8)))
+    headers.append(KafkaHeader(MessageHeader.tenant, tenantValue ?? Array(tenant.utf8)))
+    if let extra { headers.append(extra) }
+    return headers
 }
 
 private let contractHeaderValues: [String: [UInt8]] = Dictionary(

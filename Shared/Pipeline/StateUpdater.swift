@@ -301,7 +301,9 @@ public struct StateUpdateProcessor: MessageProcessor, Sendable {
 
     public init(store: TwinStateStore) { self.store = store }
 
-    public mutating func process(_ message: KafkaMessage, now: Int64) -> [OutgoingMessage] { store.process(message, now: now) }
+    public mutating func process(_ message: KafkaMessage, now: Int64, into outputs: inout [OutgoingMessage]) {
+        outputs += store.process(message, now: now)
+    }
     public mutating func finishBatch(now: Int64) -> [OutgoingMessage] { store.finishBatch() }
     public mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64) { store.batchDelivered(reports) }
 }

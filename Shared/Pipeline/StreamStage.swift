@@ -135,7 +135,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                 if parts > 1 {
                     outputs = await Self.process(batch, in: parts, with: processor, now: now)
                 } else {
-                    for message in batch { outputs += processor.process(message, now: now) }
+                    for message in batch { processor.process(message, now: now, into: &outputs) }
                 }
                 outputs += processor.finishBatch(now: now)
                 metrics.processSeconds.observe((ContinuousClock.now - started).seconds)
@@ -180,7 +180,7 @@ extension StreamStage {
                     var copy = processor
                     var outputs: [OutgoingMessage] = []
                     outputs.reserveCapacity(range.count)
-                    for message in batch[range] { outputs += copy.process(message, now: now) }
+                    for message in batch[range] { copy.process(message, now: now, into: &outputs) }
                     return (part, outputs)
                 }
             }

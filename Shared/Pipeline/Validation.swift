@@ -20,39 +20,46 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
         self.resolver = resolver
     }
 
-    public mutating func process(_ message: KafkaMessage, now: Int64) -> [OutgoingMessage] {
+    public mutating func process(_ message: KafkaMessage, now: Int64, into outputs: inout [OutgoingMessage]) {
+        outputs.append(validate(message, now: now))
+    }
+
+    /// The one message a reading becomes: on `telemetry.valid.v1`, or a dead-letter.
+    func validate(_ message: KafkaMessage, now: Int64) -> OutgoingMessage {
         let tenant = message.headers.string(MessageHeader.tenant) ?? defaultTenant
-        if let contract = message.headers.string(MessageHeader.contract), contract != TelemetryEnvelope.contract {
-            return [deadLetterMessage(stage: Self.stage, input: message, tenant: tenant,
-                                      reasons: [.init(code: "unsupported_contract", pointer: "", message: "this stage reads \(TelemetryEnvelope.contract)",
-                                                      expected: TelemetryEnvelope.contract, actual: contract)], now: now)]
+        // Compared as bytes: the header is on every message, a String of it would be made for nothing.
+        if let header = message.headers.last(where: { $0.name == MessageHeader.contract }), !header.value.elementsEqual(TelemetryEnvelope.contract.utf8) {
+            let contract = header.stringValue ?? "(not UTF-8)"
+            return deadLetterMessage(stage: Self.stage, input: message, tenant: tenant,
+                                     reasons: [.init(code: "unsupported_contract", pointer: "", message: "this stage reads \(TelemetryEnvelope.contract)",
+                                                     expected: TelemetryEnvelope.contract, actual: contract)], now: now)
         }
         let envelope: TelemetryEnvelope
         do {
             envelope = try TelemetryEnvelope(bytes: message.value)
         } catch {
-            return [deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [error], now: now)]
+            return deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [error], now: now)
         }
         let model: TwinModel
         switch resolver.resolve(tenant: envelope.tenant, twinId: envelope.twinId, envelopeModel: envelope.model) {
         case .resolved(let resolved, _):
             model = resolved
         case .failed(let reason):
-            return [deadLetterMessage(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, model: envelope.model,
-                                      reasons: [reason], now: now)]
+            return deadLetterMessage(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, model: envelope.model,
+                                     reasons: [reason], now: now)
         case .unknown:
             let reason = ContractError(code: "unknown_model", pointer: "/model",
                                        message: "no model for twin '\(envelope.twinId)': name one in the reading's model field, create the twin with a model, or configure MODEL_PREFIX_RULES",
                                        expected: "id@version", actual: nil)
-            return [deadLetterMessage(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, reasons: [reason], now: now)]
+            return deadLetterMessage(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, reasons: [reason], now: now)
         }
         let result = model.check(values: envelope.values, units: envelope.units)
         guard result.isValid else {
-            return [deadLetterMessage(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, model: model.description,
-                                      reasons: result.errors, now: now)]
+            return deadLetterMessage(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, model: model.description,
+                                     reasons: result.errors, now: now)
         }
-        var headers = derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: envelope.tenant)
-        headers.append(KafkaHeader(modelHeader, model.headerValue))
+        let headers = derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: envelope.tenant,
+                                     extra: KafkaHeader(modelHeader, model.headerValue))
         var value = message.value
         if result.converted {
             var converted = envelope
@@ -63,7 +70,7 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
         // The ingestor keyed it `tenant/twinId` already: the input's key is reused when it is that.
         let key = message.key.flatMap { Self.isKey($0, tenant: envelope.tenant, twinId: envelope.twinId) ? $0 : nil }
             ?? twinKeyBytes(tenant: envelope.tenant, twinId: envelope.twinId)
-        return [OutgoingMessage(topic: Topic.telemetryValid.name, key: key, value: value, headers: headers)]
+        return OutgoingMessage(topic: Topic.telemetryValid.name, key: key, value: value, headers: headers)
     }
 
     /// True when `key` is exactly `tenant/twinId`.

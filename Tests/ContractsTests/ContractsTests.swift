@@ -63,7 +63,9 @@ final class ContractsTests: XCTestCase {
             XCTAssertEqual(String(decoding: bytes, as: UTF8.self), String(decoding: bytes, as: UTF8.self).lowercased())
         }
         for bad in [nil, Array("garbage".utf8), Array("00-00000000000000000000000000000000-00f067aa0ba902b7-01".utf8),
-                    Array("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01".utf8), Array("00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01".utf8)] {
+                    Array("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01".utf8), Array("00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01".utf8),
+                    Array("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902g7-01".utf8), Array("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0:".utf8),
+                    Array("00-4bf92f3577b34da6a3ce929d0e0e4736 00f067aa0ba902b7-01".utf8)] {
             let fresh = TraceContext(traceparent: String(decoding: TraceContext.childHeader(of: bad), as: UTF8.self))
             XCTAssertNotNil(fresh)
             XCTAssertNotEqual(fresh?.traceId, "4bf92f3577b34da6a3ce929d0e0e4736")

@@ -1,0 +1,89 @@
+import Contracts
+import Foundation
+import JSON
+import Kafka
+import Models
+import Pipeline
+
+// Ingestor and validator logic on one core, without Kafka (not run in CI):
+//   swift build -c release --product StageBench && .build/release/StageBench [messages] [models dir]
+// Fleet-like raw readings (pumps, rooms, batteries; one reading per message, a traceparent
+// header, no eventId) go through `IngestProcessor`, its envelopes through `ValidateProcessor`.
+// Each figure is the best of 7 rounds: the CPU cost per message of each stage's own logic,
+// the part of `Benchmarks/pipeline-throughput.sh`'s CPU per reading that is not Kafka.
+
+let count = CommandLine.arguments.dropFirst().first.flatMap(Int.init) ?? 100_000
+let modelsDirectory = CommandLine.arguments.dropFirst(2).first ?? "Schemas/models"
+let start: Int64 = 1_763_712_000_000
+
+/// A pump, room or battery reading of twin `i` at round `round`, values varying within range.
+func raw(_ i: Int, offset: Int64) -> KafkaMessage {
+    let round = Double(offset % 997)
+    var w = JSONWriter()
+    w.beginObject()
+    switch i % 3 {
+    case 0:
+        w.field("twinId", "pump-\(i)"); w.field("model", "pump@1"); w.key("ts"); w.value(start + offset)
+        w.key("values"); w.beginObject()
+        w.field("flow", 12 + round / 100); w.field("pressure", 3.2 + round / 1000); w.field("temperature", 60.125 + round / 50)
+        w.field("vibration", 0.021); w.field("rpm", 1450 + round)
+    case 1:
+        w.field("twinId", "room-\(i)"); w.field("model", "room@1"); w.key("ts"); w.value(start + offset)
+        w.key("values"); w.beginObject()
+        w.field("temperature", 21.3 + round / 100); w.field("humidity", 45.5); w.field("co2", 600 + round); w.field("hvacPower", 800.25)
+    default:
+        w.field("twinId", "battery-\(i)"); w.field("model", "battery@1"); w.key("ts"); w.value(start + offset)
+        w.key("values"); w.beginObject()
+        w.field("voltage", 48.05); w.field("current", 10 - round / 100); w.field("stateOfCharge", 80.2); w.field("temperature", 25.1)
+    }
+    w.endObject()
+    w.endObject()
+    return KafkaMessage(topic: Topic.telemetryRaw.name, partition: Int32(i % 24), offset: offset, key: Array("pump-\(i)".utf8), value: w.bytes,
+                        headers: [KafkaHeader(MessageHeader.traceparent, TraceContext.random().description)], timestampMs: start + offset)
+}
+
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+/// Best (lowest) CPU microseconds per message of `rounds` runs of `body` over `n` messages.
+func best(rounds: Int = 7, n: Int, _ body: () -> Void) -> Double {
+    var lowest = Double.infinity
+    for _ in 0..<rounds {
+        let before = cpuSeconds()
+        body()
+        lowest = min(lowest, (cpuSeconds() - before) / Double(n) * 1e6)
+    }
+    return lowest
+}
+
+let inputs = (0..<count).map { raw($0 % 3000, offset: Int64($0)) }
+let now = start + Int64(count) + 1000
+
+var ingest = IngestProcessor(defaultTenant: "default")
+var ingested: [OutgoingMessage] = []
+ingested.reserveCapacity(count)
+let ingestCost = best(n: count) {
+    ingested.removeAll(keepingCapacity: true)
+    for message in inputs { ingest.process(message, now: now, into: &ingested) }
+}
+precondition(ingested.count == count && ingested.allSatisfy { $0.topic == Topic.telemetryIngested.name }, "every reading should be ingested")
+
+let envelopes = ingested.enumerated().map { i, m in
+    KafkaMessage(topic: m.topic, partition: Int32(i % 24), offset: Int64(i), key: m.key, value: m.value, headers: m.headers, timestampMs: now)
+}
+let registry = try ModelRegistry(directory: modelsDirectory)
+var validate = ValidateProcessor(defaultTenant: "default", resolver: try ModelResolver(registry: registry))
+var validated: [OutgoingMessage] = []
+validated.reserveCapacity(count)
+let validateCost = best(n: count) {
+    validated.removeAll(keepingCapacity: true)
+    for message in envelopes { validate.process(message, now: now, into: &validated) }
+}
+precondition(validated.count == count && validated.allSatisfy { $0.topic == Topic.telemetryValid.name }, "every reading should be valid")
+
+print(String(format: "ingestor logic: %.2f us per reading (%.0f/s on one core)", ingestCost, 1e6 / ingestCost))
+print(String(format: "validator logic: %.2f us per reading (%.0f/s on one core)", validateCost, 1e6 / validateCost))
+print("(\(count) fleet readings, best of 7 rounds; CPU time of this process)")
