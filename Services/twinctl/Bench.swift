@@ -1,6 +1,5 @@
 import Foundation
 import Kafka
-import Synchronization
 
 /// `twinctl bench produce|consume`: the Swift client's raw throughput, for comparison with kcat
 /// on the same broker (see Benchmarks/kafka-throughput.sh). Not a test: it prints rates.
@@ -12,24 +11,35 @@ func runBench(_ args: Arguments) async throws {
     case "produce":
         let size = try args.int("size", default: 200)
         let producer = try KafkaProducer(configuration: config)
-        let payload = benchPayload(size: size)
-        let delivered = DeliveryCounter()
+        let message = OutgoingMessage(topic: topic, key: nil as [UInt8]?, value: benchPayload(size: size))
+        // As the stages send: batches through `sendAll`, up to 8 of them awaiting the broker.
+        let batchSize = 10_000, window = 8
         let start = ContinuousClock.now
-        var sent = 0
-        while sent < count {
-            do {
-                try producer.produce(OutgoingMessage(topic: topic, key: nil as [UInt8]?, value: payload)) { result in delivered.record(result) }
-                sent += 1
-            } catch let error as KafkaError where error.isQueueFull {
-                // Back-pressure from librdkafka's bounded queue: wait for deliveries to make room.
-                try await Task.sleep(for: .microseconds(500))
+        let (ok, failed) = await withTaskGroup(of: (Int, Int).self) { group in
+            var (ok, failed, sent, running) = (0, 0, 0, 0)
+            while sent < count || running > 0 {
+                if sent < count && running < window {
+                    let n = min(batchSize, count - sent)
+                    sent += n
+                    running += 1
+                    group.addTask {
+                        do {
+                            return (try await producer.sendAll(Array(repeating: message, count: n), queueFullTimeout: .seconds(60)).count, 0)
+                        } catch {
+                            return (0, n)
+                        }
+                    }
+                } else if let (delivered, lost) = await group.next() {
+                    ok += delivered
+                    failed += lost
+                    running -= 1
+                }
             }
+            return (ok, failed)
         }
-        await producer.flush(timeout: .seconds(120))
         let elapsed = (ContinuousClock.now - start)
         await producer.close()
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        let (ok, failed) = delivered.counts
         printNow("produced \(ok) messages in \(String(format: "%.3f", seconds)) seconds: \(Int(Double(ok) / seconds)) msg/s (\(failed) failed)")
         if failed > 0 || ok < count {
             throw BenchFailure(description: "\(count - ok) of \(count) messages were not delivered")
@@ -68,14 +78,4 @@ func benchPayload(size: Int) -> [UInt8] {
 /// A benchmark run that did not do what it measured (exit status 1).
 struct BenchFailure: Error, CustomStringConvertible {
     let description: String
-}
-
-/// Counts delivery reports from the producer's delivery thread.
-final class DeliveryCounter: Sendable {
-    private let ok = Atomic<Int>(0)
-    private let failed = Atomic<Int>(0)
-    func record(_ result: Result<DeliveryReport, KafkaError>) {
-        if case .success = result { ok.add(1, ordering: .relaxed) } else { failed.add(1, ordering: .relaxed) }
-    }
-    var counts: (Int, Int) { (ok.load(ordering: .acquiring), failed.load(ordering: .acquiring)) }
 }

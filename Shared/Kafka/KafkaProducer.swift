@@ -74,7 +74,7 @@ public final class KafkaProducer: Sendable {
         }
         defer { gate.leave() }
         let (id, topic) = ctx.register(pending, topic: message.topic, rk: rk)
-        let err = enqueue(message, topic: topic, id: id)
+        let err = enqueue(message, topic: topic, opaque: ProducerContext.opaque(callback: id))
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
             ctx.forget(id)
             throw KafkaError(err, context: "produce to \(message.topic)")
@@ -106,30 +106,55 @@ public final class KafkaProducer: Sendable {
     /// returns their reports in that order once all are acknowledged. The first failure is thrown
     /// after every send has completed, so nothing is still in flight when this returns.
     public func sendAll(_ messages: [OutgoingMessage], queueFullTimeout: Duration = .seconds(5)) async throws -> [DeliveryReport] {
-        let results = BatchResults(count: messages.count)
+        guard !messages.isEmpty else { return [] }
+        // The batch's reports find their way back through per-message slots of `results` (the
+        // messages' opaques), so the delivery thread and this loop share no lock per message.
+        let results = BatchResults(messages)
+        guard ctx.register(batch: results) else {
+            throw KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer is closed")
+        }
+        defer { ctx.unregister(batch: results) }
         var enqueued = 0
         var failure: (any Error)?
+        var handle: (topic: String, rkt: OpaquePointer?)?
         for (index, message) in messages.enumerated() {
-            let deadline = ContinuousClock.now + queueFullTimeout
+            if handle == nil || handle!.topic != message.topic { handle = (message.topic, ctx.topicHandle(message.topic, rk: rk)) }
+            var deadline: ContinuousClock.Instant?  // read the clock only once the queue is full
             var backoff = Duration.microseconds(200)
             while true {
-                do {
-                    try enqueue(message, .batch(results, index))
+                let err: rd_kafka_resp_err_t
+                if !closed.isSet, gate.enter() {
+                    err = enqueue(message, topic: handle!.rkt, opaque: results.opaque(index))
+                    gate.leave()
+                } else {
+                    err = RD_KAFKA_RESP_ERR__DESTROY
+                }
+                if err == RD_KAFKA_RESP_ERR_NO_ERROR {
                     enqueued += 1
                     break
-                } catch let error as KafkaError where error.isQueueFull && ContinuousClock.now < deadline {
+                }
+                let error = KafkaError(err, context: "produce to \(message.topic)")
+                if error.isQueueFull && deadline == nil { deadline = ContinuousClock.now + queueFullTimeout }
+                if error.isQueueFull, let deadline, ContinuousClock.now < deadline {
                     try? await Task.sleep(for: backoff)
                     backoff = min(backoff * 2, .milliseconds(50))
-                } catch {
+                } else {
                     failure = error
                     break
                 }
             }
             if failure != nil { break }
         }
-        let reports = await results.wait(for: enqueued)
+        // Every enqueued message is reported (or failed when the client goes) before this returns,
+        // so nothing is still in flight when a failure is thrown.
+        let reports: [DeliveryReport]
+        do {
+            reports = try await results.reports(count: enqueued)
+        } catch {
+            throw failure ?? error
+        }
         if let failure { throw failure }
-        return try reports.map { try $0.get() }
+        return reports
     }
 
     /// Messages waiting in the local queue or in flight to the broker.
@@ -198,7 +223,7 @@ public final class KafkaProducer: Sendable {
         rd_kafka_queue_destroy(main)
     }
 
-    private func enqueue(_ message: OutgoingMessage, topic: OpaquePointer?, id: UInt) -> rd_kafka_resp_err_t {
+    private func enqueue(_ message: OutgoingMessage, topic: OpaquePointer?, opaque: UnsafeMutableRawPointer) -> rd_kafka_resp_err_t {
         let headers: OpaquePointer? = message.headers.isEmpty ? nil : {
             let list = rd_kafka_headers_new(message.headers.count)!
             for header in message.headers {
@@ -240,7 +265,7 @@ public final class KafkaProducer: Sendable {
                     if let headers {
                         next(RD_KAFKA_VTYPE_HEADERS).pointee.u.headers = headers
                     }
-                    next(RD_KAFKA_VTYPE_OPAQUE).pointee.u.ptr = UnsafeMutableRawPointer(bitPattern: id)
+                    next(RD_KAFKA_VTYPE_OPAQUE).pointee.u.ptr = opaque
                     let error: OpaquePointer?
                     if let topic {
                         next(RD_KAFKA_VTYPE_RKT).pointee.u.rkt = topic
@@ -281,18 +306,21 @@ private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPoi
 /// an array access, not a hash, and neither allocates once the slab has grown to the number of
 /// messages librdkafka may hold (`queue.buffering.max.messages`).
 final class ProducerContext: ClientContext, @unchecked Sendable {
-    /// The owner of one message's delivery report.
+    /// The owner of one message's delivery report, for messages sent one by one.
     enum Pending {
         case callback(KafkaProducer.DeliveryCallback)
-        /// Message `index` of a `sendAll` batch.
-        case batch(BatchResults, Int)
 
         func complete(_ result: Result<DeliveryReport, KafkaError>) {
             switch self {
             case .callback(let callback): callback(result)
-            case .batch(let results, let index): results.set(index, result)
             }
         }
+    }
+
+    /// A message's opaque: a callback's slot id with the low bit set, or (low bit clear) the
+    /// address of its slot in a `BatchResults`, which is at least 8-byte aligned.
+    static func opaque(callback id: UInt) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(bitPattern: id << 1 | 1)!
     }
 
     fileprivate struct State {
@@ -303,6 +331,9 @@ final class ProducerContext: ClientContext, @unchecked Sendable {
         var handles: [String: OpaquePointer] = [:]
         var names: [(handle: OpaquePointer, name: String)] = []
         var last: (name: String, handle: OpaquePointer)?
+        /// `sendAll` batches still owed reports, failed by `failAll` when the client goes away.
+        var batches: [ObjectIdentifier: BatchResults] = [:]
+        var closed = false
     }
     private let state = Mutex(State())
 
@@ -324,6 +355,25 @@ final class ProducerContext: ClientContext, @unchecked Sendable {
         return (id, handle.value)
     }
 
+    /// The handle of `topic`, created on first use (nil when librdkafka refuses the name).
+    func topicHandle(_ topic: String, rk: OpaquePointer) -> OpaquePointer? {
+        let rk = UnsafeSendable(rk)
+        return state.withLock { UnsafeSendable($0.handle(topic, rk.value)) }.value
+    }
+
+    /// Tracks a `sendAll` batch until it is unregistered; false once the producer is closing.
+    func register(batch: BatchResults) -> Bool {
+        state.withLock { state in
+            guard !state.closed else { return false }
+            state.batches[ObjectIdentifier(batch)] = batch
+            return true
+        }
+    }
+
+    func unregister(batch: BatchResults) {
+        _ = state.withLock { $0.batches.removeValue(forKey: ObjectIdentifier(batch)) }
+    }
+
     /// Removes and returns what was registered under `id`.
     func take(_ id: UInt) -> Pending? {
         state.withLock { $0.take(id) }
@@ -336,7 +386,14 @@ final class ProducerContext: ClientContext, @unchecked Sendable {
 
     /// A delivery report from librdkafka's callback: completes the message's owner.
     func delivered(_ m: rd_kafka_message_t) {
-        let id = UInt(bitPattern: m._private)
+        let opaque = UInt(bitPattern: m._private)
+        if opaque & 1 == 0 {
+            // A batch message: its slot names the batch and index, no lock of ours is taken.
+            guard let slot = m._private else { return }
+            BatchResults.complete(slot: slot, error: m.err, partition: m.partition, offset: m.offset)
+            return
+        }
+        let id = opaque >> 1
         let (ok, rkt) = (m.err == RD_KAFKA_RESP_ERR_NO_ERROR, UnsafeSendable(m.rkt))
         let (pending, topic) = state.withLock { state in
             (state.take(id), ok ? state.name(of: rkt.value) : "")
@@ -349,13 +406,14 @@ final class ProducerContext: ClientContext, @unchecked Sendable {
         }
     }
 
-    /// Fails every message still owed a report.
+    /// Fails every message still owed a report (the client is gone; no report will come).
     func failAll(_ error: KafkaError) {
-        let pending = state.withLock { state in
-            defer { state.slots.removeAll(); state.free.removeAll() }
-            return state.slots.compactMap { $0 }
+        let (pending, batches) = state.withLock { state in
+            defer { state.slots.removeAll(); state.free.removeAll(); state.batches.removeAll(); state.closed = true }
+            return (state.slots.compactMap { $0 }, Array(state.batches.values))
         }
         for p in pending { p.complete(.failure(error)) }
+        for batch in batches { batch.failRemaining(error) }
     }
 
     /// Destroys the topic handles; call after the last produce, before `rd_kafka_destroy`.
@@ -445,36 +503,106 @@ func cString(_ buffer: [CChar]) -> String {
 }
 
 /// Collects the delivery results of one `sendAll` and wakes the caller when all are in.
+///
+/// Each message's librdkafka opaque is the address of its slot here; the slot leads back to this
+/// object and the message's index, so a report is matched without any shared table. The caller
+/// keeps the object alive until `wait` returns, i.e. until every enqueued message was reported
+/// (or `failRemaining` gave up on them when the client was destroyed). Results are kept as plain
+/// columns (error code, partition, offset), not one enum per message.
 final class BatchResults: @unchecked Sendable {
-    private let lock = NSLock()
-    private var results: [Result<DeliveryReport, KafkaError>?]
-    private var done = 0
-    private var target = Int.max
-    private var waiter: CheckedContinuation<[Result<DeliveryReport, KafkaError>], Never>?
-
-    init(count: Int) { results = Array(repeating: nil, count: count) }
-
-    func set(_ index: Int, _ result: Result<DeliveryReport, KafkaError>) {
-        let resume: (CheckedContinuation<[Result<DeliveryReport, KafkaError>], Never>, [Result<DeliveryReport, KafkaError>])? = lock.withLock {
-            results[index] = result
-            done += 1
-            guard done == target, let waiter else { return nil }
-            self.waiter = nil
-            return (waiter, results.compactMap { $0 })
-        }
-        if let (waiter, values) = resume { waiter.resume(returning: values) }
+    private struct Slot {
+        var owner: Unmanaged<BatchResults>
+        var index: Int
     }
 
-    /// Waits until `count` results (the ones actually enqueued) have arrived.
-    func wait(for count: Int) async -> [Result<DeliveryReport, KafkaError>] {
-        await withCheckedContinuation { continuation in
-            let ready: [Result<DeliveryReport, KafkaError>]? = lock.withLock {
-                target = count
-                if done == count { return results.compactMap { $0 } }
-                waiter = continuation
-                return nil
-            }
-            if let ready { continuation.resume(returning: ready) }
+    /// Error code of a message not reported yet.
+    private static let pending = Int32.min
+
+    private let lock = NSLock()
+    private let messages: [OutgoingMessage]
+    private let slots: UnsafeMutablePointer<Slot>
+    private var errors: [Int32]
+    private var partitions: [Int32]
+    private var offsets: [Int64]
+    private var done = 0
+    private var target = Int.max
+    private var waiter: CheckedContinuation<Void, Never>?
+
+    init(_ messages: [OutgoingMessage]) {
+        self.messages = messages
+        slots = .allocate(capacity: messages.count)
+        errors = Array(repeating: Self.pending, count: messages.count)
+        partitions = Array(repeating: 0, count: messages.count)
+        offsets = Array(repeating: 0, count: messages.count)
+    }
+
+    deinit { slots.deallocate() }
+
+    /// The opaque of message `index`.
+    func opaque(_ index: Int) -> UnsafeMutableRawPointer {
+        (slots + index).initialize(to: Slot(owner: .passUnretained(self), index: index))
+        return UnsafeMutableRawPointer(slots + index)
+    }
+
+    /// A delivery report for the message whose opaque is `slot`.
+    static func complete(slot: UnsafeMutableRawPointer, error: rd_kafka_resp_err_t, partition: Int32, offset: Int64) {
+        let slot = slot.assumingMemoryBound(to: Slot.self).pointee
+        slot.owner.takeUnretainedValue().set(slot.index, error: error.rawValue, partition: partition, offset: offset)
+    }
+
+    private func set(_ index: Int, error: Int32, partition: Int32, offset: Int64) {
+        let waiter: CheckedContinuation<Void, Never>? = lock.withLock {
+            guard errors[index] == Self.pending else { return nil }
+            errors[index] = error
+            partitions[index] = partition
+            offsets[index] = offset
+            done += 1
+            return takeWaiterIfDone()
         }
+        waiter?.resume()
+    }
+
+    /// Fails every enqueued message not yet reported: the client is gone and no report will come.
+    func failRemaining(_ error: KafkaError) {
+        let waiter: CheckedContinuation<Void, Never>? = lock.withLock {
+            for index in 0..<min(target, errors.count) where errors[index] == Self.pending {
+                errors[index] = error.code
+                done += 1
+            }
+            return takeWaiterIfDone()
+        }
+        waiter?.resume()
+    }
+
+    /// Caller holds the lock.
+    private func takeWaiterIfDone() -> CheckedContinuation<Void, Never>? {
+        guard done >= target, let waiter else { return nil }
+        self.waiter = nil
+        return waiter
+    }
+
+    /// Waits until the first `count` messages (the ones enqueued: enqueueing stops at the first
+    /// failure) are reported, then returns their reports in order, or throws the first failure.
+    func reports(count: Int) async throws(KafkaError) -> [DeliveryReport] {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready: Bool = lock.withLock {
+                target = count
+                if done >= count { return true }
+                waiter = continuation
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+        let (reports, failed): ([DeliveryReport], Int32?) = lock.withLock {
+            var reports: [DeliveryReport] = []
+            reports.reserveCapacity(count)
+            for index in 0..<count {
+                guard errors[index] == RD_KAFKA_RESP_ERR_NO_ERROR.rawValue else { return ([], errors[index]) }
+                reports.append(DeliveryReport(topic: messages[index].topic, partition: partitions[index], offset: offsets[index]))
+            }
+            return (reports, nil)
+        }
+        if let failed { throw KafkaError(rd_kafka_resp_err_t(rawValue: failed), context: "delivery failed") }
+        return reports
     }
 }

@@ -221,6 +221,49 @@ final class KafkaIntegrationTests: XCTestCase {
     }
 }
 
+extension KafkaIntegrationTests {
+    /// `sendAll` matches reports to its messages through per-message slots, not the producer's
+    /// table: closing with a batch undeliverable must still end the wait with an error, and a
+    /// later batch is refused at once.
+    func testCloseEndsAnUndeliverableBatchWithAnErrorInsteadOfHanging() async throws {
+        let broker = try EmbeddedBroker(topics: [("stuck-batch", 2)])
+        defer { broker.shutdown() }
+        broker.setBrokerDown(1)
+        let producer = try KafkaProducer(configuration: testConfig(broker))
+        let messages = (0..<50).map { OutgoingMessage(topic: "stuck-batch", key: "k\($0 % 5)", value: [UInt8($0)]) }
+        let batch = Task { try await producer.sendAll(messages) }
+        try await Task.sleep(for: .milliseconds(300))
+        await producer.close(timeout: .milliseconds(300))
+        do {
+            _ = try await batch.value
+            XCTFail("an undeliverable batch reported success")
+        } catch let error as KafkaError {
+            XCTAssertFalse(error.isQueueFull)
+        }
+        do {
+            _ = try await producer.sendAll(messages)
+            XCTFail("a closed producer accepted a batch")
+        } catch {}
+    }
+
+    /// Reports of a batch spanning topics come back in message order with each message's topic.
+    func testBatchReportsFollowMessageOrderAcrossTopics() async throws {
+        let broker = try EmbeddedBroker(topics: [("left", 3), ("right", 2)])
+        defer { broker.shutdown() }
+        let producer = try KafkaProducer(configuration: testConfig(broker))
+        let messages = (0..<300).map { OutgoingMessage(topic: $0 % 7 < 3 ? "left" : "right", key: "k\($0 % 11)", value: Array("\($0)".utf8)) }
+        let reports = try await producer.sendAll(messages)
+        XCTAssertEqual(reports.map(\.topic), messages.map(\.topic))
+        var lastOffset: [TopicPartition: Int64] = [:]
+        for report in reports {
+            let tp = TopicPartition(report.topic, report.partition)
+            XCTAssertGreaterThan(report.offset, lastOffset[tp, default: -1], "offsets of one partition follow message order")
+            lastOffset[tp] = report.offset
+        }
+        await producer.close()
+    }
+}
+
 /// A value behind a lock, for collecting results from callbacks in tests.
 final class LockedBox<T: Sendable>: @unchecked Sendable {
     private var stored: T
