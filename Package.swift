@@ -76,7 +76,7 @@ let package = Package(
 
         tests("JSONTests", ["JSON"]),
         tests("JSONSchemaTests", ["JSONSchema", "JSON"]),
-        tests("HTTPTests", ["HTTP", "Sockets"]),
+        tests("HTTPTests", ["HTTP", "Sockets", "Contracts"]),
         tests("KafkaTests", ["Kafka"]),
         tests("ContractsTests", ["Contracts", "JSON", "JSONSchema"]),
         tests("ServiceKitTests", ["ServiceKit", "HTTP"]),

@@ -105,10 +105,7 @@ private let spanSeed: UInt64 = {
 private let spanCounter = Atomic<UInt64>(0)
 
 private func nextSpanID() -> UInt64 {
-    var z = spanSeed &+ spanCounter.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    z ^= z >> 31
+    let z = SplitMix64.mix(spanSeed &+ spanCounter.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue)
     return z == 0 ? 1 : z  // all-zero ids are invalid
 }
 

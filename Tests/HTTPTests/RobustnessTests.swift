@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Contracts
 import XCTest
 import Sockets
 @testable import HTTP
@@ -7,18 +8,6 @@ import Sockets
 /// Throws hostile and broken traffic at a real server, then checks it still answers a good
 /// request correctly and has released every connection.
 final class RobustnessTests: XCTestCase {
-    /// A deterministic generator so a failure can be replayed.
-    private struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     func testSurvivesMalformedTruncatedOversizedGarbageSlowlorisAndFloods() async throws {
         var router = Router()
         router.get("/twins/{id}") { request in .json(#"{"id":\#(JSONText.quoted(request.parameter("id")!))}"#) }
@@ -82,7 +71,7 @@ final class RobustnessTests: XCTestCase {
         //    garbage never completes a line) and is closed.
         try await blocking {
             parallel(24) { index in
-                var generator = SplitMix(state: UInt64(index) + 1)
+                var generator = SplitMix64(seed: UInt64(index) + 1)
                 let length = Int.random(in: 1...3000, using: &generator)
                 let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
                 do {

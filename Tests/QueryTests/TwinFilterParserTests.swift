@@ -1,3 +1,4 @@
+import Contracts
 import XCTest
 @testable import Query
 
@@ -149,7 +150,7 @@ final class TwinFilterParserTests: XCTestCase {
 
     /// Random input never crashes the parser, and every error points inside the input (or at its end).
     func testFuzzRandomStrings() {
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         let alphabet = Array("ab tz0129.-_=!<>~()\"'\\unotandor@:TZé \t".unicodeScalars)
         let words = ["and", "or", "not", "(", ")", "temperature", ">", ">=", "=", "\"x\"", "'", "model", "stale", "metadata.site", "2026-11-21T08:00:00Z", "\\u00"]
         for round in 0..<20_000 {
@@ -174,18 +175,5 @@ final class TwinFilterParserTests: XCTestCase {
                 XCTAssertFalse(error.message.isEmpty)
             }
         }
-    }
-}
-
-/// A small seeded generator so test runs are reproducible.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

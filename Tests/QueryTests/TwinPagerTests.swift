@@ -6,7 +6,7 @@ import XCTest
 final class TwinPagerTests: XCTestCase {
     /// 250 twins with many ties on every sort key, some without a temperature or with a string one.
     lazy var twins: [QueryTwin] = {
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         return (0..<250).map { i in
             var props: [(String, JSON)] = []
             switch i % 10 {
@@ -127,7 +127,7 @@ final class TwinPagerTests: XCTestCase {
     }
 
     func testBase64URLRoundTrip() {
-        var rng = SplitMix(seed: 3)
+        var rng = SplitMix64(seed: 3)
         for n in 0..<40 {
             let bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             let text = Base64URL.encode(bytes)
