@@ -65,11 +65,11 @@ public struct CompiledFilter<T: FilterableTwin>: @unchecked Sendable {
                 return test(modelId(m))
             }
         case .version:
-            guard case .number(let x) = c.value, let test = numberTest(c.op, x) else { return { _, _ in false } }
+            guard case .number(let x) = c.value, let test = orderTest(c.op, x) else { return { _, _ in false } }
             return { t, _ in test(Double(t.version)) }
         case .updatedAt:
             guard case .time(let x) = c.value else { return { _, _ in false } }
-            let test = intTest(c.op, x)
+            let test = orderTest(c.op, x) ?? { _ in false }
             return { t, _ in test(t.updatedAt) }
         case .property(let name):
             return valueTest(c) { $0.propertyValue(name) }
@@ -89,7 +89,7 @@ public struct CompiledFilter<T: FilterableTwin>: @unchecked Sendable {
     static func valueTest(_ c: FilterComparison, _ get: @escaping (T) -> JSON?) -> (T, Int64) -> Bool {
         switch c.value {
         case .number(let x):
-            guard let test = numberTest(c.op, x) else { return { _, _ in false } }
+            guard let test = orderTest(c.op, x) else { return { _, _ in false } }
             return { t, _ in
                 if case .number(let n)? = get(t) { return test(n.doubleValue) }
                 return false
@@ -128,7 +128,8 @@ func modelId(_ model: String) -> Substring {
     return model[..<at]
 }
 
-func numberTest(_ op: FilterOperator, _ x: Double) -> ((Double) -> Bool)? {
+/// The comparison `op` against `x`; nil for `contains`, which orders nothing.
+func orderTest<T: Comparable>(_ op: FilterOperator, _ x: T) -> ((T) -> Bool)? {
     switch op {
     case .equal: return { $0 == x }
     case .notEqual: return { $0 != x }
@@ -137,18 +138,6 @@ func numberTest(_ op: FilterOperator, _ x: Double) -> ((Double) -> Bool)? {
     case .less: return { $0 < x }
     case .lessOrEqual: return { $0 <= x }
     case .contains: return nil
-    }
-}
-
-func intTest(_ op: FilterOperator, _ x: Int64) -> (Int64) -> Bool {
-    switch op {
-    case .equal: return { $0 == x }
-    case .notEqual: return { $0 != x }
-    case .greater: return { $0 > x }
-    case .greaterOrEqual: return { $0 >= x }
-    case .less: return { $0 < x }
-    case .lessOrEqual: return { $0 <= x }
-    case .contains: return { _ in false }
     }
 }
 
