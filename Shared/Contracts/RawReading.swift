@@ -61,22 +61,13 @@ public struct RawReading: Sendable, Equatable {
         self.units = units
     }
 
-    /// The envelope for this reading.
-    public func envelope(tenant: String, ingestTime: Int64, source: TelemetryEnvelope.Source) -> TelemetryEnvelope {
-        envelope(tenant: tenant, ingestTime: ingestTime, source: source, canonicalValues: TelemetryEnvelope.canonical(values))
-    }
-
     /// The envelope's Kafka key and bytes. The values are serialized once: the same bytes make
     /// the deterministic event id and the envelope's `values`.
     public func encodedEnvelope(tenant: String, ingestTime: Int64, source: TelemetryEnvelope.Source) -> (key: [UInt8], value: [UInt8]) {
-        let values = TelemetryEnvelope.canonical(self.values)
-        let envelope = envelope(tenant: tenant, ingestTime: ingestTime, source: source, canonicalValues: values)
-        return (twinKeyBytes(tenant: tenant, twinId: twinId), envelope.encoded(canonicalValues: values))
-    }
-
-    private func envelope(tenant: String, ingestTime: Int64, source: TelemetryEnvelope.Source, canonicalValues: [UInt8]) -> TelemetryEnvelope {
-        TelemetryEnvelope(eventId: eventId ?? TelemetryEnvelope.deterministicEventId(tenant: tenant, twinId: twinId, eventTime: eventTime, canonicalValues: canonicalValues),
-                          tenant: tenant, twinId: twinId, model: model, eventTime: eventTime, ingestTime: ingestTime,
-                          source: source, values: values, units: units)
+        let canonical = TelemetryEnvelope.canonical(values)
+        let envelope = TelemetryEnvelope(
+            eventId: eventId ?? TelemetryEnvelope.deterministicEventId(tenant: tenant, twinId: twinId, eventTime: eventTime, canonicalValues: canonical),
+            tenant: tenant, twinId: twinId, model: model, eventTime: eventTime, ingestTime: ingestTime, source: source, values: values, units: units)
+        return (twinKeyBytes(tenant: tenant, twinId: twinId), envelope.encoded(canonicalValues: canonical))
     }
 }

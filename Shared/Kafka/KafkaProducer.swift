@@ -63,12 +63,12 @@ public final class KafkaProducer: Sendable {
     /// Enqueues `message` without waiting; `onDelivery` runs on the delivery thread once the
     /// broker acknowledged (or finally failed) it. Throws at once when the local queue is full.
     public func produce(_ message: OutgoingMessage, onDelivery: @escaping DeliveryCallback) throws {
-        try enqueue(message, .callback(onDelivery))
+        try enqueue(message, onDelivery)
     }
 
     /// Registers `pending` under a fresh id and hands `message` to librdkafka; throws (having
     /// forgotten the id) when the producer is closed or librdkafka refuses the message.
-    private func enqueue(_ message: OutgoingMessage, _ pending: ProducerContext.Pending) throws {
+    private func enqueue(_ message: OutgoingMessage, _ pending: @escaping DeliveryCallback) throws {
         guard !closed.isSet, gate.enter() else {
             throw KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer is closed")
         }
@@ -299,23 +299,16 @@ private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawBufferPoi
     return bytes.withUnsafeBytes { body($0) }
 }
 
-/// What the producer owes each message in flight, by integer id (the per-message opaque), and
-/// the topic handles it produces through, behind one lock.
+/// What the producer owes each message sent one by one, by integer id (the per-message opaque),
+/// the `sendAll` batches in flight (their messages report through `BatchResults` slots, without
+/// this lock), and the topic handles it produces through, behind one lock.
 ///
 /// Ids index a slab of slots reused through a free list: registering and completing a delivery is
 /// an array access, not a hash, and neither allocates once the slab has grown to the number of
 /// messages librdkafka may hold (`queue.buffering.max.messages`).
 final class ProducerContext: ClientContext, @unchecked Sendable {
     /// The owner of one message's delivery report, for messages sent one by one.
-    enum Pending {
-        case callback(KafkaProducer.DeliveryCallback)
-
-        func complete(_ result: Result<DeliveryReport, KafkaError>) {
-            switch self {
-            case .callback(let callback): callback(result)
-            }
-        }
-    }
+    typealias Pending = KafkaProducer.DeliveryCallback
 
     /// A message's opaque: a callback's slot id with the low bit set, or (low bit clear) the
     /// address of its slot in a `BatchResults`, which is at least 8-byte aligned.
@@ -339,7 +332,7 @@ final class ProducerContext: ClientContext, @unchecked Sendable {
 
     /// Stores `pending` and returns its id (never 0: the opaque is a pointer) with the handle of
     /// `topic`, created on first use (nil when librdkafka refuses the name).
-    func register(_ pending: Pending, topic: String, rk: OpaquePointer) -> (UInt, OpaquePointer?) {
+    func register(_ pending: @escaping Pending, topic: String, rk: OpaquePointer) -> (UInt, OpaquePointer?) {
         let rk = UnsafeSendable(rk)
         let (id, handle) = state.withLock { state in
             let slot: Int
@@ -400,9 +393,9 @@ final class ProducerContext: ClientContext, @unchecked Sendable {
         }
         guard let pending else { return }
         if m.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-            pending.complete(.success(DeliveryReport(topic: topic, partition: m.partition, offset: m.offset)))
+            pending(.success(DeliveryReport(topic: topic, partition: m.partition, offset: m.offset)))
         } else {
-            pending.complete(.failure(KafkaError(m.err, context: "delivery failed")))
+            pending(.failure(KafkaError(m.err, context: "delivery failed")))
         }
     }
 
@@ -412,7 +405,7 @@ final class ProducerContext: ClientContext, @unchecked Sendable {
             defer { state.slots.removeAll(); state.free.removeAll(); state.batches.removeAll(); state.closed = true }
             return (state.slots.compactMap { $0 }, Array(state.batches.values))
         }
-        for p in pending { p.complete(.failure(error)) }
+        for p in pending { p(.failure(error)) }
         for batch in batches { batch.failRemaining(error) }
     }
 
