@@ -45,52 +45,70 @@ echo "# broker at $B, $PARTITIONS partitions per topic; filling telemetry.raw.v1
 "$BIN/twinctl" fleet --brokers "$B" --twins "$TWINS" --ticks $(( N / TWINS )) --interval-ms 0 >/dev/null
 N=$(( N / TWINS * TWINS ))
 
-metric() {  # metric PORT NAME FILTER → summed value of matching series
-    { curl -s "http://127.0.0.1:$1/metrics" || true; } | awk -v name="$2" -v filter="$3" '
-        index($0, name) == 1 && index($0, filter) > 0 { sum += $NF } END { printf "%d\n", sum }'
-}
-
 export KAFKA_BROKERS="$B" LOG_LEVEL=warning MODELS_DIR="$ROOT/Schemas/models"
 HTTP_PORT=18181 "$BIN/ingestor" >"$WORK/ingestor.log" 2>&1 &
 PIDS+=($!)
 HTTP_PORT=18182 "$BIN/validator" >"$WORK/validator.log" 2>&1 &
 PIDS+=($!)
 
-cpu_ticks() {  # cpu_ticks PID... → user+system clock ticks of the processes, summed
-    local sum=0 pid fields
-    for pid in "$@"; do
-        read -ra fields < <(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null || echo)
-        (( ${#fields[@]} > 12 )) && sum=$(( sum + fields[11] + fields[12] ))
-    done
-    echo "$sum"
-}
+# One long-lived poller (Python's standard library, keep-alive connections) measures: a shell loop
+# spawning curl and awk twenty times a second used a quarter of this 2-core machine itself.
+python3 - "$N" "${PIDS[@]}" <<'EOF'
+import http.client, os, sys, time
 
-start=""
-declare -a cpu_start_of cpu_end_of
-while true; do
-    consumed=$(metric 18181 twinstream_messages_consumed_total 'telemetry.raw.v1')
-    if [[ -z "$start" && "$consumed" -gt 0 ]]; then start=$(date +%s.%N); cpu_start=$(cpu_ticks "${PIDS[@]}"); for i in 0 1 2; do cpu_start_of[$i]=$(cpu_ticks "${PIDS[$i]}"); done; fi
-    valid=$(metric 18182 twinstream_messages_produced_total 'telemetry.valid.v1')
-    dead_validator=$(metric 18182 twinstream_messages_produced_total 'telemetry.deadletter.v1')
-    dead_ingestor=$(metric 18181 twinstream_messages_produced_total 'telemetry.deadletter.v1')
-    total=$(( valid + dead_validator + dead_ingestor ))
+n, pids = int(sys.argv[1]), [int(p) for p in sys.argv[2:5]]  # broker, ingestor, validator
+hz = os.sysconf("SC_CLK_TCK")
+connections = {}
+
+def metric(port, name, filter=""):
+    """The summed value of the series of `name` whose line contains `filter`."""
+    for attempt in (0, 1):
+        try:
+            c = connections.get(port) or connections.setdefault(port, http.client.HTTPConnection("127.0.0.1", port, timeout=5))
+            c.request("GET", "/metrics")
+            text = c.getresponse().read().decode()
+            break
+        except (OSError, http.client.HTTPException):
+            connections.pop(port, None)
+            if attempt: return 0
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and filter in line))
+
+def ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+start = t10 = t90 = None
+while True:
+    now = time.monotonic()
+    if start is None:
+        if metric(18181, "twinstream_messages_consumed_total", "telemetry.raw.v1") > 0:
+            start, cpu_start = now, [ticks(p) for p in pids]
+        else:
+            time.sleep(0.02)
+            continue
+    valid = metric(18182, "twinstream_messages_produced_total", "telemetry.valid.v1")
+    dead_validator = metric(18182, "twinstream_messages_produced_total", "telemetry.deadletter.v1")
+    dead_ingestor = metric(18181, "twinstream_messages_produced_total", "telemetry.deadletter.v1")
+    total = valid + dead_validator + dead_ingestor
     # Steady state: the rate between 10% and 90% of the readings accounted for (no group joins,
     # no warm-up, no tail), reported beside the whole-run figure.
-    if [[ -n "$start" && -z "${t10:-}" && "$total" -ge $(( N / 10 )) ]]; then t10=$(date +%s.%N); n10=$total; fi
-    if [[ -n "${t10:-}" && -z "${t90:-}" && "$total" -ge $(( N * 9 / 10 )) ]]; then t90=$(date +%s.%N); n90=$total; fi
-    if [[ -n "$start" && "$total" -ge "$N" ]]; then end=$(date +%s.%N); cpu_end=$(cpu_ticks "${PIDS[@]}"); for i in 0 1 2; do cpu_end_of[$i]=$(cpu_ticks "${PIDS[$i]}"); done; break; fi
-    sleep 0.05
-done
-awk -v n="$N" -v s="$start" -v e="$end" -v v="$valid" -v dv="$dead_validator" -v di="$dead_ingestor" \
-    -v cpu=$(( cpu_end - cpu_start )) -v hz="$(getconf CLK_TCK)" 'BEGIN {
-    printf "raw -> valid: %d readings in %.2f s = %.0f readings/s (valid %d, dead-lettered by validator %d, by ingestor %d); CPU of broker + ingestor + validator: %.1f us per reading (%.2f cores busy)\n",
-        n, e - s, n / (e - s), v, dv, di, cpu / hz / n * 1e6, cpu / hz / (e - s) }'
-awk -v n="$N" -v hz="$(getconf CLK_TCK)" -v b=$(( cpu_end_of[0] - cpu_start_of[0] )) -v i=$(( cpu_end_of[1] - cpu_start_of[1] )) \
-    -v v=$(( cpu_end_of[2] - cpu_start_of[2] )) 'BEGIN {
-    printf "CPU per reading: broker %.1f us, ingestor %.1f us, validator %.1f us\n", b / hz / n * 1e6, i / hz / n * 1e6, v / hz / n * 1e6 }'
-batches_i=$(metric 18181 twinstream_batch_process_seconds_count '')
-batches_v=$(metric 18182 twinstream_batch_process_seconds_count '')
-echo "batches: ingestor $batches_i (mean $(( N / (batches_i > 0 ? batches_i : 1) )) messages), validator $batches_v (mean $(( N / (batches_v > 0 ? batches_v : 1) )) messages)"
-if [[ -n "${t90:-}" ]]; then
-    awk -v a="$t10" -v b="$t90" -v na="$n10" -v nb="$n90" 'BEGIN { printf "steady state (10%% to 90%% of the readings): %.0f readings/s\n", (nb - na) / (b - a) }'
-fi
+    if t10 is None and total >= n // 10: t10, n10 = now, total
+    if t90 is None and total >= n * 9 // 10: t90, n90 = now, total
+    if total >= n:
+        end, cpu_end = now, [ticks(p) for p in pids]
+        break
+    time.sleep(0.02)
+
+cpu = [b - a for a, b in zip(cpu_start, cpu_end)]
+us = lambda t: t / hz / n * 1e6
+print(f"raw -> valid: {n} readings in {end - start:.2f} s = {n / (end - start):.0f} readings/s (valid {valid}, "
+      f"dead-lettered by validator {dead_validator}, by ingestor {dead_ingestor}); CPU of broker + ingestor + validator: "
+      f"{us(sum(cpu)):.1f} us per reading ({sum(cpu) / hz / (end - start):.2f} cores busy)")
+print(f"CPU per reading: broker {us(cpu[0]):.1f} us, ingestor {us(cpu[1]):.1f} us, validator {us(cpu[2]):.1f} us")
+batches = [metric(port, "twinstream_batch_process_seconds_count") for port in (18181, 18182)]
+print(f"batches: ingestor {batches[0]} (mean {n // max(batches[0], 1)} messages), validator {batches[1]} (mean {n // max(batches[1], 1)} messages)")
+if t90 is not None and t90 > t10:
+    print(f"steady state (10% to 90% of the readings): {(n90 - n10) / (t90 - t10):.0f} readings/s")
+EOF
