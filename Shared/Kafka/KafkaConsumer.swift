@@ -342,17 +342,29 @@ final class ConsumerContext: ClientContext, @unchecked Sendable {
     }
 
     /// Up to `maxMessages` messages: waits at most `timeoutMs` for the first event, then takes only
-    /// what is already queued. Runs on the consumer's queue; rebalance callbacks run inside it.
+    /// what is already queued, in one `rd_kafka_consume_batch_queue` call (one queue lock and one
+    /// clock read for the batch instead of one per message). Runs on the consumer's queue;
+    /// rebalance callbacks run inside it, and librdkafka drops messages of an assignment that a
+    /// rebalance replaced before it returns them.
     func pollBatch(_ rk: OpaquePointer, maxMessages: Int, timeoutMs: Int32) -> [KafkaMessage] {
         guard maxMessages > 0, let first = rd_kafka_consumer_poll(rk, timeoutMs) else { return [] }
+        let queue = rd_kafka_queue_get_consumer(rk)
+        defer { if let queue { rd_kafka_queue_destroy(queue) } }
         // Sized once by what is already queued behind the first event: growing by appending
         // reallocated up to 8192 slots (~800 KB, fresh pages each time) for a batch of 5000.
-        let capacity = min(maxMessages, 1 + queuedEvents(rk))
+        let capacity = min(maxMessages, 1 + (queue.map { rd_kafka_queue_length($0) } ?? 0))
+        let raws = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: capacity)
+        defer { raws.deallocate() }
+        raws[0] = first
+        var taken = 1
+        if capacity > 1, let queue {
+            taken += max(0, rd_kafka_consume_batch_queue(queue, 0, raws + 1, capacity - 1))
+        }
         var topics = TopicNameCache()
         var headerValues = HeaderValueCache()
-        return [KafkaMessage](unsafeUninitializedCapacity: capacity) { buffer, count in
-            var next: UnsafeMutablePointer<rd_kafka_message_t>? = first
-            while let raw = next {
+        return [KafkaMessage](unsafeUninitializedCapacity: taken) { buffer, count in
+            for i in 0..<taken {
+                guard let raw = raws[i] else { continue }
                 if raw.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
                     (buffer.baseAddress! + count).initialize(to: copyMessage(raw, topic: topics.name(raw.pointee.rkt), headerValues: &headerValues))
                     count += 1
@@ -360,16 +372,8 @@ final class ConsumerContext: ClientContext, @unchecked Sendable {
                     handleEvent(raw, topic: topics.name(raw.pointee.rkt))
                 }
                 rd_kafka_message_destroy(raw)
-                next = count < capacity ? rd_kafka_consumer_poll(rk, 0) : nil
             }
         }
-    }
-
-    /// Messages and events waiting in the consumer queue.
-    private func queuedEvents(_ rk: OpaquePointer) -> Int {
-        guard let queue = rd_kafka_queue_get_consumer(rk) else { return 0 }
-        defer { rd_kafka_queue_destroy(queue) }
-        return rd_kafka_queue_length(queue)
     }
 
     /// A partition end or a consume error, delivered in place of a message.
