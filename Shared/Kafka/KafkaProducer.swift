@@ -508,28 +508,51 @@ final class BatchResults: @unchecked Sendable {
         var index: Int
     }
 
+    /// How far the reports are, and who waits for them.
+    private struct Progress {
+        var done = 0
+        var target = Int.max
+        var waiter: CheckedContinuation<Void, Never>?
+
+        /// The waiter to resume, when every awaited report is in.
+        mutating func takeWaiterIfDone() -> CheckedContinuation<Void, Never>? {
+            guard done >= target, let waiter else { return nil }
+            self.waiter = nil
+            return waiter
+        }
+    }
+
     /// Error code of a message not reported yet.
     private static let pending = Int32.min
 
-    private let lock = NSLock()
     private let messages: [OutgoingMessage]
     private let slots: UnsafeMutablePointer<Slot>
-    private var errors: [Int32]
-    private var partitions: [Int32]
-    private var offsets: [Int64]
-    private var done = 0
-    private var target = Int.max
-    private var waiter: CheckedContinuation<Void, Never>?
+    /// Columns of the reports by message index, written and read only under `progress`'s lock.
+    /// Raw memory, not arrays: a delivery report is the per-message hot path of the delivery
+    /// thread, and arrays in a class pay a uniqueness check and an exclusivity check per write.
+    private let errors: UnsafeMutablePointer<Int32>
+    private let partitions: UnsafeMutablePointer<Int32>
+    private let offsets: UnsafeMutablePointer<Int64>
+    private let progress = Mutex(Progress())
 
     init(_ messages: [OutgoingMessage]) {
         self.messages = messages
-        slots = .allocate(capacity: messages.count)
-        errors = Array(repeating: Self.pending, count: messages.count)
-        partitions = Array(repeating: 0, count: messages.count)
-        offsets = Array(repeating: 0, count: messages.count)
+        let n = messages.count
+        slots = .allocate(capacity: n)
+        errors = .allocate(capacity: n)
+        errors.initialize(repeating: Self.pending, count: n)
+        partitions = .allocate(capacity: n)
+        partitions.initialize(repeating: 0, count: n)
+        offsets = .allocate(capacity: n)
+        offsets.initialize(repeating: 0, count: n)
     }
 
-    deinit { slots.deallocate() }
+    deinit {
+        slots.deallocate()
+        errors.deallocate()
+        partitions.deallocate()
+        offsets.deallocate()
+    }
 
     /// The opaque of message `index`.
     func opaque(_ index: Int) -> UnsafeMutableRawPointer {
@@ -544,49 +567,42 @@ final class BatchResults: @unchecked Sendable {
     }
 
     private func set(_ index: Int, error: Int32, partition: Int32, offset: Int64) {
-        let waiter: CheckedContinuation<Void, Never>? = lock.withLock {
+        let waiter = progress.withLock { p -> CheckedContinuation<Void, Never>? in
             guard errors[index] == Self.pending else { return nil }
             errors[index] = error
             partitions[index] = partition
             offsets[index] = offset
-            done += 1
-            return takeWaiterIfDone()
+            p.done += 1
+            return p.takeWaiterIfDone()
         }
         waiter?.resume()
     }
 
     /// Fails every enqueued message not yet reported: the client is gone and no report will come.
     func failRemaining(_ error: KafkaError) {
-        let waiter: CheckedContinuation<Void, Never>? = lock.withLock {
-            for index in 0..<min(target, errors.count) where errors[index] == Self.pending {
+        let waiter = progress.withLock { p -> CheckedContinuation<Void, Never>? in
+            for index in 0..<min(p.target, messages.count) where errors[index] == Self.pending {
                 errors[index] = error.code
-                done += 1
+                p.done += 1
             }
-            return takeWaiterIfDone()
+            return p.takeWaiterIfDone()
         }
         waiter?.resume()
-    }
-
-    /// Caller holds the lock.
-    private func takeWaiterIfDone() -> CheckedContinuation<Void, Never>? {
-        guard done >= target, let waiter else { return nil }
-        self.waiter = nil
-        return waiter
     }
 
     /// Waits until the first `count` messages (the ones enqueued: enqueueing stops at the first
     /// failure) are reported, then returns their reports in order, or throws the first failure.
     func reports(count: Int) async throws(KafkaError) -> [DeliveryReport] {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready: Bool = lock.withLock {
-                target = count
-                if done >= count { return true }
-                waiter = continuation
+            let ready = progress.withLock { p -> Bool in
+                p.target = count
+                if p.done >= count { return true }
+                p.waiter = continuation
                 return false
             }
             if ready { continuation.resume() }
         }
-        let (reports, failed): ([DeliveryReport], Int32?) = lock.withLock {
+        let (reports, failed): ([DeliveryReport], Int32?) = progress.withLock { _ in
             var reports: [DeliveryReport] = []
             reports.reserveCapacity(count)
             for index in 0..<count {
