@@ -9,7 +9,9 @@
 #
 # The raw topic is filled first (the fleet simulator: pumps, rooms and batteries with valid
 # values), then both services start; the rate is N over the time from the ingestor's first
-# consumed message to the moment valid + dead-lettered readings reach N.
+# consumed message to the moment valid + dead-lettered readings reach N. When nothing more is
+# accounted for during STALL_SECONDS (default 60; e.g. a mock broker whose partitions are full),
+# it says how far it got and fails instead of waiting forever.
 set -euo pipefail
 
 N=${N:-200000}
@@ -53,10 +55,11 @@ PIDS+=($!)
 
 # One long-lived poller (Python's standard library, keep-alive connections) measures: a shell loop
 # spawning curl and awk twenty times a second used a quarter of this 2-core machine itself.
-python3 - "$N" "${PIDS[@]}" <<'EOF'
+python3 - "$N" "${STALL_SECONDS:-60}" "${PIDS[@]}" <<'EOF'
 import http.client, os, sys, time
 
-n, pids = int(sys.argv[1]), [int(p) for p in sys.argv[2:5]]  # broker, ingestor, validator
+n, stall_seconds = int(sys.argv[1]), float(sys.argv[2])
+pids = [int(p) for p in sys.argv[3:6]]  # broker, ingestor, validator
 hz = os.sysconf("SC_CLK_TCK")
 connections = {}
 
@@ -80,8 +83,12 @@ def ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 start = t10 = t90 = None
+progress, progress_at = -1, time.monotonic()  # readings accounted for, and since when
 while True:
     now = time.monotonic()
+    if now - progress_at > stall_seconds:
+        sys.exit(f"pipeline-throughput: no progress for {stall_seconds:g} s: "
+                 f"{max(progress, 0)} of {n} readings accounted for" + ("" if start else " (the ingestor consumed nothing)"))
     if start is None:
         if metric(18181, "twinstream_messages_consumed_total", "telemetry.raw.v1") > 0:
             start, cpu_start = now, [ticks(p) for p in pids]
@@ -92,6 +99,7 @@ while True:
     dead_validator = metric(18182, "twinstream_messages_produced_total", "telemetry.deadletter.v1")
     dead_ingestor = metric(18181, "twinstream_messages_produced_total", "telemetry.deadletter.v1")
     total = valid + dead_validator + dead_ingestor
+    if total != progress: progress, progress_at = total, now
     # Steady state: the rate between 10% and 90% of the readings accounted for (no group joins,
     # no warm-up, no tail), reported beside the whole-run figure.
     if t10 is None and total >= n // 10: t10, n10 = now, total
