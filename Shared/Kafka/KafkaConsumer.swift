@@ -350,8 +350,8 @@ final class ConsumerContext: ClientContext, @unchecked Sendable {
         guard maxMessages > 0, let first = rd_kafka_consumer_poll(rk, timeoutMs) else { return [] }
         let queue = rd_kafka_queue_get_consumer(rk)
         defer { if let queue { rd_kafka_queue_destroy(queue) } }
-        // Sized once by what is already queued behind the first event: growing by appending
-        // reallocated up to 8192 slots (~800 KB, fresh pages each time) for a batch of 5000.
+        // Sized by what is already queued behind the first event, so neither the pointer buffer
+        // nor the result is allocated for `maxMessages` when a few messages wait.
         let capacity = min(maxMessages, 1 + (queue.map { rd_kafka_queue_length($0) } ?? 0))
         let raws = UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: capacity)
         defer { raws.deallocate() }
