@@ -67,7 +67,10 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
 
     /// The envelope with `canonicalValues` (`canonical(values)`, already written once) spliced in.
     func encoded(canonicalValues: [UInt8]) -> [UInt8] {
-        var w = JSONWriter(capacity: 160 + canonicalValues.count + eventId.utf8.count + twinId.utf8.count + source.ref.utf8.count)
+        // The fixed text (names, punctuation, two 24-byte times, the source kind) is under 200
+        // bytes; too small a guess costs a second allocation and a copy of every envelope.
+        var w = JSONWriter(capacity: 200 + canonicalValues.count + eventId.utf8.count + tenant.utf8.count + twinId.utf8.count
+                               + (model?.utf8.count ?? 0) + source.ref.utf8.count + (units.isEmpty ? 0 : 16 + units.count * 24))
         w.beginObject()
         w.field("eventId", eventId)
         w.field("tenant", tenant)
@@ -84,6 +87,91 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
         }
         w.endObject()
         return w.bytes
+    }
+
+    /// Decodes an envelope from its bytes (syntax errors become `invalid_json`). An envelope as
+    /// the ingestor writes it is read member by member, without a JSON tree or a string per
+    /// time; anything unusual (a field missing, mistyped or null, invalid JSON) takes the
+    /// general path, which accepts exactly the same documents and names what is wrong.
+    public init(bytes: [UInt8]) throws(ContractError) {
+        if let envelope = Self.readDirectly(bytes) {
+            self = envelope
+        } else {
+            try self.init(json: parseDocument(bytes))
+        }
+    }
+
+    /// The envelope in `bytes` when it is well-formed, else nil (see `init(bytes:)`).
+    static func readDirectly(_ bytes: [UInt8]) -> TelemetryEnvelope? {
+        func time(_ r: inout JSONMemberReader) throws -> Int64? {
+            try r.readStringBytes()?.withBytes { Timestamp.parse(bytes: $0) }
+        }
+        let envelope = try? JSONMemberReader.read(bytes) { r -> TelemetryEnvelope? in
+            var eventId: String?, tenant: String?, twinId: String?, model: String?, kind: String?, ref: String?
+            var eventTime: Int64?, ingestTime: Int64?
+            var values: JSONObject?
+            var units: [String: String] = [:]
+            try r.beginObject()
+            while let key = try r.nextKey() {
+                if key == "eventId" {
+                    guard let v = try r.readString() else { return nil }
+                    eventId = v
+                } else if key == "tenant" {
+                    guard let v = try r.readString() else { return nil }
+                    tenant = v
+                } else if key == "twinId" {
+                    guard let v = try r.readString() else { return nil }
+                    twinId = v
+                } else if key == "model" {
+                    guard let v = try r.readString() else { return nil }
+                    model = v
+                } else if key == "eventTime" {
+                    guard let v = try time(&r) else { return nil }
+                    eventTime = v
+                } else if key == "ingestTime" {
+                    guard let v = try time(&r) else { return nil }
+                    ingestTime = v
+                } else if key == "source" {
+                    (kind, ref) = (nil, nil)  // a repeated member replaces the whole object
+                    try r.beginObject()
+                    while let key = try r.nextKey() {
+                        if key == "kind" {
+                            guard let v = try r.readString() else { return nil }
+                            kind = v
+                        } else if key == "ref" {
+                            guard let v = try r.readString() else { return nil }
+                            ref = v
+                        } else {
+                            try r.skipValue()
+                        }
+                    }
+                } else if key == "values" {
+                    guard let v = try r.readObject() else { return nil }
+                    values = v
+                } else if key == "units" {
+                    guard let v = try r.readObject() else { return nil }
+                    units = [:]
+                    for (name, unit) in v {
+                        guard case .string(let u) = unit else { return nil }
+                        units[name] = u
+                    }
+                } else {
+                    try r.skipValue()
+                }
+            }
+            try r.finish()
+            guard let eventId, let tenant, let twinId, let eventTime, let ingestTime, let kind, let ref, let values,
+                  !eventId.isEmpty, !tenant.isEmpty, TwinID.isValid(twinId) else { return nil }
+            for (_, value) in values {
+                switch value {
+                case .number, .bool, .string: continue
+                default: return nil
+                }
+            }
+            return TelemetryEnvelope(eventId: eventId, tenant: tenant, twinId: twinId, model: model, eventTime: eventTime, ingestTime: ingestTime,
+                                     source: Source(kind: kind, ref: ref), values: values, units: units)
+        }
+        return envelope ?? nil
     }
 
     public init(json: JSON) throws(ContractError) {

@@ -89,7 +89,9 @@ public enum Timestamp {
                 i += 1
             }
             guard n > 0 else { return nil }
-            for _ in n..<3 where n < 3 { millis *= 10 }
+            // Fewer than 3 digits scale up; more (micro-, nanoseconds) are truncated above.
+            // (`for _ in n..<3 where n < 3` built the range first and trapped when n > 3.)
+            for _ in 0..<max(0, 3 - n) { millis *= 10 }
         }
         var offsetMinutes = 0
         guard i < s.count else { return nil }

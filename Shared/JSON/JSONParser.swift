@@ -216,13 +216,20 @@ struct JSONParser {
 
     /// Slow path: copies into `scratch`, decoding escapes.
     mutating func parseEscapedString(from start: Int) throws -> String {
+        try decodeEscapedString(from: start)
+        return String(decoding: scratch, as: UTF8.self)
+    }
+
+    /// Decodes the string that began at `start` (after its quote) into `scratch`, through its
+    /// closing quote; `pos` is at the first escape.
+    mutating func decodeEscapedString(from start: Int) throws {
         scratch.removeAll(keepingCapacity: true)
         scratch.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<pos]))
         while pos < end {
             let b = buf[pos]
             if b == UInt8(ascii: "\"") {
                 pos += 1
-                return String(decoding: scratch, as: UTF8.self)
+                return
             }
             if b == UInt8(ascii: "\\") {
                 try parseEscape()

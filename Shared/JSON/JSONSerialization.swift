@@ -53,15 +53,40 @@ extension JSON {
             out.append(UInt8(ascii: "]"))
         case .object(let o):
             out.append(UInt8(ascii: "{"))
-            var first = true
-            for (k, v) in JSON.orderedEntries(o, sorted: sorted) {
-                if !first { out.append(UInt8(ascii: ",")) }
-                first = false
-                JSON.appendQuoted(k, to: &out)
+            JSON.forEachEntry(of: o, sorted: sorted) { index, entry in
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                JSON.appendQuoted(entry.key, to: &out)
                 out.append(UInt8(ascii: ":"))
-                v.appendCompact(to: &out, sorted: sorted)
+                entry.value.appendCompact(to: &out, sorted: sorted)
             }
             out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// Calls `body` with each entry of `o` and its position in the output, in key order when
+    /// `sorted`. A small unsorted object (a reading's values, hashed on every ingest) is ordered
+    /// through a stack buffer of indices rather than a sorted copy of its entries.
+    static func forEachEntry(of o: JSONObject, sorted: Bool, _ body: (Int, JSONObject.Element) -> Void) {
+        let entries = o.entries
+        guard sorted, !isSortedByKey(entries) else {
+            for (i, entry) in entries.enumerated() { body(i, entry) }
+            return
+        }
+        guard entries.count <= 32 else {
+            for (i, entry) in orderedEntries(o, sorted: true).enumerated() { body(i, entry) }
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: entries.count) { order in
+            // Insertion sort of indices: few entries, and no entry is copied or retained.
+            for i in 0..<entries.count {
+                var j = i
+                while j > 0, entries[i].key.utf8.lexicographicallyPrecedes(entries[order[j - 1]].key.utf8) {
+                    order[j] = order[j - 1]
+                    j -= 1
+                }
+                order[j] = i
+            }
+            for i in 0..<entries.count { body(i, entries[order[i]]) }
         }
     }
 
@@ -82,14 +107,12 @@ extension JSON {
             out.append(UInt8(ascii: "]"))
         case .object(let o) where !o.isEmpty:
             out.append(UInt8(ascii: "{"))
-            var first = true
-            for (k, v) in JSON.orderedEntries(o, sorted: sorted) {
-                if !first { out.append(UInt8(ascii: ",")) }
-                first = false
+            JSON.forEachEntry(of: o, sorted: sorted) { index, entry in
+                if index > 0 { out.append(UInt8(ascii: ",")) }
                 newline(indent + 1)
-                JSON.appendQuoted(k, to: &out)
+                JSON.appendQuoted(entry.key, to: &out)
                 out.append(contentsOf: ": ".utf8)
-                v.appendPretty(to: &out, sorted: sorted, indent: indent + 1)
+                entry.value.appendPretty(to: &out, sorted: sorted, indent: indent + 1)
             }
             newline(indent)
             out.append(UInt8(ascii: "}"))

@@ -241,40 +241,33 @@ public final class KafkaProducer: Sendable {
         }()
         let err = message.value.withUnsafeBytes { value in
             withOptionalBytes(message.key) { key in
-                withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 7) { args in
-                    var n = 0
-                    func next(_ type: rd_kafka_vtype_t) -> UnsafeMutablePointer<rd_kafka_vu_t> {
-                        let arg = args.baseAddress! + n
-                        arg.initialize(to: rd_kafka_vu_t())
-                        arg.pointee.vtype = type
-                        n += 1
-                        return arg
-                    }
-                    next(RD_KAFKA_VTYPE_MSGFLAGS).pointee.u.i = RD_KAFKA_MSG_F_COPY
-                    let payload = next(RD_KAFKA_VTYPE_VALUE)
+                withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 7) { buffer in
+                    var args = ProduceArguments(buffer.baseAddress!)
+                    args.next(RD_KAFKA_VTYPE_MSGFLAGS).pointee.u.i = RD_KAFKA_MSG_F_COPY
+                    let payload = args.next(RD_KAFKA_VTYPE_VALUE)
                     payload.pointee.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
                     payload.pointee.u.mem.size = value.count
                     if let key {
-                        let arg = next(RD_KAFKA_VTYPE_KEY)
+                        let arg = args.next(RD_KAFKA_VTYPE_KEY)
                         arg.pointee.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress ?? UnsafeRawPointer(bitPattern: 1))
                         arg.pointee.u.mem.size = key.count
                     }
                     if let partition = message.partition {
-                        next(RD_KAFKA_VTYPE_PARTITION).pointee.u.i32 = partition
+                        args.next(RD_KAFKA_VTYPE_PARTITION).pointee.u.i32 = partition
                     }
                     if let headers {
-                        next(RD_KAFKA_VTYPE_HEADERS).pointee.u.headers = headers
+                        args.next(RD_KAFKA_VTYPE_HEADERS).pointee.u.headers = headers
                     }
-                    next(RD_KAFKA_VTYPE_OPAQUE).pointee.u.ptr = opaque
+                    args.next(RD_KAFKA_VTYPE_OPAQUE).pointee.u.ptr = opaque
                     let error: OpaquePointer?
                     if let topic {
-                        next(RD_KAFKA_VTYPE_RKT).pointee.u.rkt = topic
-                        error = rd_kafka_produceva(rk, args.baseAddress, n)
+                        args.next(RD_KAFKA_VTYPE_RKT).pointee.u.rkt = topic
+                        error = rd_kafka_produceva(rk, args.base, args.count)
                     } else {
                         // No handle (librdkafka refused the name): let produce report why.
                         error = message.topic.withCString { name in
-                            next(RD_KAFKA_VTYPE_TOPIC).pointee.u.cstr = name
-                            return rd_kafka_produceva(rk, args.baseAddress, n)
+                            args.next(RD_KAFKA_VTYPE_TOPIC).pointee.u.cstr = name
+                            return rd_kafka_produceva(rk, args.base, args.count)
                         }
                     }
                     return error.map(KafkaErrorCode(consuming:)) ?? RD_KAFKA_RESP_ERR_NO_ERROR
@@ -285,6 +278,24 @@ public final class KafkaProducer: Sendable {
             rd_kafka_headers_destroy(headers)  // ownership passes to librdkafka only on success
         }
         return err
+    }
+}
+
+/// The argument list of one `rd_kafka_produceva` call, filled in order. A struct rather than a
+/// nested function over a captured counter: the capture put the counter in a heap box on every
+/// message produced.
+private struct ProduceArguments {
+    let base: UnsafeMutablePointer<rd_kafka_vu_t>
+    private(set) var count = 0
+
+    init(_ base: UnsafeMutablePointer<rd_kafka_vu_t>) { self.base = base }
+
+    mutating func next(_ type: rd_kafka_vtype_t) -> UnsafeMutablePointer<rd_kafka_vu_t> {
+        let arg = base + count
+        arg.initialize(to: rd_kafka_vu_t())
+        arg.pointee.vtype = type
+        count += 1
+        return arg
     }
 }
 

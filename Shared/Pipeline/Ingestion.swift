@@ -92,13 +92,18 @@ public struct IngestProcessor: MessageProcessor, Sendable {
 
     /// `topic/partition/offset`, the envelope's source reference for a Kafka message.
     static func sourceRef(_ message: KafkaMessage) -> String {
-        var ref: [UInt8] = []
-        ref.reserveCapacity(message.topic.utf8.count + 24)
-        ref.append(contentsOf: message.topic.utf8)
-        ref.append(UInt8(ascii: "/"))
-        JSONNumber.appendInteger(Int64(message.partition), to: &ref)
-        ref.append(UInt8(ascii: "/"))
-        JSONNumber.appendInteger(message.offset, to: &ref)
-        return String(decoding: ref, as: UTF8.self)
+        // Written straight into the string: no intermediate byte array per message.
+        String(unsafeUninitializedCapacity: message.topic.utf8.count + 42) { buffer in
+            func put(_ bytes: UnsafeRawBufferPointer, at n: Int) -> Int {
+                UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[n...]).copyMemory(from: bytes)
+                return n + bytes.count
+            }
+            var topic = message.topic
+            var n = topic.withUTF8 { put(UnsafeRawBufferPointer($0), at: 0) }
+            buffer[n] = UInt8(ascii: "/")
+            n = JSONNumber.withDigits(of: Int64(message.partition)) { put($0, at: n + 1) }
+            buffer[n] = UInt8(ascii: "/")
+            return JSONNumber.withDigits(of: message.offset) { put($0, at: n + 1) }
+        }
     }
 }

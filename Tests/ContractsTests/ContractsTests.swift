@@ -10,6 +10,9 @@ final class ContractsTests: XCTestCase {
         XCTAssertEqual(Timestamp.parse("1970-01-01T00:00:00Z"), 0)
         XCTAssertEqual(Timestamp.format(-1), "1969-12-31T23:59:59.999Z")
         XCTAssertEqual(Timestamp.parse("2024-02-29T12:00:00.1Z"), Timestamp.parse("2024-02-29T12:00:00.100Z"))
+        // Micro- and nanosecond precision (common from Go, Python, Java producers) truncates to ms.
+        XCTAssertEqual(Timestamp.parse("2026-11-21T08:00:00.250999Z"), 1_795_248_000_250)
+        XCTAssertEqual(Timestamp.parse("2026-11-21T08:00:00.250123456+00:00"), 1_795_248_000_250)
         for bad in ["2025-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-11-21", "2026-11-21T08:00:00", "2026-11-21T08:00:00.Z", "x"] {
             XCTAssertNil(Timestamp.parse(bad), bad)
         }
@@ -78,6 +81,50 @@ final class ContractsTests: XCTestCase {
                                          values: ["temperature": 71.5, "on": true, "mode": "auto"], units: ["temperature": "degF"])
         XCTAssertEqual(try TelemetryEnvelope(bytes: envelope.encoded()), envelope)
         XCTAssertEqual(envelope.key, "acme/pump-17")
+    }
+
+    /// `TelemetryEnvelope(bytes:)` reads well-formed envelopes without a JSON tree; whatever it
+    /// is given, it must answer exactly what decoding the parsed tree answers.
+    func testEnvelopeFromBytesAgreesWithDecodingTheTree() {
+        func outcome(_ decode: () throws -> TelemetryEnvelope) -> String {
+            do { return "ok \(try decode())" } catch let e as ContractError { return "\(e.code) \(e.pointer) \(e.message)" } catch { return "\(error)" }
+        }
+        let envelope = TelemetryEnvelope(eventId: "e1", tenant: "acme", twinId: "pump-17", model: "pump@1", eventTime: 1_795_248_000_250,
+                                         ingestTime: 1_795_248_000_300, source: .init(kind: "kafka", ref: "telemetry.raw.v1/3/42"),
+                                         values: ["temperature": 71.5, "on": true, "mode": "auto"], units: ["temperature": "degF"])
+        let encoded = String(decoding: envelope.encoded(), as: UTF8.self)
+        var documents = [
+            encoded,
+            #"{"tenant":"acme","twinId":"p1","eventId":"e","eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:01Z","source":{"ref":"r","kind":"http","extra":[1]},"values":{"a":1},"future":{"x":[]}}"#,
+            #"{"tenant":"acme","twinId":"p1","eventId":"e","eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:01Z","source":{"kind":"http","ref":"r"},"values":{"a":1},"model":null}"#,
+            #"{"tenant":"acme","twinId":"p1","eventId":"e","eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:01Z","source":{"kind":"http","ref":"r"},"values":{"a":1},"units":null}"#,
+            #"{"tenant":"acme","twinId":"p1","eventId":"e","eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:01Z","source":{"kind":"http","ref":"r"},"values":{"a":{"b":1}}}"#,
+            #"{"tenant":"acme","twinId":"p/1","eventId":"e","eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:01Z","source":{"kind":"http","ref":"r"},"values":{"a":1}}"#,
+            #"{"tenant":"acme","twinId":"p1","eventId":"","eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:01Z","source":{"kind":"http","ref":"r"},"values":{"a":1}}"#,
+            #"{"tenant":"acme","twinId":"p1","eventId":"e","eventTime":"yesterday","ingestTime":"2026-11-21T08:00:01Z","source":{"kind":"http","ref":"r"},"values":{"a":1}}"#,
+            #"{"tenant":"acme","twinId":"p1","eventId":"e","eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:01Z","source":{"kind":"http"},"values":{"a":1}}"#,
+            #"{"tenant":"acme","twinId":"p1","eventId":"e","eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:01Z","source":{"kind":"http","ref":"r"},"source":{"kind":"kafka"},"values":{"a":1}}"#,
+            #"{"tenant":"acme","twinId":7,"twinId":"p1","eventId":"e","eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:01Z","source":{"kind":"http","ref":"r"},"values":{"a":1}}"#,
+            #"{"t\u0065nant":"acme","twinId":"p\u00311","eventId":"e","eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:01Z","source":{"kind":"http","ref":"r"},"values":{"a":1}}"#,
+            #"[]"#, #"{}"#, encoded + " x",
+        ]
+        // Damaged copies of a real envelope: bytes changed, dropped, duplicated.
+        var random = SplitMix64(seed: 42)
+        func next(_ bound: Int) -> Int { Int(random.next() % UInt64(bound)) }
+        let bytes = Array(encoded.utf8), alphabet = Array(#"{}[]",:\ 0123456789-.TZnul"#.utf8)
+        for _ in 0..<2000 {
+            var damaged = bytes
+            switch next(3) {
+            case 0: damaged[next(damaged.count)] = alphabet[next(alphabet.count)]
+            case 1: damaged.remove(at: next(damaged.count))
+            default: let i = next(damaged.count); damaged.insert(damaged[i], at: i)
+            }
+            documents.append(String(decoding: damaged, as: UTF8.self))
+        }
+        for text in documents {
+            let bytes = Array(text.utf8)
+            XCTAssertEqual(outcome { try TelemetryEnvelope(bytes: bytes) }, outcome { try TelemetryEnvelope(json: parseDocument(bytes)) }, text)
+        }
     }
 
     func testDeadLetterKeepsBinaryOriginals() throws {

@@ -1,0 +1,187 @@
+/// Reads a JSON document's objects member by member, without building them: the caller looks
+/// at each key's bytes and reads the value it wants — a string's bytes, a whole value, or
+/// nothing (`skipValue`). Decoders of fixed-shape contracts use it to avoid a `JSON` tree and a
+/// `String` per field. Syntax is checked exactly as `JSON(parsing:)` checks it, skipped values
+/// included, so a document read to its end with `finish()` is valid JSON.
+///
+///     try JSONMemberReader.read(bytes) { r in
+///         try r.beginObject()
+///         while let key = try r.nextKey() {
+///             if key == "id" { id = try r.readString() } else { try r.skipValue() }
+///         }
+///         try r.finish()
+///     }
+///
+/// Keys and strings come as `JSONStringBytes`, which point into the input: valid inside `read`.
+public struct JSONMemberReader {
+    var parser: JSONParser
+    /// True right after `{`: the next member has no leading comma.
+    var atFirstMember = false
+    /// Objects opened by `beginObject` and not yet closed by `nextKey` returning nil.
+    var openObjects = 0
+
+    init(_ buffer: UnsafeBufferPointer<UInt8>, options: JSONParseOptions) {
+        parser = JSONParser(buffer, maxDepth: options.maxDepth)
+    }
+
+    /// Lends a reader over `bytes` to `body`.
+    public static func read<R>(_ bytes: [UInt8], options: JSONParseOptions = JSONParseOptions(),
+                               _ body: (inout JSONMemberReader) throws -> R) throws -> R {
+        try bytes.withUnsafeBufferPointer { buffer in
+            var reader = JSONMemberReader(buffer, options: options)
+            return try body(&reader)
+        }
+    }
+
+    /// Enters the object that must come next (the document itself, or the value of the key just read).
+    public mutating func beginObject() throws {
+        parser.skipWhitespace()
+        guard parser.pos < parser.end, parser.buf[parser.pos] == UInt8(ascii: "{") else { throw parser.unexpected("an object") }
+        openObjects += 1
+        try parser.checkDepth(openObjects)
+        parser.pos += 1
+        atFirstMember = true
+    }
+
+    /// The next key of the innermost open object, its `:` consumed; nil once its `}` is read
+    /// (the object is then closed). Escapes are decoded.
+    public mutating func nextKey() throws -> JSONStringBytes? {
+        parser.skipWhitespace()
+        guard parser.pos < parser.end else { throw parser.unexpected(atFirstMember ? "a string key or '}'" : "',' or '}'") }
+        let b = parser.buf[parser.pos]
+        if b == UInt8(ascii: "}") {
+            parser.pos += 1
+            openObjects -= 1
+            atFirstMember = false  // the enclosing object, if any, has just had a member
+            return nil
+        }
+        if atFirstMember {
+            guard b == UInt8(ascii: "\"") else { throw parser.unexpected("a string key or '}'") }
+        } else {
+            guard b == UInt8(ascii: ",") else { throw parser.unexpected("',' or '}'") }
+            parser.pos += 1
+            parser.skipWhitespace()
+            guard parser.pos < parser.end, parser.buf[parser.pos] == UInt8(ascii: "\"") else { throw parser.unexpected("a string key after ','") }
+        }
+        atFirstMember = false
+        let key = try parser.parseStringBytes()
+        parser.skipWhitespace()
+        guard parser.pos < parser.end, parser.buf[parser.pos] == UInt8(ascii: ":") else { throw parser.unexpected("':' after object key") }
+        parser.pos += 1
+        return key
+    }
+
+    /// True when the next value is an object (nothing is consumed).
+    public mutating func nextValueIsObject() -> Bool { nextValueStarts(with: UInt8(ascii: "{")) }
+
+    /// True when the next value is a string (nothing is consumed).
+    public mutating func nextValueIsString() -> Bool { nextValueStarts(with: UInt8(ascii: "\"")) }
+
+    private mutating func nextValueStarts(with byte: UInt8) -> Bool {
+        parser.skipWhitespace()
+        return parser.pos < parser.end && parser.buf[parser.pos] == byte
+    }
+
+    /// The next value as a tree.
+    public mutating func readValue() throws -> JSON {
+        try parser.parseValue(depth: openObjects)
+    }
+
+    /// The next value's bytes when it is a string (escapes decoded); nil, with the value
+    /// consumed, when it is anything else.
+    public mutating func readStringBytes() throws -> JSONStringBytes? {
+        parser.skipWhitespace()
+        guard parser.pos < parser.end, parser.buf[parser.pos] == UInt8(ascii: "\"") else {
+            _ = try readValue()
+            return nil
+        }
+        return try parser.parseStringBytes()
+    }
+
+    /// The next value when it is a string; nil, with the value consumed, when it is anything else.
+    public mutating func readString() throws -> String? {
+        try readStringBytes()?.string
+    }
+
+    /// The next value when it is an object; nil, with the value consumed, when it is anything else.
+    public mutating func readObject() throws -> JSONObject? {
+        guard case .object(let object) = try readValue() else { return nil }
+        return object
+    }
+
+    /// Consumes the next value, checking its syntax.
+    public mutating func skipValue() throws {
+        _ = try readValue()
+    }
+
+    /// Checks that the document ends after the outermost object (whitespace only).
+    public mutating func finish() throws {
+        guard openObjects == 0 else { throw parser.unexpected("',' or '}'") }
+        parser.skipWhitespace()
+        if parser.pos < parser.end {
+            throw JSONError(code: .trailingData, offset: parser.pos,
+                            message: "unexpected \(parser.describe(parser.pos)) after the JSON value at offset \(parser.pos)")
+        }
+    }
+}
+
+/// A JSON string's UTF-8 bytes as `JSONMemberReader` read them: in place in the input when the
+/// string had no escapes (no copy), decoded into their own array when it had.
+public struct JSONStringBytes {
+    enum Storage {
+        case input(UnsafeBufferPointer<UInt8>)
+        case decoded([UInt8])
+    }
+    let storage: Storage
+
+    /// Lends the bytes to `body`.
+    @inline(__always)
+    public func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        switch storage {
+        case .input(let bytes): return try body(bytes)
+        case .decoded(let bytes): return try bytes.withUnsafeBufferPointer(body)
+        }
+    }
+
+    public var count: Int {
+        switch storage {
+        case .input(let bytes): bytes.count
+        case .decoded(let bytes): bytes.count
+        }
+    }
+
+    public var string: String { withBytes { String(decoding: $0, as: UTF8.self) } }
+
+    /// True when the bytes are exactly `name`'s UTF-8.
+    public static func == (bytes: JSONStringBytes, name: StaticString) -> Bool {
+        bytes.withBytes { b in
+            guard b.count == name.utf8CodeUnitCount else { return false }
+            let n = name.utf8Start
+            for i in 0..<b.count where b[i] != n[i] { return false }
+            return true
+        }
+    }
+}
+
+extension JSONParser {
+    /// A string's bytes, starting at its opening quote: in place when it has no escapes.
+    mutating func parseStringBytes() throws -> JSONStringBytes {
+        pos += 1  // opening quote
+        let start = pos
+        while pos < end {
+            let b = buf[pos]
+            if b == UInt8(ascii: "\"") {
+                pos += 1
+                return JSONStringBytes(storage: .input(UnsafeBufferPointer(rebasing: buf[start..<(pos - 1)])))
+            }
+            if b == UInt8(ascii: "\\") {
+                try decodeEscapedString(from: start)
+                return JSONStringBytes(storage: .decoded(scratch))
+            }
+            if b < 0x20 { throw controlCharacter() }
+            if b < 0x80 { pos += 1 } else { try validateUTF8Sequence() }
+        }
+        throw JSONError(code: .unexpectedEndOfInput, offset: pos,
+                        message: "unterminated string starting at offset \(start - 1)")
+    }
+}
