@@ -27,20 +27,28 @@ public struct IngestProcessor: MessageProcessor, Sendable {
                                                              expected: "[A-Za-z0-9_-]{1,64}", actual: tenant)], now: now))
             return
         }
-        let json: JSON
-        do {
-            json = try parseDocument(message.value)
-        } catch {
-            outputs.append(deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [error], now: now))
-            return
-        }
-        let source = TelemetryEnvelope.Source(kind: "kafka", ref: Self.sourceRef(message))
         var headers: [KafkaHeader]?
-        var failures: [Rejection] = []
-        Self.envelopes(from: json, tenant: tenant, now: now, maxFutureSkewMs: maxFutureSkewMs, source: source, rejections: &failures) { key, value in
+        func accept(key: [UInt8], value: [UInt8]) {
             // Every envelope of one message continues its trace through one span.
             if headers == nil { headers = derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: tenant) }
             outputs.append(OutgoingMessage(topic: Topic.telemetryIngested.name, key: key, value: value, headers: headers!))
+        }
+        var failures: [Rejection] = []
+        // The common message, one well-formed reading, is read without a JSON tree; anything
+        // else (arrays, bad readings, bad JSON) through the tree, which names every problem.
+        if let reading = RawReading.readDirectly(message.value) {
+            Self.admit(reading, pointer: "", tenant: tenant, now: now, maxFutureSkewMs: maxFutureSkewMs,
+                       source: TelemetryEnvelope.Source(kind: "kafka", ref: Self.sourceRef(message)), rejections: &failures, accept)
+        } else {
+            let json: JSON
+            do {
+                json = try parseDocument(message.value)
+            } catch {
+                outputs.append(deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [error], now: now))
+                return
+            }
+            Self.envelopes(from: json, tenant: tenant, now: now, maxFutureSkewMs: maxFutureSkewMs,
+                           source: TelemetryEnvelope.Source(kind: "kafka", ref: Self.sourceRef(message)), rejections: &failures, accept)
         }
         if !failures.isEmpty {
             let twins = Set(failures.compactMap(\.twinId))
@@ -68,16 +76,7 @@ public struct IngestProcessor: MessageProcessor, Sendable {
                 rejections.append(Rejection(error: error, twinId: element["twinId"]?.stringValue))
                 return
             }
-            guard reading.eventTime <= now + maxFutureSkewMs else {
-                rejections.append(Rejection(error: ContractError(
-                    code: "future_timestamp", pointer: pointer + "/ts",
-                    message: "event time is more than \(maxFutureSkewMs / 1000) s ahead of the ingestor's clock",
-                    expected: "at most \(Timestamp.format(now + maxFutureSkewMs))", actual: Timestamp.format(reading.eventTime)),
-                    twinId: reading.twinId))
-                return
-            }
-            let (key, value) = reading.encodedEnvelope(tenant: tenant, ingestTime: now, source: source)
-            accept(key, value)
+            admit(reading, pointer: pointer, tenant: tenant, now: now, maxFutureSkewMs: maxFutureSkewMs, source: source, rejections: &rejections, accept)
         }
         switch json {
         case .array(let items):
@@ -88,6 +87,21 @@ public struct IngestProcessor: MessageProcessor, Sendable {
             rejections.append(Rejection(error: ContractError(code: "not_telemetry", pointer: "", message: "expected a reading object or an array of readings",
                                                              expected: "object or array", actual: json.typeName), twinId: nil))
         }
+    }
+
+    /// A decoded reading becomes an envelope unless it is too far in the future.
+    static func admit(_ reading: RawReading, pointer: String, tenant: String, now: Int64, maxFutureSkewMs: Int64, source: TelemetryEnvelope.Source,
+                      rejections: inout [Rejection], _ accept: (_ key: [UInt8], _ value: [UInt8]) -> Void) {
+        guard reading.eventTime <= now + maxFutureSkewMs else {
+            rejections.append(Rejection(error: ContractError(
+                code: "future_timestamp", pointer: pointer + "/ts",
+                message: "event time is more than \(maxFutureSkewMs / 1000) s ahead of the ingestor's clock",
+                expected: "at most \(Timestamp.format(now + maxFutureSkewMs))", actual: Timestamp.format(reading.eventTime)),
+                twinId: reading.twinId))
+            return
+        }
+        let (key, value) = reading.encodedEnvelope(tenant: tenant, ingestTime: now, source: source)
+        accept(key, value)
     }
 
     /// `topic/partition/offset`, the envelope's source reference for a Kafka message.

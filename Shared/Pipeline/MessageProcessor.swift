@@ -64,15 +64,17 @@ func derivedHeaders(from input: KafkaMessage, contract: String, tenant: String, 
     var headers: [KafkaHeader] = []
     headers.reserveCapacity(extra == nil ? 3 : 4)
     headers.append(KafkaHeader(MessageHeader.traceparent, TraceContext.childHeader(of: input.headers.last { $0.name == MessageHeader.traceparent }?.value)))
-    headers.append(KafkaHeader(MessageHeader.contract, contractHeaderValues[contract] ?? Array(contract.utf8)))
+    headers.append(KafkaHeader(MessageHeader.contract, contractHeaderValues.first { $0.name == contract }?.value ?? Array(contract.utf8)))
     headers.append(KafkaHeader(MessageHeader.tenant, tenantValue ?? Array(tenant.utf8)))
     if let extra { headers.append(extra) }
     return headers
 }
 
-private let contractHeaderValues: [String: [UInt8]] = Dictionary(
-    uniqueKeysWithValues: [TelemetryEnvelope.contract, TwinChange.contract, TwinState.contract, TwinCommand.contract, DeadLetter.contract]
-        .map { ($0, Array($0.utf8)) })
+/// A list, not a dictionary: hashing the name cost more than comparing it with five names
+/// (equal names are the same constant, so the first comparison usually decides).
+private let contractHeaderValues: [(name: String, value: [UInt8])] =
+    [TelemetryEnvelope.contract, TwinChange.contract, TwinState.contract, TwinCommand.contract, DeadLetter.contract]
+        .map { ($0, Array($0.utf8)) }
 
 /// Tenant names: 1-64 characters of letters, digits, `_` and `-` (they appear in keys and labels).
 public func isValidTenant(_ tenant: String) -> Bool { TenantID.isValid(tenant) }

@@ -127,6 +127,53 @@ final class ContractsTests: XCTestCase {
         }
     }
 
+    /// `RawReading.readDirectly` (the ingestor's path for a one-reading message) accepts exactly
+    /// the readings `init(json:)` accepts, and reads them the same.
+    func testRawReadingReadDirectlyAgreesWithDecodingTheTree() {
+        var documents = [
+            #"{"twinId":"pump-1","ts":"2026-11-21T08:00:00.250Z","values":{"flow":12.5,"on":true,"mode":"auto"}}"#,
+            #"{"twinId":"pump-1","ts":1795248000250,"values":{"flow":1},"eventId":"e-1","model":"pump@1","units":{"flow":"L/min"},"extra":[1,{"a":2}]}"#,
+            #"{"twinId":"pump-1","ts":"2026-11-21T08:00:00Z","values":{"flow":1},"eventId":null,"model":null,"units":null}"#,
+            #"{"twinId":"pump-1","ts":"2026-11-21T08:00:00Z","values":{"flow":1},"eventId":""}"#,
+            #"{"twinId":"pump-1","ts":"2026-11-21T08:00:00Z","values":{}}"#,
+            #"{"twinId":"pump-1","ts":-5,"values":{"flow":1}}"#,
+            #"{"twinId":"pump-1","ts":1.5,"values":{"flow":1}}"#,
+            #"{"twinId":"pump 1","ts":1,"values":{"flow":1}}"#,
+            #"{"twinId":"pump-1","ts":null,"values":{"flow":1}}"#,
+            #"{"twinId":"pump-1","ts":1,"values":{"flow":[1]}}"#,
+            #"{"twinId":"pump-1","ts":1,"values":{"flow":1},"units":{"flow":1}}"#,
+            #"{"twinId":"pump-1","ts":1,"values":{"flow":1},"model":7}"#,
+            #"{"twinId":"pump-1","twinId":"pump-2","ts":1,"ts":"2026-11-21T08:00:00Z","values":{"a":1},"values":{"b":2}}"#,
+            #"{"tw\u0069nId":"pump-1","ts":1,"values":{"flow":1}}"#,
+            #"[{"twinId":"pump-1","ts":1,"values":{"flow":1}}]"#,
+        ]
+        var random = SplitMix64(seed: 7)
+        func next(_ bound: Int) -> Int { Int(random.next() % UInt64(bound)) }
+        let seed = Array(documents[1].utf8), alphabet = Array(#"{}[]",:\ 0123456789-.Zenul"#.utf8)
+        for _ in 0..<2000 {
+            var damaged = seed
+            switch next(3) {
+            case 0: damaged[next(damaged.count)] = alphabet[next(alphabet.count)]
+            case 1: damaged.remove(at: next(damaged.count))
+            default: let i = next(damaged.count); damaged.insert(damaged[i], at: i)
+            }
+            documents.append(String(decoding: damaged, as: UTF8.self))
+        }
+        var direct = 0
+        for text in documents {
+            let bytes = Array(text.utf8)
+            let tree = (try? JSON(parsing: bytes)).flatMap { json in try? RawReading(json: json) }
+            let read = RawReading.readDirectly(bytes)
+            if case .object? = try? JSON(parsing: bytes) {
+                XCTAssertEqual(read, tree, text)
+            } else {
+                XCTAssertNil(read, text)
+            }
+            if read != nil { direct += 1 }
+        }
+        XCTAssertGreaterThan(direct, 100, "the direct path is taken for well-formed readings")
+    }
+
     func testDeadLetterKeepsBinaryOriginals() throws {
         let letter = DeadLetter(stage: "ingestor", tenant: "t", origin: .init(topic: "a", partition: 1, offset: 2), deadLetteredAt: 5,
                                 reasons: [.init(code: "invalid_json", pointer: "", message: "m", actual: "byte 0")], original: [0xFF, 0x00, 0x80])
