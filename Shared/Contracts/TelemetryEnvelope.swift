@@ -230,10 +230,12 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
 /// Kafka key is `tenant/twinId`, and nothing that needs escaping in a URL path.
 public enum TwinID {
     public static func isValid(_ id: String) -> Bool {
-        let utf8 = id.utf8
-        guard (1...128).contains(utf8.count) else { return false }
-        return utf8.allSatisfy { c in
-            (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 46 || c == 95 || c == 45 || c == 58
+        var id = id
+        return id.withUTF8 { utf8 in
+            guard (1...128).contains(utf8.count) else { return false }
+            return utf8.allSatisfy { c in
+                (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 46 || c == 95 || c == 45 || c == 58
+            }
         }
     }
 }
@@ -242,10 +244,12 @@ public enum TwinID {
 /// Kafka keys (`tenant/twinId`), metric labels and API key files, so nothing that needs escaping.
 public enum TenantID {
     public static func isValid(_ tenant: String) -> Bool {
-        let utf8 = tenant.utf8
-        guard (1...64).contains(utf8.count) else { return false }
-        return utf8.allSatisfy { c in
-            (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 95 || c == 45
+        var tenant = tenant
+        return tenant.withUTF8 { utf8 in
+            guard (1...64).contains(utf8.count) else { return false }
+            return utf8.allSatisfy { c in
+                (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 95 || c == 45
+            }
         }
     }
 }

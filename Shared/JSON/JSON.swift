@@ -105,6 +105,32 @@ public enum JSON: Sendable, Hashable {
         return au.elementsEqual(bu)
     }
 
+    /// True when `bytes` are exactly `string`'s UTF-8: one memory comparison, where
+    /// `elementsEqual` walked the string's UTF-8 view a byte at a time.
+    @inlinable
+    public static func utf8Equal(_ bytes: some Collection<UInt8>, _ string: String) -> Bool {
+        var string = string
+        return string.withUTF8 { s in
+            guard bytes.count == s.count else { return false }
+            return bytes.withContiguousStorageIfAvailable { b in b.isEmpty || memcmpBytes(b.baseAddress!, s.baseAddress!, b.count) }
+                ?? bytes.elementsEqual(s)
+        }
+    }
+
+    /// True when `a`'s UTF-8 sorts before `b`'s (byte order = code point order), comparing
+    /// memory rather than walking `UTF8View`s.
+    @inlinable
+    public static func utf8Less(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { pa in
+            b.withUTF8 { pb in
+                let n = min(pa.count, pb.count)
+                for i in 0..<n where pa[i] != pb[i] { return pa[i] < pb[i] }
+                return pa.count < pb.count
+            }
+        }
+    }
+
     /// Structural equality as JSON Schema defines it (numbers by value, objects unordered,
     /// strings by code points).
     public static func == (lhs: JSON, rhs: JSON) -> Bool {
@@ -159,7 +185,7 @@ extension JSON: CustomStringConvertible {
 }
 
 /// Byte comparison without importing libc (this module has no dependencies).
-@inlinable @inline(__always)
+@inlinable @inline(__always) @usableFromInline
 func memcmpBytes(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
     var i = 0
     // Eight bytes at a time, then the tail.

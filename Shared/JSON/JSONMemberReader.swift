@@ -128,14 +128,17 @@ public struct JSONMemberReader {
 /// A JSON string's UTF-8 bytes as `JSONMemberReader` read them: in place in the input when the
 /// string had no escapes (no copy), decoded into their own array when it had.
 public struct JSONStringBytes {
+    @usableFromInline
     enum Storage {
         case input(UnsafeBufferPointer<UInt8>)
         case decoded([UInt8])
     }
-    let storage: Storage
+    @usableFromInline let storage: Storage
+
+    @usableFromInline init(storage: Storage) { self.storage = storage }
 
     /// Lends the bytes to `body`.
-    @inline(__always)
+    @inlinable
     public func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
         switch storage {
         case .input(let bytes): return try body(bytes)
@@ -143,6 +146,7 @@ public struct JSONStringBytes {
         }
     }
 
+    @inlinable
     public var count: Int {
         switch storage {
         case .input(let bytes): bytes.count
@@ -153,12 +157,11 @@ public struct JSONStringBytes {
     public var string: String { withBytes { String(decoding: $0, as: UTF8.self) } }
 
     /// True when the bytes are exactly `name`'s UTF-8.
+    @inlinable
     public static func == (bytes: JSONStringBytes, name: StaticString) -> Bool {
-        bytes.withBytes { b in
-            guard b.count == name.utf8CodeUnitCount else { return false }
-            let n = name.utf8Start
-            for i in 0..<b.count where b[i] != n[i] { return false }
-            return true
+        guard bytes.count == name.utf8CodeUnitCount else { return false }
+        return bytes.withBytes { b in
+            b.isEmpty || memcmpBytes(b.baseAddress!, name.utf8Start, b.count)
         }
     }
 }
@@ -168,20 +171,10 @@ extension JSONParser {
     mutating func parseStringBytes() throws -> JSONStringBytes {
         pos += 1  // opening quote
         let start = pos
-        while pos < end {
-            let b = buf[pos]
-            if b == UInt8(ascii: "\"") {
-                pos += 1
-                return JSONStringBytes(storage: .input(UnsafeBufferPointer(rebasing: buf[start..<(pos - 1)])))
-            }
-            if b == UInt8(ascii: "\\") {
-                try decodeEscapedString(from: start)
-                return JSONStringBytes(storage: .decoded(scratch))
-            }
-            if b < 0x20 { throw controlCharacter() }
-            if b < 0x80 { pos += 1 } else { try validateUTF8Sequence() }
+        if try scanToQuoteOrEscape(stringStart: start) {
+            try decodeEscapedString(from: start)
+            return JSONStringBytes(storage: .decoded(scratch))
         }
-        throw JSONError(code: .unexpectedEndOfInput, offset: pos,
-                        message: "unterminated string starting at offset \(start - 1)")
+        return JSONStringBytes(storage: .input(UnsafeBufferPointer(rebasing: buf[start..<(pos - 1)])))
     }
 }

@@ -194,17 +194,46 @@ struct JSONParser {
     mutating func parseString() throws -> String {
         pos += 1  // opening quote
         let start = pos
-        while pos < end {
-            let b = buf[pos]
-            if b == UInt8(ascii: "\"") {
-                let s = String(decoding: UnsafeBufferPointer(rebasing: buf[start..<pos]), as: UTF8.self)
-                pos += 1
-                return s
+        if try scanToQuoteOrEscape(stringStart: start) { return try parseEscapedString(from: start) }
+        return String(decoding: UnsafeBufferPointer(rebasing: buf[start..<(pos - 1)]), as: UTF8.self)
+    }
+
+    /// Scans a string's bytes from `pos`, validating them: true at a backslash (`pos` on it),
+    /// false at the closing quote (`pos` after it). The index lives in a local while scanning:
+    /// stepping `pos` itself stored it to memory on every byte.
+    @inline(__always)
+    mutating func scanToQuoteOrEscape(stringStart start: Int) throws -> Bool {
+        var i = pos
+        while true {
+            // Eight bytes at a time to the first one that needs a look: a quote, backslash,
+            // control character or non-ASCII byte (the has-zero / has-less bit tricks; a borrow
+            // can only mark bytes after a real hit, so the lowest mark is exact).
+            while i + 8 <= end {
+                let x = UInt64(littleEndian: UnsafeRawPointer(buf.baseAddress! + i).loadUnaligned(as: UInt64.self))
+                let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+                let quote = x ^ (ones &* 0x22), backslash = x ^ (ones &* 0x5C)
+                let control = (x &- ones &* 0x20) & ~x
+                let special = (control | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | x) & highs
+                if special != 0 {
+                    i += special.trailingZeroBitCount &>> 3
+                    break
+                }
+                i += 8
             }
-            if b == UInt8(ascii: "\\") { return try parseEscapedString(from: start) }
-            if b < 0x20 { throw controlCharacter() }
-            if b < 0x80 { pos += 1 } else { try validateUTF8Sequence() }
+            guard i < end else { break }
+            let b = buf[i]
+            if b == UInt8(ascii: "\"") { pos = i + 1; return false }
+            if b == UInt8(ascii: "\\") { pos = i; return true }
+            if b < 0x20 { pos = i; throw controlCharacter() }
+            if b < 0x80 {
+                i += 1
+            } else {
+                pos = i
+                try validateUTF8Sequence()
+                i = pos
+            }
         }
+        pos = i
         throw JSONError(code: .unexpectedEndOfInput, offset: pos,
                         message: "unterminated string starting at offset \(start - 1)")
     }

@@ -80,7 +80,7 @@ extension JSON {
             // Insertion sort of indices: few entries, and no entry is copied or retained.
             for i in 0..<entries.count {
                 var j = i
-                while j > 0, entries[i].key.utf8.lexicographicallyPrecedes(entries[order[j - 1]].key.utf8) {
+                while j > 0, JSON.utf8Less(entries[i].key, entries[order[j - 1]].key) {
                     order[j] = order[j - 1]
                     j -= 1
                 }
@@ -123,13 +123,13 @@ extension JSON {
 
     static func orderedEntries(_ o: JSONObject, sorted: Bool) -> [JSONObject.Element] {
         guard sorted, !isSortedByKey(o.entries) else { return o.entries }
-        return o.entries.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        return o.entries.sorted { JSON.utf8Less($0.key, $1.key) }
     }
 
     /// True when the keys are already in byte order (then sorting would copy for nothing).
     private static func isSortedByKey(_ entries: [JSONObject.Element]) -> Bool {
         guard entries.count > 1 else { return true }
-        for i in 1..<entries.count where !entries[i - 1].key.utf8.lexicographicallyPrecedes(entries[i].key.utf8) { return false }
+        for i in 1..<entries.count where !JSON.utf8Less(entries[i - 1].key, entries[i].key) { return false }
         return true
     }
 

@@ -1,4 +1,5 @@
 import Contracts
+import JSON
 import Kafka
 
 /// A pipeline stage's logic: one input message in, the messages to produce out. It never throws:
@@ -60,7 +61,7 @@ public func deadLetterMessage(stage: String, input: KafkaMessage, tenant: String
 func derivedHeaders(from input: KafkaMessage, contract: String, tenant: String, extra: KafkaHeader? = nil) -> [KafkaHeader] {
     // Header values shared instead of re-encoded per message: the contract's bytes are made
     // once, and the input's tenant header is reused when it names the same tenant.
-    let tenantValue = input.headers.last { $0.name == MessageHeader.tenant }.flatMap { $0.value.elementsEqual(tenant.utf8) ? $0.value : nil }
+    let tenantValue = input.headers.last { $0.name == MessageHeader.tenant }.flatMap { JSON.utf8Equal($0.value, tenant) ? $0.value : nil }
     var headers: [KafkaHeader] = []
     headers.reserveCapacity(extra == nil ? 3 : 4)
     headers.append(KafkaHeader(MessageHeader.traceparent, TraceContext.childHeader(of: input.headers.last { $0.name == MessageHeader.traceparent }?.value)))

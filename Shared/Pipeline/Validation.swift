@@ -1,4 +1,5 @@
 import Contracts
+import JSON
 import Kafka
 import Models
 
@@ -28,7 +29,7 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
     func validate(_ message: KafkaMessage, now: Int64) -> OutgoingMessage {
         let tenant = message.headers.string(MessageHeader.tenant) ?? defaultTenant
         // Compared as bytes: the header is on every message, a String of it would be made for nothing.
-        if let header = message.headers.last(where: { $0.name == MessageHeader.contract }), !header.value.elementsEqual(TelemetryEnvelope.contract.utf8) {
+        if let header = message.headers.last(where: { $0.name == MessageHeader.contract }), !JSON.utf8Equal(header.value, TelemetryEnvelope.contract) {
             let contract = header.stringValue ?? "(not UTF-8)"
             return deadLetterMessage(stage: Self.stage, input: message, tenant: tenant,
                                      reasons: [.init(code: "unsupported_contract", pointer: "", message: "this stage reads \(TelemetryEnvelope.contract)",
@@ -75,9 +76,9 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
 
     /// True when `key` is exactly `tenant/twinId`.
     static func isKey(_ key: [UInt8], tenant: String, twinId: String) -> Bool {
-        let (t, w) = (tenant.utf8, twinId.utf8)
-        guard key.count == t.count + 1 + w.count, key[t.count] == UInt8(ascii: "/") else { return false }
-        return key[..<t.count].elementsEqual(t) && key[(t.count + 1)...].elementsEqual(w)
+        let t = tenant.utf8.count
+        guard key.count == t + 1 + twinId.utf8.count, key[t] == UInt8(ascii: "/") else { return false }
+        return JSON.utf8Equal(key[..<t], tenant) && JSON.utf8Equal(key[(t + 1)...], twinId)
     }
 }
 

@@ -110,6 +110,24 @@ final class JSONParserTests: XCTestCase {
         assertError("-1e400", .numberOutOfRange, offset: 0)
     }
 
+    /// Strings are scanned eight bytes at a time: a special byte at every position of every
+    /// length must still be found (escapes decoded, UTF-8 kept, control bytes and bad UTF-8
+    /// rejected at their own offset).
+    func testSpecialBytesAreFoundAtEveryPosition() throws {
+        for length in 0..<24 {
+            for position in 0...length {
+                let before = String(repeating: "a", count: position), after = String(repeating: "b", count: length - position)
+                XCTAssertEqual(try parse("\"\(before)\\n\(after)\""), .string(before + "\n" + after))
+                XCTAssertEqual(try parse("\"\(before)é\(after)\""), .string(before + "é" + after))
+                XCTAssertEqual(try parse("\"\(before)\"  "), .string(before))
+                let prefix = [UInt8(ascii: "\"")] + Array(before.utf8)
+                assertError(prefix + [0x01] + Array(after.utf8) + [0x22], .controlCharacterInString, offset: position + 1)
+                assertError(prefix + [0xFF] + Array(after.utf8) + [0x22], .invalidUTF8, offset: position + 1)
+                assertError(prefix + Array(after.utf8), .unexpectedEndOfInput)
+            }
+        }
+    }
+
     func testStringErrors() {
         assertError("\"abc", .unexpectedEndOfInput)
         assertError("\"a\\qb\"", .invalidEscape, offset: 2)
