@@ -74,63 +74,33 @@ public struct RawReading: Sendable, Equatable {
     /// `init(json:)` on the parsed tree says what is wrong. Read member by member, without a
     /// JSON tree or a string for the time, and accepting exactly what `init(json:)` accepts.
     public static func readDirectly(_ bytes: [UInt8]) -> RawReading? {
-        /// A string, or nil for `null` (as `init(json:)` treats it); anything else fails the read.
-        func optionalString(_ r: inout JSONMemberReader) throws -> String?? {
-            if r.nextValueIsString() { return try r.readString() }
-            return try r.readValue().isNull ? .some(nil) : nil
-        }
-        let reading = try? JSONMemberReader.read(bytes) { r -> RawReading? in
-            var twinId: String?, eventTime: Int64?, values: JSONObject?, eventId: String?, model: String?
-            var units: [String: String] = [:]
+        try? JSONMemberReader.read(bytes) { r in
+            var twinId: String?, eventTime: Int64?, values: JSONObject?, eventId: String?, model: String?, units: [String: String] = [:]
             try r.beginObject()
             while let key = try r.nextKey() {
-                if key == "twinId" {
-                    guard let v = try r.readString() else { return nil }
-                    twinId = v
-                } else if key == "ts" {
+                if key == "twinId" { twinId = try r.requireString() }
+                else if key == "values" { values = try r.requireObject() }
+                else if key == "eventId" { eventId = try r.requireOptionalString() }
+                else if key == "model" { model = try r.requireOptionalString() }
+                else if key == "units" { units = try r.requireStringMap(nullable: true) }
+                else if key == "ts" {
                     if r.nextValueIsString() {
-                        guard let v = try r.readStringBytes()?.withBytes({ Timestamp.parse(bytes: $0) }) else { return nil }
-                        eventTime = v
+                        eventTime = try r.requireTime()
                     } else {
-                        guard case .number(let n) = try r.readValue(), let ms = n.int64Value, ms >= 0, ms < 253_402_300_800_000 else { return nil }
-                        eventTime = ms
-                    }
-                } else if key == "values" {
-                    guard let v = try r.readObject() else { return nil }
-                    values = v
-                } else if key == "eventId" {
-                    guard let v = try optionalString(&r) else { return nil }
-                    eventId = v
-                } else if key == "model" {
-                    guard let v = try optionalString(&r) else { return nil }
-                    model = v
-                } else if key == "units" {
-                    let v = try r.readValue()
-                    units = [:]
-                    if case .object(let o) = v {
-                        for (name, unit) in o {
-                            guard case .string(let u) = unit else { return nil }
-                            units[name] = u
+                        guard case .number(let n) = try r.readValue(), let ms = n.int64Value, ms >= 0, ms < 253_402_300_800_000 else {
+                            throw NotDirectlyReadable()
                         }
-                    } else if !v.isNull {
-                        return nil
+                        eventTime = ms
                     }
                 } else {
                     try r.skipValue()
                 }
             }
             try r.finish()
-            guard let twinId, TwinID.isValid(twinId), let eventTime, let values, !values.isEmpty else { return nil }
-            if let eventId, eventId.isEmpty || eventId.utf8.count > 128 { return nil }
-            for (_, value) in values {
-                switch value {
-                case .number, .bool, .string: continue
-                default: return nil
-                }
-            }
+            guard let twinId, TwinID.isValid(twinId), let eventTime, let values, !values.isEmpty, areScalars(values) else { throw NotDirectlyReadable() }
+            if let eventId, eventId.isEmpty || eventId.utf8.count > 128 { throw NotDirectlyReadable() }
             return RawReading(twinId: twinId, eventTime: eventTime, values: values, eventId: eventId, model: model, units: units)
         }
-        return reading ?? nil
     }
 
     /// The envelope's Kafka key and bytes. The values are serialized once: the same bytes make

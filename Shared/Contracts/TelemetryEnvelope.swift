@@ -103,57 +103,26 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
 
     /// The envelope in `bytes` when it is well-formed, else nil (see `init(bytes:)`).
     static func readDirectly(_ bytes: [UInt8]) -> TelemetryEnvelope? {
-        func time(_ r: inout JSONMemberReader) throws -> Int64? {
-            try r.readStringBytes()?.withBytes { Timestamp.parse(bytes: $0) }
-        }
-        let envelope = try? JSONMemberReader.read(bytes) { r -> TelemetryEnvelope? in
+        try? JSONMemberReader.read(bytes) { r in
             var eventId: String?, tenant: String?, twinId: String?, model: String?, kind: String?, ref: String?
-            var eventTime: Int64?, ingestTime: Int64?
-            var values: JSONObject?
-            var units: [String: String] = [:]
+            var eventTime: Int64?, ingestTime: Int64?, values: JSONObject?, units: [String: String] = [:]
             try r.beginObject()
             while let key = try r.nextKey() {
-                if key == "eventId" {
-                    guard let v = try r.readString() else { return nil }
-                    eventId = v
-                } else if key == "tenant" {
-                    guard let v = try r.readString() else { return nil }
-                    tenant = v
-                } else if key == "twinId" {
-                    guard let v = try r.readString() else { return nil }
-                    twinId = v
-                } else if key == "model" {
-                    guard let v = try r.readString() else { return nil }
-                    model = v
-                } else if key == "eventTime" {
-                    guard let v = try time(&r) else { return nil }
-                    eventTime = v
-                } else if key == "ingestTime" {
-                    guard let v = try time(&r) else { return nil }
-                    ingestTime = v
-                } else if key == "source" {
+                if key == "eventId" { eventId = try r.requireString() }
+                else if key == "tenant" { tenant = try r.requireString() }
+                else if key == "twinId" { twinId = try r.requireString() }
+                else if key == "model" { model = try r.requireString() }
+                else if key == "eventTime" { eventTime = try r.requireTime() }
+                else if key == "ingestTime" { ingestTime = try r.requireTime() }
+                else if key == "values" { values = try r.requireObject() }
+                else if key == "units" { units = try r.requireStringMap(nullable: false) }
+                else if key == "source" {
                     (kind, ref) = (nil, nil)  // a repeated member replaces the whole object
                     try r.beginObject()
                     while let key = try r.nextKey() {
-                        if key == "kind" {
-                            guard let v = try r.readString() else { return nil }
-                            kind = v
-                        } else if key == "ref" {
-                            guard let v = try r.readString() else { return nil }
-                            ref = v
-                        } else {
-                            try r.skipValue()
-                        }
-                    }
-                } else if key == "values" {
-                    guard let v = try r.readObject() else { return nil }
-                    values = v
-                } else if key == "units" {
-                    guard let v = try r.readObject() else { return nil }
-                    units = [:]
-                    for (name, unit) in v {
-                        guard case .string(let u) = unit else { return nil }
-                        units[name] = u
+                        if key == "kind" { kind = try r.requireString() }
+                        else if key == "ref" { ref = try r.requireString() }
+                        else { try r.skipValue() }
                     }
                 } else {
                     try r.skipValue()
@@ -161,17 +130,10 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
             }
             try r.finish()
             guard let eventId, let tenant, let twinId, let eventTime, let ingestTime, let kind, let ref, let values,
-                  !eventId.isEmpty, !tenant.isEmpty, TwinID.isValid(twinId) else { return nil }
-            for (_, value) in values {
-                switch value {
-                case .number, .bool, .string: continue
-                default: return nil
-                }
-            }
+                  !eventId.isEmpty, !tenant.isEmpty, TwinID.isValid(twinId), areScalars(values) else { throw NotDirectlyReadable() }
             return TelemetryEnvelope(eventId: eventId, tenant: tenant, twinId: twinId, model: model, eventTime: eventTime, ingestTime: ingestTime,
                                      source: Source(kind: kind, ref: ref), values: values, units: units)
         }
-        return envelope ?? nil
     }
 
     public init(json: JSON) throws(ContractError) {

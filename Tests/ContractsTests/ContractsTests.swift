@@ -108,19 +108,7 @@ final class ContractsTests: XCTestCase {
             #"{"t\u0065nant":"acme","twinId":"p\u00311","eventId":"e","eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:01Z","source":{"kind":"http","ref":"r"},"values":{"a":1}}"#,
             #"[]"#, #"{}"#, encoded + " x",
         ]
-        // Damaged copies of a real envelope: bytes changed, dropped, duplicated.
-        var random = SplitMix64(seed: 42)
-        func next(_ bound: Int) -> Int { Int(random.next() % UInt64(bound)) }
-        let bytes = Array(encoded.utf8), alphabet = Array(#"{}[]",:\ 0123456789-.TZnul"#.utf8)
-        for _ in 0..<2000 {
-            var damaged = bytes
-            switch next(3) {
-            case 0: damaged[next(damaged.count)] = alphabet[next(alphabet.count)]
-            case 1: damaged.remove(at: next(damaged.count))
-            default: let i = next(damaged.count); damaged.insert(damaged[i], at: i)
-            }
-            documents.append(String(decoding: damaged, as: UTF8.self))
-        }
+        documents += damagedCopies(of: encoded, seed: 42)
         for text in documents {
             let bytes = Array(text.utf8)
             XCTAssertEqual(outcome { try TelemetryEnvelope(bytes: bytes) }, outcome { try TelemetryEnvelope(json: parseDocument(bytes)) }, text)
@@ -147,18 +135,7 @@ final class ContractsTests: XCTestCase {
             #"{"tw\u0069nId":"pump-1","ts":1,"values":{"flow":1}}"#,
             #"[{"twinId":"pump-1","ts":1,"values":{"flow":1}}]"#,
         ]
-        var random = SplitMix64(seed: 7)
-        func next(_ bound: Int) -> Int { Int(random.next() % UInt64(bound)) }
-        let seed = Array(documents[1].utf8), alphabet = Array(#"{}[]",:\ 0123456789-.Zenul"#.utf8)
-        for _ in 0..<2000 {
-            var damaged = seed
-            switch next(3) {
-            case 0: damaged[next(damaged.count)] = alphabet[next(alphabet.count)]
-            case 1: damaged.remove(at: next(damaged.count))
-            default: let i = next(damaged.count); damaged.insert(damaged[i], at: i)
-            }
-            documents.append(String(decoding: damaged, as: UTF8.self))
-        }
+        documents += damagedCopies(of: documents[1], seed: 7)
         var direct = 0
         for text in documents {
             let bytes = Array(text.utf8)
@@ -188,5 +165,22 @@ final class ContractsTests: XCTestCase {
             "twin.state.v1", "twin.changes.v1", "simulation.requests.v1", "simulation.results.v1", "drift.alerts.v1"])
         XCTAssertEqual(Topic.twinState.cleanupPolicy, "compact")
         XCTAssertTrue(Topic.allCases.allSatisfy { $0.partitions == Topic.partitionCount })
+    }
+}
+
+/// Copies of `document` with one byte changed, dropped or doubled each, for checks that two
+/// decoders agree on everything, broken input included (seeded: a failure replays).
+private func damagedCopies(of document: String, seed: UInt64, count: Int = 2000) -> [String] {
+    var random = SplitMix64(seed: seed)
+    func next(_ bound: Int) -> Int { Int(random.next() % UInt64(bound)) }
+    let bytes = Array(document.utf8), alphabet = Array(#"{}[]",:\ 0123456789-.TZenul"#.utf8)
+    return (0..<count).map { _ in
+        var damaged = bytes
+        switch next(3) {
+        case 0: damaged[next(damaged.count)] = alphabet[next(alphabet.count)]
+        case 1: damaged.remove(at: next(damaged.count))
+        default: let i = next(damaged.count); damaged.insert(damaged[i], at: i)
+        }
+        return String(decoding: damaged, as: UTF8.self)
     }
 }
