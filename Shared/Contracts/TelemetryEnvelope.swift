@@ -192,13 +192,7 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
 /// Kafka key is `tenant/twinId`, and nothing that needs escaping in a URL path.
 public enum TwinID {
     public static func isValid(_ id: String) -> Bool {
-        var id = id
-        return id.withUTF8 { utf8 in
-            guard (1...128).contains(utf8.count) else { return false }
-            return utf8.allSatisfy { c in
-                (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 46 || c == 95 || c == 45 || c == 58
-            }
-        }
+        isName(id, maxLength: 128) { $0 == 46 || $0 == 95 || $0 == 45 || $0 == 58 }  // . _ - :
     }
 }
 
@@ -206,12 +200,17 @@ public enum TwinID {
 /// Kafka keys (`tenant/twinId`), metric labels and API key files, so nothing that needs escaping.
 public enum TenantID {
     public static func isValid(_ tenant: String) -> Bool {
-        var tenant = tenant
-        return tenant.withUTF8 { utf8 in
-            guard (1...64).contains(utf8.count) else { return false }
-            return utf8.allSatisfy { c in
-                (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 95 || c == 45
-            }
-        }
+        isName(tenant, maxLength: 64) { $0 == 95 || $0 == 45 }  // _ -
+    }
+}
+
+/// True when `name` has 1...`maxLength` bytes, each an ASCII letter or digit or one `also`
+/// allows. Over the string's bytes in memory: it runs for every reading.
+@inline(__always)
+private func isName(_ name: String, maxLength: Int, also: (UInt8) -> Bool) -> Bool {
+    var name = name
+    return name.withUTF8 { utf8 in
+        guard (1...maxLength).contains(utf8.count) else { return false }
+        return utf8.allSatisfy { c in (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || also(c) }
     }
 }

@@ -90,9 +90,8 @@ public struct JSONMemberReader {
     /// The next value's bytes when it is a string (escapes decoded); nil, with the value
     /// consumed, when it is anything else.
     public mutating func readStringBytes() throws -> JSONStringBytes? {
-        parser.skipWhitespace()
-        guard parser.pos < parser.end, parser.buf[parser.pos] == UInt8(ascii: "\"") else {
-            _ = try readValue()
+        guard nextValueIsString() else {
+            try skipValue()
             return nil
         }
         return try parser.parseStringBytes()

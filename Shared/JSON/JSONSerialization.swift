@@ -73,7 +73,7 @@ extension JSON {
             return
         }
         guard entries.count <= 32 else {
-            for (i, entry) in orderedEntries(o, sorted: true).enumerated() { body(i, entry) }
+            for (i, entry) in entries.sorted(by: { JSON.utf8Less($0.key, $1.key) }).enumerated() { body(i, entry) }
             return
         }
         withUnsafeTemporaryAllocation(of: Int.self, capacity: entries.count) { order in
@@ -119,11 +119,6 @@ extension JSON {
         default:
             appendCompact(to: &out, sorted: sorted)
         }
-    }
-
-    static func orderedEntries(_ o: JSONObject, sorted: Bool) -> [JSONObject.Element] {
-        guard sorted, !isSortedByKey(o.entries) else { return o.entries }
-        return o.entries.sorted { JSON.utf8Less($0.key, $1.key) }
     }
 
     /// True when the keys are already in byte order (then sorting would copy for nothing).
