@@ -11,7 +11,7 @@ public struct RawReading: Sendable, Equatable {
     public var model: String?
     public var units: [String: String]
 
-    init(twinId: String, eventTime: Int64, values: JSONObject, eventId: String?, model: String?, units: [String: String]) {
+    public init(twinId: String, eventTime: Int64, values: JSONObject, eventId: String? = nil, model: String? = nil, units: [String: String] = [:]) {
         self.twinId = twinId
         self.eventTime = eventTime
         self.values = values
@@ -106,10 +106,8 @@ public struct RawReading: Sendable, Equatable {
     /// The envelope's Kafka key and bytes. The values are serialized once: the same bytes make
     /// the deterministic event id and the envelope's `values`.
     public func encodedEnvelope(tenant: String, ingestTime: Int64, source: TelemetryEnvelope.Source) -> (key: [UInt8], value: [UInt8]) {
-        let canonical = TelemetryEnvelope.canonical(values)
-        let envelope = TelemetryEnvelope(
-            eventId: eventId ?? TelemetryEnvelope.deterministicEventId(tenant: tenant, twinId: twinId, eventTime: eventTime, canonicalValues: canonical),
-            tenant: tenant, twinId: twinId, model: model, eventTime: eventTime, ingestTime: ingestTime, source: source, values: values, units: units)
-        return (twinKeyBytes(tenant: tenant, twinId: twinId), envelope.encoded(canonicalValues: canonical))
+        (twinKeyBytes(tenant: tenant, twinId: twinId),
+         TelemetryEnvelope.encode(eventId: eventId, tenant: tenant, twinId: twinId, model: model, eventTime: eventTime, ingestTime: ingestTime,
+                                  source: source, values: values, units: units))
     }
 }

@@ -52,6 +52,15 @@ public struct SHA256: Sendable {
         withDigest { hexString($0.prefix(min(bytes, 32))) }
     }
 
+    /// The same hex written over `out` (twice the prefix's length, at most 64 bytes), for a
+    /// caller that puts it inside a larger buffer; the hasher should not be used afterwards.
+    public mutating func finalizeHex(prefix bytes: Int = 32, into out: UnsafeMutableBufferPointer<UInt8>) {
+        withDigest { digest in
+            let n = writeHex(digest.prefix(min(bytes, 32)), to: out)
+            precondition(n == out.count, "finalizeHex(prefix:into:) needs room for exactly the hex digits")
+        }
+    }
+
     /// Pads the message, compresses the last block and lends the 32-byte digest to `body`.
     private mutating func withDigest<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
         let bitLength = length &* 8
@@ -156,15 +165,20 @@ public struct SHA256: Sendable {
 
 /// Lower-case hex of `bytes`.
 public func hexString(_ bytes: some Collection<UInt8>) -> String {
-    String(unsafeUninitializedCapacity: bytes.count * 2) { out in
-        var i = 0
-        for b in bytes {
-            out[i] = hexDigit(b >> 4)
-            out[i + 1] = hexDigit(b & 15)
-            i += 2
-        }
-        return i
+    String(unsafeUninitializedCapacity: bytes.count * 2) { writeHex(bytes, to: $0) }
+}
+
+/// Writes the lower-case hex of `bytes` to the start of `out` (room for twice their count) and
+/// returns how many bytes it wrote.
+@inline(__always)
+func writeHex(_ bytes: some Collection<UInt8>, to out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+    var i = 0
+    for b in bytes {
+        out[i] = hexDigit(b >> 4)
+        out[i + 1] = hexDigit(b & 15)
+        i += 2
     }
+    return i
 }
 
 @inline(__always) private func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 48 + v : 87 + v }

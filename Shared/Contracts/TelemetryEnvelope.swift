@@ -11,11 +11,61 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
         /// `kafka` or `http`.
         public var kind: String
         /// `topic/partition/offset` for Kafka, the request id for HTTP.
-        public var ref: String
+        public var ref: String {
+            get {
+                switch storedRef {
+                case .text(let text): text
+                case .record(let topic, let partition, let offset): "\(topic)/\(partition)/\(offset)"
+                }
+            }
+            set { storedRef = .text(newValue) }
+        }
+        private var storedRef: Ref
+
+        /// A Kafka record's reference is kept as its parts and written into the envelope from
+        /// them: the ingestor makes no string of it per reading.
+        private enum Ref: Sendable {
+            case text(String)
+            case record(topic: String, partition: Int32, offset: Int64)
+        }
 
         public init(kind: String, ref: String) {
             self.kind = kind
-            self.ref = ref
+            storedRef = .text(ref)
+        }
+
+        /// The source of a reading read from Kafka: kind `kafka`, ref `topic/partition/offset`.
+        public static func kafka(topic: String, partition: Int32, offset: Int64) -> Source {
+            var source = Source(kind: "kafka", ref: "")
+            source.storedRef = .record(topic: topic, partition: partition, offset: offset)
+            return source
+        }
+
+        public static func == (a: Source, b: Source) -> Bool { a.kind == b.kind && a.ref == b.ref }
+
+        /// Upper bound of the reference's encoded length, quotes included (escapes aside).
+        var refCapacity: Int {
+            switch storedRef {
+            case .text(let text): text.utf8.count + 2
+            case .record(let topic, _, _): topic.utf8.count + 34
+            }
+        }
+
+        /// Writes the reference as a JSON string.
+        func writeRef(to w: inout JSONWriter) {
+            switch storedRef {
+            case .text(let text):
+                w.value(text)
+            case .record(let topic, let partition, let offset):
+                w.rawValue { bytes in
+                    JSON.appendQuoted(topic, to: &bytes)
+                    bytes[bytes.count - 1] = UInt8(ascii: "/")  // the closing quote comes after the numbers
+                    JSONNumber.withDigits(of: Int64(partition)) { bytes.append(contentsOf: $0) }
+                    bytes.append(UInt8(ascii: "/"))
+                    JSONNumber.withDigits(of: offset) { bytes.append(contentsOf: $0) }
+                    bytes.append(UInt8(ascii: "\""))
+                }
+            }
         }
     }
 
@@ -53,7 +103,8 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
 
     /// Compact JSON, fields in a fixed order, values in canonical (sorted) key order.
     public func encoded() -> [UInt8] {
-        encoded(canonicalValues: Self.canonical(values))
+        Self.encode(eventId: eventId, tenant: tenant, twinId: twinId, model: model, eventTime: eventTime, ingestTime: ingestTime,
+                    source: source, values: values, units: units)
     }
 
     /// The values object as compact JSON with sorted keys: the bytes both the envelope and the
@@ -65,27 +116,62 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
         return bytes
     }
 
-    /// The envelope with `canonicalValues` (`canonical(values)`, already written once) spliced in.
-    func encoded(canonicalValues: [UInt8]) -> [UInt8] {
+    /// Hex digits of a deterministic event id (a 16-byte prefix of the hash).
+    static let deterministicIdLength = 32
+
+    /// The envelope's bytes (see `encoded()`). Without an `eventId`, the deterministic one
+    /// (`deterministicEventId`) is hashed from the values as they were just written and filled
+    /// into the room left for it: the values are written once, and no string is made for the id.
+    static func encode(eventId: String?, tenant: String, twinId: String, model: String?, eventTime: Int64, ingestTime: Int64,
+                       source: Source, values: JSONObject, units: [String: String]) -> [UInt8] {
         // The fixed text (names, punctuation, two 24-byte times, the source kind) is under 200
         // bytes; too small a guess costs a second allocation and a copy of every envelope.
-        var w = JSONWriter(capacity: 200 + canonicalValues.count + eventId.utf8.count + tenant.utf8.count + twinId.utf8.count
-                               + (model?.utf8.count ?? 0) + source.ref.utf8.count + (units.isEmpty ? 0 : 16 + units.count * 24))
+        var capacity = 200 + (eventId?.utf8.count ?? Self.deterministicIdLength) + tenant.utf8.count + twinId.utf8.count
+            + (model?.utf8.count ?? 0) + source.refCapacity + (units.isEmpty ? 0 : 16 + units.count * 24)
+        for (name, value) in values {
+            capacity += name.utf8.count + 4 + (value.stringValue.map { $0.utf8.count + 2 } ?? 24)
+        }
+        var w = JSONWriter(capacity: capacity)
         w.beginObject()
-        w.field("eventId", eventId)
+        w.key("eventId")
+        var idStart: Int?
+        if let eventId {
+            w.value(eventId)
+        } else {
+            w.rawValue { bytes in
+                bytes.append(UInt8(ascii: "\""))
+                idStart = bytes.count
+                bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: Self.deterministicIdLength))
+                bytes.append(UInt8(ascii: "\""))
+            }
+        }
         w.field("tenant", tenant)
         w.field("twinId", twinId)
         if let model { w.field("model", model) }
         w.key("eventTime"); w.time(eventTime)
         w.key("ingestTime"); w.time(ingestTime)
-        w.key("source"); w.beginObject(); w.field("kind", source.kind); w.field("ref", source.ref); w.endObject()
-        w.key("values"); w.raw(canonicalValues)
+        w.key("source"); w.beginObject(); w.field("kind", source.kind); w.key("ref"); source.writeRef(to: &w); w.endObject()
+        w.key("values")
+        var valuesStart = 0
+        w.rawValue { bytes in
+            valuesStart = bytes.count
+            JSON.object(values).append(to: &bytes, options: .sortedKeys)
+        }
+        let valuesEnd = w.bytes.count
         if !units.isEmpty {
             w.key("units"); w.beginObject()
             for (name, unit) in units.sorted(by: { $0.key < $1.key }) { w.field(name, unit) }
             w.endObject()
         }
         w.endObject()
+        if let idStart {
+            w.bytes.withUnsafeMutableBufferPointer { buffer in
+                var hasher = idHasher(tenant: tenant, twinId: twinId, eventTime: eventTime)
+                hasher.update(UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[valuesStart..<valuesEnd])))
+                hasher.finalizeHex(prefix: Self.deterministicIdLength / 2,
+                                   into: UnsafeMutableBufferPointer(rebasing: buffer[idStart..<(idStart + Self.deterministicIdLength)]))
+            }
+        }
         return w.bytes
     }
 
@@ -172,7 +258,14 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
 
     /// The same id from the values' canonical bytes (`canonical(values)`).
     static func deterministicEventId(tenant: String, twinId: String, eventTime: Int64, canonicalValues: [UInt8]) -> String {
-        // One hash of: tenant NUL twinId NUL eventTime NUL canonical(values).
+        var hasher = idHasher(tenant: tenant, twinId: twinId, eventTime: eventTime)
+        canonicalValues.withUnsafeBytes { hasher.update($0) }
+        return hasher.finalizeHex(prefix: Self.deterministicIdLength / 2)
+    }
+
+    /// The id's hash up to the values: one hash of tenant NUL twinId NUL eventTime NUL
+    /// canonical(values).
+    private static func idHasher(tenant: String, twinId: String, eventTime: Int64) -> SHA256 {
         var hasher = SHA256()
         var nul: UInt8 = 0
         withUnsafeBytes(of: &nul) { nul in
@@ -183,8 +276,7 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
             JSONNumber.withDigits(of: eventTime) { hasher.update($0) }
             hasher.update(nul)
         }
-        canonicalValues.withUnsafeBytes { hasher.update($0) }
-        return hasher.finalizeHex(prefix: 16)
+        return hasher
     }
 }
 

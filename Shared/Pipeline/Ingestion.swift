@@ -10,17 +10,23 @@ public struct IngestProcessor: MessageProcessor, Sendable {
     public static let stage = "ingestor"
     /// Each message stands alone: batches are processed on every core.
     public var processesMessagesIndependently: Bool { true }
-    public var defaultTenant: String
+    public var defaultTenant: String {
+        didSet { defaultTenantValue = Array(defaultTenant.utf8) }
+    }
+    /// The default tenant's header value, made once rather than for every message without one.
+    private var defaultTenantValue: [UInt8]
     /// Readings further than this in the future (ms) are dead-lettered as `future_timestamp`.
     public var maxFutureSkewMs: Int64
 
     public init(defaultTenant: String, maxFutureSkewMs: Int64 = 300_000) {
         self.defaultTenant = defaultTenant
+        defaultTenantValue = Array(defaultTenant.utf8)
         self.maxFutureSkewMs = maxFutureSkewMs
     }
 
     public mutating func process(_ message: KafkaMessage, now: Int64, into outputs: inout [OutgoingMessage]) {
-        let tenant = message.headers.string(MessageHeader.tenant) ?? defaultTenant
+        let named = message.headers.string(MessageHeader.tenant)
+        let tenant = named ?? defaultTenant
         guard isValidTenant(tenant) else {
             outputs.append(deadLetterMessage(stage: Self.stage, input: message, tenant: defaultTenant,
                                              reasons: [.init(code: "invalid_tenant", pointer: "", message: "tenant header must be 1-64 letters, digits, _ or -",
@@ -30,7 +36,8 @@ public struct IngestProcessor: MessageProcessor, Sendable {
         var headers: [KafkaHeader]?
         func accept(key: [UInt8], value: [UInt8]) {
             // Every envelope of one message continues its trace through one span.
-            if headers == nil { headers = derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: tenant) }
+            if headers == nil { headers = derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: tenant,
+                                                          tenantValue: named == nil ? defaultTenantValue : nil) }
             outputs.append(OutgoingMessage(topic: Topic.telemetryIngested.name, key: key, value: value, headers: headers!))
         }
         var failures: [Rejection] = []
@@ -38,7 +45,7 @@ public struct IngestProcessor: MessageProcessor, Sendable {
         // else (arrays, bad readings, bad JSON) through the tree, which names every problem.
         if let reading = RawReading.readDirectly(message.value) {
             Self.admit(reading, pointer: "", tenant: tenant, now: now, maxFutureSkewMs: maxFutureSkewMs,
-                       source: TelemetryEnvelope.Source(kind: "kafka", ref: Self.sourceRef(message)), rejections: &failures, accept)
+                       source: Self.source(message), rejections: &failures, accept)
         } else {
             let json: JSON
             do {
@@ -48,7 +55,7 @@ public struct IngestProcessor: MessageProcessor, Sendable {
                 return
             }
             Self.envelopes(from: json, tenant: tenant, now: now, maxFutureSkewMs: maxFutureSkewMs,
-                           source: TelemetryEnvelope.Source(kind: "kafka", ref: Self.sourceRef(message)), rejections: &failures, accept)
+                           source: Self.source(message), rejections: &failures, accept)
         }
         if !failures.isEmpty {
             let twins = Set(failures.compactMap(\.twinId))
@@ -104,20 +111,8 @@ public struct IngestProcessor: MessageProcessor, Sendable {
         accept(key, value)
     }
 
-    /// `topic/partition/offset`, the envelope's source reference for a Kafka message.
-    static func sourceRef(_ message: KafkaMessage) -> String {
-        // Written straight into the string: no intermediate byte array per message.
-        String(unsafeUninitializedCapacity: message.topic.utf8.count + 42) { buffer in
-            func put(_ bytes: UnsafeRawBufferPointer, at n: Int) -> Int {
-                UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[n...]).copyMemory(from: bytes)
-                return n + bytes.count
-            }
-            var topic = message.topic
-            var n = topic.withUTF8 { put(UnsafeRawBufferPointer($0), at: 0) }
-            buffer[n] = UInt8(ascii: "/")
-            n = JSONNumber.withDigits(of: Int64(message.partition)) { put($0, at: n + 1) }
-            buffer[n] = UInt8(ascii: "/")
-            return JSONNumber.withDigits(of: message.offset) { put($0, at: n + 1) }
-        }
+    /// The envelope's source for a Kafka message: `kafka`, `topic/partition/offset`.
+    static func source(_ message: KafkaMessage) -> TelemetryEnvelope.Source {
+        .kafka(topic: message.topic, partition: message.partition, offset: message.offset)
     }
 }

@@ -58,7 +58,9 @@ public func deadLetterMessage(stage: String, input: KafkaMessage, tenant: String
 }
 
 /// Headers for a message derived from `input`: the trace continues, contract and tenant are set.
-func derivedHeaders(from input: KafkaMessage, contract: String, tenant: String, extra: KafkaHeader? = nil) -> [KafkaHeader] {
+/// `tenantValue`, the tenant's bytes when the caller keeps them, spares making them per message.
+func derivedHeaders(from input: KafkaMessage, contract: String, tenant: String, tenantValue known: [UInt8]? = nil,
+                    extra: KafkaHeader? = nil) -> [KafkaHeader] {
     // Header values shared instead of re-encoded per message: the contract's bytes are made
     // once, and the input's tenant header is reused when it names the same tenant.
     let tenantValue = input.headers.last { $0.name == MessageHeader.tenant }.flatMap { JSON.utf8Equal($0.value, tenant) ? $0.value : nil }
@@ -66,7 +68,7 @@ func derivedHeaders(from input: KafkaMessage, contract: String, tenant: String, 
     headers.reserveCapacity(extra == nil ? 3 : 4)
     headers.append(KafkaHeader(MessageHeader.traceparent, TraceContext.childHeader(of: input.headers.last { $0.name == MessageHeader.traceparent }?.value)))
     headers.append(KafkaHeader(MessageHeader.contract, contractHeaderValues.first { $0.name == contract }?.value ?? Array(contract.utf8)))
-    headers.append(KafkaHeader(MessageHeader.tenant, tenantValue ?? Array(tenant.utf8)))
+    headers.append(KafkaHeader(MessageHeader.tenant, tenantValue ?? known ?? Array(tenant.utf8)))
     if let extra { headers.append(extra) }
     return headers
 }

@@ -126,15 +126,16 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                 }
                 let started = ContinuousClock.now
                 let now = Timestamp.now
-                var outputs: [OutgoingMessage] = []
-                outputs.reserveCapacity(batch.count)
                 for message in batch {
                     if let ts = message.timestampMs { metrics.eventAge.observe(Double(max(0, now - ts)) / 1000) }
                 }
                 let parts = processor.processesMessagesIndependently ? min(processThreads, batch.count / Self.minimumPart) : 1
+                var outputs: [OutgoingMessage]
                 if parts > 1 {
                     outputs = await Self.process(batch, in: parts, with: processor, now: now)
                 } else {
+                    outputs = []
+                    outputs.reserveCapacity(batch.count)
                     for message in batch { processor.process(message, now: now, into: &outputs) }
                 }
                 outputs += processor.finishBatch(now: now)
@@ -186,7 +187,12 @@ extension StreamStage {
             }
             var results = [[OutgoingMessage]](repeating: [], count: parts)
             for await (part, outputs) in group { results[part] = outputs }
-            return results.flatMap { $0 }
+            // Joined into one array sized once: every large allocation makes glibc consolidate
+            // the small chunks the batch's messages freed, so a batch makes as few as it can.
+            var joined: [OutgoingMessage] = []
+            joined.reserveCapacity(results.reduce(0) { $0 + $1.count })
+            for part in results { joined += part }
+            return joined
         }
     }
 }

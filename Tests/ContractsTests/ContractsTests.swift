@@ -83,6 +83,35 @@ final class ContractsTests: XCTestCase {
         XCTAssertEqual(envelope.key, "acme/pump-17")
     }
 
+    /// The ingestor writes a reading's envelope in one pass, filling the derived id in after the
+    /// values and a Kafka reference from its parts: the bytes must be those of the envelope built
+    /// field by field, and the id the pinned one.
+    func testIngestedEnvelopeIsTheEnvelopeOfItsFields() throws {
+        let source = TelemetryEnvelope.Source.kafka(topic: "telemetry.raw.v1", partition: 7, offset: 1_234_567)
+        XCTAssertEqual(source, TelemetryEnvelope.Source(kind: "kafka", ref: "telemetry.raw.v1/7/1234567"))
+        let readings = [
+            RawReading(twinId: "pump-1", eventTime: 1_700_000_000_000, values: ["b": 2, "s": "x", "a": 1.5]),
+            RawReading(twinId: "room-2", eventTime: 1_795_248_000_250, values: ["temperature": 71.5, "on": true, "mode": "a \"quoted\"\n\u{1F600}"],
+                       model: "room@1", units: ["temperature": "degF"]),
+            RawReading(twinId: "battery-3", eventTime: 0, values: ["z\u{e9}": -0.0, "\u{1}": 1e300, "y": "é"], eventId: "given-id"),
+        ]
+        for (index, reading) in readings.enumerated() {
+            for source in [source, .init(kind: "http", ref: "req \"\(index)\"")] {
+                let (key, bytes) = reading.encodedEnvelope(tenant: "acme", ingestTime: 1_795_248_000_300, source: source)
+                let envelope = try TelemetryEnvelope(bytes: bytes)
+                XCTAssertEqual(envelope.eventId, reading.eventId ?? TelemetryEnvelope.deterministicEventId(
+                    tenant: "acme", twinId: reading.twinId, eventTime: reading.eventTime, values: reading.values))
+                XCTAssertEqual(envelope, TelemetryEnvelope(eventId: envelope.eventId, tenant: "acme", twinId: reading.twinId, model: reading.model,
+                                                           eventTime: reading.eventTime, ingestTime: 1_795_248_000_300, source: source,
+                                                           values: reading.values, units: reading.units))
+                XCTAssertEqual(bytes, envelope.encoded(), String(decoding: bytes, as: UTF8.self))
+                XCTAssertEqual(key, Array("acme/\(reading.twinId)".utf8))
+            }
+        }
+        let (_, first) = readings[0].encodedEnvelope(tenant: "acme", ingestTime: 1_795_248_000_300, source: source)
+        XCTAssertEqual(try TelemetryEnvelope(bytes: first).eventId, "e5a5309693edb92628dceb750b022820")
+    }
+
     /// `TelemetryEnvelope(bytes:)` reads well-formed envelopes without a JSON tree; whatever it
     /// is given, it must answer exactly what decoding the parsed tree answers.
     func testEnvelopeFromBytesAgreesWithDecodingTheTree() {
