@@ -189,12 +189,56 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
 
     /// The envelope in `bytes` when it is well-formed, else nil (see `init(bytes:)`).
     static func readDirectly(_ bytes: [UInt8]) -> TelemetryEnvelope? {
+        readDirectly(bytes, identity: true).map { f in
+            TelemetryEnvelope(eventId: f.eventId, tenant: f.contents.tenant, twinId: f.contents.twinId, model: f.contents.model,
+                              eventTime: f.eventTime, ingestTime: f.ingestTime, source: Source(kind: f.kind, ref: f.ref),
+                              values: f.contents.values, units: f.contents.units)
+        }
+    }
+
+    /// What a stage that forwards an envelope's bytes reads of it: whose reading it is and its
+    /// values. (The rest is checked, not kept.)
+    public struct Contents: Sendable, Equatable {
+        public var tenant: String
+        public var twinId: String
+        public var model: String?
+        public var values: JSONObject
+        public var units: [String: String]
+
+        public init(tenant: String, twinId: String, model: String?, values: JSONObject, units: [String: String]) {
+            self.tenant = tenant
+            self.twinId = twinId
+            self.model = model
+            self.values = values
+            self.units = units
+        }
+    }
+
+    /// The contents of the envelope in `bytes`, which are checked exactly as `init(bytes:)` checks
+    /// them and fail with the same errors; the event id and the source are not copied out.
+    public static func contents(of bytes: [UInt8]) throws(ContractError) -> Contents {
+        if let fields = readDirectly(bytes, identity: false) { return fields.contents }
+        let envelope = try TelemetryEnvelope(json: parseDocument(bytes))
+        return Contents(tenant: envelope.tenant, twinId: envelope.twinId, model: envelope.model, values: envelope.values, units: envelope.units)
+    }
+
+    /// The direct reader behind `readDirectly` and `contents(of:)`: member by member, nil for
+    /// anything unusual. Without `identity`, the event id and source strings are checked in place
+    /// (non-empty id, string ref) and left empty here.
+    private static func readDirectly(_ bytes: [UInt8], identity: Bool)
+        -> (contents: Contents, eventId: String, eventTime: Int64, ingestTime: Int64, kind: String, ref: String)? {
         try? JSONMemberReader.read(bytes) { r in
             var eventId: String?, tenant: String?, twinId: String?, model: String?, kind: String?, ref: String?
             var eventTime: Int64?, ingestTime: Int64?, values: JSONObject?, units: [String: String] = [:]
+            /// A string member the caller may not want: "" stands for any string when it does not.
+            func identityString() throws -> String {
+                if identity { return try r.requireString() }
+                guard let bytes = try r.readStringBytes() else { throw NotDirectlyReadable() }
+                return bytes.count == 0 ? "" : " "
+            }
             try r.beginObject()
             while let key = try r.nextKey() {
-                if key == "eventId" { eventId = try r.requireString() }
+                if key == "eventId" { eventId = try identityString() }
                 else if key == "tenant" { tenant = try r.requireString() }
                 else if key == "twinId" { twinId = try r.requireString() }
                 else if key == "model" { model = try r.requireString() }
@@ -207,7 +251,7 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
                     try r.beginObject()
                     while let key = try r.nextKey() {
                         if key == "kind" { kind = try r.requireString() }
-                        else if key == "ref" { ref = try r.requireString() }
+                        else if key == "ref" { ref = try identityString() }
                         else { try r.skipValue() }
                     }
                 } else {
@@ -217,8 +261,8 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
             try r.finish()
             guard let eventId, let tenant, let twinId, let eventTime, let ingestTime, let kind, let ref, let values,
                   !eventId.isEmpty, !tenant.isEmpty, TwinID.isValid(twinId), areScalars(values) else { throw NotDirectlyReadable() }
-            return TelemetryEnvelope(eventId: eventId, tenant: tenant, twinId: twinId, model: model, eventTime: eventTime, ingestTime: ingestTime,
-                                     source: Source(kind: kind, ref: ref), values: values, units: units)
+            return (Contents(tenant: tenant, twinId: twinId, model: model, values: values, units: units),
+                    identity ? eventId : "", eventTime, ingestTime, kind, identity ? ref : "")
         }
     }
 

@@ -35,9 +35,10 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
                                      reasons: [.init(code: "unsupported_contract", pointer: "", message: "this stage reads \(TelemetryEnvelope.contract)",
                                                      expected: TelemetryEnvelope.contract, actual: contract)], now: now)
         }
-        let envelope: TelemetryEnvelope
+        // Only what validation needs is read; the id and source stay in the bytes, forwarded as they are.
+        let envelope: TelemetryEnvelope.Contents
         do {
-            envelope = try TelemetryEnvelope(bytes: message.value)
+            envelope = try TelemetryEnvelope.contents(of: message.value)
         } catch {
             return deadLetterMessage(stage: Self.stage, input: message, tenant: tenant, reasons: [error], now: now)
         }
@@ -63,10 +64,15 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
                                      extra: KafkaHeader(modelHeader, model.headerValue))
         var value = message.value
         if result.converted {
-            var converted = envelope
-            converted.values = result.values
-            converted.units = [:]
-            value = converted.encoded()
+            // Re-encoded with the values in model units: only now is the whole envelope read.
+            do {
+                var converted = try TelemetryEnvelope(bytes: message.value)
+                converted.values = result.values
+                converted.units = [:]
+                value = converted.encoded()
+            } catch {
+                return deadLetterMessage(stage: Self.stage, input: message, tenant: envelope.tenant, reasons: [error], now: now)
+            }
         }
         // The ingestor keyed it `tenant/twinId` already: the input's key is reused when it is that.
         let key = message.key.flatMap { Self.isKey($0, tenant: envelope.tenant, twinId: envelope.twinId) ? $0 : nil }

@@ -141,6 +141,17 @@ final class ContractsTests: XCTestCase {
         for text in documents {
             let bytes = Array(text.utf8)
             XCTAssertEqual(outcome { try TelemetryEnvelope(bytes: bytes) }, outcome { try TelemetryEnvelope(json: parseDocument(bytes)) }, text)
+            // The validator's read (contents only) accepts and rejects exactly the same.
+            let contents = Result { () throws(ContractError) in try TelemetryEnvelope.contents(of: bytes) }
+            let whole = Result { () throws(ContractError) in try TelemetryEnvelope(json: parseDocument(bytes)) }
+            switch (contents, whole) {
+            case (.success(let c), .success(let e)):
+                XCTAssertEqual(c, .init(tenant: e.tenant, twinId: e.twinId, model: e.model, values: e.values, units: e.units), text)
+            case (.failure(let a), .failure(let b)):
+                XCTAssertEqual([a.code, a.pointer, a.message], [b.code, b.pointer, b.message], text)
+            default:
+                XCTFail("contents(of:) and init(json:) disagree on \(text): \(contents) vs \(whole)")
+            }
         }
     }
 
