@@ -29,21 +29,33 @@ public enum Timestamp {
             appendTime(m, d, secOfDay, millis, to: &bytes)
             return
         }
-        bytes.reserveCapacity(bytes.count + 24)
+        // Formatted into 24 bytes on the stack and appended at once: one capacity check instead
+        // of one per character (two times in every envelope).
         let year = Int(y)
-        bytes.append(digit(year / 1000)); bytes.append(digit(year / 100 % 10)); bytes.append(digit(year / 10 % 10)); bytes.append(digit(year % 10))
-        appendTime(m, d, secOfDay, millis, to: &bytes)
+        var text: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &text) { out in
+            out[0] = digit(year / 1000); out[1] = digit(year / 100 % 10); out[2] = digit(year / 10 % 10); out[3] = digit(year % 10)
+            writeTime(m, d, secOfDay, millis, to: out)
+        }
+        withUnsafeBytes(of: &text) { bytes.append(contentsOf: $0) }
     }
 
     /// `-MM-DDTHH:MM:SS.mmmZ`.
-    @inline(__always)
     private static func appendTime(_ m: Int, _ d: Int, _ secOfDay: Int, _ millis: Int, to bytes: inout [UInt8]) {
-        func two(_ v: Int) { bytes.append(digit(v / 10)); bytes.append(digit(v % 10)) }
-        bytes.append(UInt8(ascii: "-")); two(m); bytes.append(UInt8(ascii: "-")); two(d)
-        bytes.append(UInt8(ascii: "T"))
-        two(secOfDay / 3600); bytes.append(UInt8(ascii: ":")); two(secOfDay / 60 % 60)
-        bytes.append(UInt8(ascii: ":")); two(secOfDay % 60)
-        bytes.append(UInt8(ascii: ".")); bytes.append(digit(millis / 100)); two(millis % 100); bytes.append(UInt8(ascii: "Z"))
+        var text: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &text) { writeTime(m, d, secOfDay, millis, to: $0) }
+        withUnsafeBytes(of: &text) { bytes.append(contentsOf: $0[4...]) }
+    }
+
+    /// Writes `-MM-DDTHH:MM:SS.mmmZ` to bytes 4..<24 of `out`.
+    @inline(__always)
+    private static func writeTime(_ m: Int, _ d: Int, _ secOfDay: Int, _ millis: Int, to out: UnsafeMutableRawBufferPointer) {
+        func two(_ v: Int, at i: Int) { out[i] = digit(v / 10); out[i + 1] = digit(v % 10) }
+        out[4] = UInt8(ascii: "-"); two(m, at: 5); out[7] = UInt8(ascii: "-"); two(d, at: 8)
+        out[10] = UInt8(ascii: "T")
+        two(secOfDay / 3600, at: 11); out[13] = UInt8(ascii: ":"); two(secOfDay / 60 % 60, at: 14)
+        out[16] = UInt8(ascii: ":"); two(secOfDay % 60, at: 17)
+        out[19] = UInt8(ascii: "."); out[20] = digit(millis / 100); two(millis % 100, at: 21); out[23] = UInt8(ascii: "Z")
     }
 
     @inline(__always) private static func digit(_ v: Int) -> UInt8 { UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v) }

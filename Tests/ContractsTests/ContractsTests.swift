@@ -9,6 +9,7 @@ final class ContractsTests: XCTestCase {
         XCTAssertEqual(Timestamp.parse("2026-11-21T09:00:00+01:00"), 1_795_248_000_000)
         XCTAssertEqual(Timestamp.parse("1970-01-01T00:00:00Z"), 0)
         XCTAssertEqual(Timestamp.format(-1), "1969-12-31T23:59:59.999Z")
+        XCTAssertEqual(Timestamp.format(253_402_300_800_007), "10000-01-01T00:00:00.007Z")  // past four digits: the general path
         XCTAssertEqual(Timestamp.parse("2024-02-29T12:00:00.1Z"), Timestamp.parse("2024-02-29T12:00:00.100Z"))
         // Micro- and nanosecond precision (common from Go, Python, Java producers) truncates to ms.
         XCTAssertEqual(Timestamp.parse("2026-11-21T08:00:00.250999Z"), 1_795_248_000_250)

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Ingestion and validation throughput: readings per second from telemetry.raw.v1 to
+# telemetry.valid.v1 through the real ingestor and validator (release builds) on the embedded
+# broker, every reading accounted for as valid or dead-lettered. Not run in CI.
+#
+#   Benchmarks/pipeline-throughput.sh                  # N=200000 fleet readings
+#   N=500000 PARTITIONS=48 Benchmarks/pipeline-throughput.sh
+#   BIN=.build/release Benchmarks/pipeline-throughput.sh   # skip `swift build`
+#
+# The raw topic is filled first (the fleet simulator: pumps, rooms and batteries with valid
+# values), then both services start; the rate is N over the time from the ingestor's first
+# consumed message to the moment valid + dead-lettered readings reach N. When nothing more is
+# accounted for during STALL_SECONDS (default 60; e.g. a mock broker whose partitions are full),
+# it says how far it got and fails instead of waiting forever.
+set -euo pipefail
+
+N=${N:-200000}
+TWINS=${TWINS:-1000}
+PARTITIONS=${PARTITIONS:-24}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-pipeline.XXXXXX")
+PIDS=()
+
+cleanup() {
+    local status=$?
+    # Services first (they commit and leave their group through the broker), the broker last.
+    for (( i=${#PIDS[@]}-1; i>=0; i-- )); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true; done
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT INT TERM
+
+if [[ -z "${BIN:-}" ]]; then
+    (cd "$ROOT" && swift build -c release --product twinctl >&2 && swift build -c release --product ingestor >&2 && swift build -c release --product validator >&2)
+    BIN="$ROOT/.build/release"
+fi
+
+stdbuf -oL "$BIN/twinctl" broker --partitions "$PARTITIONS" --brokers-count "${BROKERS:-1}" >"$WORK/broker.out" 2>"$WORK/broker.err" &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+    B=$(grep -o 'bootstrap\.servers=[^[:space:]]*' "$WORK/broker.out" 2>/dev/null | cut -d= -f2- || true)
+    [[ -n "$B" ]] && break
+    sleep 0.1
+done
+[[ -n "$B" ]] || { cat "$WORK/broker.err" >&2; exit 1; }
+echo "# broker at $B, $PARTITIONS partitions per topic; filling telemetry.raw.v1 with $N readings" >&2
+"$BIN/twinctl" fleet --brokers "$B" --twins "$TWINS" --ticks $(( N / TWINS )) --interval-ms 0 >/dev/null
+N=$(( N / TWINS * TWINS ))
+
+export KAFKA_BROKERS="$B" LOG_LEVEL=warning MODELS_DIR="$ROOT/Schemas/models"
+HTTP_PORT=28181 "$BIN/ingestor" >"$WORK/ingestor.log" 2>&1 &
+PIDS+=($!)
+HTTP_PORT=28182 "$BIN/validator" >"$WORK/validator.log" 2>&1 &
+PIDS+=($!)
+
+# One long-lived poller (Python's standard library, keep-alive connections) measures: a shell loop
+# spawning curl and awk twenty times a second used a quarter of this 2-core machine itself.
+python3 - "$N" "${STALL_SECONDS:-60}" "${PIDS[@]}" <<'EOF'
+import http.client, os, sys, time
+
+n, stall_seconds = int(sys.argv[1]), float(sys.argv[2])
+pids = [int(p) for p in sys.argv[3:6]]  # broker, ingestor, validator
+hz = os.sysconf("SC_CLK_TCK")
+connections = {}
+
+def metric(port, name, filter=""):
+    """The summed value of the series of `name` whose line contains `filter`."""
+    for attempt in (0, 1):
+        try:
+            c = connections.get(port) or connections.setdefault(port, http.client.HTTPConnection("127.0.0.1", port, timeout=5))
+            c.request("GET", "/metrics")
+            text = c.getresponse().read().decode()
+            break
+        except (OSError, http.client.HTTPException):
+            connections.pop(port, None)
+            if attempt: return 0
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and filter in line))
+
+def ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+start = t10 = t90 = None
+progress, progress_at = -1, time.monotonic()  # readings accounted for, and since when
+while True:
+    now = time.monotonic()
+    if now - progress_at > stall_seconds:
+        sys.exit(f"pipeline-throughput: no progress for {stall_seconds:g} s: "
+                 f"{max(progress, 0)} of {n} readings accounted for" + ("" if start else " (the ingestor consumed nothing)"))
+    if start is None:
+        if metric(28181, "twinstream_messages_consumed_total", "telemetry.raw.v1") > 0:
+            start, cpu_start = now, [ticks(p) for p in pids]
+        else:
+            time.sleep(0.02)
+            continue
+    valid = metric(28182, "twinstream_messages_produced_total", "telemetry.valid.v1")
+    dead_validator = metric(28182, "twinstream_messages_produced_total", "telemetry.deadletter.v1")
+    dead_ingestor = metric(28181, "twinstream_messages_produced_total", "telemetry.deadletter.v1")
+    total = valid + dead_validator + dead_ingestor
+    if total != progress: progress, progress_at = total, now
+    # Steady state: the rate between 10% and 90% of the readings accounted for (no group joins,
+    # no warm-up, no tail), reported beside the whole-run figure.
+    if t10 is None and total >= n // 10: t10, n10 = now, total
+    if t90 is None and total >= n * 9 // 10: t90, n90 = now, total
+    if total >= n:
+        end, cpu_end = now, [ticks(p) for p in pids]
+        break
+    time.sleep(0.02)
+
+cpu = [b - a for a, b in zip(cpu_start, cpu_end)]
+us = lambda t: t / hz / n * 1e6
+print(f"raw -> valid: {n} readings in {end - start:.2f} s = {n / (end - start):.0f} readings/s (valid {valid}, "
+      f"dead-lettered by validator {dead_validator}, by ingestor {dead_ingestor}); CPU of broker + ingestor + validator: "
+      f"{us(sum(cpu)):.1f} us per reading ({sum(cpu) / hz / (end - start):.2f} cores busy)")
+print(f"CPU per reading: broker {us(cpu[0]):.1f} us, ingestor {us(cpu[1]):.1f} us, validator {us(cpu[2]):.1f} us")
+batches = [metric(port, "twinstream_batch_process_seconds_count") for port in (28181, 28182)]
+print(f"batches: ingestor {batches[0]} (mean {n // max(batches[0], 1)} messages), validator {batches[1]} (mean {n // max(batches[1], 1)} messages)")
+if t90 is not None and t90 > t10:
+    print(f"steady state (10% to 90% of the readings): {(n90 - n10) / (t90 - t10):.0f} readings/s")
+EOF
