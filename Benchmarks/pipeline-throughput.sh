@@ -6,6 +6,7 @@
 #   Benchmarks/pipeline-throughput.sh                  # N=200000 fleet readings
 #   N=500000 PARTITIONS=48 Benchmarks/pipeline-throughput.sh
 #   BIN=.build/release Benchmarks/pipeline-throughput.sh   # skip `swift build`
+#   PORT=28181 ...                                          # HTTP ports PORT and PORT+1 (two runs at once)
 #
 # The raw topic is filled first (the fleet simulator: pumps, rooms and batteries with valid
 # values), then both services start; the rate is N over the time from the ingestor's first
@@ -15,6 +16,8 @@
 set -euo pipefail
 
 N=${N:-200000}
+PORT=${PORT:-18181}
+VPORT=$(( PORT + 1 ))
 TWINS=${TWINS:-1000}
 PARTITIONS=${PARTITIONS:-24}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,18 +51,19 @@ echo "# broker at $B, $PARTITIONS partitions per topic; filling telemetry.raw.v1
 N=$(( N / TWINS * TWINS ))
 
 export KAFKA_BROKERS="$B" LOG_LEVEL=warning MODELS_DIR="$ROOT/Schemas/models"
-HTTP_PORT=18181 "$BIN/ingestor" >"$WORK/ingestor.log" 2>&1 &
+HTTP_PORT=$PORT "$BIN/ingestor" >"$WORK/ingestor.log" 2>&1 &
 PIDS+=($!)
-HTTP_PORT=18182 "$BIN/validator" >"$WORK/validator.log" 2>&1 &
+HTTP_PORT=$VPORT "$BIN/validator" >"$WORK/validator.log" 2>&1 &
 PIDS+=($!)
 
 # One long-lived poller (Python's standard library, keep-alive connections) measures: a shell loop
 # spawning curl and awk twenty times a second used a quarter of this 2-core machine itself.
-python3 - "$N" "${STALL_SECONDS:-60}" "${PIDS[@]}" <<'EOF'
+python3 - "$N" "${STALL_SECONDS:-60}" "$PORT" "$VPORT" "${PIDS[@]}" <<'EOF'
 import http.client, os, sys, time
 
 n, stall_seconds = int(sys.argv[1]), float(sys.argv[2])
-pids = [int(p) for p in sys.argv[3:6]]  # broker, ingestor, validator
+ingestor_port, validator_port = int(sys.argv[3]), int(sys.argv[4])
+pids = [int(p) for p in sys.argv[5:8]]  # broker, ingestor, validator
 hz = os.sysconf("SC_CLK_TCK")
 connections = {}
 
@@ -90,14 +94,14 @@ while True:
         sys.exit(f"pipeline-throughput: no progress for {stall_seconds:g} s: "
                  f"{max(progress, 0)} of {n} readings accounted for" + ("" if start else " (the ingestor consumed nothing)"))
     if start is None:
-        if metric(18181, "twinstream_messages_consumed_total", "telemetry.raw.v1") > 0:
+        if metric(ingestor_port, "twinstream_messages_consumed_total", "telemetry.raw.v1") > 0:
             start, cpu_start = now, [ticks(p) for p in pids]
         else:
             time.sleep(0.02)
             continue
-    valid = metric(18182, "twinstream_messages_produced_total", "telemetry.valid.v1")
-    dead_validator = metric(18182, "twinstream_messages_produced_total", "telemetry.deadletter.v1")
-    dead_ingestor = metric(18181, "twinstream_messages_produced_total", "telemetry.deadletter.v1")
+    valid = metric(validator_port, "twinstream_messages_produced_total", "telemetry.valid.v1")
+    dead_validator = metric(validator_port, "twinstream_messages_produced_total", "telemetry.deadletter.v1")
+    dead_ingestor = metric(ingestor_port, "twinstream_messages_produced_total", "telemetry.deadletter.v1")
     total = valid + dead_validator + dead_ingestor
     if total != progress: progress, progress_at = total, now
     # Steady state: the rate between 10% and 90% of the readings accounted for (no group joins,
@@ -115,7 +119,7 @@ print(f"raw -> valid: {n} readings in {end - start:.2f} s = {n / (end - start):.
       f"dead-lettered by validator {dead_validator}, by ingestor {dead_ingestor}); CPU of broker + ingestor + validator: "
       f"{us(sum(cpu)):.1f} us per reading ({sum(cpu) / hz / (end - start):.2f} cores busy)")
 print(f"CPU per reading: broker {us(cpu[0]):.1f} us, ingestor {us(cpu[1]):.1f} us, validator {us(cpu[2]):.1f} us")
-batches = [metric(port, "twinstream_batch_process_seconds_count") for port in (18181, 18182)]
+batches = [metric(port, "twinstream_batch_process_seconds_count") for port in (ingestor_port, validator_port)]
 print(f"batches: ingestor {batches[0]} (mean {n // max(batches[0], 1)} messages), validator {batches[1]} (mean {n // max(batches[1], 1)} messages)")
 if t90 is not None and t90 > t10:
     print(f"steady state (10% to 90% of the readings): {(n90 - n10) / (t90 - t10):.0f} readings/s")

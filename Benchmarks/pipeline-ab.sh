@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Two builds of the ingestor and validator compared side by side: each round runs
+# `pipeline-throughput.sh` for both at the same time, each with its own embedded broker, so both
+# meet the same load from the rest of the host. On these shared 2-core machines the CPU per
+# reading of one build moves by ±20% from run to run; side by side, two identical builds agree
+# within about 5%. Compare the CPU per reading (the rate of each is about half of a lone run).
+#
+#   Benchmarks/pipeline-ab.sh /tmp/old-release .build/release [ROUNDS]
+#   A_ENV="GLIBC_TUNABLES=..." Benchmarks/pipeline-ab.sh .build/release .build/release   # a setting, not a build
+set -euo pipefail
+
+A=$1
+B=$2
+ROUNDS=${3:-4}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-ab.XXXXXX")
+trap 'rm -rf "$OUT"' EXIT
+
+for (( r = 1; r <= ROUNDS; r++ )); do
+    env ${A_ENV:-} N="${N:-300000}" BIN="$A" PORT=18181 "$ROOT/Benchmarks/pipeline-throughput.sh" >"$OUT/a" 2>&1 &
+    a=$!
+    env ${B_ENV:-} N="${N:-300000}" BIN="$B" PORT=28181 "$ROOT/Benchmarks/pipeline-throughput.sh" >"$OUT/b" 2>&1 &
+    b=$!
+    wait "$a" "$b" || { cat "$OUT/a" "$OUT/b" >&2; exit 1; }
+    for side in a b; do
+        echo "round $r $side: $(grep -o '= [0-9]* readings/s' "$OUT/$side") | $(grep 'CPU per reading:' "$OUT/$side")" | tee -a "$OUT/all"
+    done
+done
+python3 - "$OUT/all" <<'PY'
+import re, sys, statistics
+cpu = {"a": {}, "b": {}}
+for line in open(sys.argv[1]):
+    side = line.split()[2].rstrip(":")
+    for name, value in re.findall(r"(broker|ingestor|validator) ([\d.]+) us", line):
+        cpu[side].setdefault(name, []).append(float(value))
+for side in "ab":
+    print(f"{side}: mean CPU per reading " + ", ".join(f"{n} {statistics.mean(v):.2f} us" for n, v in cpu[side].items()))
+PY
