@@ -187,8 +187,8 @@ extension StreamStage {
             }
             var results = [[OutgoingMessage]](repeating: [], count: parts)
             for await (part, outputs) in group { results[part] = outputs }
-            // Joined into one array sized once: every large allocation makes glibc consolidate
-            // the small chunks the batch's messages freed, so a batch makes as few as it can.
+            // Joined into one array sized once, not grown part by part (each growth is another
+            // large allocation and a copy of the outputs so far).
             var joined: [OutgoingMessage] = []
             joined.reserveCapacity(results.reduce(0) { $0 + $1.count })
             for part in results { joined += part }
