@@ -21,7 +21,10 @@ for (( r = 1; r <= ROUNDS; r++ )); do
     a=$!
     env ${B_ENV:-} N="${N:-300000}" BIN="$B" PORT=28181 "$ROOT/Benchmarks/pipeline-throughput.sh" >"$OUT/b" 2>&1 &
     b=$!
-    wait "$a" "$b" || { cat "$OUT/a" "$OUT/b" >&2; exit 1; }
+    status=0
+    wait "$a" || status=$?
+    wait "$b" || status=$?
+    (( status == 0 )) || { cat "$OUT/a" "$OUT/b" >&2; exit "$status"; }
     for side in a b; do
         echo "round $r $side: $(grep -o '= [0-9]* readings/s' "$OUT/$side") | $(grep 'CPU per reading:' "$OUT/$side")" | tee -a "$OUT/all"
     done

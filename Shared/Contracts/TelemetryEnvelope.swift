@@ -112,8 +112,13 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
     public static func canonical(_ values: JSONObject) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(values.count * 24 + 2)
-        JSON.object(values).append(to: &bytes, options: .sortedKeys)
+        appendCanonical(values, to: &bytes)
         return bytes
+    }
+
+    /// Appends `canonical(values)` to `bytes` (the envelope writer puts them in place).
+    static func appendCanonical(_ values: JSONObject, to bytes: inout [UInt8]) {
+        JSON.object(values).append(to: &bytes, options: .sortedKeys)
     }
 
     /// Hex digits of a deterministic event id (a 16-byte prefix of the hash).
@@ -155,7 +160,7 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
         var valuesStart = 0
         w.rawValue { bytes in
             valuesStart = bytes.count
-            JSON.object(values).append(to: &bytes, options: .sortedKeys)
+            appendCanonical(values, to: &bytes)
         }
         let valuesEnd = w.bytes.count
         if !units.isEmpty {
@@ -296,14 +301,10 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
 
     /// The id of a reading the producer gave none: the same tenant, twin, time and values always
     /// give the same id, so a producer's retry is recognised downstream.
+    /// (The ingestor's envelopes get the same id from `encode`, hashed in place.)
     public static func deterministicEventId(tenant: String, twinId: String, eventTime: Int64, values: JSONObject) -> String {
-        deterministicEventId(tenant: tenant, twinId: twinId, eventTime: eventTime, canonicalValues: canonical(values))
-    }
-
-    /// The same id from the values' canonical bytes (`canonical(values)`).
-    static func deterministicEventId(tenant: String, twinId: String, eventTime: Int64, canonicalValues: [UInt8]) -> String {
         var hasher = idHasher(tenant: tenant, twinId: twinId, eventTime: eventTime)
-        canonicalValues.withUnsafeBytes { hasher.update($0) }
+        canonical(values).withUnsafeBytes { hasher.update($0) }
         return hasher.finalizeHex(prefix: Self.deterministicIdLength / 2)
     }
 
