@@ -51,6 +51,10 @@ echo "# broker at $B, $PARTITIONS partitions per topic; filling telemetry.raw.v1
 N=$(( N / TWINS * TWINS ))
 
 export KAFKA_BROKERS="$B" LOG_LEVEL=warning MODELS_DIR="$ROOT/Schemas/models"
+# As `twinctl up` runs them (EmbeddedBroker.clientProperties): the mock broker holds a fetch that
+# found nothing for the whole fetch.wait.max.ms even when data arrives meanwhile (a real broker
+# answers at once), so with the 500 ms default the validator starts half a second late.
+export KAFKA_FETCH_WAIT_MAX_MS=${KAFKA_FETCH_WAIT_MAX_MS:-50}
 HTTP_PORT=$PORT "$BIN/ingestor" >"$WORK/ingestor.log" 2>&1 &
 PIDS+=($!)
 HTTP_PORT=$VPORT "$BIN/validator" >"$WORK/validator.log" 2>&1 &

@@ -25,9 +25,11 @@ func runUp(_ args: Arguments) async throws {
     let binDir = executableDirectory()
     var environment = ProcessInfo.processInfo.environment
     environment["KAFKA_BROKERS"] = broker.bootstrapServers
-    // The mock cluster waits session.timeout.ms - 1 s for members to rejoin; keep it short locally.
-    environment["KAFKA_SESSION_TIMEOUT_MS"] = environment["KAFKA_SESSION_TIMEOUT_MS"] ?? "3000"
-    environment["KAFKA_HEARTBEAT_INTERVAL_MS"] = environment["KAFKA_HEARTBEAT_INTERVAL_MS"] ?? "500"
+    // Group and fetch timings suited to the mock cluster, unless the caller set them.
+    for (property, value) in EmbeddedBroker.clientProperties {
+        let name = EnvironmentReader.kafkaVariable(forProperty: property)
+        environment[name] = environment[name] ?? value
+    }
     environment["STATE_DIR"] = stateDir.path
     environment["AUTO_CREATE_TWINS"] = environment["AUTO_CREATE_TWINS"] ?? "true"
     // The simulated fleet names its models; these rules cover producers that do not.

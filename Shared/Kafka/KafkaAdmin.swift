@@ -30,7 +30,7 @@ public enum KafkaAdmin {
     /// Blocks on its own thread until the cluster answers or `timeout` passes.
     public static func createTopics(_ topics: [TopicSpec], configuration: KafkaConfiguration,
                                     timeout: Duration = .seconds(30)) async throws -> [String: Outcome] {
-        let conf = try configuration.makeNativeConfig()
+        let conf = try configuration.makeNativeConfig(for: RD_KAFKA_PRODUCER)
         let rk = UnsafeSendable(try makeClient(RD_KAFKA_PRODUCER, conf))
         let timeoutMs = Int32(clamping: timeout.components.seconds * 1000)
         return try await withCheckedThrowingContinuation { continuation in

@@ -39,11 +39,15 @@ public struct KafkaConfiguration: Sendable {
         return copy
     }
 
-    /// Builds an `rd_kafka_conf_t`; the caller owns it until it is handed to `rd_kafka_new`.
-    func makeNativeConfig() throws(KafkaError) -> OpaquePointer {
+    /// Builds an `rd_kafka_conf_t` for a client of `type`; the caller owns it until it is handed to
+    /// `rd_kafka_new`. Properties only the other kind of client reads are left out: a service passes
+    /// one set of `KAFKA_*` variables to its producer and its consumer, and librdkafka would log a
+    /// warning for each (`session.timeout.ms is a consumer property and will be ignored…`).
+    func makeNativeConfig(for type: rd_kafka_type_t) throws(KafkaError) -> OpaquePointer {
         guard let conf = rd_kafka_conf_new() else { throw .invalid("rd_kafka_conf_new failed") }
         var errstr = [CChar](repeating: 0, count: 512)
-        for (key, value) in properties.sorted(by: { $0.key < $1.key }) {
+        let otherRole = type == RD_KAFKA_PRODUCER ? Self.consumerOnlyProperties : Self.producerOnlyProperties
+        for (key, value) in properties.sorted(by: { $0.key < $1.key }) where !otherRole.contains(key) {
             if rd_kafka_conf_set(conf, key, value, &errstr, errstr.count) != RD_KAFKA_CONF_OK {
                 rd_kafka_conf_destroy(conf)
                 throw .invalid("Kafka setting \(key): \(cString(errstr))")
@@ -51,6 +55,25 @@ public struct KafkaConfiguration: Sendable {
         }
         return conf
     }
+
+    /// Scope C and scope P of librdkafka 2.0.2's CONFIGURATION.md.
+    static let consumerOnlyProperties: Set<String> = [
+        "group.id", "group.instance.id", "partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms",
+        "group.protocol.type", "coordinator.query.interval.ms", "max.poll.interval.ms", "enable.auto.commit",
+        "auto.commit.interval.ms", "enable.auto.offset.store", "queued.min.messages", "queued.max.messages.kbytes",
+        "fetch.wait.max.ms", "fetch.message.max.bytes", "max.partition.fetch.bytes", "fetch.max.bytes", "fetch.min.bytes",
+        "fetch.error.backoff.ms", "offset.store.method", "isolation.level", "enable.partition.eof", "check.crcs",
+        "auto.commit.enable", "auto.offset.reset", "offset.store.path", "offset.store.sync.interval.ms",
+        "consume.callback.max.messages",
+    ]
+    static let producerOnlyProperties: Set<String> = [
+        "transactional.id", "transaction.timeout.ms", "enable.idempotence", "enable.gapless.guarantee",
+        "queue.buffering.max.messages", "queue.buffering.max.kbytes", "queue.buffering.max.ms", "linger.ms",
+        "message.send.max.retries", "retries", "retry.backoff.ms", "queue.buffering.backpressure.threshold",
+        "compression.codec", "compression.type", "batch.num.messages", "batch.size", "delivery.report.only.error",
+        "sticky.partitioning.linger.ms", "request.required.acks", "acks", "request.timeout.ms", "message.timeout.ms",
+        "delivery.timeout.ms", "queuing.strategy", "produce.offset.report", "partitioner", "compression.level",
+    ]
 }
 
 /// Context shared with librdkafka's C callbacks through the opaque pointer.

@@ -60,7 +60,7 @@ public final class KafkaConsumer: Sendable {
         self.groupId = groupId
         let config = configuration.withDefaults(Self.defaultProperties)
             .with(Self.requiredProperties).with(["group.id": groupId])
-        let conf = try config.makeNativeConfig()
+        let conf = try config.makeNativeConfig(for: RD_KAFKA_CONSUMER)
         ctx = ConsumerContext(config, listener: onRebalance)
         context = ctx.install(on: conf)
         rd_kafka_conf_set_rebalance_cb(conf) { rk, err, partitions, opaque in
@@ -120,7 +120,7 @@ public final class KafkaConsumer: Sendable {
         groupId = "unassigned-\(UInt64.random(in: 0...UInt64.max))"
         let config = configuration.withDefaults(Self.defaultProperties)
             .with(Self.requiredProperties).with(["group.id": groupId, "enable.auto.commit": "false"])
-        let conf = try config.makeNativeConfig()
+        let conf = try config.makeNativeConfig(for: RD_KAFKA_CONSUMER)
         ctx = ConsumerContext(config, listener: nil)
         context = ctx.install(on: conf)
         do {

@@ -35,7 +35,7 @@ public final class KafkaProducer: Sendable {
 
     public init(configuration: KafkaConfiguration) throws {
         let config = configuration.withDefaults(Self.defaultProperties)
-        let conf = try config.makeNativeConfig()
+        let conf = try config.makeNativeConfig(for: RD_KAFKA_PRODUCER)
         ctx = ProducerContext(config)
         context = ctx.install(on: conf)
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in

@@ -280,6 +280,12 @@ public final class EnvironmentReader: Sendable {
         return properties
     }
 
+    /// The `KAFKA_*` variable that sets librdkafka property `name` (the inverse of
+    /// `kafkaPropertyName(forVariable:)`): `fetch.wait.max.ms` → `KAFKA_FETCH_WAIT_MAX_MS`.
+    public static func kafkaVariable(forProperty name: String) -> String {
+        "KAFKA_" + name.replacingOccurrences(of: "_", with: "__").replacingOccurrences(of: ".", with: "_").uppercased()
+    }
+
     /// The librdkafka property a `KAFKA_*` variable maps to, or nil when it is not a
     /// `KAFKA_*` name or would produce an empty segment. `_` → `.`, `__` → `_`, lowercased.
     public static func kafkaPropertyName(forVariable name: String) -> String? {

@@ -17,6 +17,17 @@ enum Harness {
         return dir
     }
 
+    /// `EmbeddedBroker.clientProperties` as the `KAFKA_*` variables of a service's environment
+    /// (what `twinctl up` gives its services), merged under `environment`.
+    static func embeddedBrokerEnvironment(_ environment: [String: String]) -> [String: String] {
+        var result = environment
+        for (property, value) in EmbeddedBroker.clientProperties {
+            let name = EnvironmentReader.kafkaVariable(forProperty: property)
+            result[name] = result[name] ?? value
+        }
+        return result
+    }
+
     /// A free TCP port on loopback (bound and released; good enough for tests on one machine).
     static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

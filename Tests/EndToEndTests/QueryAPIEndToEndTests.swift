@@ -21,7 +21,7 @@ final class QueryAPIEndToEndTests: XCTestCase {
         let (key, _) = try APIKeysFile.addKey(tenant: "acme", scopes: [.read, .write], to: keysFile)
         let (otherKey, _) = try APIKeysFile.addKey(tenant: "beta", scopes: [.read, .write], to: keysFile)
         let base = Harness.freePortRange(2)
-        let common = ["KAFKA_BROKERS": broker.bootstrapServers, "KAFKA_SESSION_TIMEOUT_MS": "3000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "LOG_LEVEL": "info"]
+        let common = Harness.embeddedBrokerEnvironment(["KAFKA_BROKERS": broker.bootstrapServers, "LOG_LEVEL": "info"])
         let api = try ChildProcess("query-api", environment: common.merging(["HTTP_PORT": String(base), "API_KEYS_FILE": keysFile]) { _, b in b },
                                    stderrTo: dir.appendingPathComponent("query-api.log"))
         let updater = try ChildProcess("state-updater", environment: common.merging(["HTTP_PORT": String(base + 1), "STATE_DIR": dir.appendingPathComponent("state").path]) { _, b in b },

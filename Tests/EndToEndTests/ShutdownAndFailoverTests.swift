@@ -7,8 +7,6 @@ import XCTest
 /// Process-level fault tests: SIGTERM drains and exits 0 without losing messages; a SIGKILLed group
 /// member's partitions move to the survivor and nothing is lost.
 final class ShutdownAndFailoverTests: XCTestCase {
-    private let fastGroup = ["KAFKA_SESSION_TIMEOUT_MS": "3000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500"]
-
     private func logFile(_ name: String) -> URL {
         FileManager.default.temporaryDirectory.appendingPathComponent("twinstream-\(name)-\(UUID().uuidString.prefix(6)).log")
     }
@@ -22,8 +20,8 @@ final class ShutdownAndFailoverTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
         let base = Harness.freePortRange(6)
         func env(_ offset: Int) -> [String: String] {
-            fastGroup.merging(["KAFKA_BROKERS": broker.bootstrapServers, "HTTP_PORT": String(base + offset), "LOG_LEVEL": "info",
-                               "AUTO_CREATE_TWINS": "true", "STATE_DIR": stateDir, "AUTH_DISABLED": "true"]) { _, b in b }
+            Harness.embeddedBrokerEnvironment(["KAFKA_BROKERS": broker.bootstrapServers, "HTTP_PORT": String(base + offset), "LOG_LEVEL": "info",
+                                               "AUTO_CREATE_TWINS": "true", "STATE_DIR": stateDir, "AUTH_DISABLED": "true"])
         }
         let names = ["query-api", "ingestor", "validator", "state-updater", "simulator-worker", "drift-monitor"]
         var running: [String: ChildProcess] = [:]

@@ -20,8 +20,8 @@ final class ShutdownStressTests: XCTestCase {
             let base = Harness.freePortRange(2)
             var stages: [(String, ChildProcess, Int)] = []
             for (offset, name) in ["ingestor", "validator"].enumerated() {
-                let env = ["KAFKA_BROKERS": bootstrap, "HTTP_PORT": String(base + offset), "SHUTDOWN_TIMEOUT": "8s",
-                           "KAFKA_SESSION_TIMEOUT_MS": "3000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "LOG_LEVEL": "warning"]
+                let env = Harness.embeddedBrokerEnvironment(["KAFKA_BROKERS": bootstrap, "HTTP_PORT": String(base + offset),
+                                                             "SHUTDOWN_TIMEOUT": "8s", "LOG_LEVEL": "warning"])
                 stages.append((name, try ChildProcess(name, environment: env), base + offset))
             }
             for (name, _, port) in stages {

@@ -11,9 +11,8 @@ import XCTest
 /// reference fold, byte for byte (the `sync` bookkeeping aside).
 final class StateUpdaterCrashTests: XCTestCase {
     private func environment(_ broker: EmbeddedBroker, port: Int, stateDir: String) -> [String: String] {
-        ["KAFKA_BROKERS": broker.bootstrapServers, "HTTP_PORT": String(port), "LOG_LEVEL": "info", "STATE_DIR": stateDir,
-         "CHECKPOINT_INTERVAL": "300ms", "AUTO_CREATE_TWINS": "false",
-         "KAFKA_SESSION_TIMEOUT_MS": "3000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500"]
+        Harness.embeddedBrokerEnvironment(["KAFKA_BROKERS": broker.bootstrapServers, "HTTP_PORT": String(port), "LOG_LEVEL": "info",
+                                           "STATE_DIR": stateDir, "CHECKPOINT_INTERVAL": "300ms", "AUTO_CREATE_TWINS": "false"])
     }
 
     private func temporaryDirectory(_ name: String) -> String {

@@ -4,11 +4,10 @@ import XCTest
 
 /// Integration tests: real producers and consumers against the in-process embedded broker.
 final class KafkaIntegrationTests: XCTestCase {
-    /// The mock cluster waits `session.timeout.ms - 1s` for members to rejoin after one leaves;
-    /// a short session keeps the tests quick.
+    /// The mock cluster's own group and fetch timings (`EmbeddedBroker.clientProperties`) keep the
+    /// tests quick.
     private func testConfig(_ broker: EmbeddedBroker) -> KafkaConfiguration {
-        KafkaConfiguration(bootstrapServers: broker.bootstrapServers,
-                           ["session.timeout.ms": "3000", "heartbeat.interval.ms": "500"])
+        KafkaConfiguration(bootstrapServers: broker.bootstrapServers, EmbeddedBroker.clientProperties)
     }
 
     private func uniqueGroup() -> String { "test-\(UUID().uuidString.prefix(8))" }
@@ -102,6 +101,27 @@ final class KafkaIntegrationTests: XCTestCase {
         XCTAssertEqual(report.topic, "late")
         XCTAssertGreaterThanOrEqual(report.offset, 0)
         await producer.close()
+    }
+
+    /// A service hands one configuration to its producer and its consumer; neither may warn about
+    /// the other's properties (every `KAFKA_SESSION_TIMEOUT_MS` set a warning per producer).
+    func testProducerAndConsumerSkipTheOtherRolesPropertiesSilently() async throws {
+        let broker = try EmbeddedBroker(topics: [("roles", 1)])
+        defer { broker.shutdown() }
+        let lines = LockedBox<[String]>([])
+        var config = testConfig(broker).with(["linger.ms": "1", "compression.type": "none", "fetch.min.bytes": "1"])
+        config.logHandler = { _, facility, message in lines.mutate { $0.append("\(facility): \(message)") } }
+        let producer = try KafkaProducer(configuration: config)
+        let consumer = try KafkaConsumer(configuration: config, groupId: uniqueGroup(), topics: ["roles"])
+        _ = try await producer.send(OutgoingMessage(topic: "roles", key: "k", value: Array("v".utf8)))
+        let received = try await consume(consumer, count: 1)
+        XCTAssertEqual(received.map(\.value), [Array("v".utf8)])
+        await consumer.close()
+        await producer.close()
+        XCTAssertEqual(lines.value.filter { $0.contains("will be ignored") }, [])
+        // A bad value of the client's own property is still an error.
+        XCTAssertThrowsError(try KafkaProducer(configuration: config.with(["linger.ms": "soon"])))
+        XCTAssertThrowsError(try KafkaConsumer(configuration: config.with(["fetch.wait.max.ms": "soon"]), groupId: uniqueGroup(), topics: ["roles"]))
     }
 
     func testQueueFullIsARetriableErrorNotACrash() async throws {

@@ -141,6 +141,11 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertNil(EnvironmentReader.kafkaPropertyName(forVariable: "KAFKA_X_"))
         XCTAssertNil(EnvironmentReader.kafkaPropertyName(forVariable: "KAFKA_"))
         XCTAssertNil(EnvironmentReader.kafkaPropertyName(forVariable: "HTTP_PORT"))
+        // The inverse, as `twinctl up` uses it to hand properties to the services it starts.
+        XCTAssertEqual(EnvironmentReader.kafkaVariable(forProperty: "fetch.wait.max.ms"), "KAFKA_FETCH_WAIT_MAX_MS")
+        for property in ["enable.auto.offset.store", "a_.b", "foo_bar.baz", "x__y.z"] {
+            XCTAssertEqual(EnvironmentReader.kafkaPropertyName(forVariable: EnvironmentReader.kafkaVariable(forProperty: property)), property)
+        }
     }
 
     func testKafkaMalformedNameAndConflictingBrokersThrow() {
