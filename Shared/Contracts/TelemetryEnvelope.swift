@@ -138,7 +138,7 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
         }
         var w = JSONWriter(capacity: capacity)
         w.beginObject()
-        w.key("eventId")
+        w.knownKey("eventId")
         var idStart: Int?
         if let eventId {
             w.value(eventId)
@@ -150,13 +150,13 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
                 bytes.append(UInt8(ascii: "\""))
             }
         }
-        w.field("tenant", tenant)
-        w.field("twinId", twinId)
-        if let model { w.field("model", model) }
-        w.key("eventTime"); w.time(eventTime)
-        w.key("ingestTime"); w.time(ingestTime)
-        w.key("source"); w.beginObject(); w.field("kind", source.kind); w.key("ref"); source.writeRef(to: &w); w.endObject()
-        w.key("values")
+        w.knownField("tenant", tenant)
+        w.knownField("twinId", twinId)
+        if let model { w.knownField("model", model) }
+        w.knownKey("eventTime"); w.time(eventTime)
+        w.knownKey("ingestTime"); w.time(ingestTime)
+        w.knownKey("source"); w.beginObject(); w.knownField("kind", source.kind); w.knownKey("ref"); source.writeRef(to: &w); w.endObject()
+        w.knownKey("values")
         var valuesStart = 0
         w.rawValue { bytes in
             valuesStart = bytes.count
@@ -164,7 +164,7 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
         }
         let valuesEnd = w.bytes.count
         if !units.isEmpty {
-            w.key("units"); w.beginObject()
+            w.knownKey("units"); w.beginObject()
             for (name, unit) in units.sorted(by: { $0.key < $1.key }) { w.field(name, unit) }
             w.endObject()
         }

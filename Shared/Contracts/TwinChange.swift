@@ -86,27 +86,27 @@ public struct TwinChange: ContractDocument, Sendable, Equatable {
         w.field("tenant", tenant)
         w.field("twinId", twinId)
         if let model { w.field("model", model) }
-        w.key("version"); w.value(version)
+        w.knownKey("version"); w.value(version)
         w.field("kind", kind.rawValue)
         w.field("at", time: at)
         if let eventId { w.field("eventId", eventId) }
         if let eventTime { w.field("eventTime", time: eventTime) }
         if let commandId { w.field("commandId", commandId) }
         if let commandType { w.field("commandType", commandType) }
-        w.key("late"); w.value(late)
-        w.key("changes"); w.beginArray()
+        w.knownKey("late"); w.value(late)
+        w.knownKey("changes"); w.beginArray()
         for c in changes {
             w.beginObject()
             w.field("path", c.path)
-            if let old = c.old { w.key("old"); w.value(old) }
-            if let new = c.new { w.key("new"); w.value(new) }
+            if let old = c.old { w.knownKey("old"); w.value(old) }
+            if let new = c.new { w.knownKey("new"); w.value(new) }
             if let t = c.oldTime { w.field("oldTime", time: t) }
             if let t = c.newTime { w.field("newTime", time: t) }
-            w.key("late"); w.value(c.late)
+            w.knownKey("late"); w.value(c.late)
             w.endObject()
         }
         w.endArray()
-        if let reason { w.key("reason"); reason.write(to: &w) }
+        if let reason { w.knownKey("reason"); reason.write(to: &w) }
         w.endObject()
         return w.bytes
     }

@@ -109,14 +109,14 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
         w.field("tenant", tenant)
         w.field("twinId", twinId)
         if let model { w.field("model", model) }
-        w.key("version"); w.value(version)
+        w.knownKey("version"); w.value(version)
         w.field("updatedAt", time: updatedAt)
-        w.key("created"); w.value(created)
-        if decommissioned { w.key("decommissioned"); w.value(true) }
-        w.key("properties"); w.beginObject()
+        w.knownKey("created"); w.value(created)
+        if decommissioned { w.knownKey("decommissioned"); w.value(true) }
+        w.knownKey("properties"); w.beginObject()
         for (name, p) in properties {
             w.key(name); w.beginObject()
-            w.key("value"); w.value(p.value)
+            w.knownKey("value"); w.value(p.value)
             if let unit = p.unit ?? unit(name) { w.field("unit", unit) }
             w.field("eventTime", time: p.eventTime)
             w.field("ingestTime", time: p.ingestTime)
@@ -124,20 +124,20 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
             w.endObject()
         }
         w.endObject()
-        if !metadata.isEmpty { w.key("metadata"); w.value(.object(metadata)) }
-        if !desired.isEmpty { w.key("desired"); w.value(.object(desired)) }
-        if !parameters.isEmpty { w.key("parameters"); w.value(.object(parameters)) }
+        if !metadata.isEmpty { w.knownKey("metadata"); w.value(.object(metadata)) }
+        if !desired.isEmpty { w.knownKey("desired"); w.value(.object(desired)) }
+        if !parameters.isEmpty { w.knownKey("parameters"); w.value(.object(parameters)) }
         if !relationships.isEmpty {
-            w.key("relationships"); w.beginArray()
+            w.knownKey("relationships"); w.beginArray()
             for r in relationships {
                 w.beginObject(); w.field("name", r.name); w.field("target", r.target); w.endObject()
             }
             w.endArray()
         }
-        w.key("sync"); w.beginObject()
-        w.key("telemetryOffset"); w.value(sync.telemetryOffset)
-        w.key("commandOffset"); w.value(sync.commandOffset)
-        w.key("recent"); w.beginArray()
+        w.knownKey("sync"); w.beginObject()
+        w.knownKey("telemetryOffset"); w.value(sync.telemetryOffset)
+        w.knownKey("commandOffset"); w.value(sync.commandOffset)
+        w.knownKey("recent"); w.beginArray()
         for id in sync.recent { w.value(hex16(id)) }
         w.endArray()
         w.endObject()

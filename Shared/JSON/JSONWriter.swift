@@ -56,6 +56,21 @@ public struct JSONWriter: Sendable {
         needsComma = false
     }
 
+    /// Writes an object key spelled in the code (`knownKey("eventId")`): its bytes are copied
+    /// as they are instead of scanned for characters to escape, which a name in the source never
+    /// has (checked in debug builds). Use `key(_:)` for names that come from input.
+    @inlinable
+    public mutating func knownKey(_ name: StaticString) {
+        separator()
+        let text = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        assert(text.allSatisfy { $0 >= 0x20 && $0 != 0x22 && $0 != 0x5C && $0 < 0x80 }, "knownKey(\(name)) needs escaping")
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(contentsOf: text)
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(UInt8(ascii: ":"))
+        needsComma = false
+    }
+
     /// Writes a string value.
     @inlinable public mutating func value(_ s: String) { separator(); JSON.appendQuoted(s, to: &bytes) }
     /// Writes an integer value.
@@ -89,6 +104,8 @@ public struct JSONWriter: Sendable {
 
     /// Convenience: `key(name)` followed by a string value.
     @inlinable public mutating func field(_ name: String, _ v: String) { key(name); value(v) }
+    /// `knownKey(name)` and a string value.
+    @inlinable public mutating func knownField(_ name: StaticString, _ v: String) { knownKey(name); value(v) }
     /// Convenience: `key(name)` followed by a double value.
     @inlinable public mutating func field(_ name: String, _ v: Double) { key(name); value(v) }
     /// Convenience: `key(name)` followed by an integer value.
