@@ -26,10 +26,7 @@ func runUp(_ args: Arguments) async throws {
     var environment = ProcessInfo.processInfo.environment
     environment["KAFKA_BROKERS"] = broker.bootstrapServers
     // Group and fetch timings suited to the mock cluster, unless the caller set them.
-    for (property, value) in EmbeddedBroker.clientProperties {
-        let name = EnvironmentReader.kafkaVariable(forProperty: property)
-        environment[name] = environment[name] ?? value
-    }
+    environment = EnvironmentReader.addingKafkaDefaults(EmbeddedBroker.clientProperties, to: environment)
     environment["STATE_DIR"] = stateDir.path
     environment["AUTO_CREATE_TWINS"] = environment["AUTO_CREATE_TWINS"] ?? "true"
     // The simulated fleet names its models; these rules cover producers that do not.

@@ -114,12 +114,13 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
             metrics.batchSeconds.observe((ContinuousClock.now - batch.started).seconds)
         }
 
-        // A stateless stage takes its next batch from the consumer (on the consumer's own thread)
-        // while it processes this one: taking 1,000 messages out of librdkafka and copying them
-        // was a quarter of the ingestor's loop, and no other core could help with it. A stateful
-        // stage does not: a rebalance (which runs inside a poll) must come between its batches.
-        // A batch taken and not processed is not stored, so the next owner reads it again.
-        let prefetching = maxInFlightBatches > 1
+        // A stage whose messages are independent takes its next batch from the consumer (on the
+        // consumer's own thread) while it processes this one: taking 1,000 messages out of
+        // librdkafka and copying them was a quarter of the ingestor's loop, and no other core
+        // could help with it. A stateful stage does not: a rebalance (which runs inside a poll)
+        // must come between its batches. A batch taken and not processed is not stored, so the
+        // next owner reads it again.
+        let prefetching = processor.processesMessagesIndependently
         var next: Task<[KafkaMessage], any Error>?
         do {
             while !Task.isCancelled {

@@ -286,6 +286,17 @@ public final class EnvironmentReader: Sendable {
         "KAFKA_" + name.replacingOccurrences(of: "_", with: "__").replacingOccurrences(of: ".", with: "_").uppercased()
     }
 
+    /// `environment` with the `KAFKA_*` variable of each of `properties` added where it is not set
+    /// already (how `twinctl up` hands the embedded broker's client settings to its services).
+    public static func addingKafkaDefaults(_ properties: [String: String], to environment: [String: String]) -> [String: String] {
+        var result = environment
+        for (property, value) in properties {
+            let name = kafkaVariable(forProperty: property)
+            result[name] = result[name] ?? value
+        }
+        return result
+    }
+
     /// The librdkafka property a `KAFKA_*` variable maps to, or nil when it is not a
     /// `KAFKA_*` name or would produce an empty segment. `_` → `.`, `__` → `_`, lowercased.
     public static func kafkaPropertyName(forVariable name: String) -> String? {

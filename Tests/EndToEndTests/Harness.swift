@@ -20,12 +20,7 @@ enum Harness {
     /// `EmbeddedBroker.clientProperties` as the `KAFKA_*` variables of a service's environment
     /// (what `twinctl up` gives its services), merged under `environment`.
     static func embeddedBrokerEnvironment(_ environment: [String: String]) -> [String: String] {
-        var result = environment
-        for (property, value) in EmbeddedBroker.clientProperties {
-            let name = EnvironmentReader.kafkaVariable(forProperty: property)
-            result[name] = result[name] ?? value
-        }
-        return result
+        EnvironmentReader.addingKafkaDefaults(EmbeddedBroker.clientProperties, to: environment)
     }
 
     /// A free TCP port on loopback (bound and released; good enough for tests on one machine).

@@ -146,6 +146,10 @@ final class ConfigurationTests: XCTestCase {
         for property in ["enable.auto.offset.store", "a_.b", "foo_bar.baz", "x__y.z"] {
             XCTAssertEqual(EnvironmentReader.kafkaPropertyName(forVariable: EnvironmentReader.kafkaVariable(forProperty: property)), property)
         }
+        // Defaults fill in; what the caller set wins.
+        XCTAssertEqual(EnvironmentReader.addingKafkaDefaults(["fetch.wait.max.ms": "50", "session.timeout.ms": "3000"],
+                                                             to: ["KAFKA_SESSION_TIMEOUT_MS": "6000", "HTTP_PORT": "1"]),
+                       ["KAFKA_FETCH_WAIT_MAX_MS": "50", "KAFKA_SESSION_TIMEOUT_MS": "6000", "HTTP_PORT": "1"])
     }
 
     func testKafkaMalformedNameAndConflictingBrokersThrow() {
