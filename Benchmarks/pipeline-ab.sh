@@ -4,6 +4,8 @@
 # meet the same load from the rest of the host. On these shared 2-core machines the CPU per
 # reading of one build moves by ±20% from run to run; side by side, two identical builds agree
 # within about 5%. Compare the CPU per reading (the rate of each is about half of a lone run).
+# Use it for code changes, not for batching settings: at half the rate each side's batches differ
+# from a lone run's (KAFKA_LINGER_MS=20 saved 9% CPU here and lost 5-12% of the rate alone).
 #
 #   Benchmarks/pipeline-ab.sh /tmp/old-release .build/release [ROUNDS]
 #   A_ENV="GLIBC_TUNABLES=..." Benchmarks/pipeline-ab.sh .build/release .build/release   # a setting, not a build
