@@ -124,6 +124,50 @@ final class KafkaIntegrationTests: XCTestCase {
         XCTAssertThrowsError(try KafkaConsumer(configuration: config.with(["fetch.wait.max.ms": "soon"]), groupId: uniqueGroup(), topics: ["roles"]))
     }
 
+    func testClientAndBrokerSocketsSendWithoutNagleDelayUnlessTheOperatorAsksForIt() async throws {
+        let broker = try EmbeddedBroker(topics: [("nodelay", 1)])
+        defer { broker.shutdown() }
+        let port = try XCTUnwrap(broker.bootstrapServers.split(separator: ":").last.flatMap { UInt16($0) })
+        let producer = try KafkaProducer(configuration: testConfig(broker))
+        _ = try await producer.send(OutgoingMessage(topic: "nodelay", key: "k", value: Array("v".utf8)))
+        // Both ends of the connection live in this process: the producer's socket (peer port is
+        // the broker's) and the embedded broker's accepted one (local port is the broker's).
+        let sockets = tcpSockets(touching: port)
+        XCTAssertGreaterThanOrEqual(sockets.filter { $0.toBroker }.count, 1)
+        XCTAssertGreaterThanOrEqual(sockets.filter { !$0.toBroker }.count, 1)
+        XCTAssertEqual(sockets.filter { !$0.noDelay }.count, 0, "sockets with Nagle's algorithm on: \(sockets)")
+        await producer.close()
+
+        let before = Set(tcpSockets(touching: port).map(\.fd))
+        let nagle = try KafkaProducer(configuration: testConfig(broker).with(["socket.nagle.disable": "false"]))
+        _ = try await nagle.send(OutgoingMessage(topic: "nodelay", key: "k", value: Array("w".utf8)))
+        let added = tcpSockets(touching: port).filter { $0.toBroker && !before.contains($0.fd) }
+        XCTAssertGreaterThanOrEqual(added.count, 1)
+        XCTAssertEqual(added.filter(\.noDelay).count, 0, "the operator's socket.nagle.disable=false is kept")
+        await nagle.close()
+    }
+
+    /// This process's IPv4 TCP sockets whose local or peer port is `port`, with their TCP_NODELAY.
+    private func tcpSockets(touching port: UInt16) -> [(fd: Int32, toBroker: Bool, noDelay: Bool)] {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.compactMap { Int32($0) } ?? []
+        return fds.compactMap { fd in
+            func boundPort(_ get: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32) -> UInt16? {
+                var address = sockaddr_in()
+                var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                let ok = withUnsafeMutablePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { get(fd, $0, &length) == 0 }
+                }
+                return ok && address.sin_family == sa_family_t(AF_INET) ? UInt16(bigEndian: address.sin_port) : nil
+            }
+            guard let local = boundPort({ getsockname($0, $1, $2) }), let peer = boundPort({ getpeername($0, $1, $2) }),
+                  local == port || peer == port else { return nil }
+            var flag: Int32 = 0
+            var size = socklen_t(MemoryLayout<Int32>.size)
+            guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &flag, &size) == 0 else { return nil }
+            return (fd, peer == port, flag != 0)
+        }
+    }
+
     func testQueueFullIsARetriableErrorNotACrash() async throws {
         let broker = try EmbeddedBroker(topics: [("full", 1)])
         defer { broker.shutdown() }
