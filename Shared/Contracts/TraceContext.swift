@@ -65,7 +65,10 @@ public struct TraceContext: Sendable, Hashable, CustomStringConvertible {
                 // Straight-line checks, no branch per byte: every id and flag byte must be a hex
                 // digit; trace and parent ids must not be all zeros. Output is lower case.
                 var invalid: UInt8 = 0, traceNonZero: UInt8 = 0, parentNonZero: UInt8 = 0
-                let child = [UInt8](unsafeUninitializedCapacity: 55) { out, count in
+                // Built on the stack and copied once: `Array(UnsafeRawBufferPointer)` is specialised
+                // here, where `[UInt8](unsafeUninitializedCapacity:)` and `repeating:count:` looked up
+                // the array's generic metadata on every call (about 1% of the validator's CPU).
+                return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 55) { out -> [UInt8]? in
                     func digit(_ i: Int) -> UInt8 {
                         let c = u[i], lower = c | 0x20
                         let isDigit = c &- 48 < 10, isHexLetter = lower &- 97 < 6
@@ -77,10 +80,10 @@ public struct TraceContext: Sendable, Hashable, CustomStringConvertible {
                     for i in 3..<35 { traceNonZero |= digit(i) }
                     for i in 36..<52 { parentNonZero |= digit(i) }
                     _ = digit(53); _ = digit(54)
+                    guard invalid == 0 && traceNonZero != 0 && parentNonZero != 0 else { return nil }
                     writeHex(nextSpanID(), into: out, at: 36)
-                    count = 55
+                    return Array(UnsafeRawBufferPointer(out))
                 }
-                return invalid == 0 && traceNonZero != 0 && parentNonZero != 0 ? child : nil
             }
             if let child { return child }
         }

@@ -439,17 +439,27 @@ func copyHeaders(_ raw: UnsafeMutablePointer<rd_kafka_message_t>, values: inout 
     var value: UnsafeRawPointer?
     var size = 0
     for index in 0..<count where rd_kafka_header_get_all(hdrs, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-        let name = name.map { String(cString: $0) } ?? ""
+        let name = name.map { values.name($0) } ?? ""
         headers.append(KafkaHeader(name, values.value(of: name, value.map { UnsafeRawBufferPointer(start: $0, count: size) })))
     }
     return headers
 }
 
-/// The last value of each header name seen in one poll. Most header values repeat from one
-/// message to the next (contract, tenant, model): a repeat shares the earlier copy instead of
-/// allocating its own.
+/// The header names and the last value of each seen in one poll. Names and most values repeat
+/// from one message to the next (contract, tenant, model): a repeat shares the earlier copy
+/// instead of building its own (a String from C checks its UTF-8 every time).
 struct HeaderValueCache {
     private var last: [(name: String, value: [UInt8])] = []
+    private var names: [(cString: [CChar], name: String)] = []
+
+    mutating func name(_ cString: UnsafePointer<CChar>) -> String {
+        for known in names where known.cString.withUnsafeBufferPointer({ strcmp($0.baseAddress!, cString) == 0 }) {
+            return known.name
+        }
+        let name = String(cString: cString)
+        if names.count < 16 { names.append((Array(name.utf8CString), name)) }
+        return name
+    }
 
     mutating func value(of name: String, _ bytes: UnsafeRawBufferPointer?) -> [UInt8] {
         guard let bytes, bytes.count > 0 else { return [] }

@@ -27,7 +27,9 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
 
     /// The one message a reading becomes: on `telemetry.valid.v1`, or a dead-letter.
     func validate(_ message: KafkaMessage, now: Int64) -> OutgoingMessage {
-        let tenant = message.headers.string(MessageHeader.tenant) ?? defaultTenant
+        // The header's tenant names a dead-letter whose envelope cannot be read; a valid reading
+        // uses the envelope's, so no String of the header is made for it.
+        var tenant: String { message.headers.string(MessageHeader.tenant) ?? defaultTenant }
         // Compared as bytes: the header is on every message, a String of it would be made for nothing.
         if let header = message.headers.last(where: { $0.name == MessageHeader.contract }), !JSON.utf8Equal(header.value, TelemetryEnvelope.contract) {
             let contract = header.stringValue ?? "(not UTF-8)"
