@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Two builds of the ingestor and validator compared side by side: each round runs
-# `pipeline-throughput.sh` for both at the same time, each with its own embedded broker, so both
-# meet the same load from the rest of the host. On these shared 2-core machines the CPU per
+# `pipeline-throughput.sh` for both at the same time, each with its own embedded broker, and
+# starts both pairs of services once both raw topics are full, so both meet the same load from the
+# rest of the host over the same seconds. (Before session 9 the fills were not waited for, and a
+# round's two measurements often did not overlap at all.) On these shared 2-core machines the CPU per
 # reading of one build moves by ±20% from run to run; side by side, two identical builds agree
 # within about 5%. Compare the CPU per reading (the rate of each is about half of a lone run).
 # Use it for code changes, not for batching settings: at half the rate each side's batches differ
@@ -19,10 +21,14 @@ OUT=$(mktemp -d "${TMPDIR:-/tmp}/twinstream-ab.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
 
 for (( r = 1; r <= ROUNDS; r++ )); do
-    env ${A_ENV:-} N="${N:-300000}" BIN="$A" PORT=18181 "$ROOT/Benchmarks/pipeline-throughput.sh" >"$OUT/a" 2>&1 &
+    gate="$OUT/go-$r"
+    env ${A_ENV:-} N="${N:-300000}" BIN="$A" PORT=18181 START_GATE="$gate" "$ROOT/Benchmarks/pipeline-throughput.sh" >"$OUT/a" 2>&1 &
     a=$!
-    env ${B_ENV:-} N="${N:-300000}" BIN="$B" PORT=28181 "$ROOT/Benchmarks/pipeline-throughput.sh" >"$OUT/b" 2>&1 &
+    env ${B_ENV:-} N="${N:-300000}" BIN="$B" PORT=28181 START_GATE="$gate" "$ROOT/Benchmarks/pipeline-throughput.sh" >"$OUT/b" 2>&1 &
     b=$!
+    # Both raw topics full, then both pipelines start at once (else they may not overlap at all).
+    while [[ ! -e "$gate.18181.filled" || ! -e "$gate.28181.filled" ]] && kill -0 "$a" 2>/dev/null && kill -0 "$b" 2>/dev/null; do sleep 0.05; done
+    touch "$gate"
     status=0
     wait "$a" || status=$?
     wait "$b" || status=$?

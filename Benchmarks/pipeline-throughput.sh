@@ -49,6 +49,12 @@ done
 echo "# broker at $B, $PARTITIONS partitions per topic; filling telemetry.raw.v1 with $N readings" >&2
 "$BIN/twinctl" fleet --brokers "$B" --twins "$TWINS" --ticks $(( N / TWINS )) --interval-ms 0 >/dev/null
 N=$(( N / TWINS * TWINS ))
+# Side by side (pipeline-ab.sh): say the raw topic is full, and start the services only when the
+# other run's is too, so both measure over the same seconds (filling takes longer than measuring).
+if [[ -n "${START_GATE:-}" ]]; then
+    touch "$START_GATE.$PORT.filled"
+    while [[ ! -e "$START_GATE" ]]; do sleep 0.05; done
+fi
 
 export KAFKA_BROKERS="$B" LOG_LEVEL=warning MODELS_DIR="$ROOT/Schemas/models"
 # As `twinctl up` runs them (EmbeddedBroker.clientProperties): the mock broker holds a fetch that
