@@ -53,7 +53,8 @@ N=$(( N / TWINS * TWINS ))
 # other run's is too, so both measure over the same seconds (filling takes longer than measuring).
 if [[ -n "${START_GATE:-}" ]]; then
     touch "$START_GATE.$PORT.filled"
-    while [[ ! -e "$START_GATE" ]]; do sleep 0.05; done
+    for _ in $(seq 1 6000); do [[ -e "$START_GATE" ]] && break; sleep 0.05; done
+    [[ -e "$START_GATE" ]] || { echo "pipeline-throughput: no start signal at $START_GATE within 5 minutes" >&2; exit 1; }
 fi
 
 export KAFKA_BROKERS="$B" LOG_LEVEL=warning MODELS_DIR="$ROOT/Schemas/models"
