@@ -47,8 +47,7 @@ public struct KafkaConfiguration: Sendable {
         guard let conf = rd_kafka_conf_new() else { throw .invalid("rd_kafka_conf_new failed") }
         var errstr = [CChar](repeating: 0, count: 512)
         let otherRole = type == RD_KAFKA_PRODUCER ? Self.consumerOnlyProperties : Self.producerOnlyProperties
-        let properties = properties.merging(Self.clientDefaults) { mine, _ in mine }
-        for (key, value) in properties.sorted(by: { $0.key < $1.key }) where !otherRole.contains(key) {
+        for (key, value) in withDefaults(Self.clientDefaults).properties.sorted(by: { $0.key < $1.key }) where !otherRole.contains(key) {
             if rd_kafka_conf_set(conf, key, value, &errstr, errstr.count) != RD_KAFKA_CONF_OK {
                 rd_kafka_conf_destroy(conf)
                 throw .invalid("Kafka setting \(key): \(cString(errstr))")
