@@ -19,8 +19,10 @@ public enum ServiceRuntime {
     /// glibc's fast bins keep small freed chunks unmerged, and every allocation of 1 KiB or more
     /// merges all of them first. A stage frees a whole batch's small chunks at once and makes a
     /// few large allocations per batch, so it paid for merging thousands of chunks each time, and
-    /// for carving them up again. Off (0), chunks are merged as they are freed: the ingestor and
-    /// validator spent about 8% less CPU per reading (issue 3 note). The C library's default is 128.
+    /// for carving them up again. Off (0), chunks are merged as they are freed and no merge-all
+    /// pass runs (0 instead of 0.014 per reading). Session 7 measured about 8% less CPU per reading
+    /// in alternating lone runs; side by side with the corrected `pipeline-ab.sh` (session 9, busy
+    /// host) it was about 2% less. The C library's default is 128.
     static func tuneAllocator(_ environment: EnvironmentReader) throws {
         let bytes = try environment.int("MALLOC_FAST_BIN_BYTES", default: 0, range: 0...160,
                                         doc: "Largest chunk glibc keeps in its unmerged fast bins (glibc's default 128; 0 turns them off).")
