@@ -117,33 +117,40 @@ public final class KafkaProducer: Sendable {
         var enqueued = 0
         var failure: (any Error)?
         var handle: (topic: String, rkt: OpaquePointer?)?
-        for (index, message) in messages.enumerated() {
-            if handle == nil || handle!.topic != message.topic { handle = (message.topic, ctx.topicHandle(message.topic, rk: rk)) }
-            var deadline: ContinuousClock.Instant?  // read the clock only once the queue is full
-            var backoff = Duration.microseconds(200)
-            while true {
-                let err: rd_kafka_resp_err_t
-                if !closed.isSet, gate.enter() {
-                    err = enqueue(message, topic: handle!.rkt, opaque: results.opaque(index))
-                    gate.leave()
-                } else {
-                    err = RD_KAFKA_RESP_ERR__DESTROY
+        // The deadline of the message waiting for room; the clock is read only once the queue is full.
+        var deadline: (index: Int, at: ContinuousClock.Instant)?
+        var backoff = Duration.microseconds(200)
+        while enqueued < messages.count {
+            // As many messages as librdkafka takes, inside the gate once, each where it lies in
+            // the array: entering per message, or copying each out, was four lock operations
+            // and eight reference-count operations per message.
+            var err = RD_KAFKA_RESP_ERR__DESTROY
+            if !closed.isSet, gate.enter() {
+                messages.withUnsafeBufferPointer { buffer in
+                    while enqueued < buffer.count {
+                        if handle == nil || handle!.topic != buffer[enqueued].topic {
+                            handle = (buffer[enqueued].topic, ctx.topicHandle(buffer[enqueued].topic, rk: rk))
+                        }
+                        err = enqueue(buffer[enqueued], topic: handle!.rkt, opaque: results.opaque(enqueued))
+                        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { return }
+                        enqueued += 1
+                    }
                 }
-                if err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                    enqueued += 1
-                    break
-                }
-                let error = KafkaError(err, context: "produce to \(message.topic)")
-                if error.isQueueFull && deadline == nil { deadline = ContinuousClock.now + queueFullTimeout }
-                if error.isQueueFull, let deadline, ContinuousClock.now < deadline {
-                    try? await Task.sleep(for: backoff)
-                    backoff = min(backoff * 2, .milliseconds(50))
-                } else {
-                    failure = error
-                    break
-                }
+                gate.leave()
             }
-            if failure != nil { break }
+            guard enqueued < messages.count else { break }
+            let error = KafkaError(err, context: "produce to \(messages[enqueued].topic)")
+            if error.isQueueFull && deadline?.index != enqueued {
+                deadline = (enqueued, ContinuousClock.now + queueFullTimeout)
+                backoff = .microseconds(200)
+            }
+            if error.isQueueFull, let deadline, ContinuousClock.now < deadline.at {
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .milliseconds(50))
+            } else {
+                failure = error
+                break
+            }
         }
         // Every enqueued message is reported (or failed when the client goes) before this returns,
         // so nothing is still in flight when a failure is thrown.

@@ -144,9 +144,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                 }
                 let started = ContinuousClock.now
                 let now = Timestamp.now
-                for message in batch {
-                    if let ts = message.timestampMs { metrics.eventAge.observe(Double(max(0, now - ts)) / 1000) }
-                }
+                metrics.observeEventAges(of: batch, now: now)
                 let parts = processor.processesMessagesIndependently ? min(processThreads, batch.count / Self.minimumPart) : 1
                 var outputs: [OutgoingMessage]
                 if parts > 1 {
@@ -239,6 +237,19 @@ struct StageMetrics: Sendable {
         pollSeconds = registry.histogram("twinstream_batch_poll_seconds", help: "Time to take a non-empty batch from the consumer.")
         processSeconds = registry.histogram("twinstream_batch_process_seconds", help: "Time the stage's logic spent on a batch.")
         deliveryWaitSeconds = registry.histogram("twinstream_batch_delivery_wait_seconds", help: "Time the stage waited for a batch's acknowledgements.")
+    }
+
+    /// Observes the age of each message that carries a timestamp, taking the histogram's lock once.
+    func observeEventAges(of batch: [KafkaMessage], now: Int64) {
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: batch.count) { ages in
+            var n = 0
+            for message in batch {
+                guard let ts = message.timestampMs else { continue }
+                ages[n] = Double(max(0, now - ts)) / 1000
+                n += 1
+            }
+            eventAge.observe(UnsafeBufferPointer(rebasing: ages[..<n]))
+        }
     }
 
     /// Counts a delivered batch: consumed and produced per topic, dead-letters per reason.

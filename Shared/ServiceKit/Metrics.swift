@@ -169,6 +169,26 @@ public final class Histogram: Sendable {
         }
     }
 
+    /// Records many observations under one lock (a batch's per-message ages, for instance).
+    public func observe(_ values: UnsafeBufferPointer<Double>) {
+        guard !values.isEmpty else { return }
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: upperBounds.count + 1) { counts in
+            counts.initialize(repeating: 0)
+            var sum = 0.0
+            var count: UInt64 = 0
+            for value in values where !value.isNaN {
+                counts[bucketIndex(value)] &+= 1
+                sum += value
+                count &+= 1
+            }
+            state.withLock { state in
+                for index in 0..<counts.count { state.counts[index] &+= counts[index] }
+                state.sum += sum
+                state.count &+= count
+            }
+        }
+    }
+
     /// Records a duration in seconds.
     public func observe(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components

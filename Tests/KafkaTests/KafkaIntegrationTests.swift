@@ -191,6 +191,35 @@ final class KafkaIntegrationTests: XCTestCase {
         await producer.close()
     }
 
+    /// A batch larger than the local queue waits for room (a broker that comes back late) and is
+    /// delivered whole, in order; with no room within its timeout it fails with queue-full.
+    func testBatchLargerThanTheLocalQueueWaitsForRoomThenDeliversInOrder() async throws {
+        let broker = try EmbeddedBroker(topics: [("roomy", 1)])
+        defer { broker.shutdown() }
+        broker.setBrokerDown(1)
+        let messages = (0..<45).map { OutgoingMessage(topic: "roomy", key: "k", value: Array("\($0)".utf8)) }
+        // The ten messages that found room time out after a second; the batch's error is the queue's.
+        let hopeless = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: broker.bootstrapServers,
+                                                                           ["queue.buffering.max.messages": "10", "message.timeout.ms": "1000"]))
+        do {
+            _ = try await hopeless.sendAll(messages, queueFullTimeout: .milliseconds(200))
+            XCTFail("a batch that never found room reported success")
+        } catch let error as KafkaError {
+            XCTAssertTrue(error.isQueueFull, "\(error)")
+        }
+        await hopeless.close()
+        let config = KafkaConfiguration(bootstrapServers: broker.bootstrapServers, ["queue.buffering.max.messages": "10"])
+        let producer = try KafkaProducer(configuration: config)
+        let batch = Task { try await producer.sendAll(messages, queueFullTimeout: .seconds(20)) }
+        try await Task.sleep(for: .milliseconds(300))
+        broker.setBrokerUp(1)
+        let reports = try await batch.value
+        XCTAssertEqual(reports.count, messages.count)
+        XCTAssertEqual(reports.map(\.offset), reports.map(\.offset).sorted(), "one partition: offsets follow message order")
+        XCTAssertEqual(Set(reports.map(\.offset)).count, messages.count)
+        await producer.close()
+    }
+
     func testRebalanceListenerHearsAssignmentBeforeMessages() async throws {
         let broker = try EmbeddedBroker(topics: [("assign", 3)])
         defer { broker.shutdown() }

@@ -337,6 +337,22 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(Histogram.linearBuckets(start: 1, width: 2, count: 3), [1, 3, 5])
     }
 
+    /// Observing a batch at once gives what observing each value does (NaN still ignored).
+    func testHistogramBatchObservationMatchesOneByOne() {
+        let values: [Double] = [0.5, 1, 1.5, 2, 6, .nan, .infinity, 0.001, 5]
+        let single = Histogram(buckets: [1, 2, 5])
+        values.forEach(single.observe)
+        let batched = Histogram(buckets: [1, 2, 5])
+        values.withUnsafeBufferPointer(batched.observe)
+        batched.observe(UnsafeBufferPointer(start: nil, count: 0))
+        XCTAssertEqual(batched.snapshot().cumulativeCounts, single.snapshot().cumulativeCounts)
+        XCTAssertEqual(batched.snapshot().cumulativeCounts, [3, 5, 6, 8])
+        XCTAssertEqual(batched.snapshot().count, 8)
+        let finite = Histogram(buckets: [1])
+        [0.25, 0.5, 4].withUnsafeBufferPointer(finite.observe)
+        XCTAssertEqual(finite.snapshot().sum, 4.75)
+    }
+
     func testCounterAndGaugeArithmetic() throws {
         let registry = MetricsRegistry()
         let counter = registry.counter("c_total", help: "c")
