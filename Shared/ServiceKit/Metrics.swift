@@ -160,16 +160,11 @@ public final class Histogram: Sendable {
 
     /// Records one observation. NaN is ignored: it would turn `_sum` into NaN for good.
     public func observe(_ value: Double) {
-        guard !value.isNaN else { return }
-        let index = bucketIndex(value)
-        state.withLock { state in
-            state.counts[index] &+= 1
-            state.sum += value
-            state.count &+= 1
-        }
+        withUnsafePointer(to: value) { observe(UnsafeBufferPointer(start: $0, count: 1)) }
     }
 
     /// Records many observations under one lock (a batch's per-message ages, for instance).
+    /// NaN is ignored, as by `observe(_:)`.
     public func observe(_ values: UnsafeBufferPointer<Double>) {
         guard !values.isEmpty else { return }
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: upperBounds.count + 1) { counts in
