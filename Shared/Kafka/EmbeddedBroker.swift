@@ -4,7 +4,10 @@ import Synchronization
 /// An in-process Kafka cluster built on librdkafka's mock cluster: it speaks the Kafka protocol on
 /// loopback TCP, supports consumer groups and offset commits, and can take brokers down for fault
 /// tests. Limits (librdkafka 2.0.2): no admin API, SASL or compaction; each partition keeps only
-/// its most recent ~5 MiB / 100,000 message sets.
+/// its most recent ~5 MiB / 100,000 message sets; a fetch returns at most one message set per
+/// partition, found by walking the partition's log from its oldest message set, so the broker's
+/// work per message grows with the number of message sets a partition holds (producers that
+/// write fewer, larger message sets make it cheaper).
 public final class EmbeddedBroker: Sendable {
     nonisolated(unsafe) private let rk: OpaquePointer
     nonisolated(unsafe) private let cluster: OpaquePointer

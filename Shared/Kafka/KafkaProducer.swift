@@ -106,16 +106,26 @@ public final class KafkaProducer: Sendable {
     /// returns their reports in that order once all are acknowledged. The first failure is thrown
     /// after every send has completed, so nothing is still in flight when this returns.
     public func sendAll(_ messages: [OutgoingMessage], queueFullTimeout: Duration = .seconds(5)) async throws -> [DeliveryReport] {
-        guard !messages.isEmpty else { return [] }
+        try await enqueueAll(messages, queueFullTimeout: queueFullTimeout).reports()
+    }
+
+    /// Hands every message to librdkafka in the given order and returns once all are enqueued (or
+    /// enqueueing failed), without waiting for the broker: the reports come from the returned
+    /// batch. Callers that keep several batches in flight enqueue them one after another through
+    /// this, so a later batch can never overtake an earlier one that is waiting for room in the
+    /// local queue (per-key order across batches). When the queue stays full for
+    /// `queueFullTimeout`, or librdkafka refuses a message, enqueueing stops there and the batch's
+    /// `reports()` throws that error once the messages already enqueued are reported.
+    public func enqueueAll(_ messages: [OutgoingMessage], queueFullTimeout: Duration = .seconds(5)) async -> PendingBatch {
+        guard !messages.isEmpty else { return PendingBatch(results: nil, failure: nil) }
         // The batch's reports find their way back through per-message slots of `results` (the
         // messages' opaques), so the delivery thread and this loop share no lock per message.
         let results = BatchResults(messages)
         guard ctx.register(batch: results) else {
-            throw KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer is closed")
+            return PendingBatch(results: nil, failure: KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "producer is closed"))
         }
-        defer { ctx.unregister(batch: results) }
         var enqueued = 0
-        var failure: (any Error)?
+        var failure: KafkaError?
         var handle: (topic: String, rkt: OpaquePointer?)?
         // The deadline of the message waiting for room; the clock is read only once the queue is full.
         var deadline: (index: Int, at: ContinuousClock.Instant)?
@@ -144,7 +154,9 @@ public final class KafkaProducer: Sendable {
                 deadline = (enqueued, ContinuousClock.now + queueFullTimeout)
                 backoff = .microseconds(200)
             }
-            if error.isQueueFull, let deadline, ContinuousClock.now < deadline.at {
+            // A cancelled caller (a stage stopping) gives up waiting at once: the batch fails
+            // with the queue-full error and the messages not enqueued are its caller's to retry.
+            if error.isQueueFull, let deadline, ContinuousClock.now < deadline.at, !Task.isCancelled {
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .milliseconds(50))
             } else {
@@ -152,16 +164,10 @@ public final class KafkaProducer: Sendable {
                 break
             }
         }
-        // Every enqueued message is reported (or failed when the client goes) before this returns,
-        // so nothing is still in flight when a failure is thrown.
-        let reports: [DeliveryReport]
-        do {
-            reports = try await results.reports(count: enqueued)
-        } catch {
-            throw failure ?? error
-        }
-        if let failure { throw failure }
-        return reports
+        // From here the batch leaves the producer's books by itself once its last enqueued
+        // message is reported (or failed when the client goes), whether or not anyone awaits it.
+        results.expect(enqueued, thenUnregisterFrom: ctx)
+        return PendingBatch(results: results, failure: failure)
     }
 
     /// Messages waiting in the local queue or in flight to the broker.
@@ -513,12 +519,33 @@ func cString(_ buffer: [CChar]) -> String {
     String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-/// Collects the delivery results of one `sendAll` and wakes the caller when all are in.
+/// A batch handed to the producer by `enqueueAll`, whose delivery reports are still arriving.
+public struct PendingBatch: Sendable {
+    fileprivate let results: BatchResults?
+    fileprivate let failure: KafkaError?
+
+    /// Waits until every enqueued message of the batch is acknowledged (or failed), then returns
+    /// the reports in message order; throws the enqueue failure, else the first delivery failure,
+    /// only once nothing of the batch is still in flight.
+    public func reports() async throws -> [DeliveryReport] {
+        let reports: [DeliveryReport]
+        do {
+            reports = try await results?.reports() ?? []
+        } catch {
+            throw failure ?? error
+        }
+        if let failure { throw failure }
+        return reports
+    }
+}
+
+/// Collects the delivery results of one `enqueueAll` and wakes the caller when all are in.
 ///
 /// Each message's librdkafka opaque is the address of its slot here; the slot leads back to this
-/// object and the message's index, so a report is matched without any shared table. The caller
-/// keeps the object alive until `wait` returns, i.e. until every enqueued message was reported
-/// (or `failRemaining` gave up on them when the client was destroyed). Results are kept as plain
+/// object and the message's index, so a report is matched without any shared table. The
+/// producer's books (`ProducerContext.register(batch:)`) keep the object alive until every
+/// enqueued message was reported (or `failRemaining` gave up on them when the client was
+/// destroyed), whether or not anyone awaits `reports()`. Results are kept as plain
 /// columns (error code, partition, offset), not one enum per message.
 final class BatchResults: @unchecked Sendable {
     private struct Slot {
@@ -526,17 +553,18 @@ final class BatchResults: @unchecked Sendable {
         var index: Int
     }
 
-    /// How far the reports are, and who waits for them.
+    /// How far the reports are, who waits for them, and whose books to leave when all are in.
     private struct Progress {
         var done = 0
         var target = Int.max
-        var waiter: CheckedContinuation<Void, Never>?
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        var registry: ProducerContext?
 
-        /// The waiter to resume, when every awaited report is in.
-        mutating func takeWaiterIfDone() -> CheckedContinuation<Void, Never>? {
-            guard done >= target, let waiter else { return nil }
-            self.waiter = nil
-            return waiter
+        /// The waiters to resume and the registry to leave, once every awaited report is in.
+        mutating func takeIfDone() -> ([CheckedContinuation<Void, Never>], ProducerContext?) {
+            guard done >= target else { return ([], nil) }
+            defer { waiters = []; registry = nil }
+            return (waiters, registry)
         }
     }
 
@@ -585,42 +613,58 @@ final class BatchResults: @unchecked Sendable {
     }
 
     private func set(_ index: Int, error: Int32, partition: Int32, offset: Int64) {
-        let waiter = progress.withLock { p -> CheckedContinuation<Void, Never>? in
-            guard errors[index] == Self.pending else { return nil }
+        let (waiters, registry) = progress.withLock { p -> ([CheckedContinuation<Void, Never>], ProducerContext?) in
+            guard errors[index] == Self.pending else { return ([], nil) }
             errors[index] = error
             partitions[index] = partition
             offsets[index] = offset
             p.done += 1
-            return p.takeWaiterIfDone()
+            return p.takeIfDone()
         }
-        waiter?.resume()
+        finish(waiters, registry)
+    }
+
+    /// Enqueueing is over: `count` messages were enqueued (enqueueing stops at the first failure).
+    /// Once all of them are reported, the batch leaves `registry`'s books and wakes its waiters.
+    func expect(_ count: Int, thenUnregisterFrom registry: ProducerContext) {
+        let (waiters, done) = progress.withLock { p in
+            p.target = count
+            p.registry = registry
+            return p.takeIfDone()
+        }
+        finish(waiters, done)
+    }
+
+    private func finish(_ waiters: [CheckedContinuation<Void, Never>], _ registry: ProducerContext?) {
+        registry?.unregister(batch: self)
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Fails every enqueued message not yet reported: the client is gone and no report will come.
     func failRemaining(_ error: KafkaError) {
-        let waiter = progress.withLock { p -> CheckedContinuation<Void, Never>? in
+        let (waiters, registry) = progress.withLock { p -> ([CheckedContinuation<Void, Never>], ProducerContext?) in
             for index in 0..<min(p.target, messages.count) where errors[index] == Self.pending {
                 errors[index] = error.code
                 p.done += 1
             }
-            return p.takeWaiterIfDone()
+            return p.takeIfDone()
         }
-        waiter?.resume()
+        finish(waiters, registry)
     }
 
-    /// Waits until the first `count` messages (the ones enqueued: enqueueing stops at the first
-    /// failure) are reported, then returns their reports in order, or throws the first failure.
-    func reports(count: Int) async throws(KafkaError) -> [DeliveryReport] {
+    /// Waits until every enqueued message (see `expect`) is reported, then returns their reports
+    /// in order, or throws the first failure.
+    func reports() async throws(KafkaError) -> [DeliveryReport] {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let ready = progress.withLock { p -> Bool in
-                p.target = count
-                if p.done >= count { return true }
-                p.waiter = continuation
+                if p.done >= p.target { return true }
+                p.waiters.append(continuation)
                 return false
             }
             if ready { continuation.resume() }
         }
-        let (reports, failed): ([DeliveryReport], Int32?) = progress.withLock { _ in
+        let (reports, failed): ([DeliveryReport], Int32?) = progress.withLock { p in
+            let count = p.target
             var reports: [DeliveryReport] = []
             reports.reserveCapacity(count)
             for index in 0..<count {

@@ -220,6 +220,67 @@ final class KafkaIntegrationTests: XCTestCase {
         await producer.close()
     }
 
+    /// Batches enqueued one after another keep their order even when the first must wait for room
+    /// in the local queue: the second is enqueued only once the first is, and both are delivered
+    /// whole, the first's messages before the second's (per-key order across a stage's batches).
+    func testBatchesEnqueuedInTurnStayInOrderWhileTheFirstWaitsForRoom() async throws {
+        let broker = try EmbeddedBroker(topics: [("turns", 1)])
+        defer { broker.shutdown() }
+        broker.setBrokerDown(1)
+        let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: broker.bootstrapServers,
+                                                                           ["queue.buffering.max.messages": "10"]))
+        let first = (0..<30).map { OutgoingMessage(topic: "turns", key: "twin", value: Array("first \($0)".utf8)) }
+        let second = (0..<30).map { OutgoingMessage(topic: "turns", key: "twin", value: Array("second \($0)".utf8)) }
+        let enqueuedFirst = LockedBox(false)
+        let both = Task {
+            let a = await producer.enqueueAll(first, queueFullTimeout: .seconds(20))
+            enqueuedFirst.mutate { $0 = true }
+            let b = await producer.enqueueAll(second, queueFullTimeout: .seconds(20))
+            return (try await a.reports(), try await b.reports())
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertFalse(enqueuedFirst.value, "30 messages cannot all be enqueued into a 10-message queue while the broker is down")
+        broker.setBrokerUp(1)
+        let (a, b) = try await both.value
+        XCTAssertEqual(a.count, first.count)
+        XCTAssertEqual(b.count, second.count)
+        let offsets = (a + b).map(\.offset)
+        XCTAssertEqual(offsets, offsets.sorted(), "one partition: the first batch's offsets all precede the second's")
+        XCTAssertEqual(Set(offsets).count, first.count + second.count)
+        await producer.close()
+
+        // What the broker holds is in the order sent.
+        let consumer = try KafkaConsumer(configuration: testConfig(broker), groupId: uniqueGroup(), topics: ["turns"])
+        let got = try await consume(consumer, count: first.count + second.count)
+        XCTAssertEqual(got.map { String(decoding: $0.value, as: UTF8.self) },
+                       (first + second).map { String(decoding: $0.value, as: UTF8.self) })
+        await consumer.close()
+    }
+
+    /// A failed enqueue is reported by the batch, after what was enqueued before it is delivered.
+    func testEnqueueFailureIsThrownByTheBatchAfterItsEnqueuedMessagesAreReported() async throws {
+        let broker = try EmbeddedBroker(topics: [("partial", 1)])
+        defer { broker.shutdown() }
+        let producer = try KafkaProducer(configuration: testConfig(broker))
+        let tooLarge = [UInt8](repeating: 7, count: 2_000_000)  // over message.max.bytes (1,000,000)
+        let messages = [OutgoingMessage(topic: "partial", key: "k", value: [1]),
+                        OutgoingMessage(topic: "partial", key: "k", value: tooLarge),
+                        OutgoingMessage(topic: "partial", key: "k", value: [3])]
+        let batch = await producer.enqueueAll(messages)
+        do {
+            _ = try await batch.reports()
+            XCTFail("a batch with a message librdkafka refused reported success")
+        } catch let error as KafkaError {
+            XCTAssertEqual(error.name, "MSG_SIZE_TOO_LARGE", "\(error)")
+        }
+        XCTAssertEqual(producer.outstanding, 0, "the message enqueued before the refused one was reported before the error")
+        await producer.close()
+        let consumer = try KafkaConsumer(configuration: testConfig(broker), groupId: uniqueGroup(), topics: ["partial"])
+        let got = try await consume(consumer, count: 1)
+        XCTAssertEqual(got.map(\.value), [[1]], "only the message before the refused one was enqueued")
+        await consumer.close()
+    }
+
     func testRebalanceListenerHearsAssignmentBeforeMessages() async throws {
         let broker = try EmbeddedBroker(topics: [("assign", 3)])
         defer { broker.shutdown() }
