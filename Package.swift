@@ -17,8 +17,6 @@ func tests(_ name: String, _ deps: [Target.Dependency]) -> Target {
     .testTarget(name: name, dependencies: deps, path: "Tests/\(name)", swiftSettings: strict)
 }
 
-let serviceDeps: [Target.Dependency] = ["ServiceKit", "Kafka", "Contracts", "Pipeline", "HTTP", "JSON", "Models"]
-
 let package = Package(
     name: "TwinStream",
     products: [
@@ -37,25 +35,31 @@ let package = Package(
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"])]
         ),
+        shared("Durations"),
         shared("JSON"),
         shared("JSONSchema", ["JSON"]),
-        shared("Sockets"),
-        shared("HTTP", ["Sockets"]),
-        shared("Kafka", ["CRdKafka"]),
+        shared("Sockets", ["Durations"]),
+        shared("HTTP", ["Sockets", "Durations"]),
+        shared("Kafka", ["CRdKafka", "Durations"]),
         shared("Contracts", ["JSON"]),
-        shared("ServiceKit", ["HTTP", "Kafka", "Contracts", "JSON"]),
+        shared("ServiceKit", ["HTTP", "Kafka", "Contracts", "JSON", "Durations"]),
         shared("Models", ["JSON", "JSONSchema", "Contracts"]),
-        shared("Query", ["JSON", "Contracts"]),
-        shared("Pipeline", ["Contracts", "Kafka", "ServiceKit", "HTTP", "JSON", "JSONSchema", "Models"]),
-        shared("QueryAPI", ["Query", "Contracts", "Kafka", "ServiceKit", "HTTP", "JSON", "Models"]),
+        shared("ModelLoading", ["Models", "ServiceKit"]),
+        shared("Stage", ["Kafka", "Contracts", "ServiceKit", "JSON", "Durations"]),
+        shared("Ingest", ["Stage", "Kafka", "Contracts", "ServiceKit", "HTTP", "JSON", "Durations"]),
+        shared("Validation", ["Stage", "Kafka", "Contracts", "JSON", "Models"]),
+        shared("TwinStore", ["Stage", "Models", "Kafka", "Contracts", "ServiceKit", "JSON", "Durations"]),
+        shared("TwinQuery", ["JSON", "Contracts", "Durations"]),
+        shared("Views", ["TwinQuery", "Kafka", "Contracts", "ServiceKit", "JSON", "Durations"]),
+        shared("QueryAPI", ["Views", "TwinQuery", "Contracts", "Kafka", "ServiceKit", "HTTP", "JSON", "Models", "Durations"]),
 
-        service("ingestor", serviceDeps),
-        service("validator", serviceDeps),
-        service("state-updater", serviceDeps),
-        service("simulator-worker", serviceDeps),
-        service("query-api", serviceDeps + ["QueryAPI"]),
-        service("drift-monitor", serviceDeps),
-        service("twinctl", serviceDeps + ["JSONSchema"]),
+        service("ingestor", ["Ingest", "Stage", "ServiceKit", "Kafka", "Contracts", "Durations"]),
+        service("validator", ["Validation", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
+        service("state-updater", ["TwinStore", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
+        service("simulator-worker", ["ServiceKit"]),
+        service("query-api", ["QueryAPI", "Views", "ModelLoading", "ServiceKit", "Kafka", "Durations"]),
+        service("drift-monitor", ["ServiceKit"]),
+        service("twinctl", ["ServiceKit", "Kafka", "Contracts", "HTTP", "JSON", "JSONSchema", "Models", "Durations"]),
 
         // Fuzz targets: built with `-Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING` they are libFuzzer
         // binaries; built normally they replay the corpus files given as arguments.
@@ -65,25 +69,31 @@ let package = Package(
         // Benchmarks (not run in CI): `swift build -c release --product SchemaBench && .build/release/SchemaBench`.
         .executableTarget(name: "SchemaBench", dependencies: ["JSONSchema", "JSON"], path: "Benchmarks/SchemaBench", swiftSettings: strict),
         // `swift build -c release --product QueryBench && .build/release/QueryBench [twins]` (from the package root).
-        .executableTarget(name: "QueryBench", dependencies: ["Query", "Models", "QueryAPI", "HTTP", "ServiceKit", "Contracts"], path: "Benchmarks/QueryBench", swiftSettings: strict),
+        .executableTarget(name: "QueryBench", dependencies: ["TwinQuery", "Views", "Models", "QueryAPI", "HTTP", "ServiceKit", "Contracts"], path: "Benchmarks/QueryBench", swiftSettings: strict),
         // `swift build -c release --product StageBench && .build/release/StageBench [messages]`.
-        .executableTarget(name: "StageBench", dependencies: ["Pipeline", "Contracts", "JSON", "Kafka", "Models"], path: "Benchmarks/StageBench", swiftSettings: strict),
+        .executableTarget(name: "StageBench", dependencies: ["Stage", "Ingest", "Validation", "ModelLoading", "Contracts", "JSON", "Kafka", "Models"], path: "Benchmarks/StageBench", swiftSettings: strict),
         // `swift build -c release --product StateBench && .build/release/StateBench [twins]`.
-        .executableTarget(name: "StateBench", dependencies: ["Pipeline", "Contracts", "JSON", "Kafka", "ServiceKit"], path: "Benchmarks/StateBench", swiftSettings: strict),
+        .executableTarget(name: "StateBench", dependencies: ["TwinStore", "Stage", "Contracts", "JSON", "Kafka", "ServiceKit"], path: "Benchmarks/StateBench", swiftSettings: strict),
 
         // Shared by test targets: the seeded stream generator and reference fold of the state tests.
         .target(name: "TestSupport", dependencies: ["Contracts", "JSON"], path: "Tests/TestSupport", swiftSettings: strict),
 
+        tests("DurationsTests", ["Durations"]),
         tests("JSONTests", ["JSON"]),
         tests("JSONSchemaTests", ["JSONSchema", "JSON"]),
-        tests("HTTPTests", ["HTTP", "Sockets", "Contracts"]),
+        tests("HTTPTests", ["HTTP", "Sockets", "Contracts", "Durations"]),
         tests("KafkaTests", ["Kafka"]),
         tests("ContractsTests", ["Contracts", "JSON", "JSONSchema"]),
         tests("ServiceKitTests", ["ServiceKit", "HTTP"]),
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
-        tests("QueryTests", ["Query", "JSON", "Contracts"]),
-        tests("PipelineTests", ["Pipeline", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "HTTP", "TestSupport"]),
-        tests("QueryAPITests", ["QueryAPI", "Query", "Pipeline", "JSONSchema", "Contracts", "JSON", "HTTP", "ServiceKit", "Models", "Kafka", "TestSupport"]),
+        tests("ModelLoadingTests", ["ModelLoading", "Models", "ServiceKit"]),
+        tests("StageTests", ["Stage", "Contracts", "JSON", "Kafka", "ServiceKit"]),
+        tests("IngestTests", ["Ingest", "Stage", "Contracts", "JSON", "Kafka", "ServiceKit", "HTTP"]),
+        tests("ValidationTests", ["Validation", "Ingest", "Stage", "ModelLoading", "Contracts", "JSON", "Models", "Kafka"]),
+        tests("TwinStoreTests", ["TwinStore", "Stage", "ModelLoading", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "TestSupport"]),
+        tests("TwinQueryTests", ["TwinQuery", "JSON", "Contracts"]),
+        tests("ViewsTests", ["Views", "TwinQuery", "Contracts", "JSON", "Kafka", "ServiceKit"]),
+        tests("QueryAPITests", ["QueryAPI", "Views", "TwinQuery", "TwinStore", "ModelLoading", "JSONSchema", "Contracts", "JSON", "HTTP", "ServiceKit", "Models", "Kafka", "TestSupport"]),
         tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport"]),
     ]
 )

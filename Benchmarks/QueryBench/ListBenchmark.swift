@@ -1,8 +1,9 @@
 import Contracts
 import HTTP
 import Models
-import Query
+import TwinQuery
 import QueryAPI
+import Views
 import ServiceKit
 
 struct NoPublisher: CommandPublisher {

@@ -1,5 +1,5 @@
 import Models
-import Query
+import TwinQuery
 
 // Read-path and validation benchmarks (not run in CI):
 //   swift build -c release --product QueryBench && .build/release/QueryBench [twins]

@@ -3,7 +3,10 @@ import Foundation
 import JSON
 import Kafka
 import Models
-import Pipeline
+import Ingest
+import ModelLoading
+import Stage
+import Validation
 
 // Ingestor and validator logic on one core, without Kafka (not run in CI):
 //   swift build -c release --product StageBench && .build/release/StageBench [messages] [models dir]

@@ -2,7 +2,8 @@ import Contracts
 import Foundation
 import JSON
 import Kafka
-import Pipeline
+import Stage
+import TwinStore
 import ServiceKit
 
 // State-updater benchmarks (not run in CI):
@@ -56,7 +57,7 @@ do {
         KafkaMessage(topic: Topic.telemetryValid.name, partition: 0, offset: Int64(i), key: Array(e.key.utf8), value: e.encoded(),
                      headers: [KafkaHeader(MessageHeader.tenant, "acme")])
     }
-    let store = TwinStateStore(options: .init(autoCreate: true), checkpoints: nil, readState: nil,
+    let store = TwinStateStore(options: .init(autoCreate: true), defaultTenant: "default", checkpoints: nil, readState: nil,
                                logger: Logger(service: "bench", level: .error, sink: .init { _ in }), metrics: MetricsRegistry())
     var processor = StateUpdateProcessor(store: store)
     for m in messages.prefix(twins) { _ = processor.process(m, now: 0) }

@@ -1,6 +1,8 @@
+import Durations
 import Contracts
 import Kafka
-import Pipeline
+import Ingest
+import Stage
 import ServiceKit
 
 // ingestor: telemetry.raw.v1 and POST /v1/telemetry → TelemetryEnvelope v1 on telemetry.ingested.v1,
@@ -8,7 +10,7 @@ import ServiceKit
 await ServiceRuntime.main(name: "ingestor", defaultHTTPPort: 8081) { context, routes in
     let skew = try context.environment.duration("MAX_FUTURE_SKEW", default: .seconds(300),
                                                 doc: "Readings whose event time is further ahead than this are dead-lettered.")
-    let skewMs = skew.components.seconds * 1000 + skew.components.attoseconds / 1_000_000_000_000_000
+    let skewMs = skew.milliseconds
     let processor = IngestProcessor(defaultTenant: context.defaultTenant, maxFutureSkewMs: skewMs)
     let stage = try StreamStage(context: context, stage: IngestProcessor.stage, inputs: [.telemetryRaw], processor: processor)
 

@@ -1,7 +1,9 @@
+import Durations
 import Foundation
 import Kafka
-import Pipeline
+import ModelLoading
 import QueryAPI
+import Views
 import ServiceKit
 
 // query-api: materialises the twin views and serves the /v1 API (see Schemas/openapi.json).
@@ -16,8 +18,7 @@ await ServiceRuntime.main(name: "query-api", defaultHTTPPort: 8080) { context, r
     // A command waits for the broker's acknowledgement before its 202: bounded, then 503.
     let deliveryTimeout = try env.duration("COMMAND_DELIVERY_TIMEOUT", default: .seconds(10), range: .milliseconds(100)...(.seconds(300)),
                                            doc: "How long a command waits for the broker's acknowledgement before 503 (producer message.timeout.ms).")
-    let timeoutMs = deliveryTimeout.components.seconds * 1000 + deliveryTimeout.components.attoseconds / 1_000_000_000_000_000
-    let producer = try KafkaProducer(configuration: context.kafka.with(["message.timeout.ms": String(timeoutMs)]))
+    let producer = try KafkaProducer(configuration: context.kafka.with(["message.timeout.ms": String(deliveryTimeout.milliseconds)]))
     let api = QueryAPI(views: views, models: models, auth: auth, publisher: KafkaCommandPublisher(producer: producer),
                        configuration: try .fromEnvironment(env), openAPIDocument: openAPI)
     api.register(on: &routes)

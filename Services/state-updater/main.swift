@@ -1,5 +1,7 @@
 import Contracts
-import Pipeline
+import ModelLoading
+import Stage
+import TwinStore
 import ServiceKit
 
 // state-updater: telemetry.valid.v1 + twin.commands.v1 → exact per-twin state on twin.state.v1
@@ -14,8 +16,8 @@ await ServiceRuntime.main(name: "state-updater", defaultHTTPPort: 8083) { contex
     let stateDir = env.string("STATE_DIR", default: "state", doc: "Directory of this instance's partition checkpoints; empty disables them (restore reads twin.state.v1 only).")
     let interval = try env.duration("CHECKPOINT_INTERVAL", default: .seconds(30), range: .milliseconds(100)...(.seconds(86_400)),
                                     doc: "Minimum time between checkpoints of a partition that changed.")
-    let catalog = try LoadedModels(env, logger: context.logger).catalog
-    let store = TwinStateStore(options: .init(autoCreate: autoCreate, dedupWindow: window, catalog: catalog), maxTwins: maxTwins,
+    let catalog = ModelCatalog(registry: try LoadedModels(env, logger: context.logger).registry)
+    let store = TwinStateStore(options: .init(autoCreate: autoCreate, dedupWindow: window, catalog: catalog), defaultTenant: context.defaultTenant, maxTwins: maxTwins,
                                checkpoints: stateDir.isEmpty ? nil : try CheckpointDirectory(path: stateDir), checkpointInterval: interval,
                                readState: stateTopicReader(configuration: context.kafka), logger: context.logger, metrics: context.metrics)
     return try StreamStage(context: context, stage: StateUpdateProcessor.stage, inputs: [.telemetryValid, .twinCommands],

@@ -1,3 +1,4 @@
+import Durations
 import Foundation
 import Kafka
 
@@ -39,7 +40,7 @@ func runBench(_ args: Arguments) async throws {
         }
         let elapsed = (ContinuousClock.now - start)
         await producer.close()
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.seconds
         printNow("produced \(ok) messages in \(String(format: "%.3f", seconds)) seconds: \(Int(Double(ok) / seconds)) msg/s (\(failed) failed)")
         if failed > 0 || ok < count {
             throw BenchFailure(description: "\(count - ok) of \(count) messages were not delivered")
@@ -59,7 +60,7 @@ func runBench(_ args: Arguments) async throws {
         }
         let elapsed = ContinuousClock.now - start
         await consumer.close()
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.seconds
         printNow("consumed \(received) messages in \(String(format: "%.3f", seconds)) seconds: \(Int(Double(received) / seconds)) msg/s (\(bytes) bytes)")
     default:
         throw UsageError("bench needs 'produce' or 'consume'")

@@ -3,7 +3,6 @@ import Foundation
 import JSON
 import Kafka
 import Models
-import Pipeline
 
 /// `twinctl seed-twins`: publishes `--count` TwinState v1 documents straight to `twin.state.v1`,
 /// as the state-updater would after a `create` command and one reading per twin — a large,
@@ -142,7 +141,7 @@ struct TwinSeeder {
         let state = state(index, now: now)
         return OutgoingMessage(topic: Topic.twinState.name, key: state.key, value: state.encoded(), headers: [
             KafkaHeader(MessageHeader.contract, TwinState.contract), KafkaHeader(MessageHeader.tenant, tenant),
-            KafkaHeader(stateVersionHeader, String(state.version)), KafkaHeader(modelHeader, state.model ?? ""),
+            KafkaHeader(MessageHeader.version, String(state.version)), KafkaHeader(MessageHeader.model, state.model ?? ""),
         ])
     }
 }

@@ -1,6 +1,7 @@
 import Contracts
-import Models
-import Pipeline
+import ModelLoading
+import Stage
+import Validation
 import ServiceKit
 
 // validator: telemetry.ingested.v1 → checked against the twin's model, converted to its units →

@@ -50,7 +50,7 @@ public struct DeadLetter: ContractDocument, Sendable, Equatable {
     }
 
     /// The Kafka key: `tenant/twinId` when the twin is known, else none.
-    public var key: String? { twinId.map { twinKey(tenant: tenant, twinId: $0) } }
+    public var key: String? { twinId.map { TwinKey(tenant: tenant, twinId: $0).description } }
 
     public func encoded() -> [UInt8] {
         var w = JSONWriter(capacity: 256 + original.count)

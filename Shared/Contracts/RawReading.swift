@@ -106,7 +106,7 @@ public struct RawReading: Sendable, Equatable {
     /// The envelope's Kafka key and bytes. The values are serialized once: the same bytes make
     /// the deterministic event id and the envelope's `values`.
     public func encodedEnvelope(tenant: String, ingestTime: Int64, source: TelemetryEnvelope.Source) -> (key: [UInt8], value: [UInt8]) {
-        (twinKeyBytes(tenant: tenant, twinId: twinId),
+        (TwinKey(tenant: tenant, twinId: twinId).bytes,
          TelemetryEnvelope.encode(eventId: eventId, tenant: tenant, twinId: twinId, model: model, eventTime: eventTime, ingestTime: ingestTime,
                                   source: source, values: values, units: units))
     }

@@ -99,7 +99,7 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
     }
 
     /// The Kafka key: `tenant/twinId`.
-    public var key: String { twinKey(tenant: tenant, twinId: twinId) }
+    public var key: String { TwinKey(tenant: tenant, twinId: twinId).description }
 
     /// Compact JSON, fields in a fixed order, values in canonical (sorted) key order.
     public func encoded() -> [UInt8] {

@@ -66,15 +66,53 @@ public enum ContractName {
     public static let twinChangeV1 = "twin-change/1"
 }
 
-/// The Kafka key of every per-twin topic: one key per twin, so a twin's events share a partition.
-public func twinKey(tenant: String, twinId: String) -> String { "\(tenant)/\(twinId)" }
+/// The Kafka key of every per-twin topic, `tenant/twinId`: one key per twin, so a twin's events
+/// share a partition. Tenant ids never contain `/` (`TenantID`), so the first `/` splits the key.
+public struct TwinKey: Sendable, Hashable, CustomStringConvertible {
+    /// The tenant.
+    public var tenant: String
+    /// The twin id within the tenant (may itself contain `/`).
+    public var twinId: String
 
-/// The same key as bytes, written once (a message's key is bytes, not text).
-public func twinKeyBytes(tenant: String, twinId: String) -> [UInt8] {
-    var key: [UInt8] = []
-    key.reserveCapacity(tenant.utf8.count + 1 + twinId.utf8.count)
-    key.append(contentsOf: tenant.utf8)
-    key.append(UInt8(ascii: "/"))
-    key.append(contentsOf: twinId.utf8)
-    return key
+    /// The key of `twinId` in `tenant`.
+    public init(tenant: String, twinId: String) {
+        self.tenant = tenant
+        self.twinId = twinId
+    }
+
+    /// Parses `tenant/twinId`; nil when there is no `/`.
+    public init?(_ key: some StringProtocol) {
+        guard let slash = key.firstIndex(of: "/") else { return nil }
+        tenant = String(key[..<slash])
+        twinId = String(key[key.index(after: slash)...])
+    }
+
+    /// Parses a message key's bytes; nil when they are not UTF-8 or have no `/`.
+    public init?(bytes: [UInt8]) {
+        guard let slash = bytes.firstIndex(of: UInt8(ascii: "/")),
+              let tenant = String(validating: bytes[..<slash], as: UTF8.self),
+              let twinId = String(validating: bytes[(slash + 1)...], as: UTF8.self) else { return nil }
+        self.tenant = tenant
+        self.twinId = twinId
+    }
+
+    /// `tenant/twinId`.
+    public var description: String { "\(tenant)/\(twinId)" }
+
+    /// The key as message-key bytes, written once (a message's key is bytes, not text).
+    public var bytes: [UInt8] {
+        var key: [UInt8] = []
+        key.reserveCapacity(tenant.utf8.count + 1 + twinId.utf8.count)
+        key.append(contentsOf: tenant.utf8)
+        key.append(UInt8(ascii: "/"))
+        key.append(contentsOf: twinId.utf8)
+        return key
+    }
+
+    /// True when `key` is exactly `tenant/twinId`, compared in place (no String of the key).
+    public static func matches(_ key: [UInt8], tenant: String, twinId: String) -> Bool {
+        let t = tenant.utf8.count
+        guard key.count == t + 1 + twinId.utf8.count, key[t] == UInt8(ascii: "/") else { return false }
+        return key[..<t].elementsEqual(tenant.utf8) && key[(t + 1)...].elementsEqual(twinId.utf8)
+    }
 }

@@ -76,7 +76,7 @@ public struct TwinChange: ContractDocument, Sendable, Equatable {
         self.reason = reason
     }
 
-    public var key: String { twinKey(tenant: tenant, twinId: twinId) }
+    public var key: String { TwinKey(tenant: tenant, twinId: twinId).description }
     /// Whether any entry is late.
     public var late: Bool { changes.contains { $0.late } }
 

@@ -63,7 +63,7 @@ public struct TwinCommand: ContractDocument, Sendable, Equatable {
         self.relationship = relationship
     }
 
-    public var key: String { twinKey(tenant: tenant, twinId: twinId) }
+    public var key: String { TwinKey(tenant: tenant, twinId: twinId).description }
 
     public func encoded() -> [UInt8] {
         var w = JSONWriter(capacity: 256)

@@ -91,7 +91,7 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
         self.sync = sync
     }
 
-    public var key: String { twinKey(tenant: tenant, twinId: twinId) }
+    public var key: String { TwinKey(tenant: tenant, twinId: twinId).description }
 
     public subscript(property name: String) -> Property? {
         properties.first { $0.name == name }?.property

@@ -1,3 +1,4 @@
+import Durations
 import Dispatch
 import Foundation
 import Sockets
@@ -217,7 +218,7 @@ final class ClientConnection: Sendable {
     }
 
     func exchange(_ request: [UInt8], isHead: Bool, timeout: Duration, limit: Int) throws -> HTTPClient.Response {
-        let deadline = EventLoop.now() &+ timeout.nanoseconds
+        let deadline = EventLoop.now() &+ timeout.nonNegativeNanoseconds
         let socket = try open(timeout: timeout)
         defer { closeSocket() }
         var reader = BlockingReader(socket: socket, deadline: deadline)
@@ -226,7 +227,7 @@ final class ClientConnection: Sendable {
     }
 
     func streamLines(_ request: [UInt8], timeout: Duration, onLine: (String) -> Bool) throws {
-        let deadline = EventLoop.now() &+ timeout.nanoseconds
+        let deadline = EventLoop.now() &+ timeout.nonNegativeNanoseconds
         let socket = try open(timeout: timeout)
         defer { closeSocket() }
         var reader = BlockingReader(socket: socket, deadline: deadline)

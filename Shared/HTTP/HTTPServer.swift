@@ -1,3 +1,4 @@
+import Durations
 import Sockets
 
 /// An HTTP/1.1 server on POSIX sockets and one epoll event loop thread.
@@ -136,7 +137,7 @@ public final class HTTPServer: Sendable {
             }
         }
         if let core {
-            let deadline = EventLoop.now() &+ gracePeriod.nanoseconds
+            let deadline = EventLoop.now() &+ gracePeriod.nonNegativeNanoseconds
             core.loop.execute { core.beginShutdown(deadline: deadline) }
         }
         await waitUntilStopped()

@@ -1,14 +1,5 @@
+import Durations
 import Sockets
-
-extension Duration {
-    /// Whole nanoseconds, negative clamped to zero (timeouts are never negative).
-    var nanoseconds: UInt64 {
-        let (seconds, attoseconds) = components
-        if seconds < 0 { return 0 }
-        if seconds > 1_000_000_000 { return UInt64(seconds) &* 1_000_000_000 }
-        return UInt64(seconds) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
-    }
-}
 
 /// The server's loop-confined state: listener, connections, shared read buffer, encoder.
 ///
@@ -56,12 +47,12 @@ final class ServerCore: @unchecked Sendable {
         self.limits = configuration.parserLimits
         self.statistics = statistics
         self.onStopped = onStopped
-        headerTimeout = configuration.headerReadTimeout.nanoseconds
-        bodyTimeout = configuration.bodyReadTimeout.nanoseconds
-        idleTimeout = configuration.idleTimeout.nanoseconds
+        headerTimeout = configuration.headerReadTimeout.nonNegativeNanoseconds
+        bodyTimeout = configuration.bodyReadTimeout.nonNegativeNanoseconds
+        idleTimeout = configuration.idleTimeout.nonNegativeNanoseconds
         firstRequestTimeout = min(headerTimeout, idleTimeout)
-        writeTimeout = configuration.writeTimeout.nanoseconds
-        lingerTimeout = configuration.lingerTimeout.nanoseconds
+        writeTimeout = configuration.writeTimeout.nonNegativeNanoseconds
+        lingerTimeout = configuration.lingerTimeout.nonNegativeNanoseconds
         let logger = configuration.logger
         handlerErrorReporter = { [statistics] error, request in
             statistics.withLock { $0.handlerErrors += 1 }

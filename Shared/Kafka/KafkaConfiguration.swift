@@ -1,3 +1,4 @@
+import Durations
 import CRdKafka
 
 /// librdkafka settings plus the hooks through which the client reports what it sees.
@@ -120,7 +121,7 @@ class ClientContext: @unchecked Sendable {
 
 /// `duration` in whole milliseconds for librdkafka's `timeout_ms` arguments.
 func milliseconds(_ duration: Duration) -> Int32 {
-    Int32(clamping: duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    Int32(clamping: duration.milliseconds)
 }
 
 /// Creates an `rd_kafka_t` from a prepared configuration; `conf` is consumed either way.

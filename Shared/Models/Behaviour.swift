@@ -75,7 +75,7 @@ public struct Behaviour: Sendable {
     /// `outputPrograms[i]` computes outputs[i] over the slot vector.
     public let outputPrograms: [CompiledExpression]
     /// Parameter defaults in parameter-slot order.
-    let parameterDefaults: [Double]
+    public let parameterDefaults: [Double]
 
     /// The slot vector at the start of a run: states at `initial` (0 when not given), inputs at their
     /// defaults, parameters at their defaults, then the overrides by name (any kind of slot),
@@ -102,8 +102,24 @@ public struct Behaviour: Sendable {
     /// d(state)/dt for every state (in `states` order) at the point `variables`, after
     /// recomputing the outputs there.
     public func derivatives(at variables: inout [Double]) -> [Double] {
-        evaluateOutputs(&variables)
-        return variables.withUnsafeBufferPointer { buffer in derivatives.map { $0.evaluate(buffer) } }
+        var result = [Double](repeating: 0, count: states.count)
+        variables.withUnsafeMutableBufferPointer { v in
+            result.withUnsafeMutableBufferPointer { derivatives(at: v, into: $0) }
+        }
+        return result
+    }
+
+    /// d(state)/dt for every state into `out` (`out[i]` for `states[i]`), after recomputing the
+    /// output slots of `variables`. Allocates nothing: solvers call it millions of times.
+    /// `variables.count` must be `self.variables.count`, `out.count` at least `states.count`.
+    @inline(__always)
+    public func derivatives(at variables: UnsafeMutableBufferPointer<Double>, into out: UnsafeMutableBufferPointer<Double>) {
+        let o = outputSlots.lowerBound
+        for i in outputPrograms.indices {
+            variables[o + i] = outputPrograms[i].evaluate(UnsafeBufferPointer(variables))
+        }
+        let read = UnsafeBufferPointer(variables)
+        for i in derivatives.indices { out[i] = derivatives[i].evaluate(read) }
     }
 
     // MARK: Decoding

@@ -87,11 +87,6 @@ public final class ModelResolver: Sendable {
     let ruleModels: [(prefix: [UInt8], model: TwinModel)]
     let assignments = Mutex<[TwinKey: TwinModel]>([:])
 
-    struct TwinKey: Hashable, Sendable {
-        var tenant: String
-        var twinId: String
-    }
-
     /// A resolver over `registry` with `prefixRules`. Throws `.unknownModel` when a rule names a
     /// model the registry does not hold (a configuration error worth failing start-up for).
     public init(registry: ModelRegistry, prefixRules: [ModelPrefixRule] = []) throws(ModelError) {

@@ -3,7 +3,8 @@ import Foundation
 import HTTP
 import JSON
 import Models
-import Query
+import Views
+import TwinQuery
 import ServiceKit
 
 /// The query API: the platform's front door for reading twins (from `QueryViews`) and changing
@@ -235,9 +236,9 @@ public final class QueryAPI: Sendable {
             guard let n = Int(text) else { throw Self.queryProblem(QueryError(.invalidLimit, "limit must be a whole number", parameter: "limit", token: text)) }
             limit = n
         }
-        let query: TwinQuery
+        let query: TwinListQuery
         do {
-            query = try TwinQuery(filter: q["filter"], relatedTo: q["relatedTo"], rel: q["rel"], sort: q["sort"],
+            query = try TwinListQuery(filter: q["filter"], relatedTo: q["relatedTo"], rel: q["rel"], sort: q["sort"],
                                   cursor: q["cursor"], limit: limit, filterLimits: configuration.filterLimits)
         } catch {
             throw Self.queryProblem(error)

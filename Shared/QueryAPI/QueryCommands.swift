@@ -4,7 +4,8 @@ import HTTP
 import JSON
 import Kafka
 import Models
-import Query
+import Views
+import TwinQuery
 import ServiceKit
 
 /// Where the query API sends commands. `publish` returns once the command is durable (the broker

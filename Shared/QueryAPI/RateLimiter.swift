@@ -1,3 +1,4 @@
+import Durations
 import Foundation
 import Synchronization
 
@@ -28,7 +29,7 @@ public final class RateLimiter: Sendable {
         return buckets.withLock { buckets in
             var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now)
             let elapsed = now - bucket.updated
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = elapsed.seconds
             bucket.tokens = min(burst, bucket.tokens + max(0, seconds) * rate)
             bucket.updated = now
             defer {

@@ -1,3 +1,4 @@
+import Durations
 import Dispatch
 import Foundation
 
@@ -26,7 +27,7 @@ private func blockingGet(host: String, port: Int, path: String, headers: [(Strin
     let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
-    var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
+    var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.microseconds % 1_000_000))
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     guard connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else { return nil }

@@ -1,3 +1,4 @@
+import Durations
 import Glibc
 import Synchronization
 
@@ -186,8 +187,7 @@ public final class Histogram: Sendable {
 
     /// Records a duration in seconds.
     public func observe(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        observe(Double(seconds) + Double(attoseconds) * 1e-18)
+        observe(duration.seconds)
     }
 
     /// Index of the first bucket whose bound is >= `value` (`le` is inclusive).

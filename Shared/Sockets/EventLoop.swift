@@ -1,3 +1,4 @@
+import Durations
 import Glibc
 
 /// Readiness a descriptor is interested in, or reported by epoll.
@@ -199,14 +200,14 @@ public final class EventLoop: @unchecked Sendable {
     /// Calls `handler` on the loop after `delay`. Loop thread only.
     @discardableResult
     public func schedule(after delay: Duration, _ handler: @escaping () -> Void) -> TimerID {
-        timers.schedule(at: Sys.monotonicNanoseconds() &+ delay.clampedNanoseconds, handler)
+        timers.schedule(at: Sys.monotonicNanoseconds() &+ delay.nonNegativeNanoseconds, handler)
     }
 
     /// Moves a pending timer to fire `delay` from now; false if it already fired or was
     /// cancelled. Loop thread only.
     @discardableResult
     public func reschedule(_ timer: TimerID, after delay: Duration) -> Bool {
-        timers.reschedule(timer, to: Sys.monotonicNanoseconds() &+ delay.clampedNanoseconds)
+        timers.reschedule(timer, to: Sys.monotonicNanoseconds() &+ delay.nonNegativeNanoseconds)
     }
 
     /// Calls `handler` on the loop at `deadline` (nanoseconds of `EventLoop.now()`).

@@ -70,12 +70,3 @@ enum Sys {
     }
 }
 
-extension Duration {
-    /// Whole nanoseconds, clamped at zero (negative durations mean "now").
-    var clampedNanoseconds: UInt64 {
-        let (seconds, attoseconds) = components
-        if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
-        if seconds > Int64(UInt64.max / 2_000_000_000) { return UInt64.max / 2 }
-        return UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
-    }
-}

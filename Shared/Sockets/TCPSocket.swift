@@ -1,3 +1,4 @@
+import Durations
 import Glibc
 
 /// A connected, non-blocking TCP socket.
@@ -191,7 +192,7 @@ public struct TCPSocket: Sendable, Hashable {
     }
 
     private func poll(events: Int16, timeout: Duration?) throws(SocketError) -> Bool {
-        let deadline = timeout.map { Sys.monotonicNanoseconds() &+ $0.clampedNanoseconds }
+        let deadline = timeout.map { Sys.monotonicNanoseconds() &+ $0.nonNegativeNanoseconds }
         while true {
             var milliseconds: Int32 = -1
             if let deadline {

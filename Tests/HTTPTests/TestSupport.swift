@@ -1,3 +1,4 @@
+import Durations
 import Foundation
 import XCTest
 import Sockets
@@ -35,7 +36,7 @@ final class RawConnection {
 
     init(port: Int, timeout: Duration = .seconds(5)) throws {
         socket = try TCPSocket.connect(host: "127.0.0.1", port: UInt16(port), timeout: .seconds(2))
-        reader = BlockingReader(socket: socket, deadline: EventLoop.now() + timeout.nanoseconds)
+        reader = BlockingReader(socket: socket, deadline: EventLoop.now() + timeout.nonNegativeNanoseconds)
     }
 
     private var isClosed = false
@@ -51,7 +52,7 @@ final class RawConnection {
 
     /// Moves the read deadline to `timeout` from now.
     func setTimeout(_ timeout: Duration) {
-        reader.deadline = EventLoop.now() + timeout.nanoseconds
+        reader.deadline = EventLoop.now() + timeout.nonNegativeNanoseconds
     }
 
     func send(_ text: String) throws { try send(Array(text.utf8)) }

@@ -3,6 +3,7 @@ import Foundation
 import HTTP
 import JSON
 import QueryAPI
+import Views
 import Synchronization
 import XCTest
 

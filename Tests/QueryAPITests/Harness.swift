@@ -4,8 +4,10 @@ import HTTP
 import JSON
 import Kafka
 import Models
-import Pipeline
-import Query
+import ModelLoading
+import TwinStore
+import Views
+import TwinQuery
 import QueryAPI
 import ServiceKit
 import Synchronization

@@ -4,6 +4,7 @@ import HTTP
 import JSON
 import JSONSchema
 import QueryAPI
+import Views
 import XCTest
 
 /// Tenant isolation on every route, malformed input on every route, and the OpenAPI document

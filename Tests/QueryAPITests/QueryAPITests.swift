@@ -3,6 +3,7 @@ import Foundation
 import HTTP
 import JSON
 import QueryAPI
+import Views
 import XCTest
 
 /// The query API's routes, driven through its router with the fold standing in for Kafka.

@@ -1,0 +1,37 @@
+import Contracts
+import JSON
+import Kafka
+
+/// A pipeline stage's logic: one input message in, the messages to produce out. It never throws:
+/// input it cannot process becomes a dead-letter among its outputs. Tests drive it without Kafka.
+public protocol MessageProcessor {
+    /// Processes one message read at wall-clock time `now` (ms since the epoch), appending what
+    /// to produce to `outputs` (the batch's list: no array per message).
+    mutating func process(_ message: KafkaMessage, now: Int64, into outputs: inout [OutgoingMessage])
+
+    /// Called after the last message of a batch: outputs that summarise the batch (for example
+    /// one state document per twin the batch touched).
+    mutating func finishBatch(now: Int64) -> [OutgoingMessage]
+
+    /// Called once the batch's outputs are acknowledged by the broker, before its offsets are
+    /// stored: the point where effects of the batch may be made durable elsewhere (checkpoints).
+    mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64)
+
+    /// True when `process` keeps nothing from one message to the next, so a batch may be split
+    /// across cores, each part processed by its own copy of the processor (outputs keep input
+    /// order). Default false.
+    var processesMessagesIndependently: Bool { get }
+}
+
+extension MessageProcessor {
+    /// The outputs of one message on their own (tests and tools).
+    public mutating func process(_ message: KafkaMessage, now: Int64) -> [OutgoingMessage] {
+        var outputs: [OutgoingMessage] = []
+        process(message, now: now, into: &outputs)
+        return outputs
+    }
+
+    public var processesMessagesIndependently: Bool { false }
+    public mutating func finishBatch(now: Int64) -> [OutgoingMessage] { [] }
+    public mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64) {}
+}

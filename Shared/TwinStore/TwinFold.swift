@@ -1,0 +1,385 @@
+import Contracts
+import JSON
+
+/// What the state-updater needs to know about twin models, as functions so that the fold stays
+/// independent of how models are loaded.
+public struct ModelCatalog: Sendable {
+    /// The canonical `id@version` of a reference (`pump`, `pump@2`), or nil for an unknown model.
+    public var resolve: @Sendable (String) -> String?
+    /// The model id a relationship of `model` must target: nil when the model declares no such
+    /// relationship, `"*"` when any target is allowed.
+    public var relationshipTarget: @Sendable (_ model: String, _ relationship: String) -> String?
+    /// Whether `model` declares the parameter.
+    public var hasParameter: @Sendable (_ model: String, _ parameter: String) -> Bool
+    /// The unit of a telemetry property of `model`, for the state document.
+    public var unit: @Sendable (_ model: String, _ property: String) -> String?
+
+    public init(resolve: @escaping @Sendable (String) -> String?,
+                relationshipTarget: @escaping @Sendable (String, String) -> String?,
+                hasParameter: @escaping @Sendable (String, String) -> Bool,
+                unit: @escaping @Sendable (String, String) -> String?) {
+        self.resolve = resolve
+        self.relationshipTarget = relationshipTarget
+        self.hasParameter = hasParameter
+        self.unit = unit
+    }
+
+    /// Accepts every model, relationship and parameter: for tests and for running without models.
+    public static let permissive = ModelCatalog(resolve: { $0 }, relationshipTarget: { _, _ in "*" },
+                                                hasParameter: { _, _ in true }, unit: { _, _ in nil })
+}
+
+/// The model id part of `id@version`.
+public func modelID(_ ref: String) -> Substring {
+    ref.split(separator: "@", maxSplits: 1).first ?? Substring(ref)
+}
+
+/// One twin as the state-updater holds it: compact, value-typed, convertible to and from the
+/// `TwinState` v1 document it publishes.
+public struct TwinRecord: Sendable, Equatable {
+    public struct Slot: Sendable, Equatable {
+        public var name: String
+        public var value: JSON
+        public var eventTime: Int64
+        public var ingestTime: Int64
+        public var eventId: String
+    }
+
+    /// Metadata, desired properties, parameters and relationships: absent for most twins, so
+    /// boxed out of line to keep the common record small.
+    public struct Extras: Sendable, Equatable {
+        public var metadata: JSONObject = [:]
+        public var desired: JSONObject = [:]
+        public var parameters: JSONObject = [:]
+        public var relationships: [TwinState.Relationship] = []
+        var isEmpty: Bool { metadata.isEmpty && desired.isEmpty && parameters.isEmpty && relationships.isEmpty }
+    }
+
+    public var model: String?
+    public var version: Int64 = 0
+    public var updatedAt: Int64 = 0
+    public var created = false
+    public var decommissioned = false
+    /// Sorted by name.
+    public var properties: [Slot] = []
+    private var extrasBox: [Extras] = []
+    public var telemetryOffset: Int64 = -1
+    public var commandOffset: Int64 = -1
+    /// FNV-1a hashes of the most recent event and command ids, oldest first.
+    public var recent: [UInt64] = []
+
+    public init(model: String?) { self.model = model }
+
+    public var extras: Extras {
+        get { extrasBox.first ?? Extras() }
+        set { extrasBox = newValue.isEmpty ? [] : [newValue] }
+    }
+
+    public func slotIndex(_ name: String) -> (found: Bool, index: Int) {
+        var low = 0, high = properties.count
+        while low < high {
+            let mid = (low + high) / 2
+            if properties[mid].name < name { low = mid + 1 } else { high = mid }
+        }
+        return (low < properties.count && properties[low].name == name, low)
+    }
+
+    mutating func remember(_ id: UInt64, window: Int) {
+        recent.append(id)
+        if recent.count > window { recent.removeFirst(recent.count - window) }
+    }
+
+    /// The published document.
+    public func state(tenant: String, twinId: String) -> TwinState {
+        let x = extras
+        return TwinState(tenant: tenant, twinId: twinId, model: model, version: version, updatedAt: updatedAt, created: created,
+                         decommissioned: decommissioned,
+                         properties: properties.map { ($0.name, TwinState.Property(value: $0.value, eventTime: $0.eventTime, ingestTime: $0.ingestTime, eventId: $0.eventId)) },
+                         metadata: x.metadata, desired: x.desired, parameters: x.parameters, relationships: x.relationships,
+                         sync: .init(telemetryOffset: telemetryOffset, commandOffset: commandOffset, recent: recent))
+    }
+
+    /// The record a published document (or checkpoint entry) describes.
+    public init(_ state: TwinState) {
+        model = state.model
+        version = state.version
+        updatedAt = state.updatedAt
+        created = state.created
+        decommissioned = state.decommissioned
+        properties = state.properties.map { Slot(name: $0.name, value: $0.property.value, eventTime: $0.property.eventTime,
+                                                 ingestTime: $0.property.ingestTime, eventId: $0.property.eventId) }
+            .sorted { $0.name < $1.name }
+        extras = Extras(metadata: state.metadata, desired: state.desired, parameters: state.parameters, relationships: state.relationships)
+        telemetryOffset = state.sync.telemetryOffset
+        commandOffset = state.sync.commandOffset
+        recent = state.sync.recent
+    }
+
+    /// Rough bytes held for this record, for the state-size metric.
+    public var estimatedBytes: Int {
+        var bytes = MemoryLayout<TwinRecord>.stride + 64 + recent.count * 8
+        for slot in properties {
+            bytes += MemoryLayout<Slot>.stride
+            if slot.name.utf8.count > 15 { bytes += 32 + slot.name.utf8.count }
+        }
+        // One event id is usually shared by every property a reading set.
+        bytes += 64 * Set(properties.map(\.eventId)).count
+        if !extrasBox.isEmpty { bytes += 256 }
+        return bytes
+    }
+}
+
+/// The stable 64-bit id hash kept in the de-duplication window (FNV-1a; the same in every process).
+public func idHash(_ id: String) -> UInt64 { fnv1a(id.utf8) }
+
+/// The state semantics of a set of twins, as a deterministic fold: the same input sequence gives
+/// the same records and the same change events, byte for byte, in every process.
+///
+/// - Readings: per-property event-time last-writer-wins, ties broken by event id; an older reading
+///   is recorded as a late change but never overwrites. A reading whose event id was seen (in the
+///   bounded window, or on a current property) or whose offset is at or below the twin's last
+///   applied telemetry offset changes nothing.
+/// - Commands: create, patch (JSON Merge Patch), setParameters, relate/unrelate, decommission,
+///   with `ifVersion`; duplicates by command id or offset change nothing; a command that cannot
+///   apply yields a `rejected` change.
+/// - Every change event increases `version` by one; a rejection does not.
+public struct TwinFold: Sendable {
+    public struct Options: Sendable {
+        public var autoCreate: Bool
+        /// Ids remembered per twin for de-duplication.
+        public var dedupWindow: Int
+        public var catalog: ModelCatalog
+
+        public init(autoCreate: Bool, dedupWindow: Int = 32, catalog: ModelCatalog = .permissive) {
+            self.autoCreate = autoCreate
+            self.dedupWindow = dedupWindow
+            self.catalog = catalog
+        }
+    }
+
+    public enum Outcome: Sendable {
+        /// Seen before: nothing changes, nothing is emitted.
+        case duplicate
+        /// A change event (a reading recorded, or a command applied or rejected).
+        case change(TwinChange)
+        /// The input cannot apply to any twin (`unknown_twin`): dead-letter it.
+        case deadLetter(ContractError)
+    }
+
+    public var options: Options
+    /// `tenant/twinId` → record.
+    public var twins: [String: TwinRecord] = [:]
+    /// Readings that were older than a stored value of at least one property.
+    public private(set) var lateReadings = 0
+    public private(set) var duplicates = 0
+
+    public init(options: Options) { self.options = options }
+
+    // MARK: Readings
+
+    /// Applies a reading read at `offset` of the twin's telemetry partition. `modelHint` is the
+    /// model the validator resolved (used when the reading creates the twin).
+    public mutating func apply(reading e: TelemetryEnvelope, offset: Int64, modelHint: String? = nil) -> Outcome {
+        let key = e.key
+        var record: TwinRecord
+        if let existing = twins[key] {
+            record = existing
+            if offset <= record.telemetryOffset { duplicates += 1; return .duplicate }
+            if record.decommissioned {
+                return .deadLetter(ContractError(code: "unknown_twin", pointer: "/twinId", message: "twin '\(e.twinId)' was decommissioned", actual: e.twinId))
+            }
+        } else {
+            guard options.autoCreate else {
+                return .deadLetter(ContractError(code: "unknown_twin", pointer: "/twinId",
+                                                 message: "twin '\(e.twinId)' does not exist and AUTO_CREATE_TWINS is false", actual: e.twinId))
+            }
+            record = TwinRecord(model: (modelHint ?? e.model).map { options.catalog.resolve($0) ?? $0 })
+        }
+        let hash = idHash(e.eventId)
+        if record.recent.contains(hash) || record.properties.contains(where: { $0.eventId == e.eventId }) {
+            record.telemetryOffset = offset
+            twins[key] = record
+            duplicates += 1
+            return .duplicate
+        }
+        var entries: [TwinChange.Entry] = []
+        entries.reserveCapacity(e.values.count)
+        var late = false
+        for (name, value) in e.values.sorted(by: { $0.key < $1.key }) {
+            let (found, index) = record.slotIndex(name)
+            let incoming = TwinRecord.Slot(name: name, value: value, eventTime: e.eventTime, ingestTime: e.ingestTime, eventId: e.eventId)
+            if found {
+                let current = record.properties[index]
+                if (e.eventTime, e.eventId) > (current.eventTime, current.eventId) {
+                    record.properties[index] = incoming
+                    entries.append(.init(path: "/properties/" + name, old: current.value, new: value, oldTime: current.eventTime, newTime: e.eventTime))
+                } else {
+                    late = true
+                    entries.append(.init(path: "/properties/" + name, old: current.value, new: value, oldTime: current.eventTime, newTime: e.eventTime, late: true))
+                }
+            } else {
+                record.properties.insert(incoming, at: index)
+                entries.append(.init(path: "/properties/" + name, old: nil, new: value, newTime: e.eventTime))
+            }
+        }
+        if late { lateReadings += 1 }
+        record.version += 1
+        record.updatedAt = e.ingestTime
+        record.telemetryOffset = offset
+        record.remember(hash, window: options.dedupWindow)
+        twins[key] = record
+        return .change(TwinChange(tenant: e.tenant, twinId: e.twinId, model: record.model, version: record.version, kind: .telemetry,
+                                  at: e.ingestTime, eventId: e.eventId, eventTime: e.eventTime, changes: entries))
+    }
+
+    // MARK: Commands
+
+    /// Applies a command read at `offset` of the twin's command partition. `targetModel` is the
+    /// model of a `relate` command's target when the caller knows it.
+    public mutating func apply(command c: TwinCommand, offset: Int64, targetModel: String? = nil) -> Outcome {
+        let key = c.key
+        var record = twins[key]
+        if let r = record {
+            if offset <= r.commandOffset { duplicates += 1; return .duplicate }
+            if r.recent.contains(idHash(c.commandId)) {
+                record!.commandOffset = offset
+                twins[key] = record
+                duplicates += 1
+                return .duplicate
+            }
+        }
+        let exists = record.map { !$0.decommissioned } ?? false
+        let currentVersion = record?.version ?? 0
+        func reject(_ code: String, _ pointer: String, _ message: String, expected: String? = nil, actual: String? = nil) -> Outcome {
+            if var r = record {
+                r.commandOffset = offset
+                r.remember(idHash(c.commandId), window: options.dedupWindow)
+                twins[key] = r
+            }
+            return .change(TwinChange(tenant: c.tenant, twinId: c.twinId, model: record?.model, version: currentVersion, kind: .rejected,
+                                      at: c.issuedAt, commandId: c.commandId, commandType: c.kind.rawValue,
+                                      reason: ContractError(code: code, pointer: pointer, message: message, expected: expected, actual: actual)))
+        }
+        if let expected = c.ifVersion, expected != currentVersion || (!exists && c.kind != .create) {
+            return reject("version_conflict", "/ifVersion", "the twin is at version \(currentVersion), not \(expected)",
+                          expected: String(expected), actual: String(currentVersion))
+        }
+        var entries: [TwinChange.Entry] = []
+        var r: TwinRecord
+        switch c.kind {
+        case .create:
+            if exists, record!.created {
+                return reject("already_exists", "/twinId", "twin '\(c.twinId)' already exists", actual: c.twinId)
+            }
+            guard let ref = c.model, let model = options.catalog.resolve(ref) else {
+                return reject("unknown_model", "/model", "no model '\(c.model ?? "")' is loaded", actual: c.model)
+            }
+            if exists {
+                // Adopt a twin its readings created: keep its properties and history.
+                r = record!
+            } else {
+                r = TwinRecord(model: nil)
+                r.version = currentVersion  // a re-created twin keeps counting, so ETags never repeat
+                r.telemetryOffset = record?.telemetryOffset ?? -1
+                r.recent = record?.recent ?? []
+                entries.append(.init(path: "/lifecycle", old: record == nil ? nil : "decommissioned", new: "active"))
+            }
+            if r.model != model { entries.append(.init(path: "/model", old: r.model.map(JSON.string), new: .string(model))) }
+            r.model = model
+            r.created = true
+            var x = r.extras
+            if let unknown = c.parameters?.keys.first(where: { !options.catalog.hasParameter(model, $0) }) {
+                return reject("unknown_parameter", "/parameters/\(unknown)", "model \(model) has no parameter '\(unknown)'", actual: unknown)
+            }
+            Self.merge(&x.metadata, .object(c.metadata?.objectValue ?? [:]), prefix: "/metadata", into: &entries)
+            Self.merge(&x.desired, .object(c.desired?.objectValue ?? [:]), prefix: "/desired", into: &entries)
+            Self.merge(&x.parameters, .object(c.parameters ?? [:]), prefix: "/parameters", into: &entries)
+            r.extras = x
+        case .patch, .setParameters, .relate, .unrelate, .decommission:
+            guard exists, var existing = record else {
+                return reject("unknown_twin", "/twinId", "twin '\(c.twinId)' does not exist", actual: c.twinId)
+            }
+            var x = existing.extras
+            switch c.kind {
+            case .patch:
+                // A model upgrade (e.g. pump@1 to pump@2): later readings are validated against it.
+                if let ref = c.model {
+                    guard let model = options.catalog.resolve(ref) else {
+                        return reject("unknown_model", "/model", "no model '\(ref)' is loaded", actual: ref)
+                    }
+                    guard existing.model.map({ modelID($0) == modelID(model) }) ?? true else {
+                        return reject("model_change", "/model", "a patch may change the model's version, not its id",
+                                      expected: existing.model.map { String(modelID($0)) }, actual: String(modelID(model)))
+                    }
+                    if existing.model != model { entries.append(.init(path: "/model", old: existing.model.map(JSON.string), new: .string(model))) }
+                    existing.model = model
+                }
+                if let patch = c.metadata { Self.merge(&x.metadata, patch, prefix: "/metadata", into: &entries) }
+                if let patch = c.desired { Self.merge(&x.desired, patch, prefix: "/desired", into: &entries) }
+            case .setParameters:
+                let model = existing.model ?? ""
+                if let unknown = c.parameters?.keys.first(where: { !options.catalog.hasParameter(model, $0) }) {
+                    return reject("unknown_parameter", "/parameters/\(unknown)", "model \(model) has no parameter '\(unknown)'", actual: unknown)
+                }
+                Self.merge(&x.parameters, .object(c.parameters ?? [:]), prefix: "/parameters", into: &entries)
+            case .relate:
+                let rel = c.relationship!
+                guard let model = existing.model, let required = options.catalog.relationshipTarget(model, rel.name) else {
+                    return reject("unknown_relationship", "/relationship/name",
+                                  "model \(existing.model ?? "(none)") declares no relationship '\(rel.name)'", actual: rel.name)
+                }
+                if required != "*" {
+                    let local = twins[TwinKey(tenant: c.tenant, twinId: rel.target).description].flatMap { $0.decommissioned ? nil : $0.model }
+                    guard let actual = local ?? targetModel ?? rel.targetModel else {
+                        return reject("unknown_target", "/relationship/target", "the model of target '\(rel.target)' is not known", actual: rel.target)
+                    }
+                    guard modelID(actual) == required else {
+                        return reject("wrong_target_model", "/relationship/target",
+                                      "relationship '\(rel.name)' must target a \(required), '\(rel.target)' is a \(modelID(actual))",
+                                      expected: required, actual: String(modelID(actual)))
+                    }
+                }
+                let link = TwinState.Relationship(name: rel.name, target: rel.target)
+                let at = x.relationships.firstIndex { !($0 < link) } ?? x.relationships.endIndex
+                if at == x.relationships.endIndex || x.relationships[at] != link {
+                    x.relationships.insert(link, at: at)
+                    entries.append(.init(path: "/relationships/\(rel.name)/\(rel.target)", old: nil, new: .string(rel.target)))
+                }
+            case .unrelate:
+                let rel = c.relationship!
+                if let at = x.relationships.firstIndex(of: TwinState.Relationship(name: rel.name, target: rel.target)) {
+                    x.relationships.remove(at: at)
+                    entries.append(.init(path: "/relationships/\(rel.name)/\(rel.target)", old: .string(rel.target), new: nil))
+                }
+            case .decommission:
+                existing.decommissioned = true
+                existing.properties = []
+                x = .init()
+                entries.append(.init(path: "/lifecycle", old: "active", new: "decommissioned"))
+            case .create:
+                break
+            }
+            existing.extras = x
+            r = existing
+        }
+        r.version = currentVersion + 1
+        r.updatedAt = c.issuedAt
+        r.commandOffset = offset
+        r.remember(idHash(c.commandId), window: options.dedupWindow)
+        twins[key] = r
+        return .change(TwinChange(tenant: c.tenant, twinId: c.twinId, model: r.model, version: r.version, kind: .command, at: c.issuedAt,
+                                  commandId: c.commandId, commandType: c.kind.rawValue, changes: entries))
+    }
+
+    /// Merge-patches `object` and lists the top-level members that changed.
+    static func merge(_ object: inout JSONObject, _ patch: JSON, prefix: String, into entries: inout [TwinChange.Entry]) {
+        let before = object
+        object = JSON.object(before).mergePatched(with: patch).objectValue ?? [:]
+        for (key, value) in object where before[key] != value {
+            entries.append(.init(path: prefix + "/" + JSONPointer.escape(key), old: before[key], new: value))
+        }
+        for (key, value) in before where object[key] == nil {
+            entries.append(.init(path: prefix + "/" + JSONPointer.escape(key), old: value, new: nil))
+        }
+    }
+}

@@ -1,0 +1,162 @@
+import Durations
+import Contracts
+import Foundation
+import JSON
+import Kafka
+import TwinQuery
+import ServiceKit
+
+/// Every view the query API materialises, and the dispatch of consumed messages to them:
+///
+/// | topic                     | start            | view                                         |
+/// |---------------------------|------------------|----------------------------------------------|
+/// | `twin.state.v1`           | beginning        | `twins` (latest state; compacted topic)      |
+/// | `twin.changes.v1`         | last N/partition | `events`, `history`, `commands` outcomes     |
+/// | `twin.commands.v1`        | last N/partition | `commands` (issued, pending)                 |
+/// | `drift.alerts.v1`         | last N/partition | `events` (alerts)                            |
+/// | `simulation.results.v1`   | last N/partition | `results` (latest per twin)                  |
+/// | `telemetry.deadletter.v1` | last N/partition | `deadLetters`                                |
+///
+/// Every replica reads every partition itself (no consumer group), so each builds the full view.
+public final class QueryViews: Sendable {
+    public struct Limits: Sendable {
+        public var maxTwins = 1_000_000
+        public var events = 100_000
+        public var eventBytes = 256 << 20
+        public var subscriberBuffer = 1_000
+        public var history = HistoryRetention(maxPoints: 120, maxAgeMs: 86_400_000)
+        public var historyTwins = 10_000
+        public var commands = 100_000
+        public var deadLetters = 10_000
+        public var results = 100_000
+        /// Messages per partition replayed at start from the windowed topics.
+        public var replayPerPartition = 50_000
+        public init() {}
+
+        /// Reads the `VIEW_*` variables.
+        public static func fromEnvironment(_ env: EnvironmentReader) throws -> Limits {
+            var l = Limits()
+            l.maxTwins = try env.int("VIEW_MAX_TWINS", default: l.maxTwins, range: 1...100_000_000, doc: "Twins the state view holds; more are counted in twinstream_view_rejected_total.")
+            l.events = try env.int("VIEW_MAX_EVENTS", default: l.events, range: 1...10_000_000, doc: "Change and alert events retained for event streams and Last-Event-ID resume.")
+            l.eventBytes = try env.int("VIEW_MAX_EVENT_BYTES", default: l.eventBytes, range: 1_024...(16 << 30), doc: "Bytes of retained events.")
+            l.subscriberBuffer = try env.int("SSE_BUFFER_EVENTS", default: l.subscriberBuffer, range: 1...1_000_000, doc: "Events an event-stream client may fall behind before it is cut off (it gets a reset event and resumes).")
+            let points = try env.int("HISTORY_MAX_POINTS", default: l.history.maxPoints, range: 1...1_000_000, doc: "Points retained per twin property for /history.")
+            let age = try env.duration("HISTORY_MAX_AGE", default: .milliseconds(l.history.maxAgeMs), doc: "Event-time age of the oldest retained history point.")
+            l.history = HistoryRetention(maxPoints: points, maxAgeMs: age.milliseconds)
+            l.historyTwins = try env.int("HISTORY_MAX_TWINS", default: l.historyTwins, range: 0...10_000_000, doc: "Twins whose property history is kept.")
+            l.commands = try env.int("VIEW_MAX_COMMANDS", default: l.commands, range: 1...10_000_000, doc: "Commands whose outcome is kept for GET /v1/commands/{id}.")
+            l.deadLetters = try env.int("VIEW_MAX_DEADLETTERS", default: l.deadLetters, range: 1...10_000_000, doc: "Dead-letters kept for GET /v1/deadletters.")
+            l.results = try env.int("VIEW_MAX_RESULTS", default: l.results, range: 1...10_000_000, doc: "Twins whose latest simulation result is kept.")
+            l.replayPerPartition = try env.int("VIEW_REPLAY_PER_PARTITION", default: l.replayPerPartition, range: 0...100_000_000, doc: "Messages per partition of the windowed topics (changes, commands, alerts, results, dead-letters) read at start.")
+            return l
+        }
+    }
+
+    public let limits: Limits
+    public let twins: TwinReadModel
+    public let events: EventLog
+    public let history: HistoryStore
+    public let commands: CommandLedger
+    public let deadLetters: DeadLetterLog
+    public let results: LatestDocuments
+
+    public init(limits: Limits = Limits(), reportingInterval: @escaping @Sendable (String?) -> Int64? = { _ in nil }) {
+        self.limits = limits
+        twins = TwinReadModel(maxTwins: limits.maxTwins, reportingInterval: reportingInterval)
+        events = EventLog(capacity: limits.events, maxBytes: limits.eventBytes, subscriberBuffer: limits.subscriberBuffer)
+        history = HistoryStore(retention: limits.history, maxTwins: limits.historyTwins)
+        commands = CommandLedger(capacity: limits.commands)
+        deadLetters = DeadLetterLog(capacity: limits.deadLetters)
+        results = LatestDocuments(capacity: limits.results)
+    }
+
+    /// Where each partition of each followed topic starts.
+    public func startOffsets(partitions: Int32 = Topic.partitionCount) -> [TopicPartition: KafkaConsumer.StartOffset] {
+        var starts: [TopicPartition: KafkaConsumer.StartOffset] = [:]
+        for p in 0..<partitions {
+            starts[TopicPartition(Topic.twinState.name, p)] = .beginning
+            for topic in [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationResults, .telemetryDeadLetter] {
+                starts[TopicPartition(topic.name, p)] = .tail(limits.replayPerPartition)
+            }
+        }
+        return starts
+    }
+
+    /// Applies one consumed message to its view; false when it could not be used (undecodable or
+    /// over a limit), for the caller to count and log.
+    @discardableResult
+    public func apply(_ message: KafkaMessage) -> Bool {
+        switch message.topic {
+        case Topic.twinState.name:
+            let applied = twins.apply(message)
+            if message.value.isEmpty, let key = message.keyString.flatMap(TwinKey.init) {
+                history.remove(tenant: key.tenant, twinId: key.twinId)
+            }
+            return applied
+        case Topic.twinChanges.name:
+            guard let change = try? TwinChange(bytes: message.value) else { return false }
+            applyChange(change, id: ViewEvent.id(code: "c", partition: message.partition, offset: message.offset), bytes: message.value)
+            return true
+        case Topic.twinCommands.name:
+            guard let command = try? TwinCommand(bytes: message.value) else { return false }
+            commands.issued(command)
+            return true
+        case Topic.driftAlerts.name:
+            guard let key = message.keyString.flatMap(TwinKey.init),
+                  (try? JSON(parsing: message.value))?.objectValue != nil else { return false }
+            events.append(ViewEvent(id: ViewEvent.id(code: "a", partition: message.partition, offset: message.offset),
+                                    kind: .alert, tenant: key.tenant, twinId: key.twinId, data: message.value))
+            return true
+        case Topic.simulationResults.name:
+            guard let key = message.keyString else { return false }
+            return results.put(key: key, message.value)
+        case Topic.telemetryDeadLetter.name:
+            guard let deadLetter = try? DeadLetter(bytes: message.value) else {
+                deadLetters.countUndecodable()
+                return false
+            }
+            deadLetters.append(id: "\(message.partition)-\(message.offset)", deadLetter)
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Applies a change event (also used by tests that feed changes without a broker).
+    public func applyChange(_ change: TwinChange, id: String, bytes: [UInt8]? = nil) {
+        history.record(change)
+        if change.commandId != nil { commands.settled(by: change) }
+        events.append(ViewEvent(id: id, kind: .change, tenant: change.tenant, twinId: change.twinId, data: bytes ?? change.encoded()))
+    }
+
+    /// Registers the view sizes in `/metrics`.
+    public func registerMetrics(_ metrics: MetricsRegistry) {
+        let twins = self.twins, events = self.events, history = self.history
+        let commands = self.commands, deadLetters = self.deadLetters, results = self.results
+        metrics.gauge("twinstream_view_twins", help: "Twins held in the query view.") { Double(twins.sizes.twins) }
+        metrics.gauge("twinstream_view_tenants", help: "Tenants with at least one twin in the query view.") { Double(twins.sizes.tenants) }
+        metrics.gauge("twinstream_view_rejected_twins", help: "New twins not added because the view is full (VIEW_MAX_TWINS).") { Double(twins.sizes.rejected) }
+        metrics.gauge("twinstream_view_version_waiters", help: "Requests waiting for a twin version (minVersion).") { Double(twins.sizes.waiters) }
+        metrics.gauge("twinstream_view_events", help: "Change and alert events retained for event streams.") { Double(events.sizes.events) }
+        metrics.gauge("twinstream_view_event_bytes", help: "Bytes of retained events.") { Double(events.sizes.bytes) }
+        metrics.gauge("twinstream_view_events_evicted", help: "Events evicted from the retained window since start.") { Double(events.sizes.evicted) }
+        metrics.gauge("twinstream_sse_subscribers", help: "Open event-stream subscriptions.") { Double(events.sizes.subscribers) }
+        metrics.gauge("twinstream_view_history_twins", help: "Twins with a property history.") { Double(history.sizes.twins) }
+        metrics.gauge("twinstream_view_history_points", help: "History points retained.") { Double(history.sizes.points) }
+        metrics.gauge("twinstream_view_history_untracked", help: "Change events of twins past HISTORY_MAX_TWINS (not kept).") { Double(history.sizes.untracked) }
+        metrics.gauge("twinstream_view_commands", help: "Commands whose outcome is kept.") { Double(commands.count) }
+        metrics.gauge("twinstream_view_deadletters", help: "Dead-letters retained for operators.") { Double(deadLetters.sizes.held) }
+        metrics.gauge("twinstream_view_results", help: "Twins with a retained simulation result.") { Double(results.sizes.documents) }
+        metrics.gauge("twinstream_view_result_bytes", help: "Bytes of retained simulation results.") { Double(results.sizes.bytes) }
+    }
+}
+
+extension TopicFollower {
+    /// Follows every topic of `QueryViews` (each partition from its start in `startOffsets`) and
+    /// applies each message; registers the view sizes in `/metrics`.
+    public static func queryViews(context: ServiceContext, views: QueryViews) throws -> TopicFollower {
+        views.registerMetrics(context.metrics)
+        return try TopicFollower(context: context, purpose: "query views", reading: views.startOffsets(),
+                                 apply: views.apply, onStop: views.events.close)
+    }
+}

@@ -1,0 +1,51 @@
+import Contracts
+import JSON
+import Kafka
+import TwinQuery
+import Views
+import XCTest
+
+/// The read models as they follow Kafka: each topic's messages reach the right view, without HTTP.
+final class QueryViewsTests: XCTestCase {
+    func message(_ topic: Topic, partition: Int32 = 1, offset: Int64, key: String, value: [UInt8], headers: [KafkaHeader] = []) -> KafkaMessage {
+        KafkaMessage(topic: topic.name, partition: partition, offset: offset, key: Array(key.utf8), value: value, headers: headers)
+    }
+
+    func testStateDocumentsAndTombstonesKeepTheLatestTwin() throws {
+        let views = QueryViews()
+        let v1 = TwinState(tenant: "acme", twinId: "room-1", model: "room@1", version: 1, updatedAt: 10, created: true)
+        var v2 = v1
+        v2.version = 2
+        XCTAssertTrue(views.apply(message(.twinState, offset: 0, key: "acme/room-1", value: v2.encoded())))
+        XCTAssertTrue(views.apply(message(.twinState, offset: 1, key: "acme/room-1", value: v1.encoded())), "an older version is no error")
+        XCTAssertEqual(views.twins.twin(tenant: "acme", id: "room-1")?.version, 2, "an older document never replaces a newer one")
+        XCTAssertNil(views.twins.twin(tenant: "beta", id: "room-1"), "another tenant's twin is another twin")
+        XCTAssertTrue(views.apply(message(.twinState, offset: 2, key: "acme/room-1", value: [])))
+        XCTAssertNil(views.twins.twin(tenant: "acme", id: "room-1"), "a tombstone removes the twin")
+        XCTAssertFalse(views.apply(message(.twinState, offset: 3, key: "no-slash", value: [])), "a key that is not tenant/twinId is refused")
+    }
+
+    func testChangesBecomeEventsWithIdsFromTheirCoordinatesAndFeedHistory() throws {
+        let views = QueryViews()
+        let change = TwinChange(tenant: "acme", twinId: "room-1", model: "room@1", version: 3, kind: .telemetry, at: 2_000, eventId: "e1",
+                                eventTime: 1_000, changes: [.init(path: "/properties/temperature", old: nil, new: JSON(21.5),
+                                                                   oldTime: nil, newTime: 1_000, late: false)])
+        XCTAssertTrue(views.apply(message(.twinChanges, partition: 4, offset: 17, key: "acme/room-1", value: change.encoded())))
+        let events = views.events.retained(tenant: "acme", twinId: "room-1")
+        XCTAssertEqual(events.map(\.id), ["c-4-17"], "the same id on every replica: from the change's partition and offset")
+        XCTAssertEqual(events.first?.kind, .change)
+        XCTAssertEqual(views.history.history(tenant: "acme", twinId: "room-1", property: "temperature")?.count, 1)
+        XCTAssertFalse(views.apply(message(.twinChanges, offset: 18, key: "acme/room-1", value: Array("{".utf8))), "undecodable: refused")
+    }
+
+    func testAlertsBecomeAlertEventsOfTheirTwin() {
+        let views = QueryViews()
+        let alert = Array(#"{"alertId":"a1","status":"raised","kind":"stale"}"#.utf8)
+        XCTAssertTrue(views.apply(message(.driftAlerts, partition: 2, offset: 5, key: "acme/room-1", value: alert)))
+        let events = views.events.retained(tenant: "acme")
+        XCTAssertEqual(events.map(\.id), ["a-2-5"])
+        XCTAssertEqual(events.first?.kind, .alert)
+        XCTAssertEqual(events.first?.twinId, "room-1")
+        XCTAssertTrue(views.events.retained(tenant: "beta").isEmpty)
+    }
+}
