@@ -95,6 +95,12 @@ struct Fields {
         return o
     }
 
+    func bool(_ key: String) throws(ContractError) -> Bool {
+        guard let value = object[key], !value.isNull else { throw .missing(path(key), key) }
+        guard case .bool(let b) = value else { throw .wrongType(path(key), expected: "boolean", actual: value) }
+        return b
+    }
+
     func optionalObject(_ key: String) throws(ContractError) -> JSONObject? {
         guard let value = object[key], !value.isNull else { return nil }
         guard case .object(let o) = value else { throw .wrongType(path(key), expected: "object", actual: value) }

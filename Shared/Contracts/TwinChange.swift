@@ -117,6 +117,9 @@ public struct TwinChange: ContractDocument, Sendable, Equatable {
         twinId = try f.string("twinId")
         model = try f.optionalString("model")
         version = try f.int("version")
+        guard version >= 0 else {
+            throw ContractError(code: "invalid_value", pointer: "/version", message: "version must be at least 0", expected: ">= 0", actual: String(version))
+        }
         let kindText = try f.string("kind")
         guard let kind = Kind(rawValue: kindText) else {
             throw ContractError(code: "invalid_value", pointer: "/kind", message: "unknown change kind", expected: "telemetry|command|rejected", actual: kindText)
@@ -127,14 +130,26 @@ public struct TwinChange: ContractDocument, Sendable, Equatable {
         eventTime = try f.object["eventTime"] == nil ? nil : f.time("eventTime")
         commandId = try f.optionalString("commandId")
         commandType = try f.optionalString("commandType")
+        _ = try f.bool("late")  // derived from the entries; required so readers need not derive it
         guard case .array(let items)? = f.object["changes"] else { throw .missing("/changes", "changes") }
         changes = try items.enumerated().map { (i, item) throws(ContractError) in
             let cf = try Fields(item, pointer: "/changes/\(i)")
-            return Entry(path: try cf.string("path"), old: cf.object["old"], new: cf.object["new"],
+            let path = try cf.string("path")
+            guard path.hasPrefix("/") else {
+                throw ContractError(code: "invalid_value", pointer: cf.path("path"), message: "a change path is a JSON pointer", expected: "/…", actual: path)
+            }
+            return Entry(path: path, old: cf.object["old"], new: cf.object["new"],
                          oldTime: try cf.object["oldTime"] == nil ? nil : cf.time("oldTime"),
                          newTime: try cf.object["newTime"] == nil ? nil : cf.time("newTime"),
-                         late: cf.object["late"]?.boolValue ?? false)
+                         late: try cf.bool("late"))
         }
         reason = try f.object["reason"].map { (r) throws(ContractError) in try ContractError(json: r, pointer: "/reason") }
+        switch kind {
+        case .telemetry where eventId == nil: throw .missing("/eventId", "eventId")
+        case .telemetry where eventTime == nil: throw .missing("/eventTime", "eventTime")
+        case .rejected where reason == nil: throw .missing("/reason", "reason")
+        case .rejected where commandId == nil: throw .missing("/commandId", "commandId")
+        default: break
+        }
     }
 }

@@ -117,7 +117,7 @@ public final class KafkaProducer: Sendable {
     /// `queueFullTimeout`, or librdkafka refuses a message, enqueueing stops there and the batch's
     /// `reports()` throws that error once the messages already enqueued are reported.
     public func enqueueAll(_ messages: [OutgoingMessage], queueFullTimeout: Duration = .seconds(5)) async -> PendingBatch {
-        guard !messages.isEmpty else { return PendingBatch(results: nil, failure: nil) }
+        guard !messages.isEmpty else { return .empty }
         // The batch's reports find their way back through per-message slots of `results` (the
         // messages' opaques), so the delivery thread and this loop share no lock per message.
         let results = BatchResults(messages)
@@ -523,6 +523,9 @@ func cString(_ buffer: [CChar]) -> String {
 public struct PendingBatch: Sendable {
     fileprivate let results: BatchResults?
     fileprivate let failure: KafkaError?
+
+    /// A batch of no messages: delivered at once, with no reports.
+    public static var empty: PendingBatch { PendingBatch(results: nil, failure: nil) }
 
     /// Waits until every enqueued message of the batch is acknowledged (or failed), then returns
     /// the reports in message order; throws the enqueue failure, else the first delivery failure,

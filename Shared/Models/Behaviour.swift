@@ -128,11 +128,33 @@ public struct Behaviour: Sendable {
     static func decode(_ object: JSONObject, telemetry: [TwinModel.Telemetry], parameters: [TwinModel.Parameter],
                        problems: inout ModelProblems) -> Behaviour? {
         let before = problems.list.count
-        let telemetryByName = Dictionary(telemetry.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        var declared: [String: String] = [:]  // name → kind, for clash messages
-        for p in parameters { declared[p.name] = "a parameter" }
+        var names = NameTable(telemetry: telemetry, parameters: parameters, problems: &problems)
+        let states = decodeStates(object["states"]?.objectValue ?? [:], names: &names, problems: &problems)
+        if states.isEmpty, problems.list.count == before {
+            problems.add("/behaviour/states", "a behaviour needs at least one state")
+        }
+        let inputs = decodeInputs(object["inputs"]?.objectValue ?? [:], names: &names, problems: &problems)
+        let outputs = decodeOutputs(object["outputs"]?.objectValue ?? [:], names: &names, problems: &problems)
+        return compile(states: states, inputs: inputs, outputs: outputs, telemetry: telemetry, parameters: parameters,
+                       names: names, before: before, problems: &problems)
+    }
 
-        func claim(_ name: String, as kind: String, at pointer: String, mayBeTelemetry: Bool) {
+    /// Every name the behaviour declares, so a clash is reported where the second declaration is.
+    struct NameTable {
+        let telemetryByName: [String: TwinModel.Telemetry]
+        /// name → kind ("a parameter", "a state"…), for clash messages.
+        var declared: [String: String] = [:]
+
+        init(telemetry: [TwinModel.Telemetry], parameters: [TwinModel.Parameter], problems: inout ModelProblems) {
+            telemetryByName = Dictionary(telemetry.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            for p in parameters { declared[p.name] = "a parameter" }
+            for p in parameters where telemetryByName[p.name] != nil {
+                problems.add("/parameters/\(p.name)", "\"\(p.name)\" is the name of a telemetry; give the parameter another name")
+            }
+        }
+
+        /// Declares `name` as `kind`; states and outputs may be named like a telemetry (they model it).
+        mutating func claim(_ name: String, as kind: String, at pointer: String, mayBeTelemetry: Bool, problems: inout ModelProblems) {
             if let other = declared[name] {
                 problems.add(pointer, "\"\(name)\" is already declared as \(other)")
             } else {
@@ -143,19 +165,18 @@ public struct Behaviour: Sendable {
                              + (kind == "an input" ? " and bind it with \"telemetry\": \"\(name)\"" : ""))
             }
         }
-        for p in parameters where telemetryByName[p.name] != nil {
-            problems.add("/parameters/\(p.name)", "\"\(p.name)\" is the name of a telemetry; give the parameter another name")
-        }
+    }
 
-        // States.
+    /// `/behaviour/states`: each with a derivative; a state named like a telemetry takes its unit.
+    static func decodeStates(_ object: JSONObject, names: inout NameTable, problems: inout ModelProblems) -> [State] {
         var states: [State] = []
-        for (name, value) in object["states"]?.objectValue ?? [:] {
+        for (name, value) in object {
             let pointer = "/behaviour/states/\(JSONPointer.escape(name))"
-            claim(name, as: "a state", at: pointer, mayBeTelemetry: true)
+            names.claim(name, as: "a state", at: pointer, mayBeTelemetry: true, problems: &problems)
             let o = value.objectValue ?? [:]
             var unit = o["unit"]?.stringValue
             if let u = unit { problems.checkUnit(u, at: pointer + "/unit") }
-            if let t = telemetryByName[name] {
+            if let t = names.telemetryByName[name] {
                 if let u = unit, let tu = t.unit, Units.canonical(u) != nil, Units.canonical(u) != Units.canonical(tu) {
                     problems.add(pointer + "/unit", "state unit \"\(u)\" differs from the unit \"\(tu)\" of the telemetry it models")
                 }
@@ -173,15 +194,15 @@ public struct Behaviour: Sendable {
                 problems.add(error, at: pointer + "/derivative")
             }
         }
-        if states.isEmpty, problems.list.count == before {
-            problems.add("/behaviour/states", "a behaviour needs at least one state")
-        }
+        return states
+    }
 
-        // Inputs.
+    /// `/behaviour/inputs`: defaults within range; a binding names a numeric telemetry of a compatible unit.
+    static func decodeInputs(_ object: JSONObject, names: inout NameTable, problems: inout ModelProblems) -> [Input] {
         var inputs: [Input] = []
-        for (name, value) in object["inputs"]?.objectValue ?? [:] {
+        for (name, value) in object {
             let pointer = "/behaviour/inputs/\(JSONPointer.escape(name))"
-            claim(name, as: "an input", at: pointer, mayBeTelemetry: false)
+            names.claim(name, as: "an input", at: pointer, mayBeTelemetry: false, problems: &problems)
             let o = value.objectValue ?? [:]
             let input = Input(name: name, unit: o["unit"]?.stringValue, defaultValue: o["default"]?.doubleValue ?? 0,
                               minimum: o["minimum"]?.doubleValue, maximum: o["maximum"]?.doubleValue,
@@ -190,7 +211,7 @@ public struct Behaviour: Sendable {
             problems.checkRange(min: input.minimum, max: input.maximum, at: pointer)
             problems.checkDefault(input.defaultValue, min: input.minimum, max: input.maximum, at: pointer + "/default")
             if let t = input.telemetry {
-                if let bound = telemetryByName[t] {
+                if let bound = names.telemetryByName[t] {
                     if bound.type == .boolean || bound.type == .string {
                         problems.add(pointer + "/telemetry", "input \"\(name)\" is bound to \"\(t)\", which is not numeric")
                     } else if let iu = input.unit, let tu = bound.unit, Units.lookup(iu) != nil, Units.lookup(tu) != nil,
@@ -203,39 +224,50 @@ public struct Behaviour: Sendable {
             }
             inputs.append(input)
         }
+        return inputs
+    }
 
-        // Outputs.
-        var outputs: [Output] = []
-        var outputPointers: [String] = []
-        for (name, value) in object["outputs"]?.objectValue ?? [:] {
+    /// `/behaviour/outputs`: each computes a declared telemetry.
+    static func decodeOutputs(_ object: JSONObject, names: inout NameTable, problems: inout ModelProblems) -> [(Output, pointer: String)] {
+        var outputs: [(Output, pointer: String)] = []
+        for (name, value) in object {
             let pointer = "/behaviour/outputs/\(JSONPointer.escape(name))"
-            claim(name, as: "an output", at: pointer, mayBeTelemetry: true)
-            if telemetryByName[name] == nil {
+            names.claim(name, as: "an output", at: pointer, mayBeTelemetry: true, problems: &problems)
+            if names.telemetryByName[name] == nil {
                 problems.add(pointer, "output \"\(name)\" is not a declared telemetry")
             }
             guard let text = value.stringValue else { continue }
             do {
-                outputs.append(Output(name: name, expression: try Expression.parse(text)))
-                outputPointers.append(pointer)
+                outputs.append((Output(name: name, expression: try Expression.parse(text)), pointer))
             } catch {
                 problems.add(error, at: pointer)
             }
         }
+        return outputs
+    }
 
-        // Slot layout and name resolution.
+    /// The slot layout and every expression compiled against it; nil when any problem was found
+    /// since `before`.
+    static func compile(states: [State], inputs: [Input], outputs decoded: [(Output, pointer: String)], telemetry: [TwinModel.Telemetry],
+                        parameters: [TwinModel.Parameter], names: NameTable, before: Int, problems: inout ModelProblems) -> Behaviour? {
+        let outputs = decoded.map(\.0)
         let stateNames = states.map(\.name), inputNames = inputs.map(\.name), outputNames = outputs.map(\.name)
         let modelled = Set(stateNames + outputNames)
-        let observed = telemetry.map(\.name).filter { !modelled.contains($0) && declared[$0] == nil }
+        let observed = telemetry.map(\.name).filter { !modelled.contains($0) && names.declared[$0] == nil }
         let variables = stateNames + inputNames + parameters.map(\.name) + outputNames + observed
         var slots: [String: Int] = [:]
         for (i, v) in variables.enumerated() where slots[v] == nil { slots[v] = i }
 
         var derivatives: [CompiledExpression] = []
-        for (state, pointer) in zip(states, states.map { "/behaviour/states/\(JSONPointer.escape($0.name))/derivative" }) {
-            do { derivatives.append(try state.derivative.compile(slots: slots)) } catch { problems.add(error, at: pointer) }
+        for state in states {
+            do {
+                derivatives.append(try state.derivative.compile(slots: slots))
+            } catch {
+                problems.add(error, at: "/behaviour/states/\(JSONPointer.escape(state.name))/derivative")
+            }
         }
         var outputPrograms: [CompiledExpression] = []
-        for (i, (output, pointer)) in zip(outputs, outputPointers).enumerated() {
+        for (i, (output, pointer)) in decoded.enumerated() {
             // An output sees only the outputs before it.
             var visible = slots
             for later in outputNames[i...] { visible[later] = nil }

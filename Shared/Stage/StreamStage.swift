@@ -64,26 +64,17 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         }
     }
 
-    /// A processed batch whose outputs are on their way to the broker.
-    private struct InFlight {
-        let batch: [KafkaMessage]
-        let outputs: [OutgoingMessage]
-        let started: ContinuousClock.Instant
-        let delivery: PendingBatch
-    }
-
     public func run() async throws {
         var processor = self.processor
         let (consumer, producer, metrics, logger, stage) = (self.consumer, self.producer, self.metrics, self.logger, self.stage)
         logger.info("stage started", ["stage": .string(stage), "group": .string(consumer.groupId),
                                       "maxBatch": .int(maxBatch), "maxInFlightBatches": .int(maxInFlightBatches)])
-        var inFlight: [InFlight] = []
-        inFlight.reserveCapacity(maxInFlightBatches)
+        var inFlight = InFlightWindow(capacity: maxInFlightBatches)
 
         /// Waits for the oldest batch's acknowledgement (re-sending its outputs on failure), then
         /// stores its offsets. False when asked to stop before it was delivered.
         func completeOldest() async -> Bool {
-            let oldest = inFlight.removeFirst()
+            let oldest = inFlight.removeOldest()
             var reports: [DeliveryReport]
             var attempt = 0
             var delivery = oldest.delivery
@@ -104,12 +95,12 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                 }
             }
             settle(oldest, reports)
-            metrics.inFlight.set(inFlight.reduce(0) { $0 + $1.batch.count })
+            metrics.inFlight.set(inFlight.messageCount)
             return true
         }
 
         /// A delivered batch: the processor hears of it, its offsets are stored, it is counted.
-        func settle(_ batch: InFlight, _ reports: [DeliveryReport]) {
+        func settle(_ batch: InFlightWindow.Batch, _ reports: [DeliveryReport]) {
             processor.batchDelivered(reports, now: Timestamp.now)
             consumer.store(batch.batch)
             metrics.record(batch: batch.batch, outputs: batch.outputs, logger: logger)
@@ -161,9 +152,9 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                 // Enqueued here, in batch order, before the next batch is taken: a batch waiting for
                 // room in the producer's queue is never overtaken by a later one (per-twin order).
                 let delivery = await producer.enqueueAll(outputs)
-                inFlight.append(InFlight(batch: batch, outputs: outputs, started: started, delivery: delivery))
-                metrics.inFlight.set(inFlight.reduce(0) { $0 + $1.batch.count })
-                while inFlight.count >= maxInFlightBatches {
+                inFlight.append(.init(batch: batch, outputs: outputs, started: started, delivery: delivery))
+                metrics.inFlight.set(inFlight.messageCount)
+                while inFlight.isFull {
                     if !(await completeOldest()) { break }
                 }
             }
@@ -175,7 +166,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         // Batches already sent are most likely delivered: settle them so their offsets are
         // committed; one that fails now is left unstored for the next owner.
         while !inFlight.isEmpty {
-            let oldest = inFlight.removeFirst()
+            let oldest = inFlight.removeOldest()
             guard let reports = try? await oldest.delivery.reports() else { break }
             settle(oldest, reports)
         }

@@ -250,128 +250,171 @@ public struct TwinFold: Sendable {
         }
         let exists = record.map { !$0.decommissioned } ?? false
         let currentVersion = record?.version ?? 0
-        func reject(_ code: String, _ pointer: String, _ message: String, expected: String? = nil, actual: String? = nil) -> Outcome {
+        let applied: Applied
+        if let expected = c.ifVersion, expected != currentVersion || (!exists && c.kind != .create) {
+            applied = .failure(ContractError(code: "version_conflict", pointer: "/ifVersion", message: "the twin is at version \(currentVersion), not \(expected)",
+                                             expected: String(expected), actual: String(currentVersion)))
+        } else if c.kind == .create {
+            applied = create(c, over: record)
+        } else if exists, let existing = record {
+            switch c.kind {
+            case .patch: applied = patch(c, existing)
+            case .setParameters: applied = setParameters(c, existing)
+            case .relate: applied = relate(c, existing, targetModel: targetModel)
+            case .unrelate: applied = unrelate(c, existing)
+            case .decommission: applied = decommission(existing)
+            case .create: preconditionFailure("handled above")
+            }
+        } else {
+            applied = .failure(ContractError(code: "unknown_twin", pointer: "/twinId", message: "twin '\(c.twinId)' does not exist", actual: c.twinId))
+        }
+        switch applied {
+        case .failure(let reason):
+            // A rejection changes no state but is remembered, so a retried command is a duplicate.
             if var r = record {
                 r.commandOffset = offset
                 r.remember(idHash(c.commandId), window: options.dedupWindow)
                 twins[key] = r
             }
             return .change(TwinChange(tenant: c.tenant, twinId: c.twinId, model: record?.model, version: currentVersion, kind: .rejected,
-                                      at: c.issuedAt, commandId: c.commandId, commandType: c.kind.rawValue,
-                                      reason: ContractError(code: code, pointer: pointer, message: message, expected: expected, actual: actual)))
+                                      at: c.issuedAt, commandId: c.commandId, commandType: c.kind.rawValue, reason: reason))
+        case .success(var (r, entries)):
+            r.version = currentVersion + 1
+            r.updatedAt = c.issuedAt
+            r.commandOffset = offset
+            r.remember(idHash(c.commandId), window: options.dedupWindow)
+            twins[key] = r
+            return .change(TwinChange(tenant: c.tenant, twinId: c.twinId, model: r.model, version: r.version, kind: .command, at: c.issuedAt,
+                                      commandId: c.commandId, commandType: c.kind.rawValue, changes: entries))
         }
-        if let expected = c.ifVersion, expected != currentVersion || (!exists && c.kind != .create) {
-            return reject("version_conflict", "/ifVersion", "the twin is at version \(currentVersion), not \(expected)",
-                          expected: String(expected), actual: String(currentVersion))
+    }
+
+    /// What one command kind does to a twin's record: the new record and its change entries, or
+    /// the reason it is rejected. Version, offsets and the dedup window are the caller's.
+    typealias Applied = Result<(record: TwinRecord, entries: [TwinChange.Entry]), ContractError>
+
+    /// `create`: a new twin, a re-created one (its version keeps counting), or one its readings
+    /// created (adopted with its properties and history).
+    func create(_ c: TwinCommand, over record: TwinRecord?) -> Applied {
+        let exists = record.map { !$0.decommissioned } ?? false
+        if exists, record!.created {
+            return .failure(ContractError(code: "already_exists", pointer: "/twinId", message: "twin '\(c.twinId)' already exists", actual: c.twinId))
+        }
+        guard let ref = c.model, let model = options.catalog.resolve(ref) else {
+            return .failure(ContractError(code: "unknown_model", pointer: "/model", message: "no model '\(c.model ?? "")' is loaded", actual: c.model))
+        }
+        if let unknown = c.parameters?.keys.first(where: { !options.catalog.hasParameter(model, $0) }) {
+            return .failure(Self.unknownParameter(unknown, model))
         }
         var entries: [TwinChange.Entry] = []
         var r: TwinRecord
-        switch c.kind {
-        case .create:
-            if exists, record!.created {
-                return reject("already_exists", "/twinId", "twin '\(c.twinId)' already exists", actual: c.twinId)
+        if exists {
+            r = record!
+        } else {
+            r = TwinRecord(model: nil)
+            r.version = record?.version ?? 0  // a re-created twin keeps counting, so ETags never repeat
+            r.telemetryOffset = record?.telemetryOffset ?? -1
+            r.recent = record?.recent ?? []
+            entries.append(.init(path: "/lifecycle", old: record == nil ? nil : "decommissioned", new: "active"))
+        }
+        if r.model != model { entries.append(.init(path: "/model", old: r.model.map(JSON.string), new: .string(model))) }
+        r.model = model
+        r.created = true
+        var x = r.extras
+        Self.merge(&x.metadata, .object(c.metadata?.objectValue ?? [:]), prefix: "/metadata", into: &entries)
+        Self.merge(&x.desired, .object(c.desired?.objectValue ?? [:]), prefix: "/desired", into: &entries)
+        Self.merge(&x.parameters, .object(c.parameters ?? [:]), prefix: "/parameters", into: &entries)
+        r.extras = x
+        return .success((r, entries))
+    }
+
+    /// `patch`: JSON Merge Patches of metadata and desired; `model` moves to another version of
+    /// the same model (later readings are validated against it).
+    func patch(_ c: TwinCommand, _ existing: TwinRecord) -> Applied {
+        var r = existing, entries: [TwinChange.Entry] = []
+        if let ref = c.model {
+            guard let model = options.catalog.resolve(ref) else {
+                return .failure(ContractError(code: "unknown_model", pointer: "/model", message: "no model '\(ref)' is loaded", actual: ref))
             }
-            guard let ref = c.model, let model = options.catalog.resolve(ref) else {
-                return reject("unknown_model", "/model", "no model '\(c.model ?? "")' is loaded", actual: c.model)
-            }
-            if exists {
-                // Adopt a twin its readings created: keep its properties and history.
-                r = record!
-            } else {
-                r = TwinRecord(model: nil)
-                r.version = currentVersion  // a re-created twin keeps counting, so ETags never repeat
-                r.telemetryOffset = record?.telemetryOffset ?? -1
-                r.recent = record?.recent ?? []
-                entries.append(.init(path: "/lifecycle", old: record == nil ? nil : "decommissioned", new: "active"))
+            guard r.model.map({ modelID($0) == modelID(model) }) ?? true else {
+                return .failure(ContractError(code: "model_change", pointer: "/model", message: "a patch may change the model's version, not its id",
+                                              expected: r.model.map { String(modelID($0)) }, actual: String(modelID(model))))
             }
             if r.model != model { entries.append(.init(path: "/model", old: r.model.map(JSON.string), new: .string(model))) }
             r.model = model
-            r.created = true
-            var x = r.extras
-            if let unknown = c.parameters?.keys.first(where: { !options.catalog.hasParameter(model, $0) }) {
-                return reject("unknown_parameter", "/parameters/\(unknown)", "model \(model) has no parameter '\(unknown)'", actual: unknown)
-            }
-            Self.merge(&x.metadata, .object(c.metadata?.objectValue ?? [:]), prefix: "/metadata", into: &entries)
-            Self.merge(&x.desired, .object(c.desired?.objectValue ?? [:]), prefix: "/desired", into: &entries)
-            Self.merge(&x.parameters, .object(c.parameters ?? [:]), prefix: "/parameters", into: &entries)
-            r.extras = x
-        case .patch, .setParameters, .relate, .unrelate, .decommission:
-            guard exists, var existing = record else {
-                return reject("unknown_twin", "/twinId", "twin '\(c.twinId)' does not exist", actual: c.twinId)
-            }
-            var x = existing.extras
-            switch c.kind {
-            case .patch:
-                // A model upgrade (e.g. pump@1 to pump@2): later readings are validated against it.
-                if let ref = c.model {
-                    guard let model = options.catalog.resolve(ref) else {
-                        return reject("unknown_model", "/model", "no model '\(ref)' is loaded", actual: ref)
-                    }
-                    guard existing.model.map({ modelID($0) == modelID(model) }) ?? true else {
-                        return reject("model_change", "/model", "a patch may change the model's version, not its id",
-                                      expected: existing.model.map { String(modelID($0)) }, actual: String(modelID(model)))
-                    }
-                    if existing.model != model { entries.append(.init(path: "/model", old: existing.model.map(JSON.string), new: .string(model))) }
-                    existing.model = model
-                }
-                if let patch = c.metadata { Self.merge(&x.metadata, patch, prefix: "/metadata", into: &entries) }
-                if let patch = c.desired { Self.merge(&x.desired, patch, prefix: "/desired", into: &entries) }
-            case .setParameters:
-                let model = existing.model ?? ""
-                if let unknown = c.parameters?.keys.first(where: { !options.catalog.hasParameter(model, $0) }) {
-                    return reject("unknown_parameter", "/parameters/\(unknown)", "model \(model) has no parameter '\(unknown)'", actual: unknown)
-                }
-                Self.merge(&x.parameters, .object(c.parameters ?? [:]), prefix: "/parameters", into: &entries)
-            case .relate:
-                let rel = c.relationship!
-                guard let model = existing.model, let required = options.catalog.relationshipTarget(model, rel.name) else {
-                    return reject("unknown_relationship", "/relationship/name",
-                                  "model \(existing.model ?? "(none)") declares no relationship '\(rel.name)'", actual: rel.name)
-                }
-                if required != "*" {
-                    let local = twins[TwinKey(tenant: c.tenant, twinId: rel.target).description].flatMap { $0.decommissioned ? nil : $0.model }
-                    guard let actual = local ?? targetModel ?? rel.targetModel else {
-                        return reject("unknown_target", "/relationship/target", "the model of target '\(rel.target)' is not known", actual: rel.target)
-                    }
-                    guard modelID(actual) == required else {
-                        return reject("wrong_target_model", "/relationship/target",
-                                      "relationship '\(rel.name)' must target a \(required), '\(rel.target)' is a \(modelID(actual))",
-                                      expected: required, actual: String(modelID(actual)))
-                    }
-                }
-                let link = TwinState.Relationship(name: rel.name, target: rel.target)
-                let at = x.relationships.firstIndex { !($0 < link) } ?? x.relationships.endIndex
-                if at == x.relationships.endIndex || x.relationships[at] != link {
-                    x.relationships.insert(link, at: at)
-                    entries.append(.init(path: "/relationships/\(rel.name)/\(rel.target)", old: nil, new: .string(rel.target)))
-                }
-            case .unrelate:
-                let rel = c.relationship!
-                if let at = x.relationships.firstIndex(of: TwinState.Relationship(name: rel.name, target: rel.target)) {
-                    x.relationships.remove(at: at)
-                    entries.append(.init(path: "/relationships/\(rel.name)/\(rel.target)", old: .string(rel.target), new: nil))
-                }
-            case .decommission:
-                existing.decommissioned = true
-                existing.properties = []
-                x = .init()
-                entries.append(.init(path: "/lifecycle", old: "active", new: "decommissioned"))
-            case .create:
-                break
-            }
-            existing.extras = x
-            r = existing
         }
-        r.version = currentVersion + 1
-        r.updatedAt = c.issuedAt
-        r.commandOffset = offset
-        r.remember(idHash(c.commandId), window: options.dedupWindow)
-        twins[key] = r
-        return .change(TwinChange(tenant: c.tenant, twinId: c.twinId, model: r.model, version: r.version, kind: .command, at: c.issuedAt,
-                                  commandId: c.commandId, commandType: c.kind.rawValue, changes: entries))
+        var x = r.extras
+        if let patch = c.metadata { Self.merge(&x.metadata, patch, prefix: "/metadata", into: &entries) }
+        if let patch = c.desired { Self.merge(&x.desired, patch, prefix: "/desired", into: &entries) }
+        r.extras = x
+        return .success((r, entries))
     }
 
-    /// Merge-patches `object` and lists the top-level members that changed.
+    /// `setParameters`: merged into the twin's parameters; every name must be the model's.
+    func setParameters(_ c: TwinCommand, _ existing: TwinRecord) -> Applied {
+        let model = existing.model ?? ""
+        if let unknown = c.parameters?.keys.first(where: { !options.catalog.hasParameter(model, $0) }) {
+            return .failure(Self.unknownParameter(unknown, model))
+        }
+        var r = existing, entries: [TwinChange.Entry] = []
+        Self.merge(&r.extras.parameters, .object(c.parameters ?? [:]), prefix: "/parameters", into: &entries)
+        return .success((r, entries))
+    }
+
+    /// `relate`: a relationship the model declares, to a target of the model it requires (known
+    /// here, on another partition of this instance as `targetModel`, or named by the command).
+    func relate(_ c: TwinCommand, _ existing: TwinRecord, targetModel: String?) -> Applied {
+        let rel = c.relationship!
+        guard let model = existing.model, let required = options.catalog.relationshipTarget(model, rel.name) else {
+            return .failure(ContractError(code: "unknown_relationship", pointer: "/relationship/name",
+                                          message: "model \(existing.model ?? "(none)") declares no relationship '\(rel.name)'", actual: rel.name))
+        }
+        if required != "*" {
+            let local = twins[TwinKey(tenant: c.tenant, twinId: rel.target).description].flatMap { $0.decommissioned ? nil : $0.model }
+            guard let actual = local ?? targetModel ?? rel.targetModel else {
+                return .failure(ContractError(code: "unknown_target", pointer: "/relationship/target",
+                                              message: "the model of target '\(rel.target)' is not known", actual: rel.target))
+            }
+            guard modelID(actual) == required else {
+                return .failure(ContractError(code: "wrong_target_model", pointer: "/relationship/target",
+                                              message: "relationship '\(rel.name)' must target a \(required), '\(rel.target)' is a \(modelID(actual))",
+                                              expected: required, actual: String(modelID(actual))))
+            }
+        }
+        var r = existing, entries: [TwinChange.Entry] = []
+        let link = TwinState.Relationship(name: rel.name, target: rel.target)
+        let at = r.extras.relationships.firstIndex { !($0 < link) } ?? r.extras.relationships.endIndex
+        if at == r.extras.relationships.endIndex || r.extras.relationships[at] != link {
+            r.extras.relationships.insert(link, at: at)
+            entries.append(.init(path: "/relationships/\(rel.name)/\(rel.target)", old: nil, new: .string(rel.target)))
+        }
+        return .success((r, entries))
+    }
+
+    /// `unrelate`: removes the relationship if present (no error if not: the outcome is the same).
+    func unrelate(_ c: TwinCommand, _ existing: TwinRecord) -> Applied {
+        let rel = c.relationship!
+        var r = existing, entries: [TwinChange.Entry] = []
+        if let at = r.extras.relationships.firstIndex(of: TwinState.Relationship(name: rel.name, target: rel.target)) {
+            r.extras.relationships.remove(at: at)
+            entries.append(.init(path: "/relationships/\(rel.name)/\(rel.target)", old: .string(rel.target), new: nil))
+        }
+        return .success((r, entries))
+    }
+
+    /// `decommission`: the twin keeps only its version and ids (a tombstone on `twin.state.v1`).
+    func decommission(_ existing: TwinRecord) -> Applied {
+        var r = existing
+        r.decommissioned = true
+        r.properties = []
+        r.extras = .init()
+        return .success((r, [.init(path: "/lifecycle", old: "active", new: "decommissioned")]))
+    }
+
+    static func unknownParameter(_ name: String, _ model: String) -> ContractError {
+        ContractError(code: "unknown_parameter", pointer: "/parameters/\(name)", message: "model \(model) has no parameter '\(name)'", actual: name)
+    }
+
     static func merge(_ object: inout JSONObject, _ patch: JSON, prefix: String, into entries: inout [TwinChange.Entry]) {
         let before = object
         object = JSON.object(before).mergePatched(with: patch).objectValue ?? [:]

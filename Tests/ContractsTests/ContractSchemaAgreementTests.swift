@@ -82,4 +82,46 @@ final class ContractSchemaAgreementTests: XCTestCase {
             (good.replacingOccurrences(of: #""eventId":"e""#, with: #""eventid":"e""#), false),
         ]) { _ = try TwinState(json: $0) }
     }
+
+    func testTwinCommand() throws {
+        let schema = try schema("twin-command")
+        let written = TwinCommand(commandId: "c-1", tenant: "t", twinId: "room-1", kind: .relate, issuedAt: 1_795_248_000_000, ifVersion: 4,
+                                  issuedBy: "key-1", relationship: .init(name: "adjacentTo", target: "room-2", targetModel: "room@1"))
+        XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())))
+        let setParameters = TwinCommand(commandId: "c-2", tenant: "t", twinId: "room-1", kind: .setParameters, issuedAt: 0, parameters: ["tau": 3600])
+        XCTAssertTrue(schema.isValid(try JSON(parsing: setParameters.encoded())))
+        let good = #"{"commandId":"c","tenant":"t","twinId":"p-1","type":"create","issuedAt":"2026-11-21T08:00:00Z","model":"pump@1","metadata":{"site":"a"}}"#
+        try assertAgreement(schema, [
+            (good, true),
+            (good.replacingOccurrences(of: #""commandId":"c","#, with: ""), false),
+            (good.replacingOccurrences(of: #""type":"create""#, with: #""type":"explode""#), false),
+            (good.replacingOccurrences(of: #""twinId":"p-1""#, with: #""twinId":"p 1""#), false),
+            (good.replacingOccurrences(of: "2026-11-21T08:00:00Z", with: "soon"), false),
+            (good.replacingOccurrences(of: #""model":"pump@1","#, with: #""model":"pump@1","parameters":{"tau":"slow"},"#), false),
+            (good.replacingOccurrences(of: #""model":"pump@1","#, with: #""model":"pump@1","ifVersion":2.5,"#), false),
+        ]) { _ = try TwinCommand(json: $0) }
+    }
+
+    func testTwinChange() throws {
+        let schema = try schema("twin-change")
+        let written = TwinChange(tenant: "t", twinId: "pump-1", model: "pump@1", version: 7, kind: .telemetry, at: 1_795_248_000_000,
+                                 eventId: "e", eventTime: 1_795_247_999_000,
+                                 changes: [.init(path: "/properties/flow", old: 1, new: 2, oldTime: 1_795_247_998_000, newTime: 1_795_247_999_000)])
+        XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())))
+        let rejected = TwinChange(tenant: "t", twinId: "pump-1", model: nil, version: 7, kind: .rejected, at: 0, commandId: "c-9", commandType: "patch",
+                                  reason: .init(code: "version_conflict", pointer: "/ifVersion", message: "m", expected: "6", actual: "7"))
+        XCTAssertTrue(schema.isValid(try JSON(parsing: rejected.encoded())))
+        let good = #"{"tenant":"t","twinId":"p","version":2,"kind":"telemetry","at":"2026-11-21T08:00:00Z","eventId":"e","eventTime":"2026-11-21T07:59:59Z","late":false,"changes":[{"path":"/properties/x","old":1,"new":2,"late":false}]}"#
+        try assertAgreement(schema, [
+            (good, true),
+            (good.replacingOccurrences(of: #""version":2,"#, with: ""), false),
+            (good.replacingOccurrences(of: #""version":2"#, with: #""version":-1"#), false),
+            (good.replacingOccurrences(of: #""kind":"telemetry""#, with: #""kind":"rumour""#), false),
+            (good.replacingOccurrences(of: #""path":"/properties/x""#, with: #""path":"properties/x""#), false),
+            (good.replacingOccurrences(of: #""late":false,"changes""#, with: #""changes""#), false),
+            (good.replacingOccurrences(of: #""eventId":"e","#, with: ""), false),
+            (good.replacingOccurrences(of: #""kind":"telemetry""#, with: #""kind":"rejected""#), false),
+            (good.replacingOccurrences(of: #""kind":"telemetry""#, with: #""kind":"rejected","commandId":"c","reason":{"code":"x","pointer":"","message":"m"}"#), true),
+        ]) { _ = try TwinChange(json: $0) }
+    }
 }

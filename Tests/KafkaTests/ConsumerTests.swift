@@ -1,0 +1,131 @@
+import Foundation
+import Kafka
+import XCTest
+
+/// Consumers against the embedded broker: round trips, committed positions, rebalances, readers.
+final class ConsumerTests: KafkaTestCase {
+    func testRoundTripKeepsKeysHeadersAndPerKeyOrder() async throws {
+        let broker = try EmbeddedBroker(topics: [("rt", 4)])
+        defer { broker.shutdown() }
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        let keys = (0..<8).map { "tenant/twin-\($0)" }
+        var messages: [OutgoingMessage] = []
+        for i in 0..<400 {
+            let key = keys[i % keys.count]
+            messages.append(OutgoingMessage(topic: "rt", key: key, value: Array("{\"seq\":\(i)}".utf8),
+                                            headers: [KafkaHeader("traceparent", "00-\(i)"), KafkaHeader("tenant", "acme")]))
+        }
+        let reports = try await producer.sendAll(messages)
+        XCTAssertEqual(reports.count, 400)
+        // One key always maps to one partition.
+        var partitionOfKey: [String: Int32] = [:]
+        for (i, report) in reports.enumerated() {
+            let key = keys[i % keys.count]
+            XCTAssertEqual(partitionOfKey[key, default: report.partition], report.partition)
+            partitionOfKey[key] = report.partition
+        }
+        await producer.close()
+
+        let consumer = try KafkaConsumer(configuration: config, groupId: uniqueGroup(), topics: ["rt"])
+        let received = try await consume(consumer, count: 400)
+        await consumer.close()
+        XCTAssertEqual(received.count, 400)
+        var lastSeqOfKey: [String: Int] = [:]
+        for message in received {
+            let key = try XCTUnwrap(message.keyString)
+            let seq = Int(String(decoding: message.value, as: UTF8.self).dropFirst(7).dropLast())!
+            XCTAssertEqual(message.headers.string("tenant"), "acme")
+            XCTAssertEqual(message.headers.string("traceparent"), "00-\(seq)")
+            XCTAssertEqual(keys[seq % keys.count], key, "value arrived under another key")
+            XCTAssertGreaterThan(seq, lastSeqOfKey[key, default: -1], "out of order for \(key)")
+            lastSeqOfKey[key] = seq
+        }
+    }
+
+    func testConsumerResumesAfterRestartFromFirstUnprocessedMessage() async throws {
+        let broker = try EmbeddedBroker(topics: [("resume", 1)])
+        defer { broker.shutdown() }
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        _ = try await producer.sendAll((0..<20).map { OutgoingMessage(topic: "resume", key: "k", value: Array("\($0)".utf8)) })
+        let group = uniqueGroup()
+
+        // First run: process (store) only the first 7 messages, then stop.
+        let first = try KafkaConsumer(configuration: config, groupId: group, topics: ["resume"])
+        var seen: [KafkaMessage] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        while seen.count < 7 && ContinuousClock.now < deadline {
+            seen += try await first.poll(maxMessages: 7 - seen.count)
+        }
+        first.store(Array(seen.prefix(7)))
+        await first.close()
+
+        let second = try KafkaConsumer(configuration: config, groupId: group, topics: ["resume"])
+        let rest = try await consume(second, count: 13)
+        await second.close()
+        XCTAssertEqual(rest.map { String(decoding: $0.value, as: UTF8.self) }, (7..<20).map(String.init))
+        await producer.close()
+    }
+
+    func testRebalanceListenerHearsAssignmentBeforeMessages() async throws {
+        let broker = try EmbeddedBroker(topics: [("assign", 3)])
+        defer { broker.shutdown() }
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        _ = try await producer.send(OutgoingMessage(topic: "assign", key: "a", value: [1]))
+        await producer.close()
+        let events = LockedBox<[RebalanceEvent]>([])
+        let consumer = try KafkaConsumer(configuration: config, groupId: uniqueGroup(), topics: ["assign"]) { event in
+            events.mutate { $0.append(event) }
+        }
+        let got = try await consume(consumer, count: 1)
+        XCTAssertEqual(got.count, 1)
+        guard case .assigned(let partitions)? = events.value.first else { return XCTFail("no assignment event") }
+        XCTAssertEqual(Set(partitions.map(\.partition)), [0, 1, 2])
+        // Reading to the end of every partition makes the member "caught up" for /readyz.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !consumer.isCaughtUp && ContinuousClock.now < deadline { _ = try await consumer.poll() }
+        XCTAssertTrue(consumer.isCaughtUp)
+        XCTAssertEqual(consumer.lag().values.reduce(0, +), 0)
+        await consumer.close()
+        XCTAssertEqual(events.value.last, .revoked(partitions))
+    }
+
+    func testReaderFromBeginningReadsEveryPartitionInOrderAndCatchesUp() async throws {
+        let broker = try EmbeddedBroker(topics: [("replay", 3)])
+        defer { broker.shutdown() }
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        // Every other message without headers: both kinds must come back as they were sent.
+        let sent = (0..<300).map { i in
+            OutgoingMessage(topic: "replay", key: "twin-\(i % 7)", value: Array("\(i)".utf8),
+                            headers: i.isMultiple(of: 2) ? [] : [KafkaHeader("seq", "\(i)")])
+        }
+        _ = try await producer.sendAll(sent)
+        await producer.close()
+
+        let reader = try KafkaConsumer(configuration: config, readingFromBeginning: (0..<3).map { TopicPartition("replay", $0) })
+        var received: [KafkaMessage] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        while (received.count < 300 || !reader.isCaughtUp) && ContinuousClock.now < deadline {
+            received += try await reader.poll(maxMessages: 64)
+        }
+        XCTAssertTrue(reader.isCaughtUp)
+        XCTAssertEqual(reader.lag().values.reduce(0, +), 0)
+        await reader.close()
+
+        XCTAssertEqual(received.count, 300)
+        XCTAssertEqual(Set(received.map { String(decoding: $0.value, as: UTF8.self) }), Set((0..<300).map(String.init)))
+        var lastOffset: [Int32: Int64] = [:]
+        for message in received {
+            XCTAssertEqual(message.topic, "replay")
+            XCTAssertGreaterThan(message.offset, lastOffset[message.partition, default: -1], "partition \(message.partition) out of order")
+            lastOffset[message.partition] = message.offset
+            let seq = Int(String(decoding: message.value, as: UTF8.self))!
+            XCTAssertEqual(message.keyString, "twin-\(seq % 7)")
+            XCTAssertEqual(message.headers, seq.isMultiple(of: 2) ? [] : [KafkaHeader("seq", "\(seq)")])
+            XCTAssertNotNil(message.timestampMs)
+        }
+    }
+}
