@@ -2,8 +2,8 @@
 # Two builds of the ingestor and validator compared side by side: each round runs
 # `pipeline-throughput.sh` for both at the same time, each with its own embedded broker, and
 # starts both pairs of services once both raw topics are full, so both meet the same load from the
-# rest of the host over the same seconds. (Before session 9 the fills were not waited for, and a
-# round's two measurements often did not overlap at all.) On these shared 2-core machines the CPU per
+# rest of the host over the same seconds (without the wait for both fills, a round's two
+# measurements often did not overlap at all). On these shared 2-core machines the CPU per
 # reading of one build moves by ±20% from run to run; side by side, two identical builds agree
 # within about 5%. Compare the CPU per reading (the rate of each is about half of a lone run).
 # Use it for code changes, not for batching settings: at half the rate each side's batches differ
