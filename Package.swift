@@ -45,6 +45,8 @@ let package = Package(
         shared("ServiceKit", ["HTTP", "Kafka", "Contracts", "JSON", "Durations"]),
         shared("Models", ["JSON", "JSONSchema", "Contracts"]),
         shared("ModelLoading", ["Models", "ServiceKit"]),
+        shared("Simulation", ["Models", "JSON"]),
+        shared("Drift"),
         shared("Stage", ["Kafka", "Contracts", "ServiceKit", "JSON", "Durations"]),
         shared("Ingest", ["Stage", "Kafka", "Contracts", "ServiceKit", "HTTP", "JSON", "Durations"]),
         shared("Validation", ["Stage", "Kafka", "Contracts", "JSON", "Models"]),
@@ -75,6 +77,11 @@ let package = Package(
         // `swift build -c release --product StateBench && .build/release/StateBench [twins]`.
         .executableTarget(name: "StateBench", dependencies: ["TwinStore", "Stage", "Contracts", "JSON", "Kafka", "ServiceKit"], path: "Benchmarks/StateBench", swiftSettings: strict),
 
+        // `Benchmarks/simulation.sh`: SimBench (release) beside a SciPy peer on one core.
+        .executableTarget(name: "SimBench", dependencies: ["Simulation", "Models"], path: "Benchmarks/SimBench", swiftSettings: strict),
+        // `Benchmarks/drift.sh`: DriftBench (release) beside River on the same streams, one core.
+        .executableTarget(name: "DriftBench", dependencies: ["Drift"], path: "Benchmarks/DriftBench", swiftSettings: strict),
+
         // Shared by test targets: the seeded stream generator and reference fold of the state tests.
         .target(name: "TestSupport", dependencies: ["Contracts", "JSON"], path: "Tests/TestSupport", swiftSettings: strict),
 
@@ -86,6 +93,8 @@ let package = Package(
         tests("ContractsTests", ["Contracts", "JSON", "JSONSchema"]),
         tests("ServiceKitTests", ["ServiceKit", "HTTP"]),
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
+        tests("SimulationTests", ["Simulation", "Models", "JSON"]),
+        .testTarget(name: "DriftTests", dependencies: ["Drift"], path: "Tests/DriftTests", exclude: ["Fixtures"], swiftSettings: strict),
         tests("ModelLoadingTests", ["ModelLoading", "Models", "ServiceKit"]),
         tests("StageTests", ["Stage", "Contracts", "JSON", "Kafka", "ServiceKit"]),
         tests("IngestTests", ["Ingest", "Stage", "Contracts", "JSON", "Kafka", "ServiceKit", "HTTP"]),
