@@ -10,7 +10,15 @@ public enum Topic: String, CaseIterable, Sendable {
     case twinChanges = "twin.changes.v1"
     case simulationRequests = "simulation.requests.v1"
     case simulationResults = "simulation.results.v1"
+    /// Cancels, keyed by simulation id; every simulator-worker reads it whole (no group).
+    case simulationControl = "simulation.control.v1"
+    /// Shards of a large Monte Carlo or sweep, keyed `simulationId/shard` to spread over partitions.
+    case simulationShards = "simulation.shards.v1"
+    /// A shard's mergeable result, keyed by simulation id (to the coordinating worker).
+    case simulationShardResults = "simulation.shard-results.v1"
     case driftAlerts = "drift.alerts.v1"
+    /// The drift monitor's per-twin state (scales, detectors, windows, open alerts): compacted.
+    case driftState = "drift.state.v1"
 
     /// Every keyed topic has the same partition count, so one twin's events land on the same
     /// partition number everywhere and a stage can join topics partition by partition.
@@ -23,13 +31,17 @@ public enum Topic: String, CaseIterable, Sendable {
     /// writing dead-letters set `message.max.bytes` to match.
     public static let deadLetterMaxMessageBytes = 8 * 1024 * 1024
 
-    /// `twin.state.v1` holds the latest full document per twin: compacted, never deleted by age.
-    public var cleanupPolicy: String { self == .twinState ? "compact" : "delete" }
+    /// `twin.state.v1` and `drift.state.v1` hold the latest document per twin: compacted, never
+    /// deleted by age.
+    public var isCompacted: Bool { self == .twinState || self == .driftState }
+
+    /// `compact` for the per-twin state topics, else `delete`.
+    public var cleanupPolicy: String { isCompacted ? "compact" : "delete" }
 
     /// Broker-side topic settings for production Kafka.
     public var configs: [String: String] {
         switch self {
-        case .twinState: ["cleanup.policy": "compact", "min.compaction.lag.ms": "60000"]
+        case .twinState, .driftState: ["cleanup.policy": "compact", "min.compaction.lag.ms": "60000"]
         // A dead-letter is its input plus the reasons, so it must accept more than the inputs'
         // 1 MiB (an HTTP ingest body may be up to MAX_BODY_BYTES).
         case .telemetryDeadLetter: ["cleanup.policy": "delete", "retention.ms": String(14 * 24 * 3_600_000),

@@ -75,6 +75,8 @@ public enum DeadLetters {
 
 /// Headers for a message derived from `input`: the trace continues, contract and tenant are set.
 /// `tenantValue`, the tenant's bytes when the caller keeps them, spares making them per message.
+/// Inlinable: the ingestor and validator call it for every message from their own modules.
+@inlinable
 public func derivedHeaders(from input: KafkaMessage, contract: String, tenant: String, tenantValue known: [UInt8]? = nil,
                            extra: KafkaHeader? = nil) -> [KafkaHeader] {
     // Header values shared instead of re-encoded per message: the contract's bytes are made
@@ -91,6 +93,7 @@ public func derivedHeaders(from input: KafkaMessage, contract: String, tenant: S
 
 /// A list, not a dictionary: hashing the name cost more than comparing it with five names
 /// (equal names are the same constant, so the first comparison usually decides).
-private let contractHeaderValues: [(name: String, value: [UInt8])] =
+@usableFromInline
+let contractHeaderValues: [(name: String, value: [UInt8])] =
     [TelemetryEnvelope.contract, TwinChange.contract, TwinState.contract, TwinCommand.contract, DeadLetter.contract]
         .map { ($0, Array($0.utf8)) }

@@ -203,7 +203,9 @@ final class ContractsTests: XCTestCase {
     func testTopicListIsWhatTheArchitectureNames() {
         XCTAssertEqual(Set(Topic.allCases.map(\.name)), [
             "telemetry.raw.v1", "telemetry.ingested.v1", "telemetry.valid.v1", "telemetry.deadletter.v1", "twin.commands.v1",
-            "twin.state.v1", "twin.changes.v1", "simulation.requests.v1", "simulation.results.v1", "drift.alerts.v1"])
+            "twin.state.v1", "twin.changes.v1", "simulation.requests.v1", "simulation.results.v1", "simulation.control.v1",
+            "simulation.shards.v1", "simulation.shard-results.v1", "drift.alerts.v1", "drift.state.v1"])
+        XCTAssertEqual(Topic.allCases.filter(\.isCompacted), [.twinState, .driftState], "the per-twin state topics are compacted")
         XCTAssertEqual(Topic.twinState.cleanupPolicy, "compact")
         XCTAssertTrue(Topic.allCases.allSatisfy { $0.partitions == Topic.partitionCount })
     }
