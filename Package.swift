@@ -83,7 +83,7 @@ let package = Package(
         .executableTarget(name: "DriftBench", dependencies: ["Drift"], path: "Benchmarks/DriftBench", swiftSettings: strict),
 
         // Shared by test targets: the seeded stream generator and reference fold of the state tests.
-        .target(name: "TestSupport", dependencies: ["Contracts", "JSON"], path: "Tests/TestSupport", swiftSettings: strict),
+        .target(name: "TestSupport", dependencies: ["Contracts", "JSON", "Kafka", "ServiceKit", "Stage"], path: "Tests/TestSupport", swiftSettings: strict),
 
         tests("DurationsTests", ["Durations"]),
         tests("JSONTests", ["JSON"]),
@@ -96,8 +96,8 @@ let package = Package(
         tests("SimulationTests", ["Simulation", "Models", "JSON"]),
         .testTarget(name: "DriftTests", dependencies: ["Drift"], path: "Tests/DriftTests", exclude: ["Fixtures"], swiftSettings: strict),
         tests("ModelLoadingTests", ["ModelLoading", "Models", "ServiceKit"]),
-        tests("StageTests", ["Stage", "Contracts", "JSON", "Kafka", "ServiceKit"]),
-        tests("IngestTests", ["Ingest", "Stage", "Contracts", "JSON", "Kafka", "ServiceKit", "HTTP"]),
+        tests("StageTests", ["Stage", "Contracts", "JSON", "Kafka", "ServiceKit", "TestSupport"]),
+        tests("IngestTests", ["Ingest", "Stage", "Contracts", "JSON", "Kafka", "ServiceKit", "HTTP", "TestSupport"]),
         tests("ValidationTests", ["Validation", "Ingest", "Stage", "ModelLoading", "Contracts", "JSON", "Models", "Kafka"]),
         tests("TwinStoreTests", ["TwinStore", "Stage", "ModelLoading", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "TestSupport"]),
         tests("TwinQueryTests", ["TwinQuery", "JSON", "Contracts"]),

@@ -33,11 +33,29 @@ public struct DeadLetter: ContractDocument, Sendable, Equatable {
     public var source: TelemetryEnvelope.Source?
     public var deadLetteredAt: Int64
     public var reasons: [Reason]
-    /// The bytes exactly as received (for a reading of a batch, that reading's bytes).
+    /// The bytes exactly as received (for a reading of a batch, that reading's bytes), or, when
+    /// `truncation` is set, their first bytes only.
     public var original: [UInt8]
+    /// Set when the original did not fit the dead-letter topic's limit: `original` is a prefix and
+    /// this says what the whole was (its size and SHA-256); the whole is still on `origin`'s topic
+    /// for that topic's retention. Added in v1.2; readers ignore it if unknown.
+    public var truncation: Truncation?
+
+    /// What a truncated original was.
+    public struct Truncation: Sendable, Equatable {
+        /// The whole original's size in bytes.
+        public var size: Int
+        /// SHA-256 of the whole original, lowercase hex.
+        public var sha256: String
+        public init(size: Int, sha256: String) {
+            self.size = size
+            self.sha256 = sha256
+        }
+    }
 
     public init(stage: String, tenant: String, twinId: String? = nil, model: String? = nil, origin: Origin? = nil,
-                source: TelemetryEnvelope.Source? = nil, deadLetteredAt: Int64, reasons: [Reason], original: [UInt8]) {
+                source: TelemetryEnvelope.Source? = nil, deadLetteredAt: Int64, reasons: [Reason], original: [UInt8],
+                truncation: Truncation? = nil) {
         self.stage = stage
         self.tenant = tenant
         self.twinId = twinId
@@ -47,6 +65,7 @@ public struct DeadLetter: ContractDocument, Sendable, Equatable {
         self.deadLetteredAt = deadLetteredAt
         self.reasons = reasons
         self.original = original
+        self.truncation = truncation
     }
 
     /// The Kafka key: `tenant/twinId` when the twin is known, else none.
@@ -76,6 +95,11 @@ public struct DeadLetter: ContractDocument, Sendable, Equatable {
             w.field("encoding", "utf8"); w.field("data", text)
         } else {
             w.field("encoding", "base64"); w.field("data", Data(original).base64EncodedString())
+        }
+        if let truncation {
+            w.knownKey("truncated"); w.value(true)
+            w.field("size", truncation.size)
+            w.field("sha256", truncation.sha256)
         }
         w.endObject()
         w.endObject()
@@ -117,6 +141,11 @@ public struct DeadLetter: ContractDocument, Sendable, Equatable {
             original = Array(decoded)
         default:
             throw ContractError(code: "invalid_value", pointer: "/original/encoding", message: "unknown encoding", expected: "utf8 or base64", actual: encoding)
+        }
+        if of.object["truncated"]?.boolValue == true {
+            truncation = Truncation(size: Int(try of.int("size")), sha256: try of.string("sha256"))
+        } else {
+            truncation = nil
         }
     }
 }

@@ -95,12 +95,11 @@ public final class HTTPIngest: Service {
 
         /// librdkafka settings for the producer this ingest is given (on top of the service's own).
         public var producerProperties: [String: String] {
-            return [
+            // A dead-letter carries the whole body plus reasons.
+            DeadLetters.producerProperties.merging([
                 "message.timeout.ms": String(max(deliveryTimeout.milliseconds, 10)),
                 "queue.buffering.max.messages": String(producerQueueMessages),
-                // A dead-letter carries the whole body plus reasons.
-                "message.max.bytes": String(Topic.deadLetterMaxMessageBytes + 65_536),
-            ]
+            ]) { _, new in new }
         }
     }
 

@@ -61,6 +61,24 @@ public final class EmbeddedBroker: Sendable {
         _ = rd_kafka_mock_broker_set_up(cluster, id)
     }
 
+    /// Makes the next produce requests fail, one per code in `errors` (librdkafka names, e.g.
+    /// `"NOT_LEADER_FOR_PARTITION"` or `"REQUEST_TIMED_OUT"`), in order, whatever broker they reach.
+    /// For fault tests: the clients see exactly what a real broker would answer.
+    public func failNextProduceRequests(_ errors: [String]) throws {
+        try pushRequestErrors(apiKey: 0, errors)
+    }
+
+    /// Makes the next requests of Kafka protocol `apiKey` fail, one per error name in `errors`.
+    public func pushRequestErrors(apiKey: Int16, _ errors: [String]) throws {
+        let codes = try errors.map { name -> rd_kafka_resp_err_t in
+            guard let code = KafkaError.code(named: name) else { throw KafkaError.invalid("no librdkafka error is named \(name)") }
+            return code
+        }
+        codes.withUnsafeBufferPointer { buffer in
+            rd_kafka_mock_push_request_errors_array(cluster, apiKey, buffer.count, buffer.baseAddress)
+        }
+    }
+
     /// Stops the cluster. Clients connected to it see their brokers go away.
     public func shutdown() {
         guard destroyed.setOnce() else { return }

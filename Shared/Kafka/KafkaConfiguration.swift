@@ -34,7 +34,7 @@ public struct KafkaConfiguration: Sendable {
     }
 
     /// Returns a copy with `defaults` filled in where the caller set nothing.
-    func withDefaults(_ defaults: [String: String]) -> KafkaConfiguration {
+    public func withDefaults(_ defaults: [String: String]) -> KafkaConfiguration {
         var copy = self
         copy.properties.merge(defaults) { mine, _ in mine }
         return copy

@@ -62,6 +62,35 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable, Equatable {
         RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
     ]
 
+    /// Errors about one message that sending the same bytes again cannot fix: too large,
+    /// malformed, to a topic that does not exist or may not be written. A stage dead-letters the
+    /// input instead of re-sending for ever.
+    private static let permanent: Set<rd_kafka_resp_err_t> = [
+        RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_MSG, RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE,
+        RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_RECORD, RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION,
+        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED,
+        RD_KAFKA_RESP_ERR__INVALID_ARG, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC,
+        RD_KAFKA_RESP_ERR__BAD_MSG,
+    ]
+
+    /// Retrying the same message cannot succeed (see `permanent`); anything else — a broker away,
+    /// a timeout, a leader moving, a full queue — may, and is retried with back-off.
+    public var isPermanent: Bool { Self.permanent.contains(rd_kafka_resp_err_t(rawValue: code)) }
+
+    static func isPermanent(_ err: rd_kafka_resp_err_t) -> Bool { permanent.contains(err) }
+
+    /// The code librdkafka names `name` (as `rd_kafka_err2name` spells it), if any.
+    static func code(named name: String) -> rd_kafka_resp_err_t? {
+        var descriptions: UnsafePointer<rd_kafka_err_desc>?
+        var count = 0
+        rd_kafka_get_err_descs(&descriptions, &count)
+        guard let descriptions else { return nil }
+        for i in 0..<count {
+            if let n = descriptions[i].name, String(cString: n) == name { return descriptions[i].code }
+        }
+        return nil
+    }
+
     /// True when the producer's local queue was full: back off, or answer the caller with 429/503.
     public var isQueueFull: Bool { code == RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue }
 

@@ -113,9 +113,11 @@ public final class KafkaProducer: Sendable {
     /// enqueueing failed), without waiting for the broker: the reports come from the returned
     /// batch. Callers that keep several batches in flight enqueue them one after another through
     /// this, so a later batch can never overtake an earlier one that is waiting for room in the
-    /// local queue (per-key order across batches). When the queue stays full for
-    /// `queueFullTimeout`, or librdkafka refuses a message, enqueueing stops there and the batch's
-    /// `reports()` throws that error once the messages already enqueued are reported.
+    /// local queue (per-key order across batches). A message librdkafka refuses for good (too
+    /// large, say) fails on its own and enqueueing goes on. When the queue stays full for
+    /// `queueFullTimeout`, or the producer is closing, enqueueing stops there. Either way the
+    /// batch's `reports()` throws the first error once the messages enqueued are reported, and
+    /// `outcome()` tells each message's fate.
     public func enqueueAll(_ messages: [OutgoingMessage], queueFullTimeout: Duration = .seconds(5)) async -> PendingBatch {
         guard !messages.isEmpty else { return .empty }
         // The batch's reports find their way back through per-message slots of `results` (the
@@ -142,6 +144,13 @@ public final class KafkaProducer: Sendable {
                             handle = (buffer[enqueued].topic, ctx.topicHandle(buffer[enqueued].topic, rk: rk))
                         }
                         err = enqueue(buffer[enqueued], topic: handle!.rkt, opaque: results.opaque(enqueued))
+                        if err != RD_KAFKA_RESP_ERR_NO_ERROR, KafkaError.isPermanent(err) {
+                            // This message can never be sent (too large, say): it fails on its
+                            // own and the rest of the batch goes on, so nothing after it is held
+                            // back and overtaken by later batches.
+                            results.refuse(enqueued, error: err)
+                            err = RD_KAFKA_RESP_ERR_NO_ERROR
+                        }
                         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { return }
                         enqueued += 1
                     }
@@ -540,6 +549,51 @@ public struct PendingBatch: Sendable {
         if let failure { throw failure }
         return reports
     }
+
+    /// Waits like `reports()`, then tells each message's fate, in message order: delivered, failed
+    /// with its error, or never handed to librdkafka (enqueueing stopped at an earlier refusal).
+    /// A stage uses it to re-send only what failed and to tell a permanent refusal of one message
+    /// from a broker that is away.
+    public func outcome() async -> BatchOutcome {
+        guard let results else {
+            return BatchOutcome(results: [], enqueueFailure: failure)
+        }
+        return await results.outcome(enqueueFailure: failure)
+    }
+}
+
+/// What became of each message of a batch (`PendingBatch.outcome()`).
+public struct BatchOutcome: Sendable {
+    /// One per message of the batch, in order: its report, its delivery error, or nil when it was
+    /// never enqueued (the enqueue failure, if any, is then `enqueueFailure`, and belongs to the
+    /// first message not enqueued).
+    public let results: [Result<DeliveryReport, KafkaError>?]
+    /// Why enqueueing stopped before the end of the batch, if it did.
+    public let enqueueFailure: KafkaError?
+
+    /// True when every message was delivered.
+    public var isDelivered: Bool {
+        enqueueFailure == nil && results.allSatisfy { if case .success? = $0 { true } else { false } }
+    }
+
+    /// The reports, when every message was delivered.
+    public var reports: [DeliveryReport]? {
+        guard enqueueFailure == nil else { return nil }
+        var reports: [DeliveryReport] = []
+        reports.reserveCapacity(results.count)
+        for case .success(let report)? in results { reports.append(report) }
+        return reports.count == results.count ? reports : nil
+    }
+
+    /// The error of message `index`: its delivery error, the enqueue failure for the first message
+    /// not enqueued, nil when it was delivered or simply not sent.
+    public func error(of index: Int) -> KafkaError? {
+        switch results[index] {
+        case .failure(let error)?: return error
+        case .success?: return nil
+        case nil: return index == results.firstIndex(where: { $0 == nil }) ? enqueueFailure : nil
+        }
+    }
 }
 
 /// Collects the delivery results of one `enqueueAll` and wakes the caller when all are in.
@@ -627,6 +681,12 @@ final class BatchResults: @unchecked Sendable {
         finish(waiters, registry)
     }
 
+    /// Message `index` was refused at enqueue time for a reason retrying cannot fix: it is
+    /// reported failed at once, and enqueueing goes on with the next.
+    func refuse(_ index: Int, error: rd_kafka_resp_err_t) {
+        set(index, error: error.rawValue, partition: -1, offset: -1)
+    }
+
     /// Enqueueing is over: `count` messages were enqueued (enqueueing stops at the first failure).
     /// Once all of them are reported, the batch leaves `registry`'s books and wakes its waiters.
     func expect(_ count: Int, thenUnregisterFrom registry: ProducerContext) {
@@ -678,5 +738,28 @@ final class BatchResults: @unchecked Sendable {
         }
         if let failed { throw KafkaError(rd_kafka_resp_err_t(rawValue: failed), context: "delivery failed") }
         return reports
+    }
+
+    /// Waits until every enqueued message is reported, then gives each message's result (nil for
+    /// the messages never enqueued).
+    func outcome(enqueueFailure: KafkaError?) async -> BatchOutcome {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = progress.withLock { p -> Bool in
+                if p.done >= p.target { return true }
+                p.waiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+        let results: [Result<DeliveryReport, KafkaError>?] = progress.withLock { p in
+            (0..<messages.count).map { index in
+                guard index < p.target else { return nil }
+                guard errors[index] == RD_KAFKA_RESP_ERR_NO_ERROR.rawValue else {
+                    return .failure(KafkaError(rd_kafka_resp_err_t(rawValue: errors[index]), context: "delivery to \(messages[index].topic) failed"))
+                }
+                return .success(DeliveryReport(topic: messages[index].topic, partition: partitions[index], offset: offsets[index]))
+            }
+        }
+        return BatchOutcome(results: results, enqueueFailure: enqueueFailure)
     }
 }

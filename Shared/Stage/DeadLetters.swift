@@ -15,6 +15,14 @@ public enum DeadLetters {
     /// original holds them all).
     public static let maxReasons = 1_000
 
+    /// Largest dead-letter value written: the topic's limit less room for headers and framing.
+    public static let maxValueBytes = Topic.deadLetterMaxMessageBytes - 65_536
+
+    /// Settings of every producer that writes dead-letters (every stage, HTTP ingest): it takes
+    /// what the dead-letter topic takes, so a dead-letter that fits the topic is never refused
+    /// locally.
+    public static let producerProperties = ["message.max.bytes": String(Topic.deadLetterMaxMessageBytes + 65_536)]
+
     /// The dead-letter of a message read from Kafka: its coordinates are the origin and its trace
     /// continues.
     public static func message(stage: String, input: KafkaMessage, tenant: String, twinId: String? = nil, model: String? = nil,
@@ -26,12 +34,13 @@ public enum DeadLetters {
     }
 
     /// A dead-letter from its parts: `origin` for input read from Kafka, `source` for input that
-    /// arrived another way (HTTP: the request id). Reasons are capped at `maxReasons` with a
-    /// `more_errors` count, and their free-text parts are cut to a few hundred bytes (they may
-    /// quote the input, which the original already holds).
+    /// arrived another way (HTTP: the request id). It always fits the topic: reasons are capped
+    /// at `maxReasons` with a `more_errors` count, their free-text parts are cut to a few hundred
+    /// bytes (they may quote the input, which the original holds), and an original too large for
+    /// `maxBytes` is kept as a prefix with its size and SHA-256 (`truncation`).
     public static func message(stage: String, tenant: String, twinId: String?, model: String?, origin: DeadLetter.Origin?,
                                source: TelemetryEnvelope.Source?, traceparent: String, reasons: [DeadLetter.Reason],
-                               original: [UInt8], now: Int64, maxReasons: Int = maxReasons) -> OutgoingMessage {
+                               original: [UInt8], now: Int64, maxReasons: Int = maxReasons, maxBytes: Int = maxValueBytes) -> OutgoingMessage {
         var listed = reasons.prefix(maxReasons).map(bounded)
         if reasons.count > maxReasons {
             listed.append(ContractError(code: "more_errors", pointer: "",
@@ -39,14 +48,88 @@ public enum DeadLetters {
         }
         let letter = DeadLetter(stage: stage, tenant: tenant, twinId: twinId, model: model, origin: origin, source: source,
                                 deadLetteredAt: now, reasons: listed, original: original)
-        var headers = [KafkaHeader(MessageHeader.contract, DeadLetter.contract), KafkaHeader(MessageHeader.tenant, tenant),
+        return outgoing(letter, traceparent: traceparent, maxBytes: maxBytes)
+    }
+
+    /// What stands in for `output` when the broker refused it for good (`error`), after
+    /// `replacements` earlier stand-ins for it were refused too:
+    /// - the stage's own output (not a dead-letter) → a dead-letter of its input (`input`, or the
+    ///   output itself for an output of the batch as a whole) with reason `output_rejected`;
+    /// - a dead-letter, or that stand-in → a dead-letter of coordinates only: the origin, the
+    ///   input's size and SHA-256, no original (it stays on its topic for its retention);
+    /// - that one too → nil: nothing smaller can be written; the caller logs and counts the loss.
+    public static func replacing(_ output: OutgoingMessage, input: KafkaMessage?, stage: String, error: KafkaError, replacements: Int,
+                                 defaultTenant: String, now: Int64, maxBytes: Int = maxValueBytes) -> OutgoingMessage? {
+        let isDeadLetter = output.topic == Topic.telemetryDeadLetter.name
+        let coordinatesOnly: Bool
+        switch (replacements, isDeadLetter) {
+        case (0, false): coordinatesOnly = false
+        case (0, true), (1, _): coordinatesOnly = true
+        default: return nil
+        }
+        let subject = input?.value ?? output.value
+        let tenant = output.headers.string(MessageHeader.tenant) ?? input?.headers.string(MessageHeader.tenant) ?? defaultTenant
+        let twin = output.key.flatMap { TwinKey(bytes: $0) }
+        let what = isDeadLetter ? "its dead-letter (\(output.headers.string(deadLetterReasonsHeader) ?? "unknown"))" : "its output to \(output.topic)"
+        let reason = ContractError(code: "output_rejected", pointer: "",
+                                   message: "the broker refused \(what): \(error.name): \(error.message); the input is recorded here instead",
+                                   expected: "a message \(output.topic) accepts", actual: "\(output.value.count) bytes")
+        var letter = DeadLetter(stage: stage, tenant: tenant, twinId: twin?.twinId, model: output.headers.string(MessageHeader.model),
+                                origin: input.map { .init(topic: $0.topic, partition: $0.partition, offset: $0.offset) },
+                                deadLetteredAt: now, reasons: [reason], original: subject)
+        if coordinatesOnly {
+            letter.truncation = truncation(of: subject)
+            letter.original = []
+        }
+        let trace = input?.headers.string(MessageHeader.traceparent) ?? output.headers.string(MessageHeader.traceparent)
+        return outgoing(letter, traceparent: TraceContext.continuing(trace).description, maxBytes: maxBytes)
+    }
+
+    /// The message of `letter`, cut to `maxBytes` if it must be, with the dead-letter headers.
+    static func outgoing(_ letter: DeadLetter, traceparent: String, maxBytes: Int) -> OutgoingMessage {
+        var letter = letter
+        var value = letter.encoded()
+        if value.count > maxBytes {
+            letter = fitting(letter, into: maxBytes)
+            value = letter.encoded()
+        }
+        var headers = [KafkaHeader(MessageHeader.contract, DeadLetter.contract), KafkaHeader(MessageHeader.tenant, letter.tenant),
                        KafkaHeader(MessageHeader.traceparent, traceparent),
-                       KafkaHeader(deadLetterReasonHeader, listed.first?.code ?? "unknown")]
-        if let model { headers.append(KafkaHeader(MessageHeader.model, model)) }
+                       KafkaHeader(deadLetterReasonHeader, letter.reasons.first?.code ?? "unknown")]
+        if let model = letter.model { headers.append(KafkaHeader(MessageHeader.model, model)) }
         var codes: [String] = []
-        for reason in listed where !codes.contains(reason.code) { codes.append(reason.code) }
+        for reason in letter.reasons where !codes.contains(reason.code) { codes.append(reason.code) }
         headers.append(KafkaHeader(deadLetterReasonsHeader, codes.joined(separator: ",")))
-        return OutgoingMessage(topic: Topic.telemetryDeadLetter.name, key: letter.key, value: letter.encoded(), headers: headers)
+        return OutgoingMessage(topic: Topic.telemetryDeadLetter.name, key: letter.key, value: value, headers: headers)
+    }
+
+    /// `letter` with its original cut to the longest prefix (on a UTF-8 character boundary when
+    /// the original is text) that keeps the encoded letter within `maxBytes`, marked truncated.
+    static func fitting(_ letter: DeadLetter, into maxBytes: Int) -> DeadLetter {
+        let whole = letter.original
+        var cut = letter
+        cut.truncation = letter.truncation ?? truncation(of: whole)
+        cut.original = []
+        let overhead = cut.encoded().count
+        let isText = String(validating: whole, as: UTF8.self) != nil
+        var keep = min(whole.count, max(0, maxBytes - overhead))
+        // Escaping (text) or base64 makes the encoded original longer than its bytes: shrink the
+        // prefix by the measured ratio until it fits (two or three rounds).
+        while true {
+            var end = keep
+            if isText { while end > 0 && end < whole.count && whole[end] & 0xC0 == 0x80 { end -= 1 } }
+            cut.original = Array(whole[..<end])
+            let size = cut.encoded().count
+            if size <= maxBytes || end == 0 { return cut }
+            keep = Int(Double(end) * Double(max(0, maxBytes - overhead)) / Double(size - overhead) * 0.98)
+        }
+    }
+
+    /// Size and SHA-256 of a whole original.
+    static func truncation(of bytes: [UInt8]) -> DeadLetter.Truncation {
+        var hash = SHA256()
+        hash.update(bytes)
+        return DeadLetter.Truncation(size: bytes.count, sha256: hash.finalizeHex())
     }
 
     /// A reason with its free-text parts cut to a few hundred bytes (they may quote the input).

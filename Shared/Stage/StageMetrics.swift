@@ -13,6 +13,7 @@ public struct StageMetrics: Sendable {
     let pollSeconds: Histogram
     let processSeconds: Histogram
     let deliveryWaitSeconds: Histogram
+    let deadLettersLost: Counter
 
     /// Registers (or finds) the stage's metrics in `registry`.
     public init(_ registry: MetricsRegistry, stage: String) {
@@ -25,6 +26,8 @@ public struct StageMetrics: Sendable {
         batchSeconds = registry.histogram("twinstream_batch_processing_seconds", help: "Time to process a batch and get its outputs acknowledged.")
         pollSeconds = registry.histogram("twinstream_batch_poll_seconds", help: "Time to take a non-empty batch from the consumer.")
         processSeconds = registry.histogram("twinstream_batch_process_seconds", help: "Time the stage's logic spent on a batch.")
+        deadLettersLost = registry.counter("twinstream_deadletters_lost_total",
+                                           help: "Inputs whose outputs and every dead-letter of them the broker refused for good (each is logged with its coordinates).")
         deliveryWaitSeconds = registry.histogram("twinstream_batch_delivery_wait_seconds", help: "Time the stage waited for a batch's acknowledgements.")
     }
 
@@ -77,6 +80,13 @@ public struct StageMetrics: Sendable {
 
     func consumed(_ topic: String) -> Counter {
         registry.counter("twinstream_messages_consumed_total", help: "Messages consumed, by topic.", labels: ["topic": topic])
+    }
+
+    /// Outputs the broker refused for good (too large, invalid, unknown topic, not authorised), by
+    /// topic and librdkafka error name; each was replaced by a dead-letter of its input.
+    func outputRejected(topic: String, error: String) -> Counter {
+        registry.counter("twinstream_outputs_rejected_total", help: "Outputs the broker refused for good, by topic and error; their inputs were dead-lettered instead.",
+                         labels: ["stage": stage, "topic": topic, "error": error])
     }
 
     /// Messages produced and acknowledged on `topic`.

@@ -7,9 +7,16 @@ import ServiceKit
 /// The consume → process → produce → store-offset loop every streaming stage shares.
 ///
 /// A batch's outputs are sent and acknowledged by the broker before the batch's offsets are
-/// stored, so a crash at any point replays input instead of losing it (at-least-once). A batch
-/// whose outputs cannot be delivered is re-sent with back-off, never skipped, and offsets are
-/// stored in consumption order only.
+/// stored, so a crash at any point replays input instead of losing it (at-least-once). Offsets
+/// are stored in consumption order only, and never past a batch whose outputs are not settled,
+/// whether the stage runs, retries, stops or loses partitions.
+///
+/// An output that fails for a reason retrying can fix (broker away, timeout, leader moving) is
+/// re-sent with back-off. One the broker refuses for good (too large, invalid, unknown topic,
+/// not authorised) is replaced by a dead-letter of its input with reason `output_rejected`; if
+/// even that is refused, by a dead-letter of the input's coordinates only (always small); if that
+/// is refused too, the loss is logged and counted (`twinstream_deadletters_lost_total`). So one
+/// bad message never stops a partition, and none is skipped silently.
 ///
 /// Up to `maxInFlightBatches` batches wait for their acknowledgements while the next ones are
 /// processed: the broker's round trip, not the stage, then bounds throughput no more. A stateful
@@ -25,12 +32,20 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
     private let maxBatch: Int
     private let maxInFlightBatches: Int
     private let processThreads: Int
+    private let defaultTenant: String
 
     /// Joins `context.consumerGroup` on `inputs` and wires readiness and metrics. `onRebalance`
     /// runs inside the poll, before the first message of newly assigned partitions and after the
     /// last batch of revoked ones (a stateful stage restores and checkpoints there).
     public init(context: ServiceContext, stage: String, inputs: [Topic], processor: P, maxInFlightBatches: Int? = nil,
                 onRebalance: KafkaConsumer.RebalanceListener? = nil) throws {
+        try self.init(context: context, stage: stage, inputNames: inputs.map(\.name), processor: processor,
+                      maxInFlightBatches: maxInFlightBatches, onRebalance: onRebalance)
+    }
+
+    /// The same, on topics named freely (tests).
+    public init(context: ServiceContext, stage: String, inputNames: [String], processor: P, maxInFlightBatches: Int?,
+         onRebalance: KafkaConsumer.RebalanceListener?) throws {
         self.stage = stage
         self.processor = processor
         logger = context.logger
@@ -44,14 +59,18 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
             doc: "Parts a batch is split into and processed at once, for stages whose messages are independent (ingestor, validator).")
         let group = context.consumerGroup
         let log = context.logger
-        consumer = try KafkaConsumer(configuration: context.kafka, groupId: group, topics: inputs.map(\.name)) { event in
+        consumer = try KafkaConsumer(configuration: context.kafka, groupId: group, topics: inputNames) { event in
             switch event {
             case .assigned(let tps): log.info("partitions assigned", ["partitions": .string(tps.map(\.description).joined(separator: ","))])
             case .revoked(let tps): log.info("partitions revoked", ["partitions": .string(tps.map(\.description).joined(separator: ","))])
             }
             onRebalance?(event)
         }
-        producer = try KafkaProducer(configuration: context.kafka)
+        defaultTenant = context.defaultTenant
+        // Dead-letters may be larger than other messages: the producer takes what the dead-letter
+        // topic takes (unless the operator set it), and the broker refuses what another topic
+        // does not (handled per output).
+        producer = try KafkaProducer(configuration: context.kafka.withDefaults(DeadLetters.producerProperties))
         metrics = StageMetrics(context.metrics, stage: stage)
         let consumer = self.consumer
         let producer = self.producer
@@ -70,40 +89,89 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         logger.info("stage started", ["stage": .string(stage), "group": .string(consumer.groupId),
                                       "maxBatch": .int(maxBatch), "maxInFlightBatches": .int(maxInFlightBatches)])
         var inFlight = InFlightWindow(capacity: maxInFlightBatches)
+        let defaultTenant = self.defaultTenant
 
-        /// Waits for the oldest batch's acknowledgement (re-sending its outputs on failure), then
-        /// stores its offsets. False when asked to stop before it was delivered.
-        func completeOldest() async -> Bool {
-            let oldest = inFlight.removeOldest()
-            var reports: [DeliveryReport]
+        /// Settles the oldest batch: waits for its outputs, re-sends what failed for a reason
+        /// retrying can fix (with back-off while `retrying`), replaces what the broker refused for
+        /// good, and once nothing is pending stores its offsets and takes it out of the window.
+        /// False, leaving the batch in the window unstored, when asked to stop (or not `retrying`)
+        /// while an output is still undelivered.
+        func completeOldest(retrying: Bool = true) async -> Bool {
+            guard var batch = inFlight.oldest else { return true }
             var attempt = 0
-            var delivery = oldest.delivery
             let waitStarted = ContinuousClock.now
             defer { metrics.deliveryWaitSeconds.observe((ContinuousClock.now - waitStarted).seconds) }
             while true {
-                do {
-                    reports = try await delivery.reports()
+                let outcome = await batch.delivery.outcome()
+                if let reports = outcome.reports {
+                    if batch.delivered.isEmpty {
+                        batch.delivered = batch.pending
+                        batch.reports = reports
+                    } else {
+                        batch.delivered += batch.pending
+                        batch.reports += reports
+                    }
                     break
-                } catch {
+                }
+                var next = InFlightWindow.Batch.Resend()
+                var refused = false
+                for i in batch.pending.indices {
+                    if case .success(let report)? = outcome.results[i] {
+                        batch.delivered.append(batch.pending[i])
+                        batch.reports.append(report)
+                    } else if let error = outcome.error(of: i), error.isPermanent {
+                        refused = true
+                        let origin = batch.origins[i]
+                        let input = origin >= 0 ? batch.batch[Int(origin)] : nil
+                        metrics.outputRejected(topic: batch.pending[i].topic, error: error.name).inc()
+                        if let replacement = DeadLetters.replacing(batch.pending[i], input: input, stage: stage, error: error,
+                                                                   replacements: Int(batch.replacements[i]), defaultTenant: defaultTenant,
+                                                                   now: Timestamp.now) {
+                            logger.warning("output refused by the broker; its input is dead-lettered instead",
+                                           ["topic": .string(batch.pending[i].topic), "error": .string(error.description),
+                                            "input": .string(input.map { "\($0.topic)/\($0.partition)/\($0.offset)" } ?? "batch")])
+                            next.append(replacement, origin: origin, replacements: batch.replacements[i] + 1)
+                        } else {
+                            metrics.deadLettersLost.inc()
+                            logger.error("dead-letter refused by the broker even without its original; the input is lost to the dead-letter topic",
+                                         ["error": .string(error.description),
+                                          "input": .string(input.map { "\($0.topic)/\($0.partition)/\($0.offset)" } ?? "batch")])
+                        }
+                    } else {
+                        next.append(batch.pending[i], origin: batch.origins[i], replacements: batch.replacements[i])
+                    }
+                }
+                if !refused {
+                    // Only failures retrying can fix: back off, unless asked to stop.
                     attempt += 1
                     metrics.retries.inc()
-                    logger.warning("batch outputs not delivered, re-sending with back-off", ["error": .string("\(error)"), "attempt": .int(attempt)])
-                    if Task.isCancelled { return false }  // not stored: the next owner gets it again
+                    logger.warning("batch outputs not delivered, re-sending with back-off",
+                                   ["error": .string(outcome.enqueueFailure?.description ?? outcome.results.lazy.compactMap { r -> String? in
+                                       if case .failure(let e)? = r { return e.description } else { return nil } }.first ?? "not sent"),
+                                    "attempt": .int(attempt)])
+                    if Task.isCancelled || !retrying {
+                        inFlight.oldest = batch  // not stored: the next owner gets it again
+                        return false
+                    }
                     try? await Task.sleep(for: .seconds(min(Double(1 << min(attempt, 10)) * 0.05, 10)))
-                    let outputs = oldest.outputs
-                    delivery = await producer.enqueueAll(outputs)
                 }
+                batch.pending = next.outputs
+                batch.origins = next.origins
+                batch.replacements = next.replacements
+                batch.delivery = await producer.enqueueAll(batch.pending)
             }
-            settle(oldest, reports)
+            batch.pending = []
+            settle(batch)
+            inFlight.removeOldest()
             metrics.inFlight.set(inFlight.messageCount)
             return true
         }
 
-        /// A delivered batch: the processor hears of it, its offsets are stored, it is counted.
-        func settle(_ batch: InFlightWindow.Batch, _ reports: [DeliveryReport]) {
-            processor.batchDelivered(reports, now: Timestamp.now)
+        /// A settled batch: the processor hears of it, its offsets are stored, it is counted.
+        func settle(_ batch: InFlightWindow.Batch) {
+            processor.batchDelivered(batch.reports, now: Timestamp.now)
             consumer.store(batch.batch)
-            metrics.record(batch: batch.batch, outputs: batch.outputs, logger: logger)
+            metrics.record(batch: batch.batch, outputs: batch.delivered, logger: logger)
             metrics.batchSeconds.observe((ContinuousClock.now - batch.started).seconds)
         }
 
@@ -139,20 +207,18 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                 let now = Timestamp.now
                 metrics.observeEventAges(of: batch, now: now)
                 let parts = processor.processesMessagesIndependently ? min(processThreads, batch.count / Self.minimumPart) : 1
-                var outputs: [OutgoingMessage]
+                var processed: ProcessedBatch
                 if parts > 1 {
-                    outputs = await Self.process(batch, in: parts, with: processor, now: now)
+                    processed = await Self.process(batch, in: parts, with: processor, now: now)
                 } else {
-                    outputs = []
-                    outputs.reserveCapacity(batch.count)
-                    for message in batch { processor.process(message, now: now, into: &outputs) }
+                    processed = Self.process(batch[...], with: &processor, now: now, firstIndex: 0)
                 }
-                outputs += processor.finishBatch(now: now)
+                processed.appendBatchOutputs(processor.finishBatch(now: now))
                 metrics.processSeconds.observe((ContinuousClock.now - started).seconds)
                 // Enqueued here, in batch order, before the next batch is taken: a batch waiting for
                 // room in the producer's queue is never overtaken by a later one (per-twin order).
-                let delivery = await producer.enqueueAll(outputs)
-                inFlight.append(.init(batch: batch, outputs: outputs, started: started, delivery: delivery))
+                let delivery = await producer.enqueueAll(processed.outputs)
+                inFlight.append(.init(batch: batch, started: started, outputs: processed, delivery: delivery))
                 metrics.inFlight.set(inFlight.messageCount)
                 while inFlight.isFull {
                     if !(await completeOldest()) { break }
@@ -163,12 +229,14 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         }
         _ = try? await next?.value  // taken, not processed, not stored: the next owner reads it
         logger.info("stage draining", ["stage": .string(stage), "inFlightBatches": .int(inFlight.count)])
-        // Batches already sent are most likely delivered: settle them so their offsets are
-        // committed; one that fails now is left unstored for the next owner.
+        // Batches already sent are most likely delivered: settle them in order so their offsets
+        // are committed. The first that is not stays unstored, and so does every batch after it.
         while !inFlight.isEmpty {
-            let oldest = inFlight.removeOldest()
-            guard let reports = try? await oldest.delivery.reports() else { break }
-            settle(oldest, reports)
+            guard await completeOldest(retrying: false) else {
+                logger.warning("stopping with undelivered outputs; their inputs and everything after them are left for the next owner",
+                               ["batches": .int(inFlight.count), "messages": .int(inFlight.messageCount)])
+                break
+            }
         }
         let undelivered = await producer.flush(timeout: .seconds(10))
         await consumer.close()
@@ -197,29 +265,46 @@ extension StreamStage {
     /// Fewest messages worth a part of their own.
     static var minimumPart: Int { 64 }
 
+    /// Processes `messages` with `processor`, recording for each output the index of its input
+    /// (`firstIndex` is the index of `messages`' first element in the whole batch).
+    static func process(_ messages: ArraySlice<KafkaMessage>, with processor: inout P, now: Int64, firstIndex: Int) -> ProcessedBatch {
+        var processed = ProcessedBatch()
+        processed.outputs.reserveCapacity(messages.count)
+        processed.origins.reserveCapacity(messages.count)
+        var index = Int32(firstIndex)
+        for message in messages {
+            processor.process(message, now: now, into: &processed.outputs)
+            processed.origins += repeatElement(index, count: processed.outputs.count - processed.origins.count)
+            index += 1
+        }
+        return processed
+    }
+
     /// Processes `batch` in `parts` contiguous parts at once, each with its own copy of the
     /// processor, and returns the outputs in input order.
-    public static func process(_ batch: [KafkaMessage], in parts: Int, with processor: P, now: Int64) async -> [OutgoingMessage] {
+    public static func process(_ batch: [KafkaMessage], in parts: Int, with processor: P, now: Int64) async -> ProcessedBatch {
         let size = (batch.count + parts - 1) / parts
-        return await withTaskGroup(of: (Int, [OutgoingMessage]).self) { group in
+        return await withTaskGroup(of: (Int, ProcessedBatch).self) { group in
             for part in 0..<parts {
                 let range = (part * size)..<min(batch.count, (part + 1) * size)
                 guard !range.isEmpty else { continue }
                 group.addTask {
                     var copy = processor
-                    var outputs: [OutgoingMessage] = []
-                    outputs.reserveCapacity(range.count)
-                    for message in batch[range] { copy.process(message, now: now, into: &outputs) }
-                    return (part, outputs)
+                    return (part, process(batch[range], with: &copy, now: now, firstIndex: range.lowerBound))
                 }
             }
-            var results = [[OutgoingMessage]](repeating: [], count: parts)
-            for await (part, outputs) in group { results[part] = outputs }
+            var results = [ProcessedBatch](repeating: ProcessedBatch(), count: parts)
+            for await (part, processed) in group { results[part] = processed }
             // Joined into one array sized once, not grown part by part (each growth is another
             // large allocation and a copy of the outputs so far).
-            var joined: [OutgoingMessage] = []
-            joined.reserveCapacity(results.reduce(0) { $0 + $1.count })
-            for part in results { joined += part }
+            var joined = ProcessedBatch()
+            let total = results.reduce(0) { $0 + $1.outputs.count }
+            joined.outputs.reserveCapacity(total)
+            joined.origins.reserveCapacity(total)
+            for part in results {
+                joined.outputs += part.outputs
+                joined.origins += part.origins
+            }
             return joined
         }
     }

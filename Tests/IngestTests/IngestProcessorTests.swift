@@ -25,9 +25,13 @@ final class ProcessorTests: XCTestCase {
             }
         }
         var sequential = IngestProcessor(defaultTenant: "default")
-        let expected = batch.flatMap { sequential.process($0, now: now) }
+        let perInput = batch.map { sequential.process($0, now: now) }
+        let expected = perInput.flatMap { $0 }
+        let expectedOrigins = perInput.enumerated().flatMap { i, outputs in outputs.map { _ in Int32(i) } }
         for parts in [2, 3, 8] {
-            let outputs = await StreamStage<IngestProcessor>.process(batch, in: parts, with: IngestProcessor(defaultTenant: "default"), now: now)
+            let processed = await StreamStage<IngestProcessor>.process(batch, in: parts, with: IngestProcessor(defaultTenant: "default"), now: now)
+            let outputs = processed.outputs
+            XCTAssertEqual(processed.origins, expectedOrigins, "each output names its input, \(parts) parts")
             XCTAssertEqual(outputs.count, expected.count, "\(parts) parts")
             XCTAssertEqual(outputs.map(\.topic), expected.map(\.topic), "\(parts) parts")
             XCTAssertEqual(outputs.map(\.key), expected.map(\.key), "\(parts) parts")

@@ -242,3 +242,17 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertFalse(env.markdownTable().contains("| `KAFKA_SASL_PASSWORD` |"), "deployment-specific pass-through is not in the docs")
     }
 }
+
+final class AllocatorTuningTests: XCTestCase {
+    /// Services turn glibc's fast bins off unless told otherwise; a size glibc cannot take is a
+    /// configuration error naming the variable, not a silent no-op.
+    func testFastBinSizeIsConfigurableAndChecked() throws {
+        let defaults = EnvironmentReader([:])
+        try ServiceRuntime.tuneAllocator(defaults)
+        XCTAssertEqual(defaults.options.first { $0.name == "MALLOC_FAST_BIN_BYTES" }?.defaultValue, "0")
+        XCTAssertThrowsError(try ServiceRuntime.tuneAllocator(EnvironmentReader(["MALLOC_FAST_BIN_BYTES": "4096"]))) { error in
+            XCTAssertTrue("\(error)".contains("MALLOC_FAST_BIN_BYTES"), "\(error)")
+        }
+        try ServiceRuntime.tuneAllocator(EnvironmentReader(["MALLOC_FAST_BIN_BYTES": "128"]))  // glibc's default, back for the other tests
+    }
+}

@@ -6,7 +6,7 @@ import XCTest
 final class InFlightWindowTests: XCTestCase {
     func batch(_ offsets: Range<Int64>) -> InFlightWindow.Batch {
         .init(batch: offsets.map { KafkaMessage(topic: "t", partition: 0, offset: $0, key: nil, value: [], headers: []) },
-              outputs: [], started: .now, delivery: .empty)
+              started: .now, outputs: ProcessedBatch(), delivery: .empty)
     }
 
     func testBatchesLeaveOldestFirstAndTheWindowFillsAtItsCapacity() {

@@ -42,6 +42,29 @@ final class ValidatorTests: XCTestCase {
         XCTAssertEqual(out[0].headers.string("model"), "pump@1")
     }
 
+    /// An input on `telemetry.ingested.v1` too large for its dead-letter to carry whole: the
+    /// dead-letter keeps a prefix, the whole's size and SHA-256 and its coordinates, and fits.
+    func testADeadLetterTooLargeForTheTopicKeepsAPrefixWithTheWholesSizeAndHash() throws {
+        let (validator, _) = try makeValidator()
+        var v = validator
+        let huge = [UInt8](repeating: UInt8(ascii: "x"), count: 9 * 1024 * 1024)
+        let input = KafkaMessage(topic: Topic.telemetryIngested.name, partition: 3, offset: 77, key: nil, value: huge,
+                                 headers: [KafkaHeader(MessageHeader.contract, TelemetryEnvelope.contract)])
+        let out = v.process(input, now: now)
+        let message = try XCTUnwrap(out.first)
+        XCTAssertEqual(message.topic, Topic.telemetryDeadLetter.name)
+        XCTAssertLessThanOrEqual(message.value.count, DeadLetters.maxValueBytes, "fits the dead-letter topic")
+        let letter = try DeadLetter(bytes: message.value)
+        XCTAssertEqual(letter.truncation?.size, huge.count)
+        var hash = SHA256()
+        hash.update(huge)
+        XCTAssertEqual(letter.truncation?.sha256, hash.finalizeHex())
+        XCTAssertGreaterThan(letter.original.count, 7 * 1024 * 1024, "as much of the original as fits")
+        XCTAssertEqual(letter.original, Array(huge.prefix(letter.original.count)), "a prefix of it")
+        XCTAssertEqual(letter.origin, .init(topic: Topic.telemetryIngested.name, partition: 3, offset: 77))
+        XCTAssertEqual(letter.reasons.first?.code, "invalid_json")
+    }
+
     func testUnitsAreConvertedToTheModelsUnits() throws {
         var (validator, _) = try makeValidator()
         let out = validator.process(ingested(#"{"twinId":"pump-1","model":"pump","ts":1,"values":{"flow":40,"pressure":320,"temperature":140,"rpm":1450},"units":{"pressure":"kPa","temperature":"degF"}}"#), now: now)
