@@ -501,7 +501,7 @@ public final class QueryAPI: Sendable {
 
     private func stream(_ request: HTTPRequest, _ principal: APIPrincipal, twinId: String?, filter: TwinFilter?, model: String?) throws(HTTPError) -> HTTPResponse {
         let lastEventId = request.headers.first("Last-Event-ID")
-        if let lastEventId, lastEventId.utf8.count > 64 { throw Self.invalidParameter("Last-Event-ID", "longer than 64 bytes") }
+        if let lastEventId, lastEventId.utf8.count > 2048 { throw Self.invalidParameter("Last-Event-ID", "longer than 2048 bytes") }
         let key = principal.keyId
         guard streams.open(key) else {
             throw HTTPError(.tooManyRequests, code: .init("tooManyStreams"),
@@ -527,7 +527,7 @@ public final class QueryAPI: Sendable {
                               model.map({ QueryAPI.model(twin.model, matches: $0) }) ?? true,
                               compiled.matches(twin, now: QueryAPI.nowMs) else { continue }
                     }
-                    try writer.send(ServerSentEvent(id: event.id, event: event.kind.rawValue, data: String(decoding: event.data, as: UTF8.self)))
+                    try writer.send(ServerSentEvent(id: subscription.id(after: event), event: event.kind.rawValue, data: String(decoding: event.data, as: UTF8.self)))
                 }
                 if subscription.overflowed {
                     try writer.send(ServerSentEvent(event: "reset", data: #"{"reason":"slowConsumer","detail":"the client fell too far behind; reconnect with Last-Event-ID"}"#))

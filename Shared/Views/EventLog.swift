@@ -12,6 +12,10 @@ public struct ViewEvent: Sendable, Equatable {
     /// `<topic code>-<partition>-<offset>`: the same on every replica, since every replica reads
     /// the same topics. Topic codes: `c` changes, `a` alerts.
     public let id: String
+    /// `<topic code><partition>` and the offset, read from `id`: where the event stands in its
+    /// topic partition (an id of another shape stands nowhere: `stream` empty, `offset` -1).
+    public let stream: String
+    public let offset: Int64
     public let kind: Kind
     public let tenant: String
     public let twinId: String
@@ -20,6 +24,14 @@ public struct ViewEvent: Sendable, Equatable {
 
     public init(id: String, kind: Kind, tenant: String, twinId: String, data: [UInt8]) {
         self.id = id
+        let parts = id.split(separator: "-")
+        if parts.count == 3, let offset = Int64(parts[2]) {
+            stream = "\(parts[0])\(parts[1])"
+            self.offset = offset
+        } else {
+            stream = ""
+            offset = -1
+        }
         self.kind = kind
         self.tenant = tenant
         self.twinId = twinId
@@ -28,6 +40,42 @@ public struct ViewEvent: Sendable, Equatable {
 
     /// The id of the event at `offset` of `partition` of a topic with code `code`.
     public static func id(code: Character, partition: Int32, offset: Int64) -> String { "\(code)-\(partition)-\(offset)" }
+}
+
+/// Where an event stream stands in every topic partition it follows — `c0.17,c3.9,a2.4`: the
+/// last offset seen per `<topic code><partition>` — sent as each event's SSE `id`. Replicas read
+/// partitions at their own pace, so the order of events of different partitions differs from one
+/// replica to the next; a position per partition lets a client resume on any replica exactly
+/// after what it saw, skipping nothing of another partition.
+public struct EventCursor: Sendable, Equatable, CustomStringConvertible {
+    /// Last offset seen per stream (`c3`); a stream absent here has had nothing seen yet.
+    public private(set) var offsets: [String: Int64]
+
+    public init(offsets: [String: Int64] = [:]) { self.offsets = offsets }
+
+    /// Parses `c0.17,c3.9`; nil for any other text (a legacy single event id, say).
+    public init?(parsing text: String) {
+        var offsets: [String: Int64] = [:]
+        for entry in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let pair = entry.split(separator: ".")
+            guard pair.count == 2, let first = pair[0].first, first.isLetter, pair[0].count >= 2,
+                  Int32(pair[0].dropFirst()) != nil, let offset = Int64(pair[1]), offset >= -1 else { return nil }
+            offsets[String(pair[0])] = offset
+        }
+        guard !offsets.isEmpty else { return nil }
+        self.offsets = offsets
+    }
+
+    /// True when `event` comes after the position (it was not seen).
+    public func admits(_ event: ViewEvent) -> Bool { event.offset > offsets[event.stream, default: -1] }
+
+    /// Moves past `event`.
+    public mutating func advance(past event: ViewEvent) {
+        guard !event.stream.isEmpty else { return }
+        offsets[event.stream] = max(offsets[event.stream, default: -1], event.offset)
+    }
+
+    public var description: String { offsets.sorted { $0.key < $1.key }.map { "\($0.key).\($0.value)" }.joined(separator: ",") }
 }
 
 /// The retained window of events — the most recent `capacity` events and at most `maxBytes` of
@@ -55,11 +103,22 @@ public final class EventLog: Sendable {
         public let events: AsyncStream<ViewEvent>
         public let resume: Resume
         private let overflowFlag = Mutex(false)
+        private let cursor: Mutex<EventCursor>
         public var overflowed: Bool { overflowFlag.withLock { $0 } }
 
-        init(events: AsyncStream<ViewEvent>, resume: Resume) {
+        init(events: AsyncStream<ViewEvent>, resume: Resume, cursor: EventCursor) {
             self.events = events
             self.resume = resume
+            self.cursor = Mutex(cursor)
+        }
+
+        /// The stream's position once `event` is sent: its SSE `id`, which `Last-Event-ID`
+        /// resumes after on any replica.
+        public func id(after event: ViewEvent) -> String {
+            cursor.withLock { c in
+                c.advance(past: event)
+                return c.description
+            }
         }
 
         func markOverflowed() { overflowFlag.withLock { $0 = true } }
@@ -81,6 +140,10 @@ public final class EventLog: Sendable {
         var nextSubscriber: UInt64 = 0
         var evicted = 0
         var closed = false
+        /// Highest offset appended per stream (`c3`): where a new live subscription starts.
+        var frontier: [String: Int64] = [:]
+        /// Highest offset evicted per stream: a cursor before it may have missed events.
+        var evictedUpTo: [String: Int64] = [:]
 
         var oldestSequence: UInt64 { nextSequence - UInt64(count) }
     }
@@ -114,6 +177,7 @@ public final class EventLog: Sendable {
             s.nextSequence += 1
             s.count += 1
             s.bytes += event.data.count
+            if !event.stream.isEmpty { s.frontier[event.stream] = max(s.frontier[event.stream, default: -1], event.offset) }
             guard let subscribers = s.subscribers[event.tenant] else { return }
             for (_, subscriber) in subscribers where subscriber.twinId == nil || subscriber.twinId == event.twinId {
                 deliveries.append(subscriber)
@@ -133,6 +197,7 @@ public final class EventLog: Sendable {
         if let old = s.ring[slot] {
             s.sequenceOf[old.id] = nil
             s.bytes -= old.data.count
+            if !old.stream.isEmpty { s.evictedUpTo[old.stream] = max(s.evictedUpTo[old.stream, default: -1], old.offset) }
         }
         s.ring[slot] = nil
         s.count -= 1
@@ -140,13 +205,33 @@ public final class EventLog: Sendable {
     }
 
     /// Subscribes to `tenant`'s events (one twin's when `twinId` is given), after `lastEventId`
-    /// when given. The stream ends when the client goes away (cancel the iterating task), the
+    /// when given: an `EventCursor` (what `Subscription.id(after:)` hands out) resumes after
+    /// every event it saw, on any replica; a single event id resumes after that event in this
+    /// replica's order. The stream ends when the client goes away (cancel the iterating task), the
     /// subscriber falls behind, or the log is closed.
     public func subscribe(tenant: String, twinId: String? = nil, after lastEventId: String? = nil) -> Subscription {
         let (subscription, continuation, token): (Subscription, AsyncStream<ViewEvent>.Continuation, UInt64?) = state.withLock { s in
             var resume = Resume.live
             var replay: [ViewEvent] = []
-            if let lastEventId {
+            var cursor = EventCursor(offsets: s.frontier)
+            if let lastEventId, let position = EventCursor(parsing: lastEventId) {
+                cursor = position
+                if position.offsets.contains(where: { s.evictedUpTo[$0.key, default: -1] > $0.value }) {
+                    // Events after the position were evicted: they can no longer be replayed.
+                    resume = .notRetained
+                    cursor = EventCursor(offsets: s.frontier)
+                } else {
+                    var next = s.oldestSequence
+                    while next < s.nextSequence {
+                        if let event = s.ring[Int(next % UInt64(capacity))], event.tenant == tenant,
+                           twinId == nil || event.twinId == twinId, position.admits(event) {
+                            replay.append(event)
+                        }
+                        next += 1
+                    }
+                    resume = .resumed(replayed: replay.count)
+                }
+            } else if let lastEventId {
                 if let sequence = s.sequenceOf[lastEventId] {
                     var next = sequence + 1
                     while next < s.nextSequence {
@@ -164,7 +249,7 @@ public final class EventLog: Sendable {
             // The buffer holds the replay plus `subscriberBuffer` live events.
             let (stream, continuation) = AsyncStream<ViewEvent>.makeStream(bufferingPolicy: .bufferingOldest(subscriberBuffer + replay.count))
             for event in replay { continuation.yield(event) }
-            let subscription = Subscription(events: stream, resume: resume)
+            let subscription = Subscription(events: stream, resume: resume, cursor: cursor)
             guard !s.closed else { return (subscription, continuation, nil) }
             let token = s.nextSubscriber
             s.nextSubscriber += 1
