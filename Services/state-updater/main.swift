@@ -10,7 +10,7 @@ await ServiceRuntime.main(name: "state-updater", defaultHTTPPort: 8083) { contex
     let env = context.environment
     let autoCreate = try env.bool("AUTO_CREATE_TWINS", default: false,
                                   doc: "Create a twin from its first reading (true), or dead-letter readings of twins never created as unknown_twin (false).")
-    let window = try env.int("DEDUP_WINDOW", default: 16, range: 1...1024, doc: "Event and command ids remembered per twin to drop duplicates.")
+    let window = try env.int("DEDUP_WINDOW", default: TwinFold.Options.defaultDedupWindow, range: 1...1024, doc: "Event and command ids remembered per twin to drop duplicates.")
     let maxTwins = try env.int("MAX_TWINS", default: 2_000_000, range: 1...100_000_000,
                                doc: "Twins one instance holds; readings that would create more are dead-lettered as capacity_exceeded.")
     let stateDir = env.string("STATE_DIR", default: "state", doc: "Directory of this instance's partition checkpoints; empty disables them (restore reads twin.state.v1 only).")

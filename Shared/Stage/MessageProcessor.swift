@@ -21,6 +21,11 @@ public protocol MessageProcessor {
     /// across cores, each part processed by its own copy of the processor (outputs keep input
     /// order). Default false.
     var processesMessagesIndependently: Bool { get }
+
+    /// Set when the processor can no longer work correctly (a stateful stage that could not
+    /// restore a partition): the stage stops before processing more, settles what it sent, and
+    /// its `run()` throws this, so the service exits non-zero and is restarted. Default nil.
+    var unrecoverableError: (any Error)? { get }
 }
 
 extension MessageProcessor {
@@ -32,6 +37,7 @@ extension MessageProcessor {
     }
 
     public var processesMessagesIndependently: Bool { false }
+    public var unrecoverableError: (any Error)? { nil }
     public mutating func finishBatch(now: Int64) -> [OutgoingMessage] { [] }
     public mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64) {}
 }

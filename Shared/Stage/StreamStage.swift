@@ -183,6 +183,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         // next owner reads it again.
         let prefetching = processor.processesMessagesIndependently
         var next: Task<[KafkaMessage], any Error>?
+        var failure: (any Error)?
         do {
             while !Task.isCancelled {
                 let pollStarted = ContinuousClock.now
@@ -192,6 +193,11 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                     batch = try await pending.value
                 } else {
                     batch = try await consumer.poll(maxMessages: maxBatch, timeout: .milliseconds(inFlight.isEmpty ? 200 : 0))
+                }
+                if let error = processor.unrecoverableError {
+                    // Checked after the poll, inside which a rebalance runs: nothing more is processed.
+                    failure = error
+                    break
                 }
                 if !batch.isEmpty { metrics.pollSeconds.observe((ContinuousClock.now - pollStarted).seconds) }
                 if batch.isEmpty {
@@ -226,6 +232,9 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
             }
         } catch is CancellationError {
             // Asked to stop while waiting: fall through to the orderly close below.
+        } catch {
+            // The consumer failed: settle what was sent, close, then report it.
+            failure = error
         }
         _ = try? await next?.value  // taken, not processed, not stored: the next owner reads it
         logger.info("stage draining", ["stage": .string(stage), "inFlightBatches": .int(inFlight.count)])
@@ -242,6 +251,10 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         await consumer.close()
         await producer.close()
         logger.info("stage stopped", ["stage": .string(stage), "undelivered": .int(undelivered)])
+        if let failure {
+            logger.error("stage stopped by an unrecoverable error", ["stage": .string(stage), "error": .string("\(failure)")])
+            throw failure
+        }
     }
 }
 

@@ -150,7 +150,10 @@ public struct TwinFold: Sendable {
         public var dedupWindow: Int
         public var catalog: ModelCatalog
 
-        public init(autoCreate: Bool, dedupWindow: Int = 32, catalog: ModelCatalog = .permissive) {
+        /// Ids remembered per twin unless `DEDUP_WINDOW` says otherwise.
+        public static let defaultDedupWindow = 16
+
+        public init(autoCreate: Bool, dedupWindow: Int = Options.defaultDedupWindow, catalog: ModelCatalog = .permissive) {
             self.autoCreate = autoCreate
             self.dedupWindow = dedupWindow
             self.catalog = catalog

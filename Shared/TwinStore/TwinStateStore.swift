@@ -44,10 +44,17 @@ public final class TwinStateStore: Sendable {
     private let partitions = Mutex<[Int32: Partition]>([:])
     private let twinCount = Atomic<Int>(0)
     private let checkpointQueue = DispatchQueue(label: "twinstream.state.checkpoint")
+    private let failureState = Mutex<RestoreFailure?>(nil)
+    /// Reads of `twin.state.v1` a restore tries before it gives up, and the first back-off.
+    let restoreAttempts: Int
+    let restoreBackoff: Duration
 
     public init(options: TwinFold.Options, defaultTenant: String, maxTwins: Int = 1_000_000, checkpoints: CheckpointDirectory?, checkpointInterval: Duration = .seconds(30),
-                readState: StateReader?, logger: Logger, metrics: MetricsRegistry) {
+                readState: StateReader?, restoreAttempts: Int = 5, restoreBackoff: Duration = .milliseconds(200),
+                logger: Logger, metrics: MetricsRegistry) {
         self.options = options
+        self.restoreAttempts = restoreAttempts
+        self.restoreBackoff = restoreBackoff
         self.defaultTenant = defaultTenant
         self.maxTwins = maxTwins
         self.checkpoints = checkpoints
@@ -231,44 +238,65 @@ public final class TwinStateStore: Sendable {
     }
 
     /// Rebuilds a partition: the checkpoint if there is one, then every `twin.state.v1` message
-    /// after it (another instance may have owned the partition since).
+    /// after it (another instance may have owned the partition since). A read of the topic that
+    /// fails is retried from the checkpoint with back-off; if it keeps failing the store records
+    /// `failure` and leaves the partition out, and the stage stops (the service exits non-zero
+    /// and is restarted) rather than carry on with part of the partition's twins.
     func restore(_ p: Int32) {
         let started = ContinuousClock.now
-        var part = Partition(fold: TwinFold(options: options))
+        var base = Partition(fold: TwinFold(options: options))
         var fromCheckpoint = 0
         if let checkpoints {
             do {
                 if let checkpoint = try checkpoints.read(p) {
-                    part.fold.twins = checkpoint.twins
-                    part.stateOffset = checkpoint.stateOffset
+                    base.fold.twins = checkpoint.twins
+                    base.stateOffset = checkpoint.stateOffset
                     fromCheckpoint = checkpoint.twins.count
                 }
             } catch {
                 logger.error("checkpoint unusable, restoring from twin.state.v1 only", ["partition": .int(Int(p)), "error": .string("\(error)")])
             }
         }
+        var part = base
         var fromTopic = 0
         if let readState {
-            do {
-                try readState(p, part.stateOffset + 1) { message in
-                    guard message.offset > part.stateOffset, let key = message.keyString else { return }
-                    part.stateOffset = message.offset
-                    fromTopic += 1
-                    if message.value.isEmpty {
-                        var marker = part.fold.twins[key] ?? TwinRecord(model: nil)
-                        marker.decommissioned = true
-                        marker.properties = []
-                        marker.extras = .init()
-                        part.fold.twins[key] = marker
-                    } else if let state = try? TwinState(bytes: message.value) {
-                        if let current = part.fold.twins[key], current.version > state.version { return }
-                        part.fold.twins[key] = TwinRecord(state)
-                    } else {
-                        logger.warning("undecodable twin.state.v1 message skipped during restore", ["partition": .int(Int(p)), "offset": .int(Int(message.offset))])
+            var attempt = 0
+            while true {
+                part = base
+                fromTopic = 0
+                do {
+                    try readState(p, part.stateOffset + 1) { message in
+                        guard message.offset > part.stateOffset, let key = message.keyString else { return }
+                        part.stateOffset = message.offset
+                        fromTopic += 1
+                        if message.value.isEmpty {
+                            var marker = part.fold.twins[key] ?? TwinRecord(model: nil)
+                            marker.decommissioned = true
+                            marker.properties = []
+                            marker.extras = .init()
+                            part.fold.twins[key] = marker
+                        } else if let state = try? TwinState(bytes: message.value) {
+                            if let current = part.fold.twins[key], current.version > state.version { return }
+                            part.fold.twins[key] = TwinRecord(state)
+                        } else {
+                            logger.warning("undecodable twin.state.v1 message skipped during restore", ["partition": .int(Int(p)), "offset": .int(Int(message.offset))])
+                        }
                     }
+                    break
+                } catch {
+                    attempt += 1
+                    metrics.restoreRetries.inc()
+                    guard attempt < restoreAttempts else {
+                        logger.error("reading twin.state.v1 for restore keeps failing; stopping rather than serve part of the partition",
+                                     ["partition": .int(Int(p)), "attempts": .int(attempt), "error": .string("\(error)")])
+                        failureState.withLock { $0 = RestoreFailure(partition: p, attempts: attempt, underlying: "\(error)") }
+                        return
+                    }
+                    logger.warning("reading twin.state.v1 for restore failed; retrying from the checkpoint",
+                                   ["partition": .int(Int(p)), "attempt": .int(attempt), "error": .string("\(error)")])
+                    // Restore runs inside the rebalance callback, on the consumer's own thread.
+                    Thread.sleep(forTimeInterval: restoreBackoff.seconds * Double(1 << min(attempt - 1, 6)))
                 }
-            } catch {
-                logger.error("reading twin.state.v1 for restore failed", ["partition": .int(Int(p)), "error": .string("\(error)")])
             }
         }
         let count = part.fold.twins.count
@@ -280,6 +308,19 @@ public final class TwinStateStore: Sendable {
         logger.info("partition restored", ["partition": .int(Int(p)), "twins": .int(count), "fromCheckpoint": .int(fromCheckpoint),
                                            "stateMessagesRead": .int(fromTopic), "seconds": .double(seconds)])
     }
+
+    /// A partition that could not be restored: the stage stops instead of serving it partly.
+    public struct RestoreFailure: Error, Sendable, CustomStringConvertible {
+        public var partition: Int32
+        public var attempts: Int
+        public var underlying: String
+        public var description: String {
+            "partition \(partition) of twin.state.v1 could not be read for restore after \(attempts) attempts: \(underlying)"
+        }
+    }
+
+    /// Set once a restore failed for good; the stage stops on it.
+    public var failure: RestoreFailure? { failureState.withLock { $0 } }
 
     /// The twin's current record, if this instance holds it.
     public func record(tenant: String, twinId: String) -> TwinRecord? {
@@ -305,6 +346,7 @@ public struct StateUpdateProcessor: MessageProcessor, Sendable {
     }
     public mutating func finishBatch(now: Int64) -> [OutgoingMessage] { store.finishBatch() }
     public mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64) { store.batchDelivered(reports) }
+    public var unrecoverableError: (any Error)? { store.failure }
 }
 
 struct StoreMetrics: Sendable {
@@ -313,6 +355,7 @@ struct StoreMetrics: Sendable {
     let duplicates: Counter
     let restored: Counter
     let restoreSeconds: Gauge
+    let restoreRetries: Counter
     let checkpointSeconds: Histogram
     let checkpointFailures: Counter
 
@@ -322,6 +365,7 @@ struct StoreMetrics: Sendable {
         duplicates = registry.counter("twinstream_duplicate_events_total", help: "Readings and commands seen before (event id or offset): no effect.")
         restored = registry.counter("twinstream_state_restored_twins_total", help: "Twins restored from checkpoints and twin.state.v1 on assignment.")
         restoreSeconds = registry.gauge("twinstream_state_restore_seconds", help: "Duration of the latest partition restore.")
+        restoreRetries = registry.counter("twinstream_state_restore_retries_total", help: "Reads of twin.state.v1 for a restore that failed and were retried.")
         checkpointSeconds = registry.histogram("twinstream_checkpoint_write_seconds", help: "Time to write one partition checkpoint.")
         checkpointFailures = registry.counter("twinstream_checkpoint_failures_total", help: "Checkpoint writes that failed.")
     }
