@@ -91,7 +91,7 @@ let package = Package(
         tests("HTTPTests", ["HTTP", "Sockets", "Contracts", "Durations"]),
         tests("KafkaTests", ["Kafka"]),
         tests("ContractsTests", ["Contracts", "JSON", "JSONSchema"]),
-        tests("ServiceKitTests", ["ServiceKit", "HTTP"]),
+        tests("ServiceKitTests", ["ServiceKit", "HTTP", "Kafka", "Contracts"]),
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
         tests("SimulationTests", ["Simulation", "Models", "JSON"]),
         .testTarget(name: "DriftTests", dependencies: ["Drift"], path: "Tests/DriftTests", exclude: ["Fixtures"], swiftSettings: strict),

@@ -24,6 +24,10 @@ public struct TopicFollower: Service {
         rejected = context.metrics.counter("twinstream_follower_rejected_total", help: "Messages a follower could not use (undecodable or over a limit).",
                                            labels: ["purpose": purpose])
         applied = context.metrics.counter("twinstream_follower_applied_total", help: "Messages a follower applied.", labels: ["purpose": purpose])
+        context.metrics.gauge("twinstream_consumer_lag_messages", help: "Messages between this instance's position and the end of its assigned partitions.",
+                              labels: ["purpose": purpose]) {
+            Double(consumer.lag().values.reduce(0, +))
+        }
     }
 
     public func run() async throws {
