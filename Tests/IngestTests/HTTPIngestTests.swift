@@ -382,6 +382,42 @@ final class HTTPIngestTests: XCTestCase {
         await f.close()
     }
 
+    /// `HTTP_MAX_INFLIGHT_BYTES`: while one request holds the budget, another whose body would
+    /// pass it is answered 429 at once, even below the request-count bound.
+    func testTheInFlightByteBoundIsA429WithRetryAfter() async throws {
+        let f = try await start(brokerDown: true) { $0.maxInFlightRequests = 10; $0.maxInFlightBytes = 2_048; $0.deliveryTimeout = .seconds(2) }
+        let reading = #"{"twinId":"p","ts":1,"values":{"x":1}}"#
+        let large = "[" + Array(repeating: reading, count: 40).joined(separator: ",") + "]"  // about 1.6 KB
+        let waiting = Task { try await f.post(large) }
+        let busy = await eventually { f.metrics.render().contains("twinstream_ingest_http_inflight_requests 1") }
+        XCTAssertTrue(busy)
+        let refused = try await f.post(large)
+        XCTAssertEqual(refused.status, .tooManyRequests, refused.text)
+        XCTAssertEqual(refused.headers["Retry-After"], "1")
+        XCTAssertTrue(refused.text.contains("bytes"), refused.text)
+        _ = try await waiting.value
+        await f.close()
+    }
+
+    /// The 202 lists at most `maxErrorsListed` rejected readings and counts the rest in
+    /// `errorsOmitted`; the dead-letter still has every reason.
+    func testErrorsBeyondTheListedBoundAreCountedInErrorsOmitted() async throws {
+        var configuration = HTTPIngest.Configuration()
+        configuration.maxErrorsListed = 2
+        let body = "[" + (0..<5).map { _ in #"{"twinId":"p","values":{"x":1}}"# }.joined(separator: ",") + "]"
+        let prepared = try HTTPIngest.prepare(body: Array(body.utf8), format: .json, tenant: "acme", requestID: "r", traceparent: nil,
+                                              now: now, configuration: configuration).get()
+        XCTAssertEqual(prepared.errors.count, 5)
+        let f = try await start { $0.maxErrorsListed = 2 }
+        let answer = try await f.post(body)
+        XCTAssertEqual(answer.status, .accepted, answer.text)
+        let json = try self.json(answer)
+        XCTAssertEqual(json["errors"]?.arrayValue?.count, 2)
+        XCTAssertEqual(json["errorsOmitted"]?.intValue, 3)
+        XCTAssertEqual(json["rejected"]?.intValue, 5)
+        await f.close()
+    }
+
     func testAStoppingIngestAnswers503AndClosesItsProducer() async throws {
         let f = try await start()
         let running = Task { try await f.ingest.run() }

@@ -6,7 +6,7 @@ import Stage
 import XCTest
 
 /// Unit tests: each stage's logic driven with in-memory messages, no Kafka.
-final class ProcessorTests: XCTestCase {
+final class IngestProcessorTests: XCTestCase {
     let now: Int64 = 1_763_712_000_000  // 2025-11-21T08:00:00Z
 
     func raw(_ text: String, tenant: String? = nil, offset: Int64 = 7) -> KafkaMessage {
@@ -105,5 +105,18 @@ final class ProcessorTests: XCTestCase {
         XCTAssertEqual(notTelemetry.reasons.map(\.code), ["not_telemetry"])
         let badTenant = try DeadLetter(bytes: ingest.process(raw(#"{"twinId":"a","ts":1,"values":{"x":1}}"#, tenant: "a b/c"), now: now)[0].value)
         XCTAssertEqual(badTenant.reasons.map(\.code), ["invalid_tenant"])
+    }
+
+    /// A reading with no values, or an event id the contract cannot carry, is `invalid_value`
+    /// with the pointer to the field.
+    func testIngestRejectsEmptyValuesAndAnOversizedEventIdAsInvalidValue() throws {
+        var ingest = IngestProcessor(defaultTenant: "default")
+        let empty = try DeadLetter(bytes: ingest.process(raw(#"{"twinId":"a","ts":1763711999000,"values":{}}"#), now: now)[0].value)
+        XCTAssertEqual(empty.reasons.map(\.code), ["invalid_value"])
+        XCTAssertEqual(empty.reasons.map(\.pointer), ["/values"])
+        let longId = String(repeating: "e", count: 129)
+        let badId = try DeadLetter(bytes: ingest.process(raw(#"{"twinId":"a","ts":1763711999000,"eventId":"\#(longId)","values":{"x":1}}"#), now: now)[0].value)
+        XCTAssertEqual(badId.reasons.map(\.code), ["invalid_value"])
+        XCTAssertEqual(badId.reasons.map(\.pointer), ["/eventId"])
     }
 }

@@ -133,6 +133,39 @@ final class EventStreamTests: XCTestCase {
         XCTAssertTrue(subscription.overflowed)
         XCTAssertEqual(h.views.events.sizes.subscribers, 0)
     }
+
+    /// `SSE_MAX_CONNECTIONS` bounds open streams across every key, past each key's own limit:
+    /// another key is answered 429 with Retry-After while it is reached.
+    func testTheTotalStreamLimitHoldsAcrossKeys() async throws {
+        var configuration = Self.configuration
+        configuration.sseConnections = 1
+        configuration.sseConnectionsPerKey = 5
+        let h = try Harness(configuration: configuration)
+        let client = try serve(h)
+        let firstHeaders = Self.auth(h)
+        let first = Task { [client, firstHeaders] in _ = try? await client.get("/v1/events", headers: firstHeaders) }
+        try await waitForSubscribers(h, 1)
+        let refused = try await client.get("/v1/events", headers: Self.auth(h, "beta"))
+        XCTAssertEqual(refused.status, .tooManyRequests, refused.text)
+        XCTAssertEqual(refused.headers["Retry-After"], "5")
+        XCTAssertTrue(refused.text.contains("tooManyStreams"), refused.text)
+        first.cancel()
+    }
+
+    /// The write routes' body limit (`MAX_BODY_BYTES`) holds through the real server: 413 with a
+    /// problem document, before the handler runs.
+    func testAWriteBodyOverTheLimitIs413ThroughTheServer() async throws {
+        var configuration = Self.configuration
+        configuration.maxBodyBytes = 2_048
+        let h = try Harness(configuration: configuration)
+        let client = try serve(h)
+        var headers = Self.auth(h)
+        headers.set("Content-Type", "application/json")
+        let body = #"{"twinId":"pump-9","model":"pump","metadata":{"note":""# + String(repeating: "x", count: 4_000) + #""}}"#
+        let answer = try await client.post("/v1/twins", headers: headers, body: Array(body.utf8))
+        XCTAssertEqual(answer.status, .contentTooLarge, answer.text)
+        XCTAssertNil(h.views.twins.twin(tenant: "acme", id: "pump-9"), "nothing was created")
+    }
 }
 
 /// Reads `count` events from a stream, failing after `timeout`. The reading task is cancelled
@@ -159,4 +192,5 @@ func takeEvents(_ count: Int, from client: HTTPClient, _ target: String, headers
     throw EventStreamTimeout(count: count)
 }
 
-struct EventStreamTimeout: Error { var count: Int }
+struct EventStreamTimeout: Error { var count: Int
+}

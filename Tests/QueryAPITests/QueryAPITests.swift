@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 import HTTP
 import JSON
+import ServiceKit
 import QueryAPI
 import Views
 import XCTest
@@ -280,6 +281,18 @@ final class QueryAPITests: XCTestCase {
         XCTAssertEqual(limited.headers["Retry-After"], "1")
         let otherKey = await h.request(.get, "/v1/models", key: "beta")
         XCTAssertEqual(otherKey.status, 200, "each key has its own bucket")
+    }
+
+    /// `RATE_LIMIT_PER_KEY=0` means unlimited, as documented: no request is ever refused for rate.
+    func testARateLimitOfZeroIsUnlimited() async throws {
+        let configuration = try QueryAPI.Configuration.fromEnvironment(EnvironmentReader(["RATE_LIMIT_PER_KEY": "0"]))
+        XCTAssertEqual(configuration.ratePerKey, 0)
+        let h = try Harness(configuration: configuration)
+        for i in 0..<200 {
+            let answer = await h.request(.get, "/v1/models")
+            XCTAssertEqual(answer.status, 200, "request \(i)")
+            if answer.status != 200 { break }
+        }
     }
 
     func testCommandsAreAnswered503WhenTheBrokerCannotTakeThem() async throws {

@@ -65,6 +65,20 @@ final class ValidatorTests: XCTestCase {
         XCTAssertEqual(letter.reasons.first?.code, "invalid_json")
     }
 
+    /// A message on telemetry.ingested.v1 that names another contract is not guessed at: it is
+    /// dead-lettered as `unsupported_contract`, naming the contract it carried.
+    func testAMessageOfAnotherContractIsUnsupportedContract() throws {
+        var (validator, _) = try makeValidator()
+        var message = ingested(goodPump)
+        message = KafkaMessage(topic: message.topic, partition: 0, offset: 1, key: message.key, value: message.value,
+                               headers: message.headers.filter { $0.name != MessageHeader.contract } + [KafkaHeader(MessageHeader.contract, "telemetry-envelope/2")])
+        let out = validator.process(message, now: now)
+        let letter = try DeadLetter(bytes: try XCTUnwrap(out.first).value)
+        XCTAssertEqual(letter.reasons.map(\.code), ["unsupported_contract"])
+        XCTAssertEqual(letter.reasons.first?.actual, "telemetry-envelope/2")
+        XCTAssertEqual(letter.reasons.first?.expected, TelemetryEnvelope.contract)
+    }
+
     func testUnitsAreConvertedToTheModelsUnits() throws {
         var (validator, _) = try makeValidator()
         let out = validator.process(ingested(#"{"twinId":"pump-1","model":"pump","ts":1,"values":{"flow":40,"pressure":320,"temperature":140,"rpm":1450},"units":{"pressure":"kPa","temperature":"degF"}}"#), now: now)

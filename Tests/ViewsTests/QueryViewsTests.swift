@@ -48,4 +48,23 @@ final class QueryViewsTests: XCTestCase {
         XCTAssertEqual(events.first?.twinId, "room-1")
         XCTAssertTrue(views.events.retained(tenant: "beta").isEmpty)
     }
+
+    /// `VIEW_MAX_TWINS`: a twin past the limit is not held, and is counted, so memory stays bounded.
+    func testTwinsPastTheViewLimitAreCountedNotHeld() {
+        var limits = QueryViews.Limits()
+        limits.maxTwins = 2
+        let views = QueryViews(limits: limits)
+        for i in 0..<3 {
+            let state = TwinState(tenant: "acme", twinId: "room-\(i)", model: "room@1", version: 1, updatedAt: 10, created: true)
+            _ = views.apply(message(.twinState, offset: Int64(i), key: "acme/room-\(i)", value: state.encoded()))
+        }
+        XCTAssertNotNil(views.twins.twin(tenant: "acme", id: "room-1"))
+        XCTAssertNil(views.twins.twin(tenant: "acme", id: "room-2"), "past VIEW_MAX_TWINS")
+        XCTAssertEqual(views.twins.sizes.twins, 2)
+        XCTAssertEqual(views.twins.sizes.rejected, 1)
+        // An update of a twin already held is still applied.
+        let newer = TwinState(tenant: "acme", twinId: "room-0", model: "room@1", version: 2, updatedAt: 20, created: true)
+        XCTAssertTrue(views.apply(message(.twinState, offset: 9, key: "acme/room-0", value: newer.encoded())))
+        XCTAssertEqual(views.twins.twin(tenant: "acme", id: "room-0")?.version, 2)
+    }
 }
