@@ -86,7 +86,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Contracts", "JSON", "Kafka", "ServiceKit", "Stage"], path: "Tests/TestSupport", swiftSettings: strict),
 
         tests("DurationsTests", ["Durations"]),
-        tests("JSONTests", ["JSON"]),
+        tests("JSONTests", ["JSON", "Contracts"]),
         tests("JSONSchemaTests", ["JSONSchema", "JSON"]),
         tests("HTTPTests", ["HTTP", "Sockets", "Contracts", "Durations"]),
         tests("KafkaTests", ["Kafka"]),

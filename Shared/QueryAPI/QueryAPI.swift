@@ -65,7 +65,9 @@ public final class QueryAPI: Sendable {
     let freshness = Freshness()
 
     public init(views: QueryViews, models: ModelRegistry, auth: APIAuth, publisher: any CommandPublisher,
-                configuration: Configuration = Configuration(), openAPIDocument: [UInt8]? = nil) {
+                configuration: Configuration = Configuration(), openAPIDocument: [UInt8]? = nil,
+                clock: @escaping @Sendable () -> Int64 = { Timestamp.now }) {
+        self.clock = clock
         self.views = views
         self.models = models
         self.auth = auth
@@ -141,7 +143,9 @@ public final class QueryAPI: Sendable {
         HTTPError(.badRequest, code: .init("invalidParameter"), detail: "\(name): \(detail)")
     }
 
-    static var nowMs: Int64 { Timestamp.now }
+    /// Wall-clock time in epoch ms (freshness, commands' `issuedAt`); tests pass a fixed one.
+    let clock: @Sendable () -> Int64
+    var nowMs: Int64 { clock() }
 
     // MARK: GET /v1/twins/{id}
 
@@ -173,7 +177,7 @@ public final class QueryAPI: Sendable {
         }
         guard let twin else { throw Self.twinNotFound(id) }
         var w = JSONWriter(capacity: 1024)
-        writeTwin(twin, now: Self.nowMs, to: &w)
+        writeTwin(twin, now: nowMs, to: &w)
         return .json(w.bytes, headers: ["ETag": "\"\(twin.version)\""])
     }
 
@@ -249,7 +253,7 @@ public final class QueryAPI: Sendable {
             guard let b = Bool(text) else { throw Self.invalidParameter("stale", "expected true or false") }
             stale = b
         }
-        let now = Self.nowMs
+        let now = nowMs
         var twins = views.twins.snapshot(tenant: principal.tenant)
         if model != nil || stale != nil {
             twins = twins.filter { twin in
@@ -511,7 +515,7 @@ public final class QueryAPI: Sendable {
         // The slot is released when the response is dropped, whether or not the stream ever
         // started (a HEAD request, or a client gone before the head was written).
         let lease = StreamLease(streams, key: key)
-        let events = views.events, twins = views.twins, tenant = principal.tenant
+        let events = views.events, twins = views.twins, tenant = principal.tenant, clock = self.clock
         let compiled = CompiledFilter<QueryTwin>(filter)
         let needsTwin = filter != nil || model != nil
         return .eventStream(heartbeat: configuration.sseHeartbeat) { writer in
@@ -525,7 +529,7 @@ public final class QueryAPI: Sendable {
                     if needsTwin {
                         guard let twin = twins.twin(tenant: tenant, id: event.twinId),
                               model.map({ QueryAPI.model(twin.model, matches: $0) }) ?? true,
-                              compiled.matches(twin, now: QueryAPI.nowMs) else { continue }
+                              compiled.matches(twin, now: clock()) else { continue }
                     }
                     try writer.send(ServerSentEvent(id: subscription.id(after: event), event: event.kind.rawValue, data: String(decoding: event.data, as: UTF8.self)))
                 }

@@ -61,7 +61,7 @@ extension QueryAPI {
             throw HTTPError(.conflict, code: .init("twinExists"), detail: "twin '\(id)' already exists; PATCH it instead")
         }
         let command = TwinCommand(commandId: Self.newCommandId(), tenant: principal.tenant, twinId: id, kind: .create,
-                                  issuedAt: Self.nowMs, issuedBy: principal.keyId, model: model.ref.description,
+                                  issuedAt: nowMs, issuedBy: principal.keyId, model: model.ref.description,
                                   metadata: metadata.map(JSON.object), desired: desired.map(JSON.object), parameters: parameters)
         return try await submit(command, request)
     }
@@ -80,7 +80,7 @@ extension QueryAPI {
         let body = try Self.jsonObject(request, allowed: ["model", "metadata", "desired", "parameters"])
         guard !body.isEmpty else { throw Self.invalidBody("", "the patch changes nothing") }
         var command = TwinCommand(commandId: Self.newCommandId(), tenant: principal.tenant, twinId: twin.twinId, kind: .patch,
-                                  issuedAt: Self.nowMs, ifVersion: ifVersion, issuedBy: principal.keyId)
+                                  issuedAt: nowMs, ifVersion: ifVersion, issuedBy: principal.keyId)
         if body["parameters"] != nil {
             guard body.count == 1 else {
                 throw Self.unprocessable("mixedPatch", "send parameters in a patch of their own (they are a separate command)")
@@ -113,7 +113,7 @@ extension QueryAPI {
         let principal = try authorize(request, .write)
         let twin = try pathTwin(request, principal)
         let command = TwinCommand(commandId: Self.newCommandId(), tenant: principal.tenant, twinId: twin.twinId, kind: .decommission,
-                                  issuedAt: Self.nowMs, ifVersion: try Self.ifVersion(request), issuedBy: principal.keyId)
+                                  issuedAt: nowMs, ifVersion: try Self.ifVersion(request), issuedBy: principal.keyId)
         return try await submit(command, request)
     }
 
@@ -137,7 +137,7 @@ extension QueryAPI {
             }
         }
         let command = TwinCommand(commandId: Self.newCommandId(), tenant: principal.tenant, twinId: twin.twinId, kind: .relate,
-                                  issuedAt: Self.nowMs, ifVersion: try Self.ifVersion(request), issuedBy: principal.keyId,
+                                  issuedAt: nowMs, ifVersion: try Self.ifVersion(request), issuedBy: principal.keyId,
                                   relationship: .init(name: name, target: targetId, targetModel: target.model))
         return try await submit(command, request)
     }
@@ -150,7 +150,7 @@ extension QueryAPI {
             throw HTTPError(.notFound, code: .init("relationshipNotFound"), detail: "'\(twin.twinId)' has no relationship '\(name)' to '\(targetId)'")
         }
         let command = TwinCommand(commandId: Self.newCommandId(), tenant: principal.tenant, twinId: twin.twinId, kind: .unrelate,
-                                  issuedAt: Self.nowMs, ifVersion: try Self.ifVersion(request), issuedBy: principal.keyId,
+                                  issuedAt: nowMs, ifVersion: try Self.ifVersion(request), issuedBy: principal.keyId,
                                   relationship: .init(name: name, target: targetId))
         return try await submit(command, request)
     }

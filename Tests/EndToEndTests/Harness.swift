@@ -84,6 +84,7 @@ final class ChildProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var lines: [String] = []
     private var partial = Data()
+    private var outputEnded = false
     let name: String
 
     init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:], stderrTo log: URL? = nil) throws {
@@ -99,21 +100,44 @@ final class ChildProcess: @unchecked Sendable {
         } else {
             process.standardError = FileHandle.nullDevice
         }
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.withLock {
-                self.partial.append(data)
-                while let newline = self.partial.firstIndex(of: 0x0A) {
-                    self.lines.append(String(decoding: self.partial[self.partial.startIndex..<newline], as: UTF8.self))
-                    self.partial.removeSubrange(self.partial.startIndex...newline)
+        try process.run()
+        // The child has its copy of the write end; ours would keep the pipe from ever ending.
+        try? pipe.fileHandleForWriting.close()
+        // Read on a thread of its own until end of file, so `waitForOutputEnd` knows when all
+        // the output has been taken in.
+        let handle = pipe.fileHandleForReading
+        // Weakly: dropping the ChildProcess must still run its deinit (which kills the process).
+        Thread.detachNewThread { [weak self] in
+            while true {
+                let data = handle.availableData
+                guard let self else { return }
+                if data.isEmpty { break }
+                self.lock.withLock {
+                    self.partial.append(data)
+                    while let newline = self.partial.firstIndex(of: 0x0A) {
+                        self.lines.append(String(decoding: self.partial[self.partial.startIndex..<newline], as: UTF8.self))
+                        self.partial.removeSubrange(self.partial.startIndex...newline)
+                    }
                 }
             }
+            guard let self else { return }
+            self.lock.withLock {
+                if !self.partial.isEmpty { self.lines.append(String(decoding: self.partial, as: UTF8.self)) }
+                self.partial = Data()
+                self.outputEnded = true
+            }
         }
-        try process.run()
     }
 
     var output: [String] { lock.withLock { lines } }
+
+    /// Waits until the process's standard output reached its end (everything it printed was
+    /// read), up to `timeout`; false if it did not.
+    func waitForOutputEnd(timeout: Duration = .seconds(10)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !lock.withLock({ outputEnded }) && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        return lock.withLock { outputEnded }
+    }
 
     func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
 

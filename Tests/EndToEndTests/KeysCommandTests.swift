@@ -7,8 +7,9 @@ final class KeysCommandTests: XCTestCase {
     private func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32?, output: [String]) {
         let child = try ChildProcess("twinctl", arguments, environment: environment)
         let status = await child.waitForExit(timeout: .seconds(30))
-        // The reader may still be draining the pipe just after exit.
-        try await Task.sleep(for: .milliseconds(100))
+        // The reader may still be draining the pipe just after exit: wait for its end.
+        let drained = await child.waitForOutputEnd()
+        XCTAssertTrue(drained, "twinctl's output never reached its end")
         return (status, child.output)
     }
 

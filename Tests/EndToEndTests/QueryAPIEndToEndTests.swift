@@ -56,7 +56,11 @@ final class QueryAPIEndToEndTests: XCTestCase {
             for try await event in client.events("/v1/twins/pump-q/events", headers: auth) { events.withLock { $0.append(event) } }
         }
         defer { reader.cancel() }
-        try await Task.sleep(for: .milliseconds(500))  // the stream subscribes when its head is written
+        // The stream subscribes when its head is written: wait until the query API has it.
+        let subscribed = await Harness.eventually(timeout: .seconds(10)) {
+            String(decoding: await Harness.get(port: base, "/metrics")?.body ?? [], as: UTF8.self).contains("twinstream_sse_subscribers 1")
+        }
+        XCTAssertTrue(subscribed, "the event stream never subscribed")
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let envelope = TelemetryEnvelope(eventId: "e-1", tenant: "acme", twinId: "pump-q", model: "pump@2", eventTime: now, ingestTime: now,
                                          source: .init(kind: "test", ref: "e2e"), values: ["flow": 42.5])

@@ -119,9 +119,18 @@ final class RobustnessTests: XCTestCase {
                     XCTFail("the listener stopped accepting: \(error)")
                 }
             }
-            Thread.sleep(forTimeInterval: 0.1)
+            // Wait (with a deadline) until the refusals have arrived, instead of a fixed pause.
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(5)
+            var answered: [RawConnection] = []
+            repeat {
+                answered = connections.filter { (try? $0.socket.waitUntilReadable(timeout: .zero)) == true }
+                if answered.count >= 30 { break }
+                Thread.sleep(forTimeInterval: 0.005)
+            } while clock.now < deadline
+            XCTAssertGreaterThanOrEqual(answered.count, 30, "connections past the cap answered within 5 s")
             var refused = 0
-            for connection in connections where (try? connection.socket.waitUntilReadable(timeout: .zero)) == true {
+            for connection in answered {
                 if let response = try? connection.readResponse(), response.status == 503 {
                     XCTAssertEqual(response.headers["Retry-After"], "1")
                     refused += 1

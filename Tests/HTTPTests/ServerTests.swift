@@ -282,8 +282,10 @@ final class ServerTests: XCTestCase {
 
     func testClientDisconnectCancelsTheHandler() async throws {
         let cancelled = Collector<Bool>()
+        let started = Collector<Bool>()
         var router = Router()
         router.get("/forever") { _ in
+            started.append(true)
             do {
                 try await Task.sleep(for: .seconds(30))
             } catch {
@@ -296,7 +298,10 @@ final class ServerTests: XCTestCase {
         try await blocking {
             let connection = try RawConnection(port: port)
             try connection.send("GET /forever HTTP/1.1\r\nHost: t\r\n\r\n")
-            Thread.sleep(forTimeInterval: 0.1)
+            // The reset must come while the handler runs: wait for it to start, with a deadline.
+            let deadline = ContinuousClock.now + .seconds(5)
+            while started.values.isEmpty && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.005) }
+            XCTAssertFalse(started.values.isEmpty, "the handler never started")
             connection.abort()
         }
         let sawCancel = await eventually { !cancelled.values.isEmpty }

@@ -13,7 +13,7 @@ final class OfficialSuiteTests: XCTestCase {
     }
 
     func testCoreSuite() throws {
-        guard let suite = TestData.suite else { throw XCTSkip("test data not found (../shared/testdata)") }
+        let suite = try XCTUnwrap(TestData.suite, "the JSON Schema Test Suite was not found in ../shared/testdata: the tests need it")
         var passed = 0, failed = 0
         for file in suiteFiles(suite) {
             let r = SchemaTestSuite.run(file: file, remotes: TestData.remotes, formatAssertion: false, metaschemas: TestData.metaschemas)
@@ -28,7 +28,7 @@ final class OfficialSuiteTests: XCTestCase {
     }
 
     func testFormatSuite() throws {
-        guard let suite = TestData.suite else { throw XCTSkip("test data not found (../shared/testdata)") }
+        let suite = try XCTUnwrap(TestData.suite, "the JSON Schema Test Suite was not found in ../shared/testdata: the tests need it")
         var passed = 0, failed = 0
         for file in suiteFiles(suite.appendingPathComponent("optional/format")) {
             let r = SchemaTestSuite.run(file: file, remotes: TestData.remotes, formatAssertion: true, metaschemas: TestData.metaschemas)
@@ -47,7 +47,7 @@ final class OfficialSuiteTests: XCTestCase {
 /// assertion on for files under a `format` folder when not told otherwise.
 final class SuiteRunnerTests: XCTestCase {
     func testDirectoryRunnerFindsFilesRecursively() throws {
-        guard let suite = TestData.suite else { throw XCTSkip("test data not found (../shared/testdata)") }
+        let suite = try XCTUnwrap(TestData.suite, "the JSON Schema Test Suite was not found in ../shared/testdata: the tests need it")
         let results = SchemaTestSuite.runDirectory(suite.appendingPathComponent("optional"), remotes: TestData.remotes,
                                                    formatAssertion: nil)
         XCTAssertEqual(results.count, 21)

@@ -18,7 +18,7 @@ enum TestSupport {
 
     /// `Schemas/models/`.
     static func modelsDirectory() throws -> URL {
-        guard let root = packageRoot else { throw XCTSkip("package root not found") }
+        let root = try XCTUnwrap(packageRoot, "package root not found")
         return root.appendingPathComponent("Schemas/models")
     }
 

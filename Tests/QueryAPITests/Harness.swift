@@ -49,7 +49,7 @@ final class Harness: Sendable {
         configuration.operatorTenants = ["ops"]
         let document = FileManager.default.contents(atPath: Self.openAPIPath).map { Array($0) }
         api = QueryAPI(views: views, models: models, auth: .keys(try APIKeys(entries: entries)), publisher: publisher,
-                       configuration: configuration, openAPIDocument: document)
+                       configuration: configuration, openAPIDocument: document, clock: { Harness.now })
         var router = Router()
         api.register(on: &router)
         self.router = router
