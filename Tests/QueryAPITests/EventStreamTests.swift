@@ -134,6 +134,26 @@ final class EventStreamTests: XCTestCase {
         XCTAssertEqual(h.views.events.sizes.subscribers, 0)
     }
 
+    /// Through the route, a tenant's stream carries its own tenant's events only, however many
+    /// twins of other tenants change meanwhile.
+    func testATenantsEventStreamCarriesNoOtherTenantsEvents() async throws {
+        let h = try Harness(configuration: Self.configuration)
+        let client = try serve(h)
+        await h.create("pump-1")
+        await h.create("pump-b", key: "beta")
+        let betaHeaders = Self.auth(h, "beta")
+        let reader = Task { [client, betaHeaders] in try await takeEvents(2, from: client, "/v1/events", headers: betaHeaders) }
+        try await waitForSubscribers(h, 1)
+        for i in 0..<5 { h.reading("pump-1", at: Harness.now + Int64(i), ["flow": .number(JSONNumber(Double(i)))]) }
+        h.reading("pump-b", tenant: "beta", at: Harness.now, ["flow": 1])
+        h.reading("pump-1", at: Harness.now + 9, ["flow": 9])
+        h.reading("pump-b", tenant: "beta", at: Harness.now + 1, ["flow": 2])
+        let events = try await reader.value
+        let changes = try events.map { try TwinChange(bytes: Array($0.data.utf8)) }
+        XCTAssertEqual(changes.map(\.tenant), ["beta", "beta"])
+        XCTAssertEqual(changes.map(\.twinId), ["pump-b", "pump-b"])
+    }
+
     /// `SSE_MAX_CONNECTIONS` bounds open streams across every key, past each key's own limit:
     /// another key is answered 429 with Retry-After while it is reached.
     func testTheTotalStreamLimitHoldsAcrossKeys() async throws {

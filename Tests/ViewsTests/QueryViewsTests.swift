@@ -67,4 +67,17 @@ final class QueryViewsTests: XCTestCase {
         XCTAssertTrue(views.apply(message(.twinState, offset: 9, key: "acme/room-0", value: newer.encoded())))
         XCTAssertEqual(views.twins.twin(tenant: "acme", id: "room-0")?.version, 2)
     }
+
+    /// Where each followed partition starts: the compacted state topic from its beginning, the
+    /// windowed topics from their last `replayPerPartition` messages (the event and history windows).
+    func testTheStateTopicIsReadWholeAndTheWindowedTopicsFromTheirTail() {
+        var limits = QueryViews.Limits()
+        limits.replayPerPartition = 123
+        let starts = QueryViews(limits: limits).startOffsets(partitions: 2)
+        XCTAssertEqual(starts[TopicPartition(Topic.twinState.name, 1)], .beginning)
+        for topic in [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationResults, .telemetryDeadLetter] {
+            XCTAssertEqual(starts[TopicPartition(topic.name, 0)], .tail(123), topic.name)
+        }
+        XCTAssertEqual(starts.count, 2 * 6)
+    }
 }
