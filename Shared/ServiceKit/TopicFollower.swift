@@ -24,8 +24,7 @@ public struct TopicFollower: Service {
         rejected = context.metrics.counter("twinstream_follower_rejected_total", help: "Messages a follower could not use (undecodable or over a limit).",
                                            labels: ["purpose": purpose])
         applied = context.metrics.counter("twinstream_follower_applied_total", help: "Messages a follower applied.", labels: ["purpose": purpose])
-        context.metrics.gauge("twinstream_consumer_lag_messages", help: "Messages between this instance's position and the end of its assigned partitions.",
-                              labels: ["purpose": purpose]) {
+        context.metrics.gauge("twinstream_consumer_lag_messages", help: ConsumerLag.help, labels: ["consumer": purpose]) {
             Double(consumer.lag().values.reduce(0, +))
         }
     }
@@ -48,4 +47,10 @@ public struct TopicFollower: Service {
         }
         await consumer.close()
     }
+}
+
+/// `twinstream_consumer_lag_messages{consumer}`: one series per consumer of a service — its
+/// stage's group, or a follower's purpose (a validator has both).
+public enum ConsumerLag {
+    public static let help = "Messages between this instance's position and the end of its assigned partitions, by consumer (a stage's group or a follower's purpose)."
 }

@@ -75,7 +75,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         let consumer = self.consumer
         let producer = self.producer
         context.readiness.add("kafka consumer assigned and caught up") { consumer.isCaughtUp }
-        context.metrics.gauge("twinstream_consumer_lag_messages", help: "Messages between this instance's position and the end of its assigned partitions.") {
+        context.metrics.gauge("twinstream_consumer_lag_messages", help: ConsumerLag.help, labels: ["consumer": group]) {
             Double(consumer.lag().values.reduce(0, +))
         }
         context.metrics.gauge("twinstream_producer_queue_messages", help: "Messages waiting in the producer's queue or in flight to the broker.") {

@@ -32,14 +32,14 @@ final class TopicFollowerTests: XCTestCase {
         XCTAssertTrue(started.withLock { $0 }, "the follower never received a message")
         XCTAssertFalse(readiness.evaluate().ready, "behind: /readyz must answer 503")
         XCTAssertEqual(readiness.evaluate().failing, ["query views caught up with twin.state.v1"])
-        let lagLine = metrics.render().split(separator: "\n").first { $0.hasPrefix(#"twinstream_consumer_lag_messages{purpose="query views"}"#) }
+        let lagLine = metrics.render().split(separator: "\n").first { $0.hasPrefix(#"twinstream_consumer_lag_messages{consumer="query views"}"#) }
         let lag = Double(lagLine?.split(separator: " ").last ?? "") ?? 0
         XCTAssertGreaterThan(lag, 0, "the lag while behind: \(lagLine ?? "no lag metric")")
         gate.signal()
         let caughtUp = ContinuousClock.now + .seconds(30)
         while !readiness.evaluate().ready, ContinuousClock.now < caughtUp { try await Task.sleep(for: .milliseconds(20)) }
         XCTAssertTrue(readiness.evaluate().ready, "caught up")
-        XCTAssertTrue(metrics.render().contains(#"twinstream_consumer_lag_messages{purpose="query views"} 0"#), metrics.render())
+        XCTAssertTrue(metrics.render().contains(#"twinstream_consumer_lag_messages{consumer="query views"} 0"#), metrics.render())
         task.cancel()
         _ = await task.result
     }

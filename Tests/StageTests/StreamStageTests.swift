@@ -122,4 +122,21 @@ final class StreamStageTests: StageTestCase {
                       "the outage was seen and retried")
         await stage.stop()
     }
+
+    /// A service with a stage and a follower (the validator) registers both consumers' lag: one
+    /// series each, not a crash on a second registration of the metric.
+    func testAStageAndAFollowerInOneServiceEachReportTheirLag() throws {
+        let broker = try EmbeddedBroker(topics: [(Self.input, 1), (Topic.twinState.name, 1)])
+        defer { broker.shutdown() }
+        let metrics = MetricsRegistry()
+        let context = ServiceContext(name: "validator", environment: EnvironmentReader([:]), logger: Logger(service: "validator", sink: .discard),
+                                     metrics: metrics, kafka: configuration(broker), readiness: Readiness())
+        _ = try TopicFollower.stateTopic(context: context, purpose: "model assignments") { _ in true }
+        _ = try StreamStage(context: context, stage: "validator", inputNames: [Self.input], processor: EchoProcessor(),
+                            maxInFlightBatches: nil, onRebalance: nil)
+        let lag = metrics.render().split(separator: "\n").filter { $0.hasPrefix("twinstream_consumer_lag_messages{") }
+        XCTAssertEqual(lag.count, 2, "\(lag)")
+        XCTAssertTrue(lag.contains { $0.contains(#"consumer="model assignments""#) })
+        XCTAssertTrue(lag.contains { $0.contains(#"consumer="twinstream-validator""#) })
+    }
 }
