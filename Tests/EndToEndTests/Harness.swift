@@ -2,6 +2,7 @@ import Foundation
 import JSON
 import ServiceKit
 import Kafka
+import Synchronization
 
 /// Helpers for end-to-end tests: the built executables run as real processes.
 enum Harness {
@@ -23,36 +24,36 @@ enum Harness {
         EnvironmentReader.addingKafkaDefaults(EmbeddedBroker.clientProperties, to: environment)
     }
 
-    /// A free TCP port on loopback (bound and released; good enough for tests on one machine).
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
+    /// A free TCP port for a service the test starts. Taken below the kernel's ephemeral range
+    /// (32768-60999 here), where the kernel never hands ports to outgoing connections, so the port
+    /// cannot be taken between this check and the service's own bind; a counter keeps tests of
+    /// this process from getting the same one twice.
+    static func freePort() -> Int { freePortRange(1) }
 
-    /// `count` consecutive free ports starting at a free one (retries until a run of them is free).
+    /// `count` consecutive free ports (see `freePort`).
     static func freePortRange(_ count: Int) -> Int {
-        for _ in 0..<50 {
-            let base = freePort()
-            guard base + count < 65_000 else { continue }
-            if (1..<count).allSatisfy({ isFree(base + $0) }) { return base }
+        for _ in 0..<2_000 {
+            let base = nextPort.withLock { next -> Int in
+                if next + count > 32_000 { next = 20_000 }
+                defer { next += count }
+                return next
+            }
+            if (0..<count).allSatisfy({ isFree(base + $0) }) { return base }
         }
-        return 20_000 + Int.random(in: 0..<20_000)
+        preconditionFailure("no \(count) consecutive free ports between 20000 and 32000")
     }
 
+    /// Where the next search starts: a random point per test process, so concurrent test runs
+    /// on one machine rarely collide (each checks the ports it takes anyway).
+    private static let nextPort = Mutex(20_000 + Int.random(in: 0..<10_000))
+
+    /// True when `port` can be bound on every address, as the services bind it.
     private static func isFree(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_addr.s_addr = INADDR_ANY
         addr.sin_port = UInt16(port).bigEndian
         return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
     }
