@@ -715,9 +715,8 @@ final class BatchResults: @unchecked Sendable {
         finish(waiters, registry)
     }
 
-    /// Waits until every enqueued message (see `expect`) is reported, then returns their reports
-    /// in order, or throws the first failure.
-    func reports() async throws(KafkaError) -> [DeliveryReport] {
+    /// Returns once every enqueued message (see `expect`) is reported.
+    private func allReported() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let ready = progress.withLock { p -> Bool in
                 if p.done >= p.target { return true }
@@ -726,6 +725,12 @@ final class BatchResults: @unchecked Sendable {
             }
             if ready { continuation.resume() }
         }
+    }
+
+    /// Waits until every enqueued message (see `expect`) is reported, then returns their reports
+    /// in order, or throws the first failure.
+    func reports() async throws(KafkaError) -> [DeliveryReport] {
+        await allReported()
         let (reports, failed): ([DeliveryReport], Int32?) = progress.withLock { p in
             let count = p.target
             var reports: [DeliveryReport] = []
@@ -743,14 +748,7 @@ final class BatchResults: @unchecked Sendable {
     /// Waits until every enqueued message is reported, then gives each message's result (nil for
     /// the messages never enqueued).
     func outcome(enqueueFailure: KafkaError?) async -> BatchOutcome {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = progress.withLock { p -> Bool in
-                if p.done >= p.target { return true }
-                p.waiters.append(continuation)
-                return false
-            }
-            if ready { continuation.resume() }
-        }
+        await allReported()
         let results: [Result<DeliveryReport, KafkaError>?] = progress.withLock { p in
             (0..<messages.count).map { index in
                 guard index < p.target else { return nil }
