@@ -19,7 +19,7 @@ final class SimulatorTests: XCTestCase {
     static let now: Int64 = 1_795_248_000_000
 
     /// A request for room-1 observed at 25 °C with the HVAC delivering 1 kW.
-    func request(_ body: String, values: [String: Double] = ["temperature": 25, "hvacPower": 1000, "humidity": 50],
+    static func request(_ body: String, values: [String: Double] = ["temperature": 25, "hvacPower": 1000, "humidity": 50],
                  parameters: [String: Double] = [:], id: String = "sim-1", model: String = "room@1", deadline: Int64? = nil) throws -> SimulationRequest {
         let spec = try SimulationSpec(object: try XCTUnwrap(JSON(parsing: body).objectValue), strict: true)
         return SimulationRequest(simulationId: id, tenant: "acme", twinId: "room-1", requestedAt: Self.now, deadline: deadline, start: Self.now,
@@ -32,7 +32,7 @@ final class SimulatorTests: XCTestCase {
 
     func run(_ body: String, values: [String: Double] = ["temperature": 25, "hvacPower": 1000, "humidity": 50],
              parameters: [String: Double] = [:], id: String = "sim-1") throws -> SimulationResult {
-        let outcome = SimulationRunner.run(try plan(try request(body, values: values, parameters: parameters, id: id)))
+        let outcome = SimulationRunner.run(try plan(try Self.request(body, values: values, parameters: parameters, id: id)))
         return try outcome.get()
     }
 
@@ -175,7 +175,7 @@ final class SimulatorTests: XCTestCase {
             (#"{"kind":"calibrate","fit":["tau"],"properties":["Ta"],"history":{"temperature":[[0,1]]}}"#, "unknown_name", "/properties/0", nil, nil, nil),
         ]
         for (body, code, pointer, limits, deadline, model) in cases {
-            let r = try request(body, model: model ?? "room@1", deadline: deadline)
+            let r = try Self.request(body, model: model ?? "room@1", deadline: deadline)
             XCTAssertThrowsError(try plan(r, limits: limits ?? SimulatorLimits()), body) { error in
                 let refusal = error as? SimulationRefusal
                 XCTAssertEqual(refusal?.code, code, "\(body): \(error)")
@@ -184,7 +184,7 @@ final class SimulatorTests: XCTestCase {
             }
         }
         // Non-finite values (JSON cannot carry them, a service building a request can).
-        var nan = try request(forecast)
+        var nan = try Self.request(forecast)
         nan.spec.parameters["C"] = .nan
         nan.spec.inputs["Ta"] = .constant(.infinity)
         XCTAssertThrowsError(try plan(nan)) {
@@ -193,7 +193,7 @@ final class SimulatorTests: XCTestCase {
         }
         // A model without behaviour.
         let still = try TwinModel(document: JSON(parsing: #"{"id":"rock","version":1,"reportingIntervalMs":1000,"telemetry":{"x":{"type":"number"}}}"#))
-        XCTAssertThrowsError(try SimulationPlan(try request(forecast, model: "rock@1"), model: still, limits: SimulatorLimits(), now: Self.now)) {
+        XCTAssertThrowsError(try SimulationPlan(try Self.request(forecast, model: "rock@1"), model: still, limits: SimulatorLimits(), now: Self.now)) {
             XCTAssertEqual(($0 as? SimulationRefusal)?.code, "no_behaviour")
         }
         // Shape errors are the contract's, with pointers too: bad durations, unknown members, unknown distributions.
@@ -208,7 +208,7 @@ final class SimulatorTests: XCTestCase {
 
     func testABlowUpFailsWithTheStateAndTheTime() throws {
         let model = try TwinModel(document: JSON(parsing: #"{"id":"probe","version":1,"reportingIntervalMs":1000,"telemetry":{"x":{"type":"number"}},"parameters":{"k":{"default":1}},"behaviour":{"states":{"x":{"initial":1,"derivative":"x * x"}}}}"#))
-        let r = try request(#"{"kind":"forecast","horizon":"10s","step":"1s"}"#, values: [:], model: "probe@1")
+        let r = try Self.request(#"{"kind":"forecast","horizon":"10s","step":"1s"}"#, values: [:], model: "probe@1")
         let plan = try SimulationPlan(r, model: model, limits: SimulatorLimits(), now: Self.now)
         guard case .failure(let error) = SimulationRunner.run(plan) else { return XCTFail("x' = x² from 1 blows up at t = 1") }
         let reason = SimulationRunner.reason(error)
@@ -218,7 +218,7 @@ final class SimulatorTests: XCTestCase {
     }
 
     func testACancelDuringARunStopsIt() throws {
-        let plan = try plan(try request(#"{"kind":"monteCarlo","horizon":"24h","step":"1m","samples":20000,"seed":3,"uncertain":{"tau":{"normal":[7200,600]}}}"#))
+        let plan = try plan(try Self.request(#"{"kind":"monteCarlo","horizon":"24h","step":"1m","samples":20000,"seed":3,"uncertain":{"tau":{"normal":[7200,600]}}}"#))
         let progressed = Atomic<Bool>(false)
         let control = RunControl(shouldStop: { progressed.load(ordering: .relaxed) },
                                  progress: { if $0 > 0 { progressed.store(true, ordering: .relaxed) } }, progressInterval: 0.05)
