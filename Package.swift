@@ -54,7 +54,7 @@ let package = Package(
         shared("TwinStore", ["Stage", "Models", "Kafka", "Contracts", "ServiceKit", "JSON", "Durations"]),
         shared("TwinQuery", ["JSON", "Contracts", "Durations"]),
         shared("Views", ["TwinQuery", "Kafka", "Contracts", "ServiceKit", "JSON", "Durations"]),
-        shared("QueryAPI", ["Views", "TwinQuery", "Contracts", "Kafka", "ServiceKit", "HTTP", "JSON", "Models", "Durations"]),
+        shared("QueryAPI", ["Views", "TwinQuery", "Contracts", "Kafka", "ServiceKit", "HTTP", "JSON", "Models", "Durations", "Simulator"]),
 
         service("ingestor", ["Ingest", "Stage", "ServiceKit", "Kafka", "Contracts", "Durations"]),
         service("validator", ["Validation", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
@@ -104,7 +104,7 @@ let package = Package(
         tests("TwinStoreTests", ["TwinStore", "Stage", "ModelLoading", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "TestSupport"]),
         tests("TwinQueryTests", ["TwinQuery", "JSON", "Contracts"]),
         tests("ViewsTests", ["Views", "TwinQuery", "Contracts", "JSON", "Kafka", "ServiceKit"]),
-        tests("QueryAPITests", ["QueryAPI", "Views", "TwinQuery", "TwinStore", "ModelLoading", "JSONSchema", "Contracts", "JSON", "HTTP", "ServiceKit", "Models", "Kafka", "TestSupport"]),
+        tests("QueryAPITests", ["QueryAPI", "Views", "TwinQuery", "TwinStore", "ModelLoading", "JSONSchema", "Contracts", "JSON", "HTTP", "ServiceKit", "Models", "Kafka", "TestSupport", "Simulator"]),
         tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport"]),
     ]
 )

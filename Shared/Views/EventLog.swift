@@ -7,10 +7,12 @@ public struct ViewEvent: Sendable, Equatable {
     public enum Kind: String, Sendable {
         case change
         case alert
+        /// A simulation's status changed (from `simulation.results.v1`).
+        case simulation
     }
 
     /// `<topic code>-<partition>-<offset>`: the same on every replica, since every replica reads
-    /// the same topics. Topic codes: `c` changes, `a` alerts.
+    /// the same topics. Topic codes: `c` changes, `a` alerts, `s` simulation results.
     public let id: String
     public let kind: Kind
     public let tenant: String
