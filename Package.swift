@@ -79,7 +79,7 @@ let package = Package(
         .executableTarget(name: "StateBench", dependencies: ["TwinStore", "Stage", "Contracts", "JSON", "Kafka", "ServiceKit"], path: "Benchmarks/StateBench", swiftSettings: strict),
 
         // `Benchmarks/simulation.sh`: SimBench (release) beside a SciPy peer on one core.
-        .executableTarget(name: "SimBench", dependencies: ["Simulation", "Models"], path: "Benchmarks/SimBench", swiftSettings: strict),
+        .executableTarget(name: "SimBench", dependencies: ["Simulation", "Models", "Simulator", "Contracts"], path: "Benchmarks/SimBench", swiftSettings: strict),
         // `Benchmarks/drift.sh`: DriftBench (release) beside River on the same streams, one core.
         .executableTarget(name: "DriftBench", dependencies: ["Drift"], path: "Benchmarks/DriftBench", swiftSettings: strict),
 

@@ -24,28 +24,13 @@ public struct KafkaSimulationPublisher: SimulationPublisher {
     public init(producer: KafkaProducer) { self.producer = producer }
 
     public func publish(_ request: SimulationRequest, traceparent: String?) async throws(CommandPublishError) {
-        try await send(OutgoingMessage(topic: Topic.simulationRequests.name, key: request.key, value: request.encoded(),
-                                       headers: headers(SimulationRequest.contract, request.tenant, traceparent)))
+        try await producer.sendDurably(topic: Topic.simulationRequests.name, key: request.key, value: request.encoded(),
+                                       contract: SimulationRequest.contract, tenant: request.tenant, traceparent: traceparent)
     }
 
     public func publish(_ control: SimulationControl, traceparent: String?) async throws(CommandPublishError) {
-        try await send(OutgoingMessage(topic: Topic.simulationControl.name, key: control.simulationId, value: control.encoded(),
-                                       headers: headers(SimulationControl.contract, control.tenant, traceparent)))
-    }
-
-    private func headers(_ contract: String, _ tenant: String, _ traceparent: String?) -> [KafkaHeader] {
-        [KafkaHeader(MessageHeader.contract, contract), KafkaHeader(MessageHeader.tenant, tenant),
-         KafkaHeader(MessageHeader.traceparent, TraceContext.continuing(traceparent).description)]
-    }
-
-    private func send(_ message: OutgoingMessage) async throws(CommandPublishError) {
-        do {
-            _ = try await producer.send(message, queueFullTimeout: .milliseconds(250))
-        } catch let error as KafkaError where error.isQueueFull {
-            throw .queueFull
-        } catch {
-            throw .unavailable("\(error)")
-        }
+        try await producer.sendDurably(topic: Topic.simulationControl.name, key: control.simulationId, value: control.encoded(),
+                                       contract: SimulationControl.contract, tenant: control.tenant, traceparent: traceparent)
     }
 }
 
@@ -106,10 +91,8 @@ extension QueryAPI {
         }
         do {
             try await publisher.publish(simulation, traceparent: request.headers.first(MessageHeader.traceparent))
-        } catch .queueFull {
-            throw HTTPError(HTTPStatus(code: 503), code: .init("queueFull"), detail: "too many requests in flight; retry shortly", headers: ["Retry-After": "1"])
-        } catch .unavailable(let detail) {
-            throw HTTPError(HTTPStatus(code: 503), code: .init("brokerUnavailable"), detail: "the request could not be made durable: \(detail)", headers: ["Retry-After": "5"])
+        } catch {
+            throw Self.publishProblem(error, "simulation request")
         }
         views.simulations.pending(simulation)
         let location = "/v1/simulations/\(simulation.simulationId)"
@@ -252,7 +235,7 @@ extension QueryAPI {
         do {
             try await publisher.publish(control, traceparent: request.headers.first(MessageHeader.traceparent))
         } catch {
-            throw HTTPError(HTTPStatus(code: 503), code: .init("brokerUnavailable"), detail: "the cancel could not be made durable; retry", headers: ["Retry-After": "1"])
+            throw Self.publishProblem(error, "cancel")
         }
         let location = "/v1/simulations/\(entry.simulationId)"
         var w = JSONWriter(capacity: 160)

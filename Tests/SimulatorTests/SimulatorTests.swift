@@ -125,7 +125,7 @@ final class SimulatorTests: XCTestCase {
 
     func testCalibrationRecoversTheTimeConstantFromANoisyHistory() throws {
         // 4 h at one minute of a room with tau = 9000 s heated by 1.5 kW, 0.05 K of noise.
-        var rng = SplitMix(seed: 42)
+        var rng = SampleRandom(seed: 42, index: 0)
         print("seed 42")
         var temperature: [String] = [], power: [String] = []
         for i in 0...240 {
@@ -228,19 +228,4 @@ final class SimulatorTests: XCTestCase {
         XCTAssertTrue(progressed.load(ordering: .relaxed), "progress was reported before the cancel")
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(30), "stopped long before 20,000 samples")
     }
-}
-
-/// A small seeded generator for test data (SplitMix64 with Box–Muller).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    mutating func normal() -> Double { (-2 * log(max(unit(), 1e-300))).squareRoot() * cos(2 * .pi * unit()) }
 }
