@@ -47,18 +47,19 @@ let package = Package(
         shared("ModelLoading", ["Models", "ServiceKit"]),
         shared("Simulation", ["Models", "JSON"]),
         shared("Drift"),
+        shared("Simulator", ["Simulation", "Models", "Contracts", "JSON", "Kafka", "ServiceKit", "Durations"]),
         shared("Stage", ["Kafka", "Contracts", "ServiceKit", "JSON", "Durations"]),
         shared("Ingest", ["Stage", "Kafka", "Contracts", "ServiceKit", "HTTP", "JSON", "Durations"]),
         shared("Validation", ["Stage", "Kafka", "Contracts", "JSON", "Models"]),
         shared("TwinStore", ["Stage", "Models", "Kafka", "Contracts", "ServiceKit", "JSON", "Durations"]),
         shared("TwinQuery", ["JSON", "Contracts", "Durations"]),
         shared("Views", ["TwinQuery", "Kafka", "Contracts", "ServiceKit", "JSON", "Durations"]),
-        shared("QueryAPI", ["Views", "TwinQuery", "Contracts", "Kafka", "ServiceKit", "HTTP", "JSON", "Models", "Durations"]),
+        shared("QueryAPI", ["Views", "TwinQuery", "Contracts", "Kafka", "ServiceKit", "HTTP", "JSON", "Models", "Durations", "Simulator"]),
 
         service("ingestor", ["Ingest", "Stage", "ServiceKit", "Kafka", "Contracts", "Durations"]),
         service("validator", ["Validation", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
         service("state-updater", ["TwinStore", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
-        service("simulator-worker", ["ServiceKit"]),
+        service("simulator-worker", ["Simulator", "ModelLoading", "ServiceKit"]),
         service("query-api", ["QueryAPI", "Views", "ModelLoading", "ServiceKit", "Kafka", "Durations"]),
         service("drift-monitor", ["ServiceKit"]),
         service("twinctl", ["ServiceKit", "Kafka", "Contracts", "HTTP", "JSON", "JSONSchema", "Models", "Durations"]),
@@ -78,7 +79,7 @@ let package = Package(
         .executableTarget(name: "StateBench", dependencies: ["TwinStore", "Stage", "Contracts", "JSON", "Kafka", "ServiceKit"], path: "Benchmarks/StateBench", swiftSettings: strict),
 
         // `Benchmarks/simulation.sh`: SimBench (release) beside a SciPy peer on one core.
-        .executableTarget(name: "SimBench", dependencies: ["Simulation", "Models"], path: "Benchmarks/SimBench", swiftSettings: strict),
+        .executableTarget(name: "SimBench", dependencies: ["Simulation", "Models", "Simulator", "Contracts"], path: "Benchmarks/SimBench", swiftSettings: strict),
         // `Benchmarks/drift.sh`: DriftBench (release) beside River on the same streams, one core.
         .executableTarget(name: "DriftBench", dependencies: ["Drift"], path: "Benchmarks/DriftBench", swiftSettings: strict),
 
@@ -94,6 +95,7 @@ let package = Package(
         tests("ServiceKitTests", ["ServiceKit", "HTTP", "Kafka", "Contracts"]),
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
         tests("SimulationTests", ["Simulation", "Models", "JSON"]),
+        tests("SimulatorTests", ["Simulator", "Simulation", "Models", "Contracts", "JSON", "Kafka", "ServiceKit"]),
         .testTarget(name: "DriftTests", dependencies: ["Drift"], path: "Tests/DriftTests", exclude: ["Fixtures"], swiftSettings: strict),
         tests("ModelLoadingTests", ["ModelLoading", "Models", "ServiceKit"]),
         tests("StageTests", ["Stage", "Contracts", "JSON", "Kafka", "ServiceKit", "TestSupport"]),
@@ -102,7 +104,7 @@ let package = Package(
         tests("TwinStoreTests", ["TwinStore", "Stage", "ModelLoading", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "TestSupport"]),
         tests("TwinQueryTests", ["TwinQuery", "JSON", "Contracts"]),
         tests("ViewsTests", ["Views", "TwinQuery", "Contracts", "JSON", "Kafka", "ServiceKit"]),
-        tests("QueryAPITests", ["QueryAPI", "Views", "TwinQuery", "TwinStore", "ModelLoading", "JSONSchema", "Contracts", "JSON", "HTTP", "ServiceKit", "Models", "Kafka", "TestSupport"]),
+        tests("QueryAPITests", ["QueryAPI", "Views", "TwinQuery", "TwinStore", "ModelLoading", "JSONSchema", "Contracts", "JSON", "HTTP", "ServiceKit", "Models", "Kafka", "TestSupport", "Simulator"]),
         tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport"]),
     ]
 )

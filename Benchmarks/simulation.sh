@@ -23,3 +23,5 @@ pin=""
 command -v taskset >/dev/null && pin="taskset -c 0"
 $pin "$bin" "$root/Schemas/models" "$work/data.json" "$work/ours.json" >/dev/null
 $pin "$venv/bin/python" Benchmarks/simulation/peer.py "$work/data.json" "$work/ours.json"
+# The worker's own path (no Kafka) for the Monte Carlo row: decode, plan, run, encode.
+"$venv/bin/python" -c 'import json,sys; r=json.load(open(sys.argv[1])); print("\nworker path (request JSON -> plan -> 10,000-sample Monte Carlo -> result JSON): %.3f s, result %d bytes" % (r["worker_mc_seconds"], r["worker_result_bytes"]))' "$work/ours.json"

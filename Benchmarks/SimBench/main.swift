@@ -9,10 +9,13 @@
 // 2. Monte Carlo: 10,000 samples of that run with Ta ~ N(10, 2²); p5/p50/p95 of temperature.
 // 3. calibration: tau, C and the initial temperature from 1,441 noisy points (0.2 K) under an
 //    HVAC schedule; the data are written for the peer so both fit the same numbers.
+// 4. the worker's path for the Monte Carlo of 2: request JSON → plan → run → result JSON (no Kafka).
 import Dispatch
 import Foundation
+import Contracts
 import Models
 import Simulation
+import Simulator
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
@@ -91,5 +94,18 @@ results["cal_C_se"] = fit.standardErrors?["C"] ?? .nan
 results["cal_iterations"] = Double(fit.iterations)
 results["cal_converged"] = fit.converged ? 1 : 0
 results["cal_rms_after"] = fit.rmsAfter["temperature"]!
+// MARK: 4. The worker's path without Kafka
+// The 10,000-sample Monte Carlo of section 2 as the simulator-worker handles it: the request
+// document decoded, checked and planned, run, and the result document encoded.
+let twin = SimulationRequest.TwinSnapshot(model: room.ref.description, values: ["temperature": T0, "hvacPower": P])
+let spec = SimulationSpec(kind: .monteCarlo, horizonMs: 86_400_000, stepMs: 60_000, series: ["temperature"], samples: 10_000, seed: 2026,
+                          uncertain: ["Ta": .init(.normal, 10, 2)])
+let requestBytes = SimulationRequest(simulationId: "bench", tenant: "bench", twinId: "room-1", requestedAt: 0, start: 0, twin: twin, spec: spec).encoded()
+let w0 = now()
+let decoded = try SimulationRequest(bytes: requestBytes)
+let plan = try SimulationPlan(decoded, model: room, limits: SimulatorLimits(), now: 0)
+let resultBytes = try SimulationRunner.run(plan).get().encoded()
+results["worker_mc_seconds"] = now() - w0
+results["worker_result_bytes"] = Double(resultBytes.count)
 try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys, .prettyPrinted]).write(to: URL(fileURLWithPath: args[3]))
 print(String(data: try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys]), encoding: .utf8)!)

@@ -6,7 +6,8 @@ import QueryAPI
 import Views
 import ServiceKit
 
-// query-api: materialises the twin views and serves the /v1 API (see Schemas/openapi.json).
+// query-api: materialises the twin views and serves the /v1 API (see Schemas/openapi.json); publishes
+// commands, simulation requests and cancels.
 await ServiceRuntime.main(name: "query-api", defaultHTTPPort: 8080) { context, routes in
     let env = context.environment
     let models = try LoadedModels(env, logger: context.logger).registry
@@ -20,7 +21,7 @@ await ServiceRuntime.main(name: "query-api", defaultHTTPPort: 8080) { context, r
                                            doc: "How long a command waits for the broker's acknowledgement before 503 (producer message.timeout.ms).")
     let producer = try KafkaProducer(configuration: context.kafka.with(["message.timeout.ms": String(deliveryTimeout.milliseconds)]))
     let api = QueryAPI(views: views, models: models, auth: auth, publisher: KafkaCommandPublisher(producer: producer),
-                       configuration: try .fromEnvironment(env), openAPIDocument: openAPI)
+                       simulationPublisher: KafkaSimulationPublisher(producer: producer), configuration: try .fromEnvironment(env), openAPIDocument: openAPI)
     api.register(on: &routes)
     return ServiceGroup([try TopicFollower.queryViews(context: context, views: views), ProducerCloser(producer: producer)])
 }

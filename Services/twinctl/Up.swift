@@ -55,6 +55,10 @@ func runUp(_ args: Arguments) async throws {
         printNow("  curl -H 'Authorization: Bearer \(apiKey)' http://127.0.0.1:\(basePort)/v1/twins/pump-1")
         printNow("  curl -H 'Authorization: Bearer \(apiKey)' -H 'Content-Type: application/json' \\")
         printNow("       -d '{\"twinId\":\"pump-1\",\"ts\":\"\(Timestamp.format(Timestamp.now))\",\"values\":{\"temperature\":71.5}}' http://127.0.0.1:\(basePort + 1)/v1/telemetry")
+        let api = (basePort == 8080 ? "" : " --api http://127.0.0.1:\(basePort)") + (args.string("state-dir").map { " --state-dir \($0)" } ?? "")
+        printNow("simulate (what if the room's time constant were 9000 s; then 500 samples of an uncertain ambient temperature):")
+        printNow("  \(binDir.appendingPathComponent("twinctl").path) simulate room-1 --kind forecast --horizon 24h --what-if tau=9000 --svg room-1.svg\(api)")
+        printNow("  \(binDir.appendingPathComponent("twinctl").path) simulate room-1 --kind monteCarlo --horizon 6h --step 5m --samples 500 --uncertain Ta=uniform:0:10 --threshold 'temperature>24' --svg room-1-mc.svg\(api)")
     }
 
     var fleetTask: Task<Void, Never>?

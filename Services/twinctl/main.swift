@@ -19,6 +19,13 @@ usage: twinctl COMMAND [options]
                                                 print a new API key once, append its hash to the keys file
   keys     list [--file PATH] | remove ID [--file PATH]
                                                 keys file: --file, else $API_KEYS_FILE, else ./api-keys.json
+  simulate TWIN [--kind forecast|whatIf|monteCarlo|sweep|calibrate] [--horizon 24h] [--step 1m]
+           [--what-if NAME=VALUE]... [--samples N] [--uncertain NAME=normal:MEAN:SD]... [--seed N]
+           [--threshold SERIES>LEVEL] [--sweep NAME=V1,V2,...]... [--fit NAME,NAME] [--series A,B]
+           [--svg OUT.svg] [--api http://127.0.0.1:8080] [--key KEY]
+                                                run a simulation through the query API: progress, summary,
+                                                SVG chart; the key defaults to $TWINSTREAM_API_KEY, then
+                                                the one `twinctl up` keeps (.twinstream/state/local-api-key)
   health   URL                                  exit 0 when URL answers 200 (container health checks)
   schema-suite DIR [--format-assertion] [--remotes DIR]   run JSON Schema Test Suite files
 Options --brokers B default to $KAFKA_BROKERS, then localhost:9092.
@@ -37,6 +44,7 @@ do {
     case "bench": try await runBench(args)
     case "seed-twins": try await runSeedTwins(args)
     case "health": try await runHealth(args)
+    case "simulate": try await runSimulate(args)
     case "keys": try runKeys(args)
     case "schema-suite": try runSchemaSuite(args)
     case nil, "help":

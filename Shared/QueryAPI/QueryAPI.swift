@@ -3,6 +3,7 @@ import Foundation
 import HTTP
 import JSON
 import Models
+import Simulator
 import Views
 import TwinQuery
 import ServiceKit
@@ -34,6 +35,8 @@ public final class QueryAPI: Sendable {
         /// Graph walk limits.
         public var maxGraphDepth = 5
         public var maxGraphNodes = 1_000
+        /// Limits a simulation request is checked against before it is published.
+        public var simulation = SimulatorLimits()
         public init() {}
 
         public static func fromEnvironment(_ env: EnvironmentReader) throws -> Configuration {
@@ -50,6 +53,7 @@ public final class QueryAPI: Sendable {
             c.maxWait = try env.duration("MIN_VERSION_MAX_WAIT", default: c.maxWait, doc: "Longest ?wait= a client may ask for.")
             let operators = env.string("OPERATOR_TENANTS", default: "", doc: "Comma-separated tenants whose admin keys read every tenant's dead-letters.")
             c.operatorTenants = Set(operators.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+            c.simulation = try SimulatorLimits.fromEnvironment(env)
             return c
         }
     }
@@ -58,6 +62,8 @@ public final class QueryAPI: Sendable {
     public let models: ModelRegistry
     public let auth: APIAuth
     public let publisher: any CommandPublisher
+    /// Where simulation requests and cancels go (nil: the simulation routes answer 503).
+    public let simulationPublisher: (any SimulationPublisher)?
     public let configuration: Configuration
     let rateLimiter: RateLimiter
     let streams: ConnectionLimiter
@@ -65,13 +71,14 @@ public final class QueryAPI: Sendable {
     let freshness = Freshness()
 
     public init(views: QueryViews, models: ModelRegistry, auth: APIAuth, publisher: any CommandPublisher,
-                configuration: Configuration = Configuration(), openAPIDocument: [UInt8]? = nil,
+                simulationPublisher: (any SimulationPublisher)? = nil, configuration: Configuration = Configuration(), openAPIDocument: [UInt8]? = nil,
                 clock: @escaping @Sendable () -> Int64 = { Timestamp.now }) {
         self.clock = clock
         self.views = views
         self.models = models
         self.auth = auth
         self.publisher = publisher
+        self.simulationPublisher = simulationPublisher
         self.configuration = configuration
         self.openAPIDocument = openAPIDocument
         rateLimiter = RateLimiter(rate: configuration.ratePerKey, burst: configuration.burstPerKey)
@@ -106,6 +113,7 @@ public final class QueryAPI: Sendable {
         router.get("/v1/models") { [self] in try await listModels($0) }
         router.get("/v1/models/{id}") { [self] in try await getModel($0) }
         router.get("/v1/deadletters") { [self] in try await deadLetters($0) }
+        registerSimulations(on: &router)
     }
 
     /// Authenticates, checks the scope, then the key's request rate.

@@ -29,11 +29,19 @@ public struct KafkaCommandPublisher: CommandPublisher {
     public init(producer: KafkaProducer) { self.producer = producer }
 
     public func publish(_ command: TwinCommand, traceparent: String?) async throws(CommandPublishError) {
-        var headers = [KafkaHeader(MessageHeader.contract, TwinCommand.contract), KafkaHeader(MessageHeader.tenant, command.tenant)]
-        headers.append(KafkaHeader(MessageHeader.traceparent, TraceContext.continuing(traceparent).description))
-        let message = OutgoingMessage(topic: Topic.twinCommands.name, key: command.key, value: command.encoded(), headers: headers)
+        try await producer.sendDurably(topic: Topic.twinCommands.name, key: command.key, value: command.encoded(), contract: TwinCommand.contract,
+                                       tenant: command.tenant, traceparent: traceparent)
+    }
+}
+
+extension KafkaProducer {
+    /// Sends one message with the platform's headers and waits for the broker: what a 202 of the
+    /// API promises. A full queue (after 250 ms) and any other failure become `CommandPublishError`.
+    func sendDurably(topic: String, key: String, value: [UInt8], contract: String, tenant: String, traceparent: String?) async throws(CommandPublishError) {
+        let headers = [KafkaHeader(MessageHeader.contract, contract), KafkaHeader(MessageHeader.tenant, tenant),
+                       KafkaHeader(MessageHeader.traceparent, TraceContext.continuing(traceparent).description)]
         do {
-            _ = try await producer.send(message, queueFullTimeout: .milliseconds(250))
+            _ = try await send(OutgoingMessage(topic: topic, key: key, value: value, headers: headers), queueFullTimeout: .milliseconds(250))
         } catch let error as KafkaError where error.isQueueFull {
             throw .queueFull
         } catch {
@@ -169,10 +177,8 @@ extension QueryAPI {
     private func submit(_ command: TwinCommand, _ request: HTTPRequest) async throws -> HTTPResponse {
         do {
             try await publisher.publish(command, traceparent: request.headers.first(MessageHeader.traceparent))
-        } catch .queueFull {
-            throw HTTPError(HTTPStatus(code: 503), code: .init("queueFull"), detail: "too many commands in flight; retry shortly", headers: ["Retry-After": "1"])
-        } catch .unavailable(let detail) {
-            throw HTTPError(HTTPStatus(code: 503), code: .init("brokerUnavailable"), detail: "the command could not be made durable: \(detail)", headers: ["Retry-After": "5"])
+        } catch {
+            throw Self.publishProblem(error, "command")
         }
         views.commands.issued(command)
         let location = "/v1/commands/\(command.commandId)"
@@ -185,6 +191,16 @@ extension QueryAPI {
         w.field("location", location)
         w.endObject()
         return .json(w.bytes, status: .accepted, headers: ["Location": location])
+    }
+
+    /// The 503 answer when a command, simulation request or cancel could not be made durable.
+    static func publishProblem(_ error: CommandPublishError, _ what: String) -> HTTPError {
+        switch error {
+        case .queueFull:
+            HTTPError(HTTPStatus(code: 503), code: .init("queueFull"), detail: "too many \(what)s in flight; retry shortly", headers: ["Retry-After": "1"])
+        case .unavailable(let detail):
+            HTTPError(HTTPStatus(code: 503), code: .init("brokerUnavailable"), detail: "the \(what) could not be made durable: \(detail)", headers: ["Retry-After": "5"])
+        }
     }
 
     static func newCommandId() -> String { "cmd-" + UUID().uuidString.lowercased() }

@@ -97,7 +97,8 @@ public func wilsonInterval(successes k: Int, trials n: Int, z: Double = 1.959963
     let denominator = 1 + z2 / nn
     let center = (p + z2 / (2 * nn)) / denominator
     let half = z * (p * (1 - p) / nn + z2 / (4 * nn * nn)).squareRoot() / denominator
-    return (max(0, center - half), min(1, center + half))
+    // The interval always contains p; rounding can put an end a few ulps inside it at p = 0 or 1.
+    return (min(p, max(0, center - half)), max(p, min(1, center + half)))
 }
 
 /// A Monte Carlo engine: the compiled system, the sampling plan and the histogram layout fixed

@@ -62,7 +62,7 @@ public enum Distribution: Sendable, Codable, Equatable {
     case lognormal(mu: Double, sigma: Double)
 
     /// Throws `invalid_distribution` for non-finite arguments, sd/sigma < 0 or low > high.
-    func validate(_ name: String) throws(SimulationError) {
+    public func validate(_ name: String) throws(SimulationError) {
         let ok: Bool
         switch self {
         case .normal(let m, let s): ok = m.isFinite && s.isFinite && s >= 0
@@ -82,8 +82,9 @@ public enum Distribution: Sendable, Codable, Equatable {
         }
     }
 
-    /// Probability that a draw lies in [lo, hi] (nil ends unbounded).
-    func mass(min lo: Double?, max hi: Double?) -> Double {
+    /// Probability that a draw lies in [lo, hi] (nil ends unbounded): a planner refuses a
+    /// distribution that lies almost entirely outside the model's range before running anything.
+    public func mass(min lo: Double?, max hi: Double?) -> Double {
         func cdf(_ x: Double?, _ upper: Bool) -> Double {
             guard let x else { return upper ? 1 : 0 }
             switch self {

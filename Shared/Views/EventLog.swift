@@ -7,10 +7,12 @@ public struct ViewEvent: Sendable, Equatable {
     public enum Kind: String, Sendable {
         case change
         case alert
+        /// A simulation's status changed (from `simulation.results.v1`).
+        case simulation
     }
 
     /// `<topic code>-<partition>-<offset>`: the same on every replica, since every replica reads
-    /// the same topics. Topic codes: `c` changes, `a` alerts.
+    /// the same topics. Topic codes: `c` changes, `a` alerts, `s` simulation results.
     public let id: String
     /// `<topic code><partition>` and the offset, read from `id`: where the event stands in its
     /// topic partition (an id of another shape stands nowhere: `stream` empty, `offset` -1).

@@ -14,7 +14,8 @@ import ServiceKit
 /// | `twin.changes.v1`         | last N/partition | `events`, `history`, `commands` outcomes     |
 /// | `twin.commands.v1`        | last N/partition | `commands` (issued, pending)                 |
 /// | `drift.alerts.v1`         | last N/partition | `events` (alerts)                            |
-/// | `simulation.results.v1`   | last N/partition | `results` (latest per twin)                  |
+/// | `simulation.requests.v1`  | last N/partition | `simulations` (pending)                      |
+/// | `simulation.results.v1`   | last N/partition | `simulations` (by id and per twin), `events` |
 /// | `telemetry.deadletter.v1` | last N/partition | `deadLetters`                                |
 ///
 /// Every replica reads every partition itself (no consumer group), so each builds the full view.
@@ -29,6 +30,7 @@ public final class QueryViews: Sendable {
         public var commands = 100_000
         public var deadLetters = 10_000
         public var results = 100_000
+        public var resultBytes = 256 << 20
         /// Messages per partition replayed at start from the windowed topics.
         public var replayPerPartition = 50_000
         public init() {}
@@ -46,8 +48,9 @@ public final class QueryViews: Sendable {
             l.historyTwins = try env.int("HISTORY_MAX_TWINS", default: l.historyTwins, range: 0...10_000_000, doc: "Twins whose property history is kept.")
             l.commands = try env.int("VIEW_MAX_COMMANDS", default: l.commands, range: 1...10_000_000, doc: "Commands whose outcome is kept for GET /v1/commands/{id}.")
             l.deadLetters = try env.int("VIEW_MAX_DEADLETTERS", default: l.deadLetters, range: 1...10_000_000, doc: "Dead-letters kept for GET /v1/deadletters.")
-            l.results = try env.int("VIEW_MAX_RESULTS", default: l.results, range: 1...10_000_000, doc: "Twins whose latest simulation result is kept.")
-            l.replayPerPartition = try env.int("VIEW_REPLAY_PER_PARTITION", default: l.replayPerPartition, range: 0...100_000_000, doc: "Messages per partition of the windowed topics (changes, commands, alerts, results, dead-letters) read at start.")
+            l.results = try env.int("VIEW_MAX_RESULTS", default: l.results, range: 1...10_000_000, doc: "Simulations kept (by id and per twin) for GET /v1/simulations; the oldest goes first.")
+            l.resultBytes = try env.int("VIEW_MAX_RESULT_BYTES", default: l.resultBytes, range: 1_024...(64 << 30), doc: "Bytes of simulation result documents kept.")
+            l.replayPerPartition = try env.int("VIEW_REPLAY_PER_PARTITION", default: l.replayPerPartition, range: 0...100_000_000, doc: "Messages per partition of the windowed topics (changes, commands, alerts, simulation requests and results, dead-letters) read at start.")
             return l
         }
     }
@@ -58,7 +61,7 @@ public final class QueryViews: Sendable {
     public let history: HistoryStore
     public let commands: CommandLedger
     public let deadLetters: DeadLetterLog
-    public let results: LatestDocuments
+    public let simulations: SimulationStore
 
     public init(limits: Limits = Limits(), reportingInterval: @escaping @Sendable (String?) -> Int64? = { _ in nil }) {
         self.limits = limits
@@ -67,7 +70,7 @@ public final class QueryViews: Sendable {
         history = HistoryStore(retention: limits.history, maxTwins: limits.historyTwins)
         commands = CommandLedger(capacity: limits.commands)
         deadLetters = DeadLetterLog(capacity: limits.deadLetters)
-        results = LatestDocuments(capacity: limits.results)
+        simulations = SimulationStore(capacity: limits.results, maxBytes: limits.resultBytes)
     }
 
     /// Where each partition of each followed topic starts.
@@ -75,7 +78,7 @@ public final class QueryViews: Sendable {
         var starts: [TopicPartition: KafkaConsumer.StartOffset] = [:]
         for p in 0..<partitions {
             starts[TopicPartition(Topic.twinState.name, p)] = .beginning
-            for topic in [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationResults, .telemetryDeadLetter] {
+            for topic in [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationRequests, .simulationResults, .telemetryDeadLetter] {
                 starts[TopicPartition(topic.name, p)] = .tail(limits.replayPerPartition)
             }
         }
@@ -107,9 +110,14 @@ public final class QueryViews: Sendable {
             events.append(ViewEvent(id: ViewEvent.id(code: "a", partition: message.partition, offset: message.offset),
                                     kind: .alert, tenant: key.tenant, twinId: key.twinId, data: message.value))
             return true
+        case Topic.simulationRequests.name:
+            guard let request = try? SimulationRequest(bytes: message.value) else { return false }
+            simulations.pending(request)
+            return true
         case Topic.simulationResults.name:
-            guard let key = message.keyString else { return false }
-            return results.put(key: key, message.value)
+            guard let result = try? SimulationResult(bytes: message.value) else { return false }
+            applySimulation(result, id: ViewEvent.id(code: "s", partition: message.partition, offset: message.offset), bytes: message.value)
+            return true
         case Topic.telemetryDeadLetter.name:
             guard let deadLetter = try? DeadLetter(bytes: message.value) else {
                 deadLetters.countUndecodable()
@@ -129,10 +137,29 @@ public final class QueryViews: Sendable {
         events.append(ViewEvent(id: id, kind: .change, tenant: change.tenant, twinId: change.twinId, data: bytes ?? change.encoded()))
     }
 
+    /// Applies a simulation result and, when it changes what the view shows, streams a
+    /// `simulation` event (status, progress, reason; the payload is read with GET).
+    public func applySimulation(_ result: SimulationResult, id: String, bytes: [UInt8]? = nil) {
+        guard simulations.apply(result, bytes: bytes ?? result.encoded()) else { return }
+        var w = JSONWriter(capacity: 256)
+        w.beginObject()
+        w.field("simulationId", result.simulationId)
+        w.field("twinId", result.twinId)
+        if let kind = result.kind { w.field("kind", kind.rawValue) }
+        w.field("status", result.status.rawValue)
+        if let progress = result.progress { w.field("progress", progress) }
+        if let reason = result.reason {
+            w.key("reason"); w.beginObject(); w.field("code", reason.code); w.field("message", reason.message); w.endObject()
+        }
+        w.field("location", "/v1/simulations/\(result.simulationId)")
+        w.endObject()
+        events.append(ViewEvent(id: id, kind: .simulation, tenant: result.tenant, twinId: result.twinId, data: w.bytes))
+    }
+
     /// Registers the view sizes in `/metrics`.
     public func registerMetrics(_ metrics: MetricsRegistry) {
         let twins = self.twins, events = self.events, history = self.history
-        let commands = self.commands, deadLetters = self.deadLetters, results = self.results
+        let commands = self.commands, deadLetters = self.deadLetters, simulations = self.simulations
         metrics.gauge("twinstream_view_twins", help: "Twins held in the query view.") { Double(twins.sizes.twins) }
         metrics.gauge("twinstream_view_tenants", help: "Tenants with at least one twin in the query view.") { Double(twins.sizes.tenants) }
         metrics.gauge("twinstream_view_rejected_twins", help: "New twins not added because the view is full (VIEW_MAX_TWINS).") { Double(twins.sizes.rejected) }
@@ -146,8 +173,9 @@ public final class QueryViews: Sendable {
         metrics.gauge("twinstream_view_history_untracked", help: "Change events of twins past HISTORY_MAX_TWINS (not kept).") { Double(history.sizes.untracked) }
         metrics.gauge("twinstream_view_commands", help: "Commands whose outcome is kept.") { Double(commands.count) }
         metrics.gauge("twinstream_view_deadletters", help: "Dead-letters retained for operators.") { Double(deadLetters.sizes.held) }
-        metrics.gauge("twinstream_view_results", help: "Twins with a retained simulation result.") { Double(results.sizes.documents) }
-        metrics.gauge("twinstream_view_result_bytes", help: "Bytes of retained simulation results.") { Double(results.sizes.bytes) }
+        metrics.gauge("twinstream_view_results", help: "Simulations retained (pending, running and finished).") { Double(simulations.sizes.simulations) }
+        metrics.gauge("twinstream_view_result_bytes", help: "Bytes of retained simulation results.") { Double(simulations.sizes.bytes) }
+        metrics.gauge("twinstream_view_results_evicted", help: "Simulations evicted (VIEW_MAX_RESULTS, VIEW_MAX_RESULT_BYTES) since start.") { Double(simulations.sizes.evicted) }
     }
 }
 

@@ -124,4 +124,118 @@ final class ContractSchemaAgreementTests: XCTestCase {
             (good.replacingOccurrences(of: #""kind":"telemetry""#, with: #""kind":"rejected","commandId":"c","reason":{"code":"x","pointer":"","message":"m"}"#), true),
         ]) { _ = try TwinChange(json: $0) }
     }
+
+    func testSimulationRequest() throws {
+        let schema = try schema("simulation-request")
+        let spec = SimulationSpec(kind: .monteCarlo, horizonMs: 21_600_000, stepMs: 300_000,
+                                  inputs: ["P": .schedule([.init(0, 0), .init(3600, 2000)], linear: false), "Ta": .constant(5)],
+                                  parameters: ["C": 4e6], initial: ["temperature": 21], samples: 2000, seed: 7,
+                                  uncertain: ["tau": .init(.normal, 7200, 600), "Ta": .init(.uniform, 0, 10)],
+                                  threshold: .init(series: "temperature", above: true, level: 24), solver: .init(method: "rk4", rtol: 1e-6))
+        let written = SimulationRequest(simulationId: "sim-1", tenant: "acme", twinId: "room-1", requestedAt: 1_795_248_000_000, requestedBy: "key-1",
+                                        deadline: 1_795_248_060_000, start: 1_795_248_000_000,
+                                        twin: .init(model: "room@1", version: 12, values: ["temperature": 20.5, "hvacPower": 500], parameters: ["tau": 7000]),
+                                        spec: spec)
+        XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())), String(decoding: written.encoded(), as: UTF8.self))
+        XCTAssertEqual(try SimulationRequest(bytes: written.encoded()), written)
+        let sweep = SimulationRequest(simulationId: "sim-2", tenant: "acme", twinId: "room-1", requestedAt: 0, start: 0, twin: .init(model: "room@1"),
+                                      spec: SimulationSpec(kind: .sweep, horizonMs: 3_600_000, sweep: [.init(name: "P", values: [0, 500]), .init(name: "tau", values: [3600, 7200])]))
+        XCTAssertEqual(try SimulationRequest(bytes: sweep.encoded()).spec.sweep.map(\.name), ["P", "tau"], "axis order is kept")
+        let calibrate = SimulationRequest(simulationId: "sim-3", tenant: "acme", twinId: "room-1", requestedAt: 0, start: 0, twin: .init(model: "room@1"),
+                                          spec: SimulationSpec(kind: .calibrate, fit: ["tau", "C"], properties: ["temperature"],
+                                                               history: ["temperature": [.init(0, 20.1), .init(60, 20.3)]]))
+        XCTAssertTrue(schema.isValid(try JSON(parsing: calibrate.encoded())))
+        XCTAssertEqual(try SimulationRequest(bytes: calibrate.encoded()), calibrate)
+        let good = #"{"simulationId":"s","tenant":"t","twinId":"room-1","requestedAt":"2026-11-21T08:00:00Z","start":"2026-11-21T08:00:00Z","twin":{"model":"room@1"},"kind":"forecast","horizon":"24h","step":"1m"}"#
+        try assertAgreement(schema, [
+            (good, true),
+            (good.replacingOccurrences(of: #""horizon":"24h""#, with: #""horizon":86400000"#), true),
+            (good.replacingOccurrences(of: #""step":"1m""#, with: #""step":"1m","inputs":{"Ta":5,"P":{"schedule":[[0,0],[3600,2000]],"interpolation":"previous"}}"#), true),
+            (good.replacingOccurrences(of: #""horizon":"24h","#, with: ""), false),
+            (good.replacingOccurrences(of: #""horizon":"24h""#, with: #""horizon":"soon""#), false),
+            (good.replacingOccurrences(of: #""horizon":"24h""#, with: #""horizon":"0s""#), false),
+            (good.replacingOccurrences(of: #""kind":"forecast""#, with: #""kind":"prophecy""#), false),
+            (good.replacingOccurrences(of: #""simulationId":"s""#, with: #""simulationId":"a/b""#), false),
+            (good.replacingOccurrences(of: #""twin":{"model":"room@1"},"#, with: ""), false),
+            (good.replacingOccurrences(of: #""step":"1m""#, with: #""step":"1m","inputs":{"P":{"schedule":[[0]]}}"#), false),
+            (good.replacingOccurrences(of: #""step":"1m""#, with: #""step":"1m","inputs":{"P":{"schedule":[[0,1]],"interpolation":"cubic"}}"#), false),
+            (good.replacingOccurrences(of: #""step":"1m""#, with: #""step":"1m","parameters":{"tau":"slow"}"#), false),
+            (good.replacingOccurrences(of: #""kind":"forecast""#, with: #""kind":"monteCarlo","samples":10,"uncertain":{"tau":{"normal":[7200,600]}}"#), true),
+            (good.replacingOccurrences(of: #""kind":"forecast""#, with: #""kind":"monteCarlo","samples":10"#), false),
+            (good.replacingOccurrences(of: #""kind":"forecast""#, with: #""kind":"monteCarlo","samples":10,"uncertain":{"tau":{"gamma":[1,2]}}"#), false),
+            (good.replacingOccurrences(of: #""kind":"forecast""#, with: #""kind":"monteCarlo","samples":0,"uncertain":{"tau":{"normal":[1,2]}}"#), false),
+            (good.replacingOccurrences(of: #""step":"1m""#, with: #""step":"1m","threshold":{"series":"temperature","above":24}"#), true),
+            (good.replacingOccurrences(of: #""step":"1m""#, with: #""step":"1m","threshold":{"series":"temperature","above":24,"below":1}"#), false),
+            (good.replacingOccurrences(of: #""kind":"forecast""#, with: #""kind":"sweep","sweep":{"P":[0,500],"tau":[1,2]}"#), true),
+            (good.replacingOccurrences(of: #""kind":"forecast""#, with: #""kind":"sweep","sweep":{"P":[]}"#), false),
+            (good.replacingOccurrences(of: #""kind":"forecast""#, with: #""kind":"sweep","sweep":{"a":[1],"b":[1],"c":[1]}"#), false),
+            (good.replacingOccurrences(of: #""kind":"forecast","horizon":"24h","#, with: #""kind":"calibrate","fit":["tau"],"history":{"temperature":[[0,20.1],[60,20.3]]},"#), true),
+            (good.replacingOccurrences(of: #""kind":"forecast","horizon":"24h","#, with: #""kind":"calibrate","#), false),
+            (good.replacingOccurrences(of: #""step":"1m""#, with: #""step":"1m","solver":{"method":"euler"}"#), false),
+        ]) { _ = try SimulationRequest(json: $0) }
+    }
+
+    func testSimulationResult() throws {
+        let schema = try schema("simulation-result")
+        var completed = SimulationResult(simulationId: "sim-1", tenant: "acme", twinId: "room-1", kind: .monteCarlo, status: .completed,
+                                         start: 1_795_248_000_000, timings: .init(requestedAt: 1_795_248_000_000, acceptedAt: 1_795_248_000_100,
+                                                                                  finishedAt: 1_795_248_001_000, runSeconds: 0.9))
+        completed.model = "room@1"
+        completed.twinVersion = 4
+        completed.parameters = ["tau": 7200, "C": 5e6]
+        completed.seed = 7
+        completed.times = [0, 300, 600]
+        completed.series = ["temperature": [20, 20.5, 21]]
+        completed.bands = ["temperature": .init(p5: [20, 20.1, 20.2], p50: [20, 20.5, 21], p95: [20, 20.9, 21.8])]
+        completed.probability = .init(value: 0.31, low: 0.29, high: 0.33, crossings: 620, samples: 2000)
+        completed.samples = 2000
+        completed.redraws = 3
+        completed.threshold = .init(series: "temperature", above: true, level: 24)
+        XCTAssertTrue(schema.isValid(try JSON(parsing: completed.encoded())))
+        XCTAssertEqual(try SimulationResult(bytes: completed.encoded()), completed)
+        var sweep = SimulationResult(simulationId: "sim-2", tenant: "acme", twinId: "room-1", kind: .sweep, status: .completed, start: 0)
+        sweep.axes = ["P", "tau"]
+        sweep.quantity = "temperature"
+        sweep.points = [.init(coordinates: [("P", 0), ("tau", 3600)], final: 20, minimum: 19, maximum: 21, secondsBeyond: 0)]
+        XCTAssertTrue(schema.isValid(try JSON(parsing: sweep.encoded())))
+        XCTAssertEqual(try SimulationResult(bytes: sweep.encoded()), sweep)
+        var calibrated = SimulationResult(simulationId: "sim-3", tenant: "acme", twinId: "room-1", kind: .calibrate, status: .completed, start: 0)
+        calibrated.fit = .init(parameters: ["tau": 7100, "C": 5.1e6], standardErrors: ["tau": 40, "C": 1e4], correlation: ["tau": ["tau": 1, "C": -0.4], "C": ["tau": -0.4, "C": 1]],
+                               rmsBefore: ["temperature": 0.9], rmsAfter: ["temperature": 0.2], noise: ["temperature": 0.2], iterations: 6,
+                               converged: true, improved: true, points: 1441, message: "converged")
+        XCTAssertTrue(schema.isValid(try JSON(parsing: calibrated.encoded())))
+        XCTAssertEqual(try SimulationResult(bytes: calibrated.encoded()), calibrated)
+        var refused = SimulationResult(simulationId: "sim-4", tenant: "acme", twinId: "room-1", kind: .forecast, status: .refused, start: 0)
+        refused.reason = .init(code: "unknown_name", message: "no parameter 'warp'", pointer: "/parameters/warp")
+        XCTAssertTrue(schema.isValid(try JSON(parsing: refused.encoded())))
+        XCTAssertEqual(try SimulationResult(bytes: refused.encoded()), refused)
+        let good = #"{"simulationId":"s","tenant":"t","twinId":"room-1","kind":"forecast","status":"running","progress":0.5,"start":"2026-11-21T08:00:00Z","timings":{}}"#
+        try assertAgreement(schema, [
+            (good, true),
+            (good.replacingOccurrences(of: #""progress":0.5,"#, with: ""), false),
+            (good.replacingOccurrences(of: #""progress":0.5"#, with: #""progress":1.5"#), false),
+            (good.replacingOccurrences(of: #""status":"running""#, with: #""status":"dreaming""#), false),
+            (good.replacingOccurrences(of: #""status":"running""#, with: #""status":"failed""#), false),
+            (good.replacingOccurrences(of: #""status":"running""#, with: #""status":"failed","reason":{"code":"blow_up","message":"m","state":"temperature","time":3600}"#), true),
+            (good.replacingOccurrences(of: #""status":"running""#, with: #""status":"completed","times":[0,60],"series":{"temperature":[1,2]}"#), true),
+            (good.replacingOccurrences(of: #""status":"running""#, with: #""status":"completed","series":{"temperature":[1,"x"]}"#), false),
+            (good.replacingOccurrences(of: #""status":"running""#, with: #""status":"completed","bands":{"temperature":{"p5":[1],"p50":[1]}}"#), false),
+            (good.replacingOccurrences(of: #""timings":{}"#, with: #""timings":{"acceptedAt":"soon"}"#), false),
+            (good.replacingOccurrences(of: #","timings":{}"#, with: ""), false),
+        ]) { _ = try SimulationResult(json: $0) }
+    }
+
+    func testSimulationControl() throws {
+        let schema = try schema("simulation-control")
+        let written = SimulationControl(simulationId: "sim-1", tenant: "acme", issuedAt: 1_795_248_000_000, issuedBy: "key-1")
+        XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())))
+        XCTAssertEqual(try SimulationControl(bytes: written.encoded()), written)
+        let good = #"{"simulationId":"s","tenant":"t","action":"cancel","issuedAt":"2026-11-21T08:00:00Z"}"#
+        try assertAgreement(schema, [
+            (good, true),
+            (good.replacingOccurrences(of: #""action":"cancel""#, with: #""action":"pause""#), false),
+            (good.replacingOccurrences(of: #""tenant":"t","#, with: ""), false),
+            (good.replacingOccurrences(of: #""simulationId":"s""#, with: #""simulationId":"""#), false),
+        ]) { _ = try SimulationControl(json: $0) }
+    }
 }

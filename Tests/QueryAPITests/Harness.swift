@@ -10,6 +10,7 @@ import Views
 import TwinQuery
 import QueryAPI
 import ServiceKit
+import Simulator
 import Synchronization
 import XCTest
 
@@ -27,6 +28,7 @@ final class Harness: Sendable {
     let api: QueryAPI
     let router: Router
     let publisher: FoldingPublisher
+    let simulations: WorkingSimulationPublisher
     /// Keys by name: acme (read, write, admin), acmeReader (read), acmeIngest (ingest),
     /// beta (read, write, admin), ops (admin of an operator tenant).
     let keys: [String: String]
@@ -45,10 +47,11 @@ final class Harness: Sendable {
         }
         self.keys = keys
         publisher = FoldingPublisher(views: views, catalog: ModelCatalog(registry: models))
+        simulations = WorkingSimulationPublisher(views: views, models: models)
         var configuration = configuration
         configuration.operatorTenants = ["ops"]
         let document = FileManager.default.contents(atPath: Self.openAPIPath).map { Array($0) }
-        api = QueryAPI(views: views, models: models, auth: .keys(try APIKeys(entries: entries)), publisher: publisher,
+        api = QueryAPI(views: views, models: models, auth: .keys(try APIKeys(entries: entries)), publisher: publisher, simulationPublisher: simulations,
                        configuration: configuration, openAPIDocument: document, clock: { Harness.now })
         var router = Router()
         api.register(on: &router)
@@ -172,6 +175,82 @@ final class FoldingPublisher: CommandPublisher {
             }
         }
         views.applyChange(change, id: id)
+    }
+}
+
+/// Stands in for Kafka and a simulator-worker: a published request is run at once (or, after
+/// `hold()`, stays pending until `release()`) and its results fed to the views, as the worker and
+/// the results topic would; a cancel of a pending request is answered `cancelled`.
+final class WorkingSimulationPublisher: SimulationPublisher {
+    private struct State {
+        var held: [SimulationRequest]? = nil
+        var requests: [SimulationRequest] = []
+        var controls: [SimulationControl] = []
+        var offset: Int64 = 0
+    }
+    private let state = Mutex(State())
+    let views: QueryViews
+    let models: ModelRegistry
+
+    init(views: QueryViews, models: ModelRegistry) {
+        self.views = views
+        self.models = models
+    }
+
+    var requests: [SimulationRequest] { state.withLock { $0.requests } }
+    var controls: [SimulationControl] { state.withLock { $0.controls } }
+
+    func hold() { state.withLock { $0.held = $0.held ?? [] } }
+
+    func release() {
+        let held = state.withLock { s -> [SimulationRequest] in
+            defer { s.held = nil }
+            return s.held ?? []
+        }
+        for request in held { run(request) }
+    }
+
+    func publish(_ request: SimulationRequest, traceparent: String?) async throws(CommandPublishError) {
+        let hold = state.withLock { s -> Bool in
+            s.requests.append(request)
+            if s.held != nil { s.held!.append(request); return true }
+            return false
+        }
+        if !hold { run(request) }
+    }
+
+    func publish(_ control: SimulationControl, traceparent: String?) async throws(CommandPublishError) {
+        let request = state.withLock { s -> SimulationRequest? in
+            s.controls.append(control)
+            guard let i = s.held?.firstIndex(where: { $0.simulationId == control.simulationId && $0.tenant == control.tenant }) else { return nil }
+            return s.held!.remove(at: i)
+        }
+        guard let request else { return }
+        feed(SimulationRunner.result(request, status: .cancelled))
+    }
+
+    private func run(_ request: SimulationRequest) {
+        feed(SimulationRunner.result(request, status: .accepted))
+        var result: SimulationResult
+        do {
+            let plan = try SimulationPlan(request, model: models.model(referencedBy: request.twin.model), limits: SimulatorLimits(), now: request.requestedAt)
+            switch SimulationRunner.run(plan) {
+            case .success(let r): result = r
+            case .failure(let e):
+                result = SimulationRunner.result(request, status: .failed)
+                result.reason = SimulationRunner.reason(e)
+            }
+        } catch {
+            result = SimulationRunner.result(request, status: .refused)
+            result.reason = error.reason
+        }
+        result.timings = .init(requestedAt: request.requestedAt, acceptedAt: request.requestedAt, finishedAt: request.requestedAt + 1, runSeconds: 0.001)
+        feed(result)
+    }
+
+    private func feed(_ result: SimulationResult) {
+        let offset = state.withLock { s -> Int64 in s.offset += 1; return s.offset }
+        views.applySimulation(result, id: "s-0-\(offset)")
     }
 }
 

@@ -27,6 +27,10 @@ final class QueryAPITests: XCTestCase {
         (.get, "/v1/models", "read", nil),
         (.get, "/v1/models/pump", "read", nil),
         (.get, "/v1/deadletters", "admin", nil),
+        (.post, "/v1/twins/pump-1/simulations", "simulate", #"{"kind":"forecast","horizon":"1h"}"#),
+        (.get, "/v1/twins/pump-1/simulations", "read", nil),
+        (.get, "/v1/simulations/sim-1", "read", nil),
+        (.delete, "/v1/simulations/sim-1", "simulate", nil),
     ]
 
     func testEveryRouteAnswers401WithoutAValidKeyAnd403WithoutItsScope() async throws {

@@ -161,4 +161,16 @@ final class MonteCarloTests: XCTestCase {
         }
         XCTAssertLessThan(Date().timeIntervalSince(started), 1.5)
     }
+
+    /// At 0 or N successes the interval still contains the estimate (rounding once put the upper
+    /// end at 0.9999999999999998 for 300 of 300).
+    func testWilsonIntervalContainsTheEstimateAtTheEnds() {
+        for n in [1, 7, 300, 10_000] {
+            let all = wilsonInterval(successes: n, trials: n), none = wilsonInterval(successes: 0, trials: n)
+            XCTAssertEqual(all.high, 1, "n = \(n)")
+            XCTAssertEqual(none.low, 0, "n = \(n)")
+            XCTAssertLessThan(all.low, 1)
+            XCTAssertGreaterThan(none.high, 0)
+        }
+    }
 }

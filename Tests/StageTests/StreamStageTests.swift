@@ -14,7 +14,11 @@ final class StreamStageTests: StageTestCase {
     /// Echoes each input to `stage-out` under its key; an input whose value starts with `BIG`
     /// becomes an output larger than the 1,000,000-byte producer limit these tests set.
     struct EchoProcessor: MessageProcessor, Sendable {
+        /// Time spent per message, to keep batches in flight for a while.
+        var delay: useconds_t = 0
+
         mutating func process(_ message: KafkaMessage, now: Int64, into outputs: inout [OutgoingMessage]) {
+            if delay > 0 { usleep(delay) }
             let text = String(decoding: message.value, as: UTF8.self)
             let value = text.hasPrefix("BIG") ? [UInt8](repeating: 0x41, count: 1_500_000) : message.value
             outputs.append(OutgoingMessage(topic: StreamStageTests.output, key: message.key, value: value,
@@ -110,13 +114,14 @@ final class StreamStageTests: StageTestCase {
         defer { broker.shutdown() }
         let inputs = (0..<300).map { (key: "acme/t\($0 % 7)", value: Array("v\($0)".utf8)) }
         try await produce(broker, topic: Self.input, inputs)
-        let stage = try start(EchoProcessor(), broker: broker, group: group(), topicNames: [Self.input], env: ["MAX_BATCH": "10"],
+        // 10 ms a message: the stage is still working through its batches when the broker goes.
+        let stage = try start(EchoProcessor(delay: 10_000), broker: broker, group: group(), topicNames: [Self.input], env: ["MAX_BATCH": "10"],
                               kafka: ["message.timeout.ms": "2000"])
         _ = try await read(broker, Self.output, partitions: 3) { $0.count >= 20 }
         broker.setBrokerDown(1)
         try await Task.sleep(for: .seconds(3))
         broker.setBrokerUp(1)
-        let out = try await read(broker, Self.output, partitions: 3) { Set(self.values($0)).count >= 300 }
+        let out = try await read(broker, Self.output, partitions: 3, timeout: .seconds(90)) { Set(self.values($0)).count >= 300 }
         XCTAssertEqual(Set(values(out)), Set(inputs.map { String(decoding: $0.value, as: UTF8.self) }), "nothing lost")
         XCTAssertTrue(stage.metrics.render().range(of: #"twinstream_batch_retries_total [1-9]"#, options: .regularExpression) != nil,
                       "the outage was seen and retried")

@@ -75,9 +75,10 @@ final class QueryViewsTests: XCTestCase {
         limits.replayPerPartition = 123
         let starts = QueryViews(limits: limits).startOffsets(partitions: 2)
         XCTAssertEqual(starts[TopicPartition(Topic.twinState.name, 1)], .beginning)
-        for topic in [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationResults, .telemetryDeadLetter] {
+        let windowed = [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationRequests, .simulationResults, .telemetryDeadLetter]
+        for topic in windowed {
             XCTAssertEqual(starts[TopicPartition(topic.name, 0)], .tail(123), topic.name)
         }
-        XCTAssertEqual(starts.count, 2 * 6)
+        XCTAssertEqual(starts.count, 2 * (windowed.count + 1))
     }
 }
