@@ -82,6 +82,8 @@ let package = Package(
         .executableTarget(name: "SimBench", dependencies: ["Simulation", "Models"], path: "Benchmarks/SimBench", swiftSettings: strict),
         // `Benchmarks/drift.sh`: DriftBench (release) beside River on the same streams, one core.
         .executableTarget(name: "DriftBench", dependencies: ["Drift"], path: "Benchmarks/DriftBench", swiftSettings: strict),
+        // The drift monitor's own rate and memory per twin, in process: `Benchmarks/drift.sh` (or `--monitor`).
+        .executableTarget(name: "DriftMonitorBench", dependencies: ["DriftMonitor", "Contracts", "JSON", "Models"], path: "Benchmarks/DriftMonitorBench", swiftSettings: strict),
 
         // Shared by test targets: the seeded stream generator and reference fold of the state tests.
         .target(name: "TestSupport", dependencies: ["Contracts", "JSON"], path: "Tests/TestSupport", swiftSettings: strict),

@@ -90,7 +90,9 @@ public struct DriftMonitor: Sendable {
     public private(set) var due: Set<String> = []
     /// Scales frozen since the last `takeFrozenScales()`: (model, property, scale).
     private var frozenScales: [(String, String, Double)] = []
+    // Scratch space of the residual path, reused reading after reading.
     private var predictions: [Double] = []
+    private var observations: [Double] = []
 
     public init(settings: DriftSettings, plans: ModelPlans) {
         self.settings = settings
@@ -109,9 +111,18 @@ public struct DriftMonitor: Sendable {
         counters.readings += 1
         if twin?.decommissioned == true { counters.decommissioned += 1; return .decommissioned }
         guard let plan = plans.plan(twin?.model ?? reading.model) else { counters.unknownModel += 1; return .unknownModel }
-        let parameters = (twin?.model == plan.ref ? twin?.vector : nil) ?? plan.parameters(twin?.parameters ?? [:])
-        var watch = twins.removeValue(forKey: key) ?? TwinWatch(plan: plan, parameters: parameters, settings: settings)
-        defer { twins[key] = watch }
+        let parameters = (twin?.model == plan.ref ? twin?.vector : nil) ?? (twin.map { plan.parameters($0.parameters) } ?? plan.defaultParameters)
+        // The table is moved out while one twin is modified in place through it (no copy of the
+        // twin's buffers per reading; the rest of `self` stays free for counters and timers).
+        var table = twins
+        twins = [:]
+        defer { twins = table }
+        if table.index(forKey: key) == nil { table[key] = TwinWatch(plan: plan, parameters: parameters, settings: settings) }
+        return apply(reading, key: key, to: &table[key]!, plan: plan, parameters: parameters, offset: offset, now: now, into: &alerts)
+    }
+
+    private mutating func apply(_ reading: Reading, key: String, to watch: inout TwinWatch, plan: ModelPlan, parameters: [Double], offset: Int64?,
+                                now: Int64, into alerts: inout [DriftAlert]) -> Outcome {
         if let offset, offset <= watch.lastOffset { counters.replayed += 1; return .replayed }
         let t = reading.eventTime
         if let last = watch.lastEventTime, t < last {
@@ -140,8 +151,8 @@ public struct DriftMonitor: Sendable {
         }
 
         // Freshness: a reading makes a stale twin fresh again once it is recent by the same rule.
-        let staleKey = TwinWatch.key(.stale, nil)
-        if let open = watch.open[staleKey], !freshness.isStale(latestEventTime: t, reportingIntervalMs: plan.intervalMs, now: now) {
+        let staleKey = TwinWatch.staleKey
+        if !watch.open.isEmpty, let open = watch.open[staleKey], !freshness.isStale(latestEventTime: t, reportingIntervalMs: plan.intervalMs, now: now) {
             resolve(&watch, staleKey, open, statistic: Double(max(0, now - t)), at: now,
                     message: "\(reading.twinId) reports again (a reading of \(Timestamp.format(t))); it had been silent since \(open.changeStartedAt.map(Timestamp.format) ?? "?").",
                     into: &alerts, key: key)
@@ -154,11 +165,21 @@ public struct DriftMonitor: Sendable {
         let values = reading.values
         let current = plan.trackedValues({ values[$0]?.doubleValue }, previous: watch.history.newest)
         if plan.predicts, let anchor = watch.history.anchor(atOrBefore: t - plan.horizonMs) {
-            if predictions.count < plan.watched.count { predictions = [Double](repeating: 0, count: plan.watched.count) }
-            plan.predict(history: watch.history, anchor: anchor, to: t, current: current, parameters: watch.parameters, into: &predictions)
+            if predictions.count < plan.watched.count {
+                predictions = [Double](repeating: 0, count: plan.watched.count)
+                observations = [Double](repeating: .nan, count: plan.watched.count)
+            }
+            var needed: UInt64 = 0
             for (w, watched) in plan.watched.enumerated() {
-                guard let observed = values[watched.name]?.doubleValue else { continue }
-                residual(&watch, w, observed - predictions[w], plan: plan, reading: reading, into: &alerts)
+                let x = values[watched.name]?.doubleValue ?? .nan
+                observations[w] = x
+                if !x.isNaN { needed |= plan.needs[w] }
+            }
+            if needed != 0 {
+                plan.predict(history: watch.history, anchor: anchor, to: t, current: current, parameters: watch.parameters, needed: needed, into: &predictions)
+                for w in plan.watched.indices where !observations[w].isNaN {
+                    residual(&watch, w, observations[w] - predictions[w], plan: plan, reading: reading, key: key, into: &alerts)
+                }
             }
         }
         watch.history.append(time: t, current)
@@ -167,7 +188,7 @@ public struct DriftMonitor: Sendable {
                 guard let x = values[name]?.doubleValue else { continue }
                 watch.data[i].add(x)
                 if watch.data[i].sinceEvaluation >= settings.evalEvery {
-                    evaluate(&watch, i, plan: plan, reading: reading, into: &alerts)
+                    evaluate(&watch, i, plan: plan, reading: reading, key: key, into: &alerts)
                 }
             }
         }
@@ -176,14 +197,15 @@ public struct DriftMonitor: Sendable {
         return .applied
     }
 
-    private mutating func residual(_ watch: inout TwinWatch, _ w: Int, _ r: Double, plan: ModelPlan, reading: Reading, into alerts: inout [DriftAlert]) {
+    private mutating func residual(_ watch: inout TwinWatch, _ w: Int, _ r: Double, plan: ModelPlan, reading: Reading, key twinKey: String,
+                                   into alerts: inout [DriftAlert]) {
         let name = plan.watched[w].name
         var rw = watch.residuals[w]
         defer { watch.residuals[w] = rw }
         guard let center = rw.center, let scale = rw.scale else {
             if rw.warm(r, needed: settings.warmup) {
                 frozenScales.append((plan.ref, name, rw.scale!))
-                due.insert(reading.key)
+                due.insert(twinKey)
             }
             return
         }
@@ -196,6 +218,7 @@ public struct DriftMonitor: Sendable {
         counters.detectorUpdates += 1
         rw.recentMean += (z - rw.recentMean) * 2 / Double(settings.resolveWindow + 1)
         if alarm { rw.detections += 1 }
+        guard alarm || !watch.open.isEmpty else { return }  // the common case: nothing to decide
         let key = TwinWatch.key(.residual, name)
         let unit = plan.watched[w].unit.map { " " + $0 } ?? ""
         if let open = watch.open[key] {
@@ -208,7 +231,7 @@ public struct DriftMonitor: Sendable {
             if abs(mean) < settings.resolveLevel {
                 resolve(&watch, key, open, statistic: mean, at: t,
                         message: "\(name) of \(reading.twinId) follows model \(plan.ref) again: over the last \(settings.resolveWindow) readings its residual averages \(Self.sigma(mean)), under ±\(Self.number(settings.resolveLevel))σ.",
-                        into: &alerts, key: reading.key)
+                        into: &alerts, key: twinKey)
             }
         } else if alarm {
             let cut = rw.detector.cut
@@ -221,7 +244,7 @@ public struct DriftMonitor: Sendable {
                                        "center": .double(center), "residuals": .int(rw.fed)]
             if let started { details["cut"] = .string(Timestamp.format(started)) }
             if let cut { details["cutIndex"] = .int(cut.index) }
-            raise(&watch, key: reading.key, kind: .residual, property: name, model: plan.ref, detector: rw.detector.name, statistic: mean,
+            raise(&watch, key: twinKey, kind: .residual, property: name, model: plan.ref, detector: rw.detector.name, statistic: mean,
                   threshold: settings.resolveLevel, window: rw.detector.window, started: started, at: t, message: message, scale: scale,
                   details: details, into: &alerts)
             rw.blockSum = 0
@@ -229,7 +252,7 @@ public struct DriftMonitor: Sendable {
         }
     }
 
-    private mutating func evaluate(_ watch: inout TwinWatch, _ i: Int, plan: ModelPlan, reading: Reading, into alerts: inout [DriftAlert]) {
+    private mutating func evaluate(_ watch: inout TwinWatch, _ i: Int, plan: ModelPlan, reading: Reading, key twinKey: String, into alerts: inout [DriftAlert]) {
         watch.data[i].sinceEvaluation = 0
         guard let report = watch.data[i].detector.evaluate() else { return }
         counters.evaluations += 1
@@ -246,7 +269,7 @@ public struct DriftMonitor: Sendable {
             guard !report.driftDetected else { return }
             resolve(&watch, key, open, statistic: report.statistic, at: t,
                     message: "\(name) of \(reading.twinId) looks like its reference window again (\(report.method.rawValue) \(Self.number(report.statistic)); current mean \(Self.number(report.current.mean)), reference \(Self.number(report.reference.mean))).",
-                    into: &alerts, key: reading.key)
+                    into: &alerts, key: twinKey)
         } else if report.driftDetected {
             let message = "\(name) of \(reading.twinId) no longer looks like its reference window (\(report.method.rawValue) \(relation)): its last \(report.current.count) values have mean \(Self.number(report.current.mean)) and spread \(Self.number(report.current.standardDeviation)) against \(Self.number(report.reference.mean)) and \(Self.number(report.reference.standardDeviation)) after the twin's last reset. "
                 + "Check whether the asset's operation changed on purpose (then reset the twin to take a new reference) or its sensor drifts or sticks."
@@ -254,7 +277,7 @@ public struct DriftMonitor: Sendable {
                                        "ksPValue": .double(report.ksPValue), "wasserstein": .double(report.normalisedWasserstein),
                                        "jensenShannon": .double(report.jensenShannon), "referenceMean": .double(Self.finite(report.reference.mean)),
                                        "currentMean": .double(Self.finite(report.current.mean))]
-            raise(&watch, key: reading.key, kind: .data, property: name, model: plan.ref, detector: report.method.rawValue, statistic: report.statistic,
+            raise(&watch, key: twinKey, kind: .data, property: name, model: plan.ref, detector: report.method.rawValue, statistic: report.statistic,
                   threshold: report.threshold, window: report.current.count, started: nil, at: t, message: message, scale: nil,
                   details: details, into: &alerts)
         }

@@ -47,6 +47,19 @@ public final class ModelPlan: Sendable {
     public let horizonMs: Int64
     public let stepMs: Int64
     public let detector: DriftSettings.Detector
+    /// The model's default parameter vector (a twin that sets none).
+    public let defaultParameters: [Double]
+    /// Slots of `tracked` and `watched`, and which tracked ones drive the system between readings
+    /// (plain integers: the hot loop copies no struct with a string in it).
+    let trackedSlots: [Int]
+    let drivers: [Int]
+    let watchedSlots: [Int]
+    /// Per watched property, the states its prediction needs (itself and every state its
+    /// derivative or formula reads, transitively), as a bit mask over state indices: a reading
+    /// that observes only the temperature integrates only what the temperature depends on.
+    let needs: [UInt64]
+    /// Whether a derivative reads an output (then outputs are evaluated before each derivative).
+    let derivativesReadOutputs: Bool
 
     /// Works out the plan of `model` under `settings`.
     public init(model: TwinModel, settings: DriftSettings) {
@@ -58,11 +71,17 @@ public final class ModelPlan: Sendable {
         detector = settings.detector(model: model.id)
         numeric = model.telemetry.filter { $0.type.isNumeric }.map(\.name)
         parameterNames = model.parameters.map(\.name)
+        defaultParameters = model.parameters.map(\.defaultValue)
         guard let b = model.behaviour else {
             behaviour = nil
             tracked = []
             watched = []
             template = []
+            needs = []
+            derivativesReadOutputs = false
+            trackedSlots = []
+            drivers = []
+            watchedSlots = []
             return
         }
         behaviour = b
@@ -81,10 +100,48 @@ public final class ModelPlan: Sendable {
         }
         self.tracked = tracked
         self.watched = watched
+        trackedSlots = tracked.map(\.slot)
+        drivers = tracked.indices.filter { !tracked[$0].isState }
+        watchedSlots = watched.map(\.slot)
+        (needs, derivativesReadOutputs) = ModelPlan.dependencies(b, watched: watched)
         var v = b.initialVariables()
         // Observed telemetry starts unknown (NaN) in the behaviour; the monitor starts it at 0 until seen.
         for slot in b.telemetrySlots where v[slot].isNaN { v[slot] = 0 }
         template = v
+    }
+
+    /// The states each watched property's prediction needs, and whether derivatives read outputs.
+    /// More than 64 states, or a derivative that reads an output: every state, always.
+    static func dependencies(_ b: Behaviour, watched: [Watched]) -> ([UInt64], Bool) {
+        let n = b.states.count
+        let all: UInt64 = n >= 64 ? ~0 : (1 << UInt64(n)) - 1
+        var readsOutputs = false
+        // Direct reads of each state's derivative and each output's formula.
+        func reads(_ names: [String]) -> UInt64 {
+            var mask: UInt64 = 0
+            for name in names {
+                guard let slot = b.slots[name] else { continue }
+                if b.stateSlots.contains(slot), slot - b.stateSlots.lowerBound < 64 { mask |= 1 << UInt64(slot - b.stateSlots.lowerBound) }
+                if b.outputSlots.contains(slot) { readsOutputs = true }
+            }
+            return mask
+        }
+        let direct = b.states.map { reads($0.derivative.variableNames) }
+        let derivativesRead = readsOutputs
+        guard n < 64, !derivativesRead else { return (watched.map { _ in all }, derivativesRead) }
+        func closure(_ start: UInt64) -> UInt64 {
+            var mask = start, previous: UInt64 = 0
+            while mask != previous {
+                previous = mask
+                for i in 0..<n where mask & (1 << UInt64(i)) != 0 { mask |= direct[i] }
+            }
+            return mask
+        }
+        let needs = watched.map { w -> UInt64 in
+            if b.stateSlots.contains(w.slot) { return closure(1 << UInt64(w.slot - b.stateSlots.lowerBound)) }
+            return all  // an output may read any state (through earlier outputs too)
+        }
+        return (needs, false)
     }
 
     /// Whether there is anything to predict.
@@ -116,18 +173,30 @@ public final class ModelPlan: Sendable {
     /// last entry's inputs; then the current reading's inputs (`current`, tracked order) set the
     /// outputs at `time`. Writes one value per watched property into `out`. Allocates nothing
     /// beyond a stack buffer.
-    func predict(history: History, anchor: Int, to time: Int64, current: [Double], parameters: [Double], into out: inout [Double]) {
+    func predict(history: History, anchor: Int, to time: Int64, current: [Double], parameters: [Double], needed: UInt64 = ~0, into out: inout [Double]) {
         guard let b = behaviour else { return }
+        let readsOutputs = derivativesReadOutputs
         let nv = template.count, n = b.states.count
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: max(n, 1)) { indices in
+        // The states to integrate, in order; the others keep their anchor values (nothing needs them).
+        var count = 0
+        for i in 0..<n where i >= 64 || needed & (1 << UInt64(i)) != 0 {
+            indices[count] = i
+            count += 1
+        }
+        let active = count
+        let states = UnsafePointer(indices.baseAddress!)
         withUnsafeTemporaryAllocation(of: Double.self, capacity: nv + 6 * max(n, 1)) { buffer in
             let base = buffer.baseAddress!
             let v = UnsafeMutableBufferPointer(start: base, count: nv)
             let y = base + nv, k1 = y + n, k2 = k1 + n, k3 = k2 + n, k4 = k3 + n, d = k4 + n
-            let dBuffer = UnsafeMutableBufferPointer(start: d, count: n)
+            @inline(__always) func derive() {
+                b.derivatives(at: v, into: d, only: states, count: active, outputsFirst: readsOutputs)
+            }
             template.withUnsafeBufferPointer { v.baseAddress!.update(from: $0.baseAddress!, count: nv) }
             for (i, p) in parameters.enumerated() { v[b.parameterSlots.lowerBound + i] = p }
             history.withEntry(anchor) { values in
-                for j in tracked.indices { v[tracked[j].slot] = values[values.startIndex + j] }
+                for j in trackedSlots.indices { v[trackedSlots[j]] = values[values.startIndex + j] }
             }
             var t = history.time(anchor)
             let s0 = b.stateSlots.lowerBound
@@ -140,12 +209,12 @@ public final class ModelPlan: Sendable {
                 let h = seconds / steps
                 var step = 0.0
                 while step < steps {
-                    for i in 0..<n { y[i] = v[s0 + i] }
-                    b.derivatives(at: v, into: dBuffer); for i in 0..<n { k1[i] = d[i]; v[s0 + i] = y[i] + 0.5 * h * d[i] }
-                    b.derivatives(at: v, into: dBuffer); for i in 0..<n { k2[i] = d[i]; v[s0 + i] = y[i] + 0.5 * h * d[i] }
-                    b.derivatives(at: v, into: dBuffer); for i in 0..<n { k3[i] = d[i]; v[s0 + i] = y[i] + h * d[i] }
-                    b.derivatives(at: v, into: dBuffer); for i in 0..<n { k4[i] = d[i] }
-                    for i in 0..<n { v[s0 + i] = y[i] + h / 6 * (k1[i] + 2 * k2[i] + 2 * k3[i] + k4[i]) }
+                    for k in 0..<active { let i = states[k]; y[i] = v[s0 + i] }
+                    derive(); for k in 0..<active { let i = states[k]; k1[i] = d[i]; v[s0 + i] = y[i] + 0.5 * h * d[i] }
+                    derive(); for k in 0..<active { let i = states[k]; k2[i] = d[i]; v[s0 + i] = y[i] + 0.5 * h * d[i] }
+                    derive(); for k in 0..<active { let i = states[k]; k3[i] = d[i]; v[s0 + i] = y[i] + h * d[i] }
+                    derive(); for k in 0..<active { let i = states[k]; k4[i] = d[i] }
+                    for k in 0..<active { let i = states[k]; v[s0 + i] = y[i] + h / 6 * (k1[i] + 2 * k2[i] + 2 * k3[i] + k4[i]) }
                     step += 1
                 }
             }
@@ -157,13 +226,14 @@ public final class ModelPlan: Sendable {
                 integrate(Double(history.time(k) - t) / 1000)
                 t = history.time(k)
                 history.withEntry(k) { values in
-                    for j in tracked.indices where !tracked[j].isState { v[tracked[j].slot] = values[values.startIndex + j] }
+                    for j in drivers { v[trackedSlots[j]] = values[values.startIndex + j] }
                 }
             }
             integrate(Double(time - t) / 1000)
-            for j in tracked.indices where !tracked[j].isState { v[tracked[j].slot] = current[j] }
+            for j in drivers { v[trackedSlots[j]] = current[j] }
             b.evaluateOutputs(v)
-            for (w, watch) in watched.enumerated() { out[w] = v[watch.slot] }
+            for w in watchedSlots.indices { out[w] = v[watchedSlots[w]] }
+        }
         }
     }
 }

@@ -277,6 +277,7 @@ struct TwinWatch: Codable, Equatable, Sendable {
     }
 
     static func key(_ kind: DriftAlert.Kind, _ property: String?) -> String { kind.rawValue + "/" + (property ?? "") }
+    static let staleKey = key(.stale, nil)
 
     static func hash(_ eventId: String) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
