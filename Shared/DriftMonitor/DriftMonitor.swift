@@ -263,14 +263,14 @@ public struct DriftMonitor: Sendable {
         watch.data[i].lastEvaluatedAt = t
         let name = watch.dataNames[i]
         let key = TwinWatch.key(.data, name)
-        let relation = report.method == .kolmogorovSmirnov ? "p = \(Self.number(report.statistic)) ≤ \(Self.number(report.threshold))"
-            : "\(Self.number(report.statistic)) ≥ \(Self.number(report.threshold))"
         if let open = watch.open[key] {
             guard !report.driftDetected else { return }
             resolve(&watch, key, open, statistic: report.statistic, at: t,
                     message: "\(name) of \(reading.twinId) looks like its reference window again (\(report.method.rawValue) \(Self.number(report.statistic)); current mean \(Self.number(report.current.mean)), reference \(Self.number(report.reference.mean))).",
                     into: &alerts, key: twinKey)
         } else if report.driftDetected {
+            let relation = report.method == .kolmogorovSmirnov ? "p = \(Self.number(report.statistic)) ≤ \(Self.number(report.threshold))"
+                : "\(Self.number(report.statistic)) ≥ \(Self.number(report.threshold))"
             let message = "\(name) of \(reading.twinId) no longer looks like its reference window (\(report.method.rawValue) \(relation)): its last \(report.current.count) values have mean \(Self.number(report.current.mean)) and spread \(Self.number(report.current.standardDeviation)) against \(Self.number(report.reference.mean)) and \(Self.number(report.reference.standardDeviation)) after the twin's last reset. "
                 + "Check whether the asset's operation changed on purpose (then reset the twin to take a new reference) or its sensor drifts or sticks."
             let details: JSONObject = ["method": .string(report.method.rawValue), "psi": .double(report.psi), "ksStatistic": .double(report.ksStatistic),
@@ -409,7 +409,7 @@ public struct DriftMonitor: Sendable {
                 reference: Self.summary(d.detector.reference.summary), current: Self.summary(d.detector.current.summary), method: d.lastMethod,
                 statistic: d.lastStatistic, threshold: d.lastThreshold, evaluatedAt: d.lastEvaluatedAt)
         }
-        let monitor = (try? Self.encoder.encode(watch)).map { Array($0) } ?? Array("{}".utf8)
+        let monitor = (try? StateCoding.encode(watch)) ?? Array("{}".utf8)
         return DriftState(tenant: twin.tenant, twinId: twin.twinId, model: watch.model, updatedAt: now, lastEventTime: watch.lastEventTime,
                           stale: watch.open[TwinWatch.key(.stale, nil)] != nil,
                           properties: properties.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
@@ -427,7 +427,7 @@ public struct DriftMonitor: Sendable {
         }
         var watch: TwinWatch
         do {
-            watch = try JSONDecoder().decode(TwinWatch.self, from: Data(document.monitor))
+            watch = try StateCoding.decode(TwinWatch.self, from: document.monitor)
         } catch {
             throw ContractError(code: "invalid_value", pointer: "/monitor", message: "the monitor state does not decode: \(error)")
         }
@@ -471,13 +471,6 @@ public struct DriftMonitor: Sendable {
 
     // MARK: Formatting
 
-    /// Sorted keys: equal states are equal bytes (the round-trip test compares documents).
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = .sortedKeys
-        return e
-    }()
-
     static func finite(_ x: Double) -> Double { x.isFinite ? x : 0 }
 
     static func summary(_ s: WindowSummary) -> JSONObject {
@@ -492,7 +485,10 @@ public struct DriftMonitor: Sendable {
     static func number(_ x: Double) -> String {
         guard x.isFinite else { return "n/a" }
         if x != 0 && (abs(x) >= 1e6 || abs(x) < 1e-3) { return String(format: "%.3g", x) }
-        return String(format: "%.3f", x).replacingOccurrences(of: #"\.?0+$"#, with: "", options: .regularExpression)
+        var text = String(format: "%.3f", x)
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text
     }
 
     static func sigma(_ z: Double) -> String { (z >= 0 ? "+" : "") + number(z) + "σ" }
