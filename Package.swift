@@ -61,7 +61,7 @@ let package = Package(
         service("state-updater", ["TwinStore", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
         service("simulator-worker", ["ServiceKit"]),
         service("query-api", ["QueryAPI", "Views", "ModelLoading", "ServiceKit", "Kafka", "Durations"]),
-        service("drift-monitor", ["ServiceKit"]),
+        service("drift-monitor", ["DriftMonitor", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
         service("twinctl", ["ServiceKit", "Kafka", "Contracts", "HTTP", "JSON", "JSONSchema", "Models", "Durations"]),
 
         // Fuzz targets: built with `-Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING` they are libFuzzer

@@ -458,6 +458,8 @@ public struct DriftMonitor: Sendable {
     public var twinCount: Int { twins.count }
     /// Whether the twin is held.
     public func holds(_ key: String) -> Bool { twins[key] != nil }
+    /// Event time of the newest reading of a twin.
+    public func lastEventTime(_ key: String) -> Int64? { twins[key]?.lastEventTime }
     /// Open episodes of one twin.
     public func openAlerts(_ key: String) -> [DriftAlert] { twins[key]?.open.sorted { $0.key < $1.key }.map(\.value) ?? [] }
     /// Open episodes by kind.

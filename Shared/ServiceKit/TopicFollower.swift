@@ -26,6 +26,9 @@ public struct TopicFollower: Service {
         applied = context.metrics.counter("twinstream_follower_applied_total", help: "Messages a follower applied.", labels: ["purpose": purpose])
     }
 
+    /// Whether every partition has been read to the end it had at start.
+    public var isCaughtUp: Bool { consumer.isCaughtUp }
+
     public func run() async throws {
         defer { onStop() }
         while !Task.isCancelled {

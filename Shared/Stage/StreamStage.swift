@@ -115,8 +115,24 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         // next owner reads it again.
         let prefetching = processor.processesMessagesIndependently
         var next: Task<[KafkaMessage], any Error>?
+        let tickInterval = processor.tickInterval
+        var lastTick = ContinuousClock.now
+        let maxBatch = self.maxBatch
         do {
             while !Task.isCancelled {
+                // Clock-driven outputs go out like a batch without input (nothing to store).
+                if let tickInterval, ContinuousClock.now - lastTick >= tickInterval {
+                    lastTick = .now
+                    let lagging = !consumer.isCaughtUp || consumer.lag().values.reduce(0, +) > Int64(maxBatch)
+                    let outputs = processor.tick(now: Timestamp.now, lagging: lagging)
+                    if !outputs.isEmpty {
+                        let delivery = await producer.enqueueAll(outputs)
+                        inFlight.append(.init(batch: [], outputs: outputs, started: .now, delivery: delivery))
+                        while inFlight.isFull {
+                            if !(await completeOldest()) { break }
+                        }
+                    }
+                }
                 let pollStarted = ContinuousClock.now
                 let batch: [KafkaMessage]
                 if let pending = next {
