@@ -60,7 +60,7 @@ let package = Package(
         service("validator", ["Validation", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
         service("state-updater", ["TwinStore", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
         service("simulator-worker", ["ServiceKit"]),
-        service("query-api", ["QueryAPI", "Views", "ModelLoading", "ServiceKit", "Kafka", "Durations"]),
+        service("query-api", ["QueryAPI", "Views", "TwinQuery", "ModelLoading", "ServiceKit", "Kafka", "Durations"]),
         service("drift-monitor", ["DriftMonitor", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
         service("twinctl", ["ServiceKit", "Kafka", "Contracts", "HTTP", "JSON", "JSONSchema", "Models", "Durations"]),
 

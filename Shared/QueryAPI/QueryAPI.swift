@@ -62,7 +62,8 @@ public final class QueryAPI: Sendable {
     let rateLimiter: RateLimiter
     let streams: ConnectionLimiter
     let openAPIDocument: [UInt8]?
-    let freshness = Freshness()
+    /// The views' freshness rule (`STALE_FACTOR`, the drift monitor's too).
+    var freshness: Freshness { views.freshness }
 
     public init(views: QueryViews, models: ModelRegistry, auth: APIAuth, publisher: any CommandPublisher,
                 configuration: Configuration = Configuration(), openAPIDocument: [UInt8]? = nil) {
@@ -104,6 +105,7 @@ public final class QueryAPI: Sendable {
         router.get("/v1/models") { [self] in try await listModels($0) }
         router.get("/v1/models/{id}") { [self] in try await getModel($0) }
         router.get("/v1/deadletters") { [self] in try await deadLetters($0) }
+        registerDriftRoutes(on: &router)
     }
 
     /// Authenticates, checks the scope, then the key's request rate.

@@ -13,7 +13,8 @@ import ServiceKit
 /// | `twin.state.v1`           | beginning        | `twins` (latest state; compacted topic)      |
 /// | `twin.changes.v1`         | last N/partition | `events`, `history`, `commands` outcomes     |
 /// | `twin.commands.v1`        | last N/partition | `commands` (issued, pending)                 |
-/// | `drift.alerts.v1`         | last N/partition | `events` (alerts)                            |
+/// | `drift.alerts.v1`         | last N/partition | `events` (alerts), `alerts` (episodes)       |
+/// | `drift.state.v1`          | beginning        | `driftStates` (public part per twin)         |
 /// | `simulation.results.v1`   | last N/partition | `results` (latest per twin)                  |
 /// | `telemetry.deadletter.v1` | last N/partition | `deadLetters`                                |
 ///
@@ -29,6 +30,9 @@ public final class QueryViews: Sendable {
         public var commands = 100_000
         public var deadLetters = 10_000
         public var results = 100_000
+        /// Alert episodes and twins' drift states kept.
+        public var alerts = 100_000
+        public var driftStates = 1_000_000
         /// Messages per partition replayed at start from the windowed topics.
         public var replayPerPartition = 50_000
         public init() {}
@@ -47,6 +51,8 @@ public final class QueryViews: Sendable {
             l.commands = try env.int("VIEW_MAX_COMMANDS", default: l.commands, range: 1...10_000_000, doc: "Commands whose outcome is kept for GET /v1/commands/{id}.")
             l.deadLetters = try env.int("VIEW_MAX_DEADLETTERS", default: l.deadLetters, range: 1...10_000_000, doc: "Dead-letters kept for GET /v1/deadletters.")
             l.results = try env.int("VIEW_MAX_RESULTS", default: l.results, range: 1...10_000_000, doc: "Twins whose latest simulation result is kept.")
+            l.alerts = try env.int("VIEW_MAX_ALERTS", default: l.alerts, range: 1...10_000_000, doc: "Drift alert episodes kept for GET /v1/alerts (the oldest received evicted first).")
+            l.driftStates = try env.int("VIEW_MAX_DRIFT_STATES", default: l.driftStates, range: 1...100_000_000, doc: "Twins whose drift-monitor state is kept for GET /v1/twins/{id}/drift.")
             l.replayPerPartition = try env.int("VIEW_REPLAY_PER_PARTITION", default: l.replayPerPartition, range: 0...100_000_000, doc: "Messages per partition of the windowed topics (changes, commands, alerts, results, dead-letters) read at start.")
             return l
         }
@@ -59,15 +65,24 @@ public final class QueryViews: Sendable {
     public let commands: CommandLedger
     public let deadLetters: DeadLetterLog
     public let results: LatestDocuments
+    /// Drift alert episodes (`drift.alerts.v1`).
+    public let alerts: AlertEpisodes
+    /// Each twin's drift-monitor state, public part (`drift.state.v1`).
+    public let driftStates: LatestDocuments
+    /// When a twin is stale (`STALE_FACTOR`, shared with the drift monitor).
+    public let freshness: Freshness
 
-    public init(limits: Limits = Limits(), reportingInterval: @escaping @Sendable (String?) -> Int64? = { _ in nil }) {
+    public init(limits: Limits = Limits(), freshness: Freshness = Freshness(), reportingInterval: @escaping @Sendable (String?) -> Int64? = { _ in nil }) {
         self.limits = limits
-        twins = TwinReadModel(maxTwins: limits.maxTwins, reportingInterval: reportingInterval)
+        self.freshness = freshness
+        twins = TwinReadModel(maxTwins: limits.maxTwins, freshness: freshness, reportingInterval: reportingInterval)
         events = EventLog(capacity: limits.events, maxBytes: limits.eventBytes, subscriberBuffer: limits.subscriberBuffer)
         history = HistoryStore(retention: limits.history, maxTwins: limits.historyTwins)
         commands = CommandLedger(capacity: limits.commands)
         deadLetters = DeadLetterLog(capacity: limits.deadLetters)
         results = LatestDocuments(capacity: limits.results)
+        alerts = AlertEpisodes(capacity: limits.alerts)
+        driftStates = LatestDocuments(capacity: limits.driftStates)
     }
 
     /// Where each partition of each followed topic starts.
@@ -75,6 +90,7 @@ public final class QueryViews: Sendable {
         var starts: [TopicPartition: KafkaConsumer.StartOffset] = [:]
         for p in 0..<partitions {
             starts[TopicPartition(Topic.twinState.name, p)] = .beginning
+            starts[TopicPartition(Topic.driftState.name, p)] = .beginning
             for topic in [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationResults, .telemetryDeadLetter] {
                 starts[TopicPartition(topic.name, p)] = .tail(limits.replayPerPartition)
             }
@@ -106,7 +122,14 @@ public final class QueryViews: Sendable {
                   (try? JSON(parsing: message.value))?.objectValue != nil else { return false }
             events.append(ViewEvent(id: ViewEvent.id(code: "a", partition: message.partition, offset: message.offset),
                                     kind: .alert, tenant: key.tenant, twinId: key.twinId, data: message.value))
+            guard let alert = try? DriftAlert(bytes: message.value) else { return false }
+            alerts.apply(alert, bytes: message.value)
             return true
+        case Topic.driftState.name:
+            guard let key = message.keyString else { return false }
+            if message.value.isEmpty { return driftStates.put(key: key, []) }
+            guard let document = Self.publicDriftState(message.value) else { return false }
+            return driftStates.put(key: key, document)
         case Topic.simulationResults.name:
             guard let key = message.keyString else { return false }
             return results.put(key: key, message.value)
@@ -148,6 +171,10 @@ public final class QueryViews: Sendable {
         metrics.gauge("twinstream_view_deadletters", help: "Dead-letters retained for operators.") { Double(deadLetters.sizes.held) }
         metrics.gauge("twinstream_view_results", help: "Twins with a retained simulation result.") { Double(results.sizes.documents) }
         metrics.gauge("twinstream_view_result_bytes", help: "Bytes of retained simulation results.") { Double(results.sizes.bytes) }
+        let alerts = self.alerts, driftStates = self.driftStates
+        metrics.gauge("twinstream_view_alert_episodes", help: "Drift alert episodes retained for GET /v1/alerts.") { Double(alerts.sizes.episodes) }
+        metrics.gauge("twinstream_view_drift_states", help: "Twins with a retained drift-monitor state.") { Double(driftStates.sizes.documents) }
+        metrics.gauge("twinstream_view_drift_state_bytes", help: "Bytes of retained drift-monitor states.") { Double(driftStates.sizes.bytes) }
     }
 }
 

@@ -26,6 +26,8 @@ final class QueryAPITests: XCTestCase {
         (.get, "/v1/models", "read", nil),
         (.get, "/v1/models/pump", "read", nil),
         (.get, "/v1/deadletters", "admin", nil),
+        (.get, "/v1/alerts", "read", nil),
+        (.get, "/v1/twins/pump-1/drift", "read", nil),
     ]
 
     func testEveryRouteAnswers401WithoutAValidKeyAnd403WithoutItsScope() async throws {
