@@ -32,16 +32,10 @@ let registry = try ModelRegistry(directory: ProcessInfo.processInfo.environment[
 
 /// Readings of `twins` rooms, interleaved (one reading of every room, then the next round).
 func makeReadings() -> [Reading] {
-    var state = UInt64(42)
-    func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var random = SplitMix64(seed: 42)
+    func next() -> UInt64 { random.next() }
     func normal() -> Double {
-        let u1 = max(Double(next() >> 11) / Double(1 << 53), 1e-300), u2 = Double(next() >> 11) / Double(1 << 53)
+        let u1 = max(random.nextUnit(), 1e-300), u2 = random.nextUnit()
         return (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
     }
     var T = [Double](repeating: 20, count: twins), P = [Double](repeating: 6000, count: twins)

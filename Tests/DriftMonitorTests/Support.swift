@@ -26,25 +26,17 @@ enum Fixtures {
     static func plans(_ settings: DriftSettings) -> ModelPlans { ModelPlans(registry: registry, settings: settings) }
 }
 
-/// SplitMix64 with a Box–Muller normal: reproducible streams; failures print the seed.
+/// The project's SplitMix64 with a Box–Muller normal: reproducible streams; failures print the seed.
 struct SeededRandom {
-    private var state: UInt64
+    private var generator: SplitMix64
     private var spare: Double?
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { generator = SplitMix64(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    mutating func next() -> UInt64 { generator.next() }
 
     mutating func normal() -> Double {
         if let s = spare { spare = nil; return s }
-        let u1 = max(uniform(), 1e-300), u2 = uniform()
+        let u1 = max(generator.nextUnit(), 1e-300), u2 = generator.nextUnit()
         let r = (-2 * log(u1)).squareRoot()
         spare = r * sin(2 * .pi * u2)
         return r * cos(2 * .pi * u2)
