@@ -48,6 +48,7 @@ let package = Package(
         shared("Simulation", ["Models", "JSON"]),
         shared("Drift"),
         shared("Simulator", ["Simulation", "Models", "Contracts", "JSON", "Kafka", "ServiceKit", "Durations"]),
+        shared("DriftMonitor", ["Drift", "Models", "Contracts", "JSON", "TwinQuery", "ServiceKit", "Durations", "Stage", "Kafka"]),
         shared("Stage", ["Kafka", "Contracts", "ServiceKit", "JSON", "Durations"]),
         shared("Ingest", ["Stage", "Kafka", "Contracts", "ServiceKit", "HTTP", "JSON", "Durations"]),
         shared("Validation", ["Stage", "Kafka", "Contracts", "JSON", "Models"]),
@@ -60,8 +61,8 @@ let package = Package(
         service("validator", ["Validation", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
         service("state-updater", ["TwinStore", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
         service("simulator-worker", ["Simulator", "ModelLoading", "ServiceKit"]),
-        service("query-api", ["QueryAPI", "Views", "ModelLoading", "ServiceKit", "Kafka", "Durations"]),
-        service("drift-monitor", ["ServiceKit"]),
+        service("query-api", ["QueryAPI", "Views", "TwinQuery", "ModelLoading", "ServiceKit", "Kafka", "Durations"]),
+        service("drift-monitor", ["DriftMonitor", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
         service("twinctl", ["ServiceKit", "Kafka", "Contracts", "HTTP", "JSON", "JSONSchema", "Models", "Durations"]),
 
         // Fuzz targets: built with `-Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING` they are libFuzzer
@@ -82,6 +83,8 @@ let package = Package(
         .executableTarget(name: "SimBench", dependencies: ["Simulation", "Models", "Simulator", "Contracts"], path: "Benchmarks/SimBench", swiftSettings: strict),
         // `Benchmarks/drift.sh`: DriftBench (release) beside River on the same streams, one core.
         .executableTarget(name: "DriftBench", dependencies: ["Drift"], path: "Benchmarks/DriftBench", swiftSettings: strict),
+        // The drift monitor's own rate and memory per twin, in process: `Benchmarks/drift.sh` (or `--monitor`).
+        .executableTarget(name: "DriftMonitorBench", dependencies: ["DriftMonitor", "Contracts", "JSON", "Models"], path: "Benchmarks/DriftMonitorBench", swiftSettings: strict),
 
         // Shared by test targets: the seeded stream generator and reference fold of the state tests.
         .target(name: "TestSupport", dependencies: ["Contracts", "JSON", "Kafka", "ServiceKit", "Stage"], path: "Tests/TestSupport", swiftSettings: strict),
@@ -96,6 +99,7 @@ let package = Package(
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
         tests("SimulationTests", ["Simulation", "Models", "JSON"]),
         tests("SimulatorTests", ["Simulator", "Simulation", "Models", "Contracts", "JSON", "Kafka", "ServiceKit"]),
+        tests("DriftMonitorTests", ["DriftMonitor", "Drift", "Simulation", "Models", "ModelLoading", "Contracts", "JSON", "Kafka", "ServiceKit", "Stage"]),
         .testTarget(name: "DriftTests", dependencies: ["Drift"], path: "Tests/DriftTests", exclude: ["Fixtures"], swiftSettings: strict),
         tests("ModelLoadingTests", ["ModelLoading", "Models", "ServiceKit"]),
         tests("StageTests", ["Stage", "Contracts", "JSON", "Kafka", "ServiceKit", "TestSupport"]),

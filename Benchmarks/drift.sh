@@ -5,8 +5,11 @@
 #                                    and 100 seeds without; median/max delay, false alarms per 100k and
 #                                    samples/s on one core for ADWIN, Page–Hinkley and CUSUM; markdown table.
 #   Benchmarks/drift.sh --fixtures   regenerate Tests/DriftTests/Fixtures with the pinned River/SciPy/NumPy.
+#   Benchmarks/drift.sh --monitor    only the drift monitor's own rate (DriftMonitorBench, no Python): readings/s
+#                                    per core through the residual path in process, memory per twin, the cost
+#                                    of a drift.state document. The full run prints it after the detector table.
 #
-# Environment: SEEDS (100), LENGTH (100000), CHANGE (50000), RIVER_TIMED_STREAMS (all) to time River on fewer
+# Environment: MONITOR_TWINS (2000) and MONITOR_READINGS (600 per twin) for DriftMonitorBench, SEEDS (100), LENGTH (100000), CHANGE (50000), RIVER_TIMED_STREAMS (all) to time River on fewer
 # streams, DRIFT_DATA (scratch dir, default /tmp/twinstream-drift), PACKAGE_DIR (package root to build
 # DriftBench in; default the repository root), PYTHON (python3 used to create the venv).
 # The virtual environment lives in Benchmarks/drift/.venv-drift (git-ignored).
@@ -34,6 +37,19 @@ venv() {
     fi
 }
 
+monitor() {
+    echo "building DriftMonitorBench (release) in $PACKAGE_DIR" >&2
+    (cd "$PACKAGE_DIR" && swift build -c release --product DriftMonitorBench >&2)
+    local bin
+    bin="$(cd "$PACKAGE_DIR" && swift build -c release --product DriftMonitorBench --show-bin-path)/DriftMonitorBench"
+    (cd "$PACKAGE_DIR" && taskset -c 0 "$bin" "${MONITOR_TWINS:-2000}" "${MONITOR_READINGS:-600}")
+}
+
+if [[ "${1:-}" == "--monitor" ]]; then
+    monitor
+    exit 0
+fi
+
 if [[ "${1:-}" == "--fixtures" ]]; then
     venv
     "$VENV/bin/python" "$HERE/drift/make_fixtures.py"
@@ -57,3 +73,5 @@ taskset -c 0 "$BIN" "$STREAMS_FILE" "$((2 * SEEDS))" "$LENGTH" "$DATA/swift.json
 echo "running River detectors on core 0 (this takes a few minutes)" >&2
 taskset -c 0 "$VENV/bin/python" "$HERE/drift/river_peer.py" "$STREAMS_FILE" "$((2 * SEEDS))" "$LENGTH" "$DATA/river.json" "$RIVER_TIMED_STREAMS"
 "$VENV/bin/python" "$HERE/drift/report.py" "$DATA/swift.json" "$DATA/river.json" "$SEEDS" "$LENGTH" "$CHANGE"
+echo
+monitor

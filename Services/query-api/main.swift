@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import ModelLoading
 import QueryAPI
+import TwinQuery
 import Views
 import ServiceKit
 
@@ -11,7 +12,9 @@ import ServiceKit
 await ServiceRuntime.main(name: "query-api", defaultHTTPPort: 8080) { context, routes in
     let env = context.environment
     let models = try LoadedModels(env, logger: context.logger).registry
-    let views = QueryViews(limits: try .fromEnvironment(env), reportingInterval: QueryAPI.reportingInterval(models))
+    // STALE_FACTOR: the same setting the drift monitor's stale alerts use.
+    let views = QueryViews(limits: try .fromEnvironment(env), freshness: Freshness(factor: try env.staleFactor()),
+                           reportingInterval: QueryAPI.reportingInterval(models))
     let auth = try APIAuth.fromEnvironment(env, defaultTenant: context.defaultTenant, logger: context.logger)
     let openAPIPath = env.string("OPENAPI_FILE", default: "Schemas/openapi.json", doc: "The OpenAPI document served at /openapi.json.")
     let openAPI = FileManager.default.contents(atPath: openAPIPath).map { Array($0) }

@@ -89,6 +89,23 @@ struct Fields {
         return i
     }
 
+    func double(_ key: String) throws(ContractError) -> Double {
+        guard let value = object[key], !value.isNull else { throw .missing(path(key), key) }
+        guard case .number(let n) = value else { throw .wrongType(path(key), expected: "number", actual: value) }
+        return n.doubleValue
+    }
+
+    func optionalDouble(_ key: String) throws(ContractError) -> Double? {
+        guard let value = object[key], !value.isNull else { return nil }
+        guard case .number(let n) = value else { throw .wrongType(path(key), expected: "number", actual: value) }
+        return n.doubleValue
+    }
+
+    func optionalTime(_ key: String) throws(ContractError) -> Int64? {
+        guard let value = object[key], !value.isNull else { return nil }
+        return try time(key)
+    }
+
     func object(_ key: String) throws(ContractError) -> JSONObject {
         guard let value = object[key], !value.isNull else { throw .missing(path(key), key) }
         guard case .object(let o) = value else { throw .wrongType(path(key), expected: "object", actual: value) }

@@ -76,6 +76,8 @@ public enum ContractName {
     public static let twinStateV1 = "twin-state/1"
     public static let twinCommandV1 = "twin-command/1"
     public static let twinChangeV1 = "twin-change/1"
+    public static let driftAlertV1 = "drift-alert/1"
+    public static let driftStateV1 = "drift-state/1"
 }
 
 /// The Kafka key of every per-twin topic, `tenant/twinId`: one key per twin, so a twin's events

@@ -122,6 +122,28 @@ public struct Behaviour: Sendable {
         for i in derivatives.indices { out[i] = derivatives[i].evaluate(read) }
     }
 
+    /// d(state)/dt of the listed states only (`states[0..<count]`, indices into `states`), each
+    /// into `out[index]`, after recomputing the outputs when `outputsFirst`. For callers that need
+    /// part of the system: the drift monitor predicts one observed state and integrates only what
+    /// it depends on. Allocates and retains nothing.
+    @inline(__always)
+    public func derivatives(at variables: UnsafeMutableBufferPointer<Double>, into out: UnsafeMutablePointer<Double>,
+                            only states: UnsafePointer<Int>, count: Int, outputsFirst: Bool) {
+        if outputsFirst {
+            let o = outputSlots.lowerBound
+            for i in outputPrograms.indices {
+                variables[o + i] = outputPrograms[i].evaluate(UnsafeBufferPointer(variables))
+            }
+        }
+        let read = UnsafeBufferPointer(variables)
+        derivatives.withUnsafeBufferPointer { programs in
+            for k in 0..<count {
+                let i = states[k]
+                out[i] = programs[i].evaluate(read)
+            }
+        }
+    }
+
     // MARK: Decoding
 
     /// Decodes and checks `behaviour` (pointer `/behaviour`), reporting every problem.

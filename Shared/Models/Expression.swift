@@ -392,7 +392,15 @@ public struct CompiledExpression: Sendable, Hashable {
     @inline(__always)
     public func evaluate(_ variables: UnsafeBufferPointer<Double>) -> Double {
         precondition(variables.count >= slotCount, "expression needs \(slotCount) variables, got \(variables.count)")
-        return withUnsafeTemporaryAllocation(of: Double.self, capacity: stackSize) { stack -> Double in
+        // The program is walked through an unsafe buffer: iterating the array itself retained and
+        // released it on every call (a tenth of the drift monitor's residual path).
+        return program.withUnsafeBufferPointer { Self.run($0, stackSize: stackSize, variables) }
+    }
+
+    /// The interpreter loop over a borrowed program.
+    @inline(__always)
+    static func run(_ program: UnsafeBufferPointer<Instruction>, stackSize: Int, _ variables: UnsafeBufferPointer<Double>) -> Double {
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: stackSize) { stack -> Double in
             var top = -1
             for instruction in program {
                 switch instruction {

@@ -68,7 +68,8 @@ public final class QueryAPI: Sendable {
     let rateLimiter: RateLimiter
     let streams: ConnectionLimiter
     let openAPIDocument: [UInt8]?
-    let freshness = Freshness()
+    /// The views' freshness rule (`STALE_FACTOR`, the drift monitor's too).
+    var freshness: Freshness { views.freshness }
 
     public init(views: QueryViews, models: ModelRegistry, auth: APIAuth, publisher: any CommandPublisher,
                 simulationPublisher: (any SimulationPublisher)? = nil, configuration: Configuration = Configuration(), openAPIDocument: [UInt8]? = nil,
@@ -114,6 +115,7 @@ public final class QueryAPI: Sendable {
         router.get("/v1/models/{id}") { [self] in try await getModel($0) }
         router.get("/v1/deadletters") { [self] in try await deadLetters($0) }
         registerSimulations(on: &router)
+        registerDriftRoutes(on: &router)
     }
 
     /// Authenticates, checks the scope, then the key's request rate.

@@ -29,6 +29,9 @@ public struct TopicFollower: Service {
         }
     }
 
+    /// Whether every partition has been read to the end it had at start.
+    public var isCaughtUp: Bool { consumer.isCaughtUp }
+
     public func run() async throws {
         defer { onStop() }
         while !Task.isCancelled {

@@ -17,6 +17,13 @@ public protocol MessageProcessor {
     /// stored: the point where effects of the batch may be made durable elsewhere (checkpoints).
     mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64)
 
+    /// How often the stage calls `tick` between batches; nil (the default): never.
+    var tickInterval: Duration? { get }
+
+    /// Outputs that depend on the clock rather than on input (the drift monitor's stale alerts),
+    /// called between batches every `tickInterval`; `lagging` when the consumer is behind its input.
+    mutating func tick(now: Int64, lagging: Bool) -> [OutgoingMessage]
+
     /// True when `process` keeps nothing from one message to the next, so a batch may be split
     /// across cores, each part processed by its own copy of the processor (outputs keep input
     /// order). Default false.
@@ -38,6 +45,8 @@ extension MessageProcessor {
 
     public var processesMessagesIndependently: Bool { false }
     public var unrecoverableError: (any Error)? { nil }
+    public var tickInterval: Duration? { nil }
+    public mutating func tick(now: Int64, lagging: Bool) -> [OutgoingMessage] { [] }
     public mutating func finishBatch(now: Int64) -> [OutgoingMessage] { [] }
     public mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64) {}
 }

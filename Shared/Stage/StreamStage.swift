@@ -184,8 +184,26 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         let prefetching = processor.processesMessagesIndependently
         var next: Task<[KafkaMessage], any Error>?
         var failure: (any Error)?
+        let tickInterval = processor.tickInterval
+        var lastTick = ContinuousClock.now
+        let maxBatch = self.maxBatch
         do {
             while !Task.isCancelled {
+                // Clock-driven outputs go out like a batch without input (nothing to store).
+                if let tickInterval, ContinuousClock.now - lastTick >= tickInterval {
+                    lastTick = .now
+                    let lagging = !consumer.isCaughtUp || consumer.lag().values.reduce(0, +) > Int64(maxBatch)
+                    let outputs = processor.tick(now: Timestamp.now, lagging: lagging)
+                    if !outputs.isEmpty {
+                        var ticked = ProcessedBatch()
+                        ticked.appendBatchOutputs(outputs)
+                        let delivery = await producer.enqueueAll(outputs)
+                        inFlight.append(.init(batch: [], started: .now, outputs: ticked, delivery: delivery))
+                        while inFlight.isFull {
+                            if !(await completeOldest()) { break }
+                        }
+                    }
+                }
                 let pollStarted = ContinuousClock.now
                 let batch: [KafkaMessage]
                 if let pending = next {
@@ -206,7 +224,6 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
                     continue
                 }
                 if prefetching {
-                    let maxBatch = self.maxBatch
                     next = Task { try await consumer.poll(maxMessages: maxBatch, timeout: .zero) }
                 }
                 let started = ContinuousClock.now

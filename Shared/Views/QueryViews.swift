@@ -13,7 +13,8 @@ import ServiceKit
 /// | `twin.state.v1`           | beginning        | `twins` (latest state; compacted topic)      |
 /// | `twin.changes.v1`         | last N/partition | `events`, `history`, `commands` outcomes     |
 /// | `twin.commands.v1`        | last N/partition | `commands` (issued, pending)                 |
-/// | `drift.alerts.v1`         | last N/partition | `events` (alerts)                            |
+/// | `drift.alerts.v1`         | last N/partition | `events` (alerts), `alerts` (episodes)       |
+/// | `drift.state.v1`          | beginning        | `driftStates` (public part per twin)         |
 /// | `simulation.requests.v1`  | last N/partition | `simulations` (pending)                      |
 /// | `simulation.results.v1`   | last N/partition | `simulations` (by id and per twin), `events` |
 /// | `telemetry.deadletter.v1` | last N/partition | `deadLetters`                                |
@@ -31,6 +32,9 @@ public final class QueryViews: Sendable {
         public var deadLetters = 10_000
         public var results = 100_000
         public var resultBytes = 256 << 20
+        /// Alert episodes and twins' drift states kept.
+        public var alerts = 100_000
+        public var driftStates = 1_000_000
         /// Messages per partition replayed at start from the windowed topics.
         public var replayPerPartition = 50_000
         public init() {}
@@ -50,6 +54,8 @@ public final class QueryViews: Sendable {
             l.deadLetters = try env.int("VIEW_MAX_DEADLETTERS", default: l.deadLetters, range: 1...10_000_000, doc: "Dead-letters kept for GET /v1/deadletters.")
             l.results = try env.int("VIEW_MAX_RESULTS", default: l.results, range: 1...10_000_000, doc: "Simulations kept (by id and per twin) for GET /v1/simulations; the oldest goes first.")
             l.resultBytes = try env.int("VIEW_MAX_RESULT_BYTES", default: l.resultBytes, range: 1_024...(64 << 30), doc: "Bytes of simulation result documents kept.")
+            l.alerts = try env.int("VIEW_MAX_ALERTS", default: l.alerts, range: 1...10_000_000, doc: "Drift alert episodes kept for GET /v1/alerts (the oldest received evicted first).")
+            l.driftStates = try env.int("VIEW_MAX_DRIFT_STATES", default: l.driftStates, range: 1...100_000_000, doc: "Twins whose drift-monitor state is kept for GET /v1/twins/{id}/drift.")
             l.replayPerPartition = try env.int("VIEW_REPLAY_PER_PARTITION", default: l.replayPerPartition, range: 0...100_000_000, doc: "Messages per partition of the windowed topics (changes, commands, alerts, simulation requests and results, dead-letters) read at start.")
             return l
         }
@@ -62,15 +68,24 @@ public final class QueryViews: Sendable {
     public let commands: CommandLedger
     public let deadLetters: DeadLetterLog
     public let simulations: SimulationStore
+    /// Drift alert episodes (`drift.alerts.v1`).
+    public let alerts: AlertEpisodes
+    /// Each twin's drift-monitor state, public part (`drift.state.v1`).
+    public let driftStates: LatestDocuments
+    /// When a twin is stale (`STALE_FACTOR`, shared with the drift monitor).
+    public let freshness: Freshness
 
-    public init(limits: Limits = Limits(), reportingInterval: @escaping @Sendable (String?) -> Int64? = { _ in nil }) {
+    public init(limits: Limits = Limits(), freshness: Freshness = Freshness(), reportingInterval: @escaping @Sendable (String?) -> Int64? = { _ in nil }) {
         self.limits = limits
-        twins = TwinReadModel(maxTwins: limits.maxTwins, reportingInterval: reportingInterval)
+        self.freshness = freshness
+        twins = TwinReadModel(maxTwins: limits.maxTwins, freshness: freshness, reportingInterval: reportingInterval)
         events = EventLog(capacity: limits.events, maxBytes: limits.eventBytes, subscriberBuffer: limits.subscriberBuffer)
         history = HistoryStore(retention: limits.history, maxTwins: limits.historyTwins)
         commands = CommandLedger(capacity: limits.commands)
         deadLetters = DeadLetterLog(capacity: limits.deadLetters)
         simulations = SimulationStore(capacity: limits.results, maxBytes: limits.resultBytes)
+        alerts = AlertEpisodes(capacity: limits.alerts)
+        driftStates = LatestDocuments(capacity: limits.driftStates)
     }
 
     /// Where each partition of each followed topic starts.
@@ -78,6 +93,7 @@ public final class QueryViews: Sendable {
         var starts: [TopicPartition: KafkaConsumer.StartOffset] = [:]
         for p in 0..<partitions {
             starts[TopicPartition(Topic.twinState.name, p)] = .beginning
+            starts[TopicPartition(Topic.driftState.name, p)] = .beginning
             for topic in [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationRequests, .simulationResults, .telemetryDeadLetter] {
                 starts[TopicPartition(topic.name, p)] = .tail(limits.replayPerPartition)
             }
@@ -109,11 +125,18 @@ public final class QueryViews: Sendable {
                   (try? JSON(parsing: message.value))?.objectValue != nil else { return false }
             events.append(ViewEvent(id: ViewEvent.id(code: "a", partition: message.partition, offset: message.offset),
                                     kind: .alert, tenant: key.tenant, twinId: key.twinId, data: message.value))
+            guard let alert = try? DriftAlert(bytes: message.value) else { return false }
+            alerts.apply(alert, bytes: message.value)
             return true
         case Topic.simulationRequests.name:
             guard let request = try? SimulationRequest(bytes: message.value) else { return false }
             simulations.pending(request)
             return true
+        case Topic.driftState.name:
+            guard let key = message.keyString else { return false }
+            if message.value.isEmpty { return driftStates.put(key: key, []) }
+            guard let document = Self.publicDriftState(message.value) else { return false }
+            return driftStates.put(key: key, document)
         case Topic.simulationResults.name:
             guard let result = try? SimulationResult(bytes: message.value) else { return false }
             applySimulation(result, id: ViewEvent.id(code: "s", partition: message.partition, offset: message.offset), bytes: message.value)
@@ -176,6 +199,10 @@ public final class QueryViews: Sendable {
         metrics.gauge("twinstream_view_results", help: "Simulations retained (pending, running and finished).") { Double(simulations.sizes.simulations) }
         metrics.gauge("twinstream_view_result_bytes", help: "Bytes of retained simulation results.") { Double(simulations.sizes.bytes) }
         metrics.gauge("twinstream_view_results_evicted", help: "Simulations evicted (VIEW_MAX_RESULTS, VIEW_MAX_RESULT_BYTES) since start.") { Double(simulations.sizes.evicted) }
+        let alerts = self.alerts, driftStates = self.driftStates
+        metrics.gauge("twinstream_view_alert_episodes", help: "Drift alert episodes retained for GET /v1/alerts.") { Double(alerts.sizes.episodes) }
+        metrics.gauge("twinstream_view_drift_states", help: "Twins with a retained drift-monitor state.") { Double(driftStates.sizes.documents) }
+        metrics.gauge("twinstream_view_drift_state_bytes", help: "Bytes of retained drift-monitor states.") { Double(driftStates.sizes.bytes) }
     }
 }
 

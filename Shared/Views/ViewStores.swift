@@ -222,3 +222,41 @@ public final class DeadLetterLog: Sendable {
 
     public var sizes: (held: Int, undecodable: Int) { state.withLock { ($0.count, $0.undecodable) } }
 }
+
+/// The latest document per twin of a keyed topic (the drift monitor's `drift.state.v1`), bounded
+/// by `capacity` twins.
+public final class LatestDocuments: Sendable {
+    public let capacity: Int
+    private struct State {
+        var documents: [String: [UInt8]] = [:]
+        var rejected = 0
+        var bytes = 0
+    }
+    private let state = Mutex(State())
+
+    public init(capacity: Int = 100_000) { self.capacity = capacity }
+
+    /// Stores `document` under `key` (a tombstone, empty, removes it); false past capacity.
+    @discardableResult
+    public func put(key: String, _ document: [UInt8]) -> Bool {
+        state.withLock { s in
+            if document.isEmpty {
+                if let old = s.documents.removeValue(forKey: key) { s.bytes -= old.count }
+                return true
+            }
+            if let old = s.documents[key] {
+                s.bytes -= old.count
+            } else if s.documents.count >= capacity {
+                s.rejected += 1
+                return false
+            }
+            s.documents[key] = document
+            s.bytes += document.count
+            return true
+        }
+    }
+
+    public func document(key: String) -> [UInt8]? { state.withLock { $0.documents[key] } }
+
+    public var sizes: (documents: Int, bytes: Int, rejected: Int) { state.withLock { ($0.documents.count, $0.bytes, $0.rejected) } }
+}

@@ -238,4 +238,60 @@ final class ContractSchemaAgreementTests: XCTestCase {
             (good.replacingOccurrences(of: #""simulationId":"s""#, with: #""simulationId":"""#), false),
         ]) { _ = try SimulationControl(json: $0) }
     }
+
+    func testDriftAlert() throws {
+        let schema = try schema("drift-alert")
+        let written = DriftAlert(alertId: DriftAlert.id(tenant: "t", twinId: "room-1", kind: .residual, property: "temperature", raisedAt: 1_795_248_000_000),
+                                 status: .resolved, kind: .residual, tenant: "t", twinId: "room-1", model: "room@1", property: "temperature",
+                                 detector: "adwin", statistic: 0.2, threshold: 0.5, window: 50, changeStartedAt: 1_795_247_000_000,
+                                 eventTime: 1_795_249_000_000, message: "m", scale: 0.05,
+                                 story: [.init(step: "detected", at: 1_795_248_000_000, message: "d", details: ["cut": "2026-11-21T08:00:00Z"]),
+                                         .init(step: "resolved", at: 1_795_249_000_000, message: "r")])
+        XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())))
+        XCTAssertEqual(try DriftAlert(bytes: written.encoded()), written)
+        let stale = DriftAlert(alertId: "a", status: .raised, kind: .stale, tenant: "t", twinId: "room-1", detector: "freshness",
+                               statistic: 200_000, threshold: 180_000, window: 60_000, eventTime: 0, message: "m")
+        XCTAssertTrue(schema.isValid(try JSON(parsing: stale.encoded())))
+        let good = #"{"alertId":"a","status":"raised","kind":"residual","tenant":"t","twinId":"r","property":"temperature","detector":"adwin","statistic":2.5,"threshold":0,"window":300,"eventTime":"2026-11-21T08:00:00Z","message":"m","story":[{"step":"detected","at":"2026-11-21T08:00:00Z","message":"m"}]}"#
+        try assertAgreement(schema, [
+            (good, true),
+            (good.replacingOccurrences(of: #""alertId":"a","#, with: ""), false),
+            (good.replacingOccurrences(of: #""status":"raised""#, with: #""status":"snoozed""#), false),
+            (good.replacingOccurrences(of: #""kind":"residual""#, with: #""kind":"vibes""#), false),
+            (good.replacingOccurrences(of: #""property":"temperature","#, with: ""), false),
+            (good.replacingOccurrences(of: #""kind":"residual""#, with: #""kind":"stale""#), false),
+            (good.replacingOccurrences(of: #""kind":"residual","tenant":"t","twinId":"r","property":"temperature","#, with: #""kind":"stale","tenant":"t","twinId":"r","#), true),
+            (good.replacingOccurrences(of: #""window":300"#, with: #""window":-1"#), false),
+            (good.replacingOccurrences(of: #""statistic":2.5"#, with: #""statistic":"high""#), false),
+            (good.replacingOccurrences(of: #""step":"detected""#, with: #""step":"Detected""#), false),
+            (good.replacingOccurrences(of: #""step":"detected""#, with: #""step":"applied","details":{"commandId":"c-1"}"#), true),
+            (good.replacingOccurrences(of: #""eventTime":"2026-11-21T08:00:00Z""#, with: #""eventTime":"later""#), false),
+            (good.replacingOccurrences(of: #""message":"m","story""#, with: #""story""#), false),
+        ]) { _ = try DriftAlert(json: $0) }
+    }
+
+    func testDriftState() throws {
+        let schema = try schema("drift-state")
+        let alert = DriftAlert(alertId: "a", status: .raised, kind: .data, tenant: "t", twinId: "room-1", property: "humidity",
+                               detector: "kolmogorovSmirnov", statistic: 0.01, threshold: 0.05, window: 100, eventTime: 5, message: "m",
+                               story: [.init(step: "detected", at: 5, message: "m")])
+        let written = DriftState(tenant: "t", twinId: "room-1", model: "room@1", updatedAt: 7, lastEventTime: 5, stale: false,
+                                 properties: [("humidity", .init(residual: .init(detector: "adwin", statistic: -0.3, threshold: 0, window: 40, residuals: 240,
+                                                                                 warmup: 200, warmupNeeded: 200, center: 0.01, scale: 0.2, detections: 0),
+                                                                 data: .init(reference: ["count": 100, "mean": .double(45.5)], current: ["count": 20],
+                                                                             method: "kolmogorovSmirnov", statistic: 0.01, threshold: 0.05, evaluatedAt: 5)))],
+                                 openAlerts: [alert], monitor: Array(#"{"x":1}"#.utf8))
+        XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())))
+        XCTAssertEqual(try DriftState(bytes: written.encoded()), written)
+        let good = #"{"tenant":"t","twinId":"r","updatedAt":"2026-11-21T08:00:00Z","stale":false,"properties":{"temperature":{"residual":{"detector":"adwin","statistic":0,"threshold":0,"window":0,"residuals":3,"warmup":3,"warmupNeeded":200,"detections":0}}},"openAlerts":[],"monitorFormat":1,"monitor":{}}"#
+        try assertAgreement(schema, [
+            (good, true),
+            (good.replacingOccurrences(of: #""stale":false,"#, with: ""), false),
+            (good.replacingOccurrences(of: #""detector":"adwin""#, with: #""detector":7"#), false),
+            (good.replacingOccurrences(of: #""residuals":3"#, with: #""residuals":3.5"#), false),
+            (good.replacingOccurrences(of: #""openAlerts":[]"#, with: #""openAlerts":[{"alertId":"a"}]"#), false),
+            (good.replacingOccurrences(of: #""monitor":{}"#, with: #""monitor":[]"#), false),
+            (good.replacingOccurrences(of: #""updatedAt":"2026-11-21T08:00:00Z""#, with: #""updatedAt":"then""#), false),
+        ]) { _ = try DriftState(json: $0) }
+    }
 }

@@ -169,10 +169,17 @@ final class IsolationAndRobustnessTests: XCTestCase {
         try assertValid(await h.request(.get, try XCTUnwrap(created.headers["Location"])), "CommandStatus")
         try assertValid(await h.request(.get, "/v1/models"), "ModelList")
         try assertValid(await h.request(.get, "/v1/deadletters"), "DeadLetterList")
+        try assertValid(await h.request(.get, "/v1/twins/pump-1/drift"), "TwinDrift")
+        DriftRoutesTests.feedDrift(h)
+        try assertValid(await h.request(.get, "/v1/twins/pump-1/drift"), "TwinDrift")
+        try assertValid(await h.request(.get, "/v1/alerts"), "AlertList")
         try assertValid(await h.request(.get, "/v1/twins/nobody"), "Problem")
         try assertValid(await h.request(.get, "/v1/twins?filter=a%3E"), "Problem")
-        let change = try XCTUnwrap(h.views.events.retained(tenant: "acme", twinId: "pump-1").last)
+        let change = try XCTUnwrap(h.views.events.retained(tenant: "acme", twinId: "pump-1").last { $0.kind == .change })
         let result = try schema("TwinChange").validate(try JSON(parsing: change.data))
         XCTAssertTrue(result.isValid, "\(result.errors.prefix(3))")
+        let alert = try XCTUnwrap(h.views.events.retained(tenant: "acme", twinId: "pump-1").last { $0.kind == .alert })
+        let alertResult = try schema("DriftAlert").validate(try JSON(parsing: alert.data))
+        XCTAssertTrue(alertResult.isValid, "\(alertResult.errors.prefix(3))")
     }
 }

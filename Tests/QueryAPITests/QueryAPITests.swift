@@ -31,6 +31,8 @@ final class QueryAPITests: XCTestCase {
         (.get, "/v1/twins/pump-1/simulations", "read", nil),
         (.get, "/v1/simulations/sim-1", "read", nil),
         (.delete, "/v1/simulations/sim-1", "simulate", nil),
+        (.get, "/v1/alerts", "read", nil),
+        (.get, "/v1/twins/pump-1/drift", "read", nil),
     ]
 
     func testEveryRouteAnswers401WithoutAValidKeyAnd403WithoutItsScope() async throws {

@@ -40,13 +40,20 @@ final class QueryViewsTests: XCTestCase {
 
     func testAlertsBecomeAlertEventsOfTheirTwin() {
         let views = QueryViews()
-        let alert = Array(#"{"alertId":"a1","status":"raised","kind":"stale"}"#.utf8)
-        XCTAssertTrue(views.apply(message(.driftAlerts, partition: 2, offset: 5, key: "acme/room-1", value: alert)))
+        let alert = DriftAlert(alertId: "a1", status: .raised, kind: .stale, tenant: "acme", twinId: "room-1", detector: "freshness",
+                               statistic: 200_000, threshold: 180_000, window: 60_000, eventTime: 1_000, message: "m",
+                               story: [.init(step: "detected", at: 1_000, message: "m")])
+        XCTAssertTrue(views.apply(message(.driftAlerts, partition: 2, offset: 5, key: "acme/room-1", value: alert.encoded())))
         let events = views.events.retained(tenant: "acme")
         XCTAssertEqual(events.map(\.id), ["a-2-5"])
         XCTAssertEqual(events.first?.kind, .alert)
         XCTAssertEqual(events.first?.twinId, "room-1")
         XCTAssertTrue(views.events.retained(tenant: "beta").isEmpty)
+        XCTAssertEqual(views.alerts.list(.init(tenant: "acme")).items.map(\.alert), [alert], "and an episode of GET /v1/alerts")
+        // Not a DriftAlert: still an event of the twin, but no episode (refused, so it is counted).
+        XCTAssertFalse(views.apply(message(.driftAlerts, partition: 2, offset: 6, key: "acme/room-1", value: Array(#"{"alertId":"a2"}"#.utf8))))
+        XCTAssertEqual(views.events.retained(tenant: "acme").count, 2)
+        XCTAssertEqual(views.alerts.sizes.episodes, 1)
     }
 
     /// `VIEW_MAX_TWINS`: a twin past the limit is not held, and is counted, so memory stays bounded.

@@ -1,0 +1,117 @@
+// DriftMonitorBench: the drift monitor's own rate on one core, in process (no Kafka): readings of
+// simulated rooms (once a minute of event time, HVAC power switching, sensor noise) through the
+// residual path — prediction over the horizon, standardisation, detector — with and without data
+// drift, and from the envelope's bytes (decode included); memory per twin (the monitor's own
+// estimate and the process's resident memory) and the cost of a twin's drift.state document.
+//
+// Build and run (from the package root):
+//   swift build -c release --product DriftMonitorBench && taskset -c 0 .build/release/DriftMonitorBench [twins] [readings per twin]
+// `Benchmarks/drift.sh` runs it after the detector table.
+import Contracts
+import DriftMonitor
+import Foundation
+import JSON
+import Models
+
+func cpuSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)  // CPU time: fair on a shared machine
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+          let pages = text.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+let args = CommandLine.arguments
+let twins = args.count > 1 ? Int(args[1]) ?? 2000 : 2000
+let perTwin = args.count > 2 ? Int(args[2]) ?? 600 : 600
+let registry = try ModelRegistry(directory: ProcessInfo.processInfo.environment["MODELS_DIR"] ?? "Schemas/models")
+
+/// Readings of `twins` rooms, interleaved (one reading of every room, then the next round).
+func makeReadings() -> [Reading] {
+    var random = SplitMix64(seed: 42)
+    func next() -> UInt64 { random.next() }
+    func normal() -> Double {
+        let u1 = max(random.nextUnit(), 1e-300), u2 = random.nextUnit()
+        return (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
+    }
+    var T = [Double](repeating: 20, count: twins), P = [Double](repeating: 6000, count: twins)
+    var out: [Reading] = []
+    out.reserveCapacity(twins * perTwin)
+    let start: Int64 = 1_795_219_200_000
+    for k in 0..<perTwin {
+        for i in 0..<twins {
+            if next() % 30 == 0 { P[i] = [4000.0, 6000, 8000, 10000][Int(next() % 4)] }
+            let t = start + Int64(k) * 60_000
+            out.append(Reading(tenant: "bench", twinId: "room-\(i)", eventId: "r\(i)-\(k)", eventTime: t, model: "room@1",
+                               values: ["temperature": .double(T[i] + 0.05 * normal()), "hvacPower": .double(P[i])]))
+            let teq = 10 + P[i] * 7200 / 5e6
+            T[i] = teq + (T[i] - teq) * exp(-60.0 / 7200)
+        }
+    }
+    return out
+}
+
+let readings = makeReadings()
+
+func measure(_ label: String, evalEvery: Int) -> (rate: Double, monitor: DriftMonitor) {
+    var settings = DriftSettings()
+    settings.evalEvery = evalEvery
+    var monitor = DriftMonitor(settings: settings, plans: ModelPlans(registry: registry, settings: settings))
+    var alerts: [DriftAlert] = []
+    let t0 = cpuSeconds()
+    for r in readings { monitor.observe(r, now: r.eventTime, into: &alerts) }
+    let seconds = cpuSeconds() - t0
+    let rate = Double(readings.count) / seconds
+    print(String(format: "%-52@ %10.0f readings/s  (%d readings, %.2f s CPU, %d detector updates, %d alerts)",
+                 label as NSString, rate, readings.count, seconds, monitor.counters.detectorUpdates, alerts.count))
+    return (rate, monitor)
+}
+
+print("DriftMonitorBench: \(twins) room twins × \(perTwin) readings (one a minute of event time), one core\n")
+let rssBefore = residentBytes()
+let residual = measure("residual path (prediction + detector), no data drift", evalEvery: 0)
+let rssAfterFirst = residentBytes()
+let full = measure("residual path + data drift (DRIFT_EVAL_EVERY=50)", evalEvery: 50)
+
+// From the envelope's bytes, as the service reads them (decode + observe).
+let envelopes: [[UInt8]] = readings.map {
+    TelemetryEnvelope(eventId: $0.eventId, tenant: $0.tenant, twinId: $0.twinId, model: $0.model, eventTime: $0.eventTime,
+                      ingestTime: $0.eventTime, source: .init(kind: "kafka", ref: "telemetry.raw.v1/0/1"), values: $0.values).encoded()
+}
+do {
+    var settings = DriftSettings()
+    var monitor = DriftMonitor(settings: settings, plans: ModelPlans(registry: registry, settings: settings))
+    settings.evalEvery = 50
+    var alerts: [DriftAlert] = []
+    let t0 = cpuSeconds()
+    for bytes in envelopes {
+        guard let e = try? TelemetryEnvelope(bytes: bytes) else { continue }
+        monitor.observe(Reading(e), now: e.eventTime, into: &alerts)
+    }
+    let seconds = cpuSeconds() - t0
+    print(String(format: "%-52@ %10.0f readings/s", "from envelope bytes (decode + residual + data drift)" as NSString, Double(envelopes.count) / seconds))
+}
+
+// Memory per twin and the state document.
+let estimate = full.monitor.estimatedBytes / max(1, full.monitor.twinCount)
+print("\nmemory per twin: \(estimate) bytes (the monitor's estimate, data drift on, DRIFT_WINDOW=100); "
+      + "resident growth while the first run built its twins: \((rssAfterFirst - rssBefore) / max(1, twins)) bytes per twin (readings included)")
+var bytes = 0
+let t0 = cpuSeconds()
+for i in 0..<twins {
+    bytes += full.monitor.document(key: "bench/room-\(i)", now: 0)?.encoded().count ?? 0
+}
+let encodeSeconds = cpuSeconds() - t0
+print(String(format: "drift.state document: %d bytes per twin, %.1f µs to make (written every DRIFT_STATE_EVERY=60 readings: %.2f µs per reading)",
+             bytes / max(1, twins), encodeSeconds / Double(twins) * 1e6, encodeSeconds / Double(twins) * 1e6 / 60))
+let sample = full.monitor.document(key: "bench/room-0", now: 0)!.encoded()
+let r0 = cpuSeconds()
+var restored = DriftMonitor(settings: full.monitor.settings, plans: full.monitor.plans)
+for _ in 0..<200 { try restored.restore(DriftState(bytes: sample)) }
+print(String(format: "restore from drift.state: %.1f µs per twin", (cpuSeconds() - r0) / 200 * 1e6))
+print(String(format: "\ntarget ≥ 200,000 readings/s per core through the residual path: %@ (%.0f)",
+             residual.rate >= 200_000 ? "met" : "NOT met", residual.rate))

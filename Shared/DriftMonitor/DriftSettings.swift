@@ -1,0 +1,113 @@
+import Drift
+import Durations
+import ServiceKit
+
+/// What the drift monitor watches and how: every `DRIFT_*` setting and `STALE_FACTOR`, typed, with
+/// the defaults. Read once at start-up (`fromEnvironment`); tests build it directly.
+public struct DriftSettings: Sendable, Equatable {
+    /// The detector fed with a model's standardised residuals.
+    public enum Detector: String, Sendable, Codable, CaseIterable {
+        case adwin, cusum, pageHinkley
+    }
+
+    /// Fixed prediction horizon; nil: `horizonIntervals` reporting intervals of the twin's model,
+    /// at least `minimumHorizonMs` (a one-step prediction hardly moves when a time constant halves).
+    public var horizonMs: Int64?
+    public var horizonIntervals = 10
+    public var minimumHorizonMs: Int64 = 300_000
+    /// Longest integration step; nil: the model's reporting interval.
+    public var stepMs: Int64?
+    /// Residuals the standardising scale is estimated from (then frozen until a reset).
+    public var warmup = 200
+    /// Detector per model id; `defaultDetector` for the rest.
+    public var detectors: [String: Detector] = [:]
+    public var defaultDetector = Detector.adwin
+    /// Readings between data-drift evaluations of a property; 0 turns data drift off.
+    public var evalEvery = 50
+    /// Values in each data-drift window (reference and current).
+    public var window = 100
+    /// The deciding data-drift statistic and its thresholds (Evidently's defaults).
+    public var dataMethod = DataDriftMethod.evidentlyDefault
+    public var ksPValueThreshold = 0.05
+    public var wassersteinThreshold = 0.1
+    public var psiThreshold = 0.1
+    public var jensenShannonThreshold = 0.1
+    /// A residual episode resolves when the mean standardised residual over this many readings is
+    /// back under `resolveLevel` (in σ).
+    public var resolveWindow = 50
+    public var resolveLevel = 0.5
+    /// Stale after this many reporting intervals without a reading (the query API's `stale` flag uses the same).
+    public var staleFactor = 3.0
+    /// A twin's monitor state goes to `drift.state.v1` after this many readings (and at once when an
+    /// alert opens or closes).
+    public var stateEvery = 60
+    /// Event ids remembered per twin to skip repeated readings.
+    public var recentEventIds = 8
+
+    public init() {}
+
+    /// The prediction horizon of a model with reporting interval `intervalMs`.
+    public func horizon(intervalMs: Int64) -> Int64 {
+        horizonMs ?? max(Int64(horizonIntervals) * intervalMs, minimumHorizonMs)
+    }
+
+    /// The detector of a model id.
+    public func detector(model id: String) -> Detector { detectors[id] ?? defaultDetector }
+
+    /// Data-drift configuration.
+    public var dataDrift: DataDriftDetector.Configuration {
+        DataDriftDetector.Configuration(windowSize: window, method: dataMethod, ksPValueThreshold: ksPValueThreshold,
+                                        wassersteinThreshold: wassersteinThreshold, psiThreshold: psiThreshold,
+                                        jensenShannonThreshold: jensenShannonThreshold, minimumCount: min(30, window))
+    }
+
+    /// Reads `DRIFT_*` and `STALE_FACTOR`.
+    public static func fromEnvironment(_ env: EnvironmentReader) throws -> DriftSettings {
+        var s = DriftSettings()
+        s.horizonMs = try optionalDuration(env, "DRIFT_HORIZON",
+                                           doc: "Prediction horizon of the residual (e.g. 10m); default 10 reporting intervals of the twin's model, at least 5 minutes.")
+        s.stepMs = try optionalDuration(env, "DRIFT_STEP", doc: "Longest integration step of the prediction (e.g. 30s); default the model's reporting interval.")
+        s.warmup = try env.int("DRIFT_WARMUP", default: s.warmup, range: 2...1_000_000, doc: "Residuals a property's scale is estimated from, then frozen until the twin is reset.")
+        let detectorText = env.string("DRIFT_DETECTOR", default: "adwin",
+                                      doc: "Residual detector: adwin, cusum or pageHinkley, for all models or per model (e.g. adwin,room=cusum).")
+        (s.defaultDetector, s.detectors) = try parseDetectors(detectorText)
+        s.evalEvery = try env.int("DRIFT_EVAL_EVERY", default: s.evalEvery, range: 0...1_000_000, doc: "Readings between data-drift evaluations of a property (0: no data drift).")
+        s.window = try env.int("DRIFT_WINDOW", default: s.window, range: 10...100_000, doc: "Values in each data-drift window (reference and current) per twin and property.")
+        s.dataMethod = try env.choice("DRIFT_DATA_METHOD", default: s.dataMethod,
+                                      doc: "Data-drift decision: evidentlyDefault (KS p-value up to 1,000 reference values, else normalised Wasserstein), kolmogorovSmirnov, wasserstein, populationStabilityIndex, jensenShannon.")
+        s.ksPValueThreshold = try env.double("DRIFT_KS_P", default: s.ksPValueThreshold, range: 0...1, doc: "Data drift when the KS p-value is at most this.")
+        s.wassersteinThreshold = try env.double("DRIFT_WASSERSTEIN", default: s.wassersteinThreshold, range: 0...1e9, doc: "Data drift when the normalised Wasserstein distance is at least this.")
+        s.psiThreshold = try env.double("DRIFT_PSI", default: s.psiThreshold, range: 0...1e9, doc: "Data drift when the population stability index is at least this.")
+        s.jensenShannonThreshold = try env.double("DRIFT_JENSEN_SHANNON", default: s.jensenShannonThreshold, range: 0...1, doc: "Data drift when the Jensen-Shannon distance is at least this.")
+        s.resolveWindow = try env.int("DRIFT_RESOLVE_WINDOW", default: s.resolveWindow, range: 1...1_000_000,
+                                      doc: "Readings over which a residual alert's mean standardised residual must be back under DRIFT_RESOLVE_LEVEL to resolve.")
+        s.resolveLevel = try env.double("DRIFT_RESOLVE_LEVEL", default: s.resolveLevel, range: 0.01...100, doc: "Mean standardised residual (in sigma) under which a residual alert resolves.")
+        s.staleFactor = try env.staleFactor()
+        s.stateEvery = try env.int("DRIFT_STATE_EVERY", default: s.stateEvery, range: 1...1_000_000,
+                                   doc: "Readings of a twin between writes of its monitor state to drift.state.v1 (written at once when an alert opens or closes).")
+        return s
+    }
+
+    /// A positive duration in milliseconds, or nil when the variable is unset.
+    static func optionalDuration(_ env: EnvironmentReader, _ name: String, doc: String) throws -> Int64? {
+        guard let text = env.optionalString(name, doc: doc) else { return nil }
+        guard let d = EnvironmentReader.parseDuration(text), d > .zero else {
+            throw ConfigurationError(code: .invalidValue, variable: name, value: text, expected: "a positive duration such as 30s, 10m or 1h")
+        }
+        return d.milliseconds
+    }
+
+    /// `adwin` or `adwin,room=cusum,pump=pageHinkley`.
+    static func parseDetectors(_ text: String) throws -> (Detector, [String: Detector]) {
+        var fallback = Detector.adwin
+        var perModel: [String: Detector] = [:]
+        for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
+            let pieces = part.split(separator: "=", maxSplits: 1).map(String.init)
+            guard let detector = Detector(rawValue: pieces.last!) else {
+                throw ConfigurationError(code: .invalidValue, variable: "DRIFT_DETECTOR", value: text, expected: "adwin, cusum or pageHinkley, optionally per model: adwin,room=cusum")
+            }
+            if pieces.count == 2 { perModel[pieces[0]] = detector } else { fallback = detector }
+        }
+        return (fallback, perModel)
+    }
+}

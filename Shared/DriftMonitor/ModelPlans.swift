@@ -1,0 +1,102 @@
+import Contracts
+import Models
+import Synchronization
+
+/// Every loaded model's `ModelPlan`, made once at start-up.
+public final class ModelPlans: Sendable {
+    private let byRef: [String: ModelPlan]
+    private let latest: [String: ModelPlan]
+
+    public init(registry: ModelRegistry, settings: DriftSettings) {
+        var byRef: [String: ModelPlan] = [:], latest: [String: ModelPlan] = [:]
+        for model in registry.models {
+            let plan = ModelPlan(model: model, settings: settings)
+            byRef[plan.ref] = plan
+            if (latest[model.id]?.model.version ?? Int.min) < model.version { latest[model.id] = plan }
+        }
+        self.byRef = byRef
+        self.latest = latest
+    }
+
+    /// The plan of `id@version`, or of the latest version for a bare `id`.
+    public func plan(_ ref: String?) -> ModelPlan? {
+        guard let ref else { return nil }
+        return byRef[ref] ?? latest[ref]
+    }
+}
+
+/// What the monitor knows of a twin from `twin.state.v1`: its model, its current parameters and
+/// whether it was decommissioned.
+public struct TwinInfo: Sendable, Equatable {
+    public var model: String?
+    /// Parameter values the twin sets (the model's defaults apply to the rest).
+    public var parameters: [String: Double]
+    /// `parameters` over the defaults, in the plan's order (made when the document arrives, not per reading).
+    public var vector: [Double]?
+    public var decommissioned: Bool
+
+    public init(model: String?, parameters: [String: Double] = [:], vector: [Double]? = nil, decommissioned: Bool = false) {
+        self.model = model
+        self.parameters = parameters
+        self.vector = vector
+        self.decommissioned = decommissioned
+    }
+
+    /// The info a `twin.state.v1` document gives.
+    public init(_ state: TwinState, plans: ModelPlans) {
+        var values: [String: Double] = [:]
+        for (name, value) in state.parameters { if let x = value.doubleValue { values[name] = x } }
+        self.init(model: state.model, parameters: values, vector: plans.plan(state.model)?.parameters(values), decommissioned: false)
+    }
+}
+
+/// The twins of `twin.state.v1` as the monitor needs them, followed from every partition (a
+/// reading's twin may have been created on any replica's watch). Decommissioned twins stay as a
+/// marker, and are queued for the stage to forget (close their episodes, tombstone their state).
+public final class TwinDirectory: Sendable {
+    private struct State {
+        var twins: [String: TwinInfo] = [:]
+        var forgotten: [String] = []
+        var droppedForgets = 0
+    }
+    private let state = Mutex(State())
+    public let plans: ModelPlans
+    /// Most decommissions queued between two ticks of the stage.
+    public let maxQueued: Int
+
+    public init(plans: ModelPlans, maxQueued: Int = 100_000) {
+        self.plans = plans
+        self.maxQueued = maxQueued
+    }
+
+    /// Applies one `twin.state.v1` document (empty: decommissioned). False when undecodable.
+    public func apply(key: String, value: [UInt8]) -> Bool {
+        if value.isEmpty {
+            state.withLock { s in
+                let model = s.twins[key]?.model
+                s.twins[key] = TwinInfo(model: model, decommissioned: true)
+                if s.forgotten.count < maxQueued { s.forgotten.append(key) } else { s.droppedForgets += 1 }
+            }
+            return true
+        }
+        guard let document = try? TwinState(bytes: value) else { return false }
+        let info = TwinInfo(document, plans: plans)
+        state.withLock { $0.twins[key] = info }
+        return true
+    }
+
+    /// Sets a twin directly (tests).
+    public func set(_ key: String, _ info: TwinInfo) { state.withLock { $0.twins[key] = info } }
+
+    public func info(_ key: String) -> TwinInfo? { state.withLock { $0.twins[key] } }
+
+    /// Decommissioned twins since the last call.
+    public func takeForgotten() -> [String] {
+        state.withLock { s in
+            defer { s.forgotten = [] }
+            return s.forgotten
+        }
+    }
+
+    public var count: Int { state.withLock { $0.twins.count } }
+}

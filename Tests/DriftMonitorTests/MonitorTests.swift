@@ -1,0 +1,140 @@
+import Contracts
+import Foundation
+import JSON
+import XCTest
+@testable import DriftMonitor
+
+/// Skipped readings, freshness with a controlled clock, data drift, and the drift.state document.
+final class MonitorTests: XCTestCase {
+    let key = "acme/room-1"
+
+    func reading(_ k: Int, id: String? = nil, temperature: Double = 20, power: Double = 0) -> Reading {
+        Reading(tenant: "acme", twinId: "room-1", eventId: id ?? "e\(k)", eventTime: Fixtures.start + Int64(k) * 60_000, model: "room@1",
+                values: ["temperature": .double(temperature), "hvacPower": .double(power)])
+    }
+
+    func testLateAndRepeatedReadingsAreSkippedAndCounted() {
+        var monitor = DriftMonitor(settings: DriftSettings(), plans: Fixtures.plans(DriftSettings()))
+        var alerts: [DriftAlert] = []
+        let now = Fixtures.start + 3_600_000
+        XCTAssertEqual(monitor.observe(reading(10), now: now, into: &alerts), .applied)
+        XCTAssertEqual(monitor.observe(reading(11), now: now, into: &alerts), .applied)
+        XCTAssertEqual(monitor.observe(reading(5), now: now, into: &alerts), .late, "older than the newest processed reading")
+        XCTAssertEqual(monitor.observe(reading(11), now: now, into: &alerts), .repeated, "same event id")
+        XCTAssertEqual(monitor.observe(reading(12, id: "e10"), now: now, into: &alerts), .repeated, "an id among the last ones, even with a new time")
+        XCTAssertEqual(monitor.observe(reading(12), offset: 7, now: now, into: &alerts), .applied)
+        XCTAssertEqual(monitor.observe(reading(13), offset: 7, now: now, into: &alerts), .replayed, "an input offset already applied")
+        XCTAssertEqual(monitor.counters.late, 1)
+        XCTAssertEqual(monitor.counters.repeated, 2)
+        XCTAssertEqual(monitor.counters.replayed, 1)
+        XCTAssertEqual(monitor.observe(Reading(tenant: "acme", twinId: "x", eventId: "u", eventTime: 0, model: "toaster@1", values: [:]), now: now, into: &alerts), .unknownModel)
+        XCTAssertEqual(monitor.observe(reading(15), twin: TwinInfo(model: "room@1", decommissioned: true), now: now, into: &alerts), .decommissioned)
+        XCTAssertEqual(alerts, [])
+    }
+
+    func testStaleIsRaisedOnceAndResolvedWhenReadingsResumeWithAControlledClock() {
+        var monitor = DriftMonitor(settings: DriftSettings(), plans: Fixtures.plans(DriftSettings()))
+        var alerts: [DriftAlert] = []
+        let t0 = Fixtures.start
+        monitor.observe(reading(0), now: t0, into: &alerts)
+        // 3 reporting intervals (180 s) is the limit: at exactly 180 s it is not stale yet.
+        monitor.tick(now: t0 + 180_000, into: &alerts)
+        XCTAssertEqual(alerts, [])
+        monitor.tick(now: t0 + 200_000, lagging: true, into: &alerts)
+        XCTAssertEqual(alerts, [], "a monitor behind its input does not blame the twins")
+        monitor.tick(now: t0 + 180_001, into: &alerts)
+        XCTAssertEqual(alerts.map(\.kind), [.stale])
+        XCTAssertEqual(alerts.first?.property, nil)
+        XCTAssertEqual(alerts.first?.changeStartedAt, t0)
+        XCTAssertTrue(alerts.first?.message.contains("since 2026-11-21T00:00:00.000Z") == true, alerts.first?.message ?? "")
+        monitor.tick(now: t0 + 3_600_000, into: &alerts)
+        XCTAssertEqual(alerts.count, 1, "one episode, however long the silence")
+        XCTAssertTrue(monitor.document(key: key, now: t0)!.stale)
+        // A reading arrives: fresh again, resolved; then silent again: a second episode.
+        let back = t0 + 3_600_000
+        monitor.observe(reading(60), now: back + 500, into: &alerts)
+        XCTAssertEqual(alerts.map(\.status), [.raised, .resolved])
+        XCTAssertEqual(alerts[1].alertId, alerts[0].alertId)
+        monitor.tick(now: back + 170_000, into: &alerts)
+        XCTAssertEqual(alerts.count, 2)
+        monitor.tick(now: back + 181_000, into: &alerts)
+        XCTAssertEqual(alerts.map(\.status), [.raised, .resolved, .raised])
+        XCTAssertNotEqual(alerts[2].alertId, alerts[0].alertId)
+        // Decommissioned: the open episode closes and the twin is never stale again.
+        XCTAssertTrue(monitor.forget(key: key, at: back + 200_000, into: &alerts))
+        XCTAssertEqual(alerts.last?.status, .resolved)
+        monitor.tick(now: back + 10_000_000, into: &alerts)
+        XCTAssertEqual(alerts.count, 4)
+        XCTAssertFalse(monitor.holds(key))
+    }
+
+    func testDataDriftOfAStuckSensorIsOneEpisode() {
+        var s = DriftSettings()
+        s.window = 100
+        s.evalEvery = 25
+        var monitor = DriftMonitor(settings: s, plans: Fixtures.plans(s))
+        var random = SeededRandom(seed: Fixtures.seed)
+        var alerts: [DriftAlert] = []
+        for k in 0..<600 {
+            // humidity is independent noise around 45 %, then stuck at 51 % from reading 300 to 450.
+            let humidity = (300..<450).contains(k) ? 51 : 45 + 2 * random.normal()
+            let r = Reading(tenant: "acme", twinId: "room-1", eventId: "e\(k)", eventTime: Fixtures.start + Int64(k) * 60_000, model: "room@1",
+                            values: ["humidity": .double(humidity)])
+            monitor.observe(r, now: r.eventTime, into: &alerts)
+        }
+        let humidity = alerts.filter { $0.kind == .data && $0.property == "humidity" }
+        XCTAssertEqual(humidity.map(\.status), [.raised, .resolved], "seed \(Fixtures.seed): \(humidity.map { "\($0.status) \(Timestamp.format($0.eventTime))" })")
+        XCTAssertEqual(humidity.first?.detector, "kolmogorovSmirnov")
+        XCTAssertGreaterThanOrEqual(humidity.first?.eventTime ?? 0, Fixtures.start + 300 * 60_000)
+        XCTAssertEqual(alerts.filter { $0.kind == .residual }.count, 0, "humidity alone gives no anchor with a temperature to compare")
+        let data = monitor.document(key: key, now: 0)!.properties.first { $0.name == "humidity" }!.property.data!
+        XCTAssertEqual(data.reference["count"], 100)
+        XCTAssertEqual(data.reference["mean"]?.doubleValue ?? 0, 45, accuracy: 1)
+    }
+
+    func testStateDocumentRoundTripContinuesExactly() throws {
+        // Two monitors on the same readings; one is saved to drift.state.v1 bytes halfway (with an
+        // open episode) and restored into a fresh monitor: both go on to the same alerts and the same state.
+        var s = DriftSettings()
+        s.evalEvery = 40
+        let plans = Fixtures.plans(s)
+        var original = DriftMonitor(settings: s, plans: plans)
+        var room = SyntheticRoom(twinId: "room-1", seed: Fixtures.seed &+ 5, tauAfter: 3600, changeAt: 500)
+        let readings = room.readings(1300)
+        let first = original.run(Array(readings[..<800]))
+        XCTAssertTrue(first.contains { $0.kind == .residual && $0.status == .raised }, "seed \(Fixtures.seed): an episode is open at the save")
+        let saved = try XCTUnwrap(original.document(key: key, now: 42)).encoded()
+        var restored = DriftMonitor(settings: s, plans: plans)
+        try restored.restore(DriftState(bytes: saved))
+        XCTAssertEqual(restored.openAlerts(key), original.openAlerts(key))
+        XCTAssertEqual(restored.document(key: key, now: 42).map { String(decoding: $0.encoded(), as: UTF8.self) },
+                       original.document(key: key, now: 42).map { String(decoding: $0.encoded(), as: UTF8.self) })
+        let rest = Array(readings[800...])
+        let a = original.run(rest), b = restored.run(rest)
+        XCTAssertEqual(a, b)
+        XCTAssertFalse(b.contains { $0.status == .raised && $0.kind == .residual }, "the open episode is not raised again")
+        XCTAssertEqual(restored.document(key: key, now: 99).map { String(decoding: $0.encoded(), as: UTF8.self) },
+                       original.document(key: key, now: 99).map { String(decoding: $0.encoded(), as: UTF8.self) })
+        // The stale timer is armed again on restore.
+        var staleA: [DriftAlert] = [], staleB: [DriftAlert] = []
+        original.tick(now: readings.last!.eventTime + 200_000, into: &staleA)
+        restored.tick(now: readings.last!.eventTime + 200_000, into: &staleB)
+        XCTAssertEqual(staleA.map(\.kind), [.stale])
+        XCTAssertEqual(staleA, staleB)
+    }
+
+    func testMemoryPerTwinIsBounded() {
+        var s = DriftSettings()
+        s.window = 100
+        var monitor = DriftMonitor(settings: s, plans: Fixtures.plans(s))
+        var room = SyntheticRoom(twinId: "room-1", seed: Fixtures.seed)
+        _ = monitor.run(room.readings(3000))
+        let after3000 = monitor.estimatedBytes
+        var later = SyntheticRoom(twinId: "room-1", seed: 9)
+        _ = monitor.run(later.readings(6000).map {
+            var r = $0; r.eventTime += 3000 * 60_000; r.eventId += "b"; return r
+        })
+        XCTAssertLessThan(monitor.estimatedBytes, 20_000)
+        XCTAssertLessThanOrEqual(monitor.estimatedBytes, after3000 + 512, "state stops growing once windows are full (ADWIN grows a row per doubling)")
+    }
+}
