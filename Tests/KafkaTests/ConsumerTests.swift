@@ -155,6 +155,9 @@ final class ConsumerTests: KafkaTestCase {
         func drain(_ consumer: KafkaConsumer, into extra: LockedBox<[String]>?) async throws {
             let revoked = { firstEvents.value.contains { if case .revoked = $0 { true } else { false } } }
             while ContinuousClock.now < deadline, Set(seen.value).count < 400 || second.assignment.isEmpty || !revoked() {
+                // librdkafka keeps a partition's pause across a rebalance: what the first member
+                // is given again after the revocation it reads again, from the commit.
+                if consumer === first, revoked() { consumer.resume(Array(consumer.assignment)) }
                 let batch = try await consumer.poll(maxMessages: 100, timeout: .milliseconds(100))
                 consumer.store(batch)
                 let values = batch.map { String(decoding: $0.value, as: UTF8.self) }
