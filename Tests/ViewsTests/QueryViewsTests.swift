@@ -75,17 +75,18 @@ final class QueryViewsTests: XCTestCase {
         XCTAssertEqual(views.twins.twin(tenant: "acme", id: "room-0")?.version, 2)
     }
 
-    /// Where each followed partition starts: the compacted state topic from its beginning, the
+    /// Where each followed partition starts: the compacted state topics from their beginning, the
     /// windowed topics from their last `replayPerPartition` messages (the event and history windows).
     func testTheStateTopicIsReadWholeAndTheWindowedTopicsFromTheirTail() {
         var limits = QueryViews.Limits()
         limits.replayPerPartition = 123
         let starts = QueryViews(limits: limits).startOffsets(partitions: 2)
         XCTAssertEqual(starts[TopicPartition(Topic.twinState.name, 1)], .beginning)
+        XCTAssertEqual(starts[TopicPartition(Topic.driftState.name, 1)], .beginning, "compacted: the whole topic is the state")
         let windowed = [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationRequests, .simulationResults, .telemetryDeadLetter]
         for topic in windowed {
             XCTAssertEqual(starts[TopicPartition(topic.name, 0)], .tail(123), topic.name)
         }
-        XCTAssertEqual(starts.count, 2 * (windowed.count + 1))
+        XCTAssertEqual(starts.count, 2 * (windowed.count + 2))
     }
 }
