@@ -86,16 +86,6 @@ final class ComposeFileTests: XCTestCase {
 
 // MARK: - docker-compose
 
-private struct CommandResult {
-    let status: Int32
-    let stdout: String
-    let stderr: String
-}
-
-private struct ComposeFailure: Error, CustomStringConvertible {
-    let description: String
-}
-
 /// `docker-compose -f <repo>/docker-compose.yml --project-directory <repo> …`
 private struct ComposeCLI {
     let executable: URL
@@ -103,13 +93,7 @@ private struct ComposeCLI {
 
     init() throws {
         root = try repositoryRoot()
-        guard let found = findExecutable("docker-compose") else {
-            throw ComposeFailure(description: """
-                docker-compose is not on PATH. Install Debian's docker-compose (apt-get install docker-compose, \
-                1.29.x): the compose-file tests need it and CI installs it.
-                """)
-        }
-        executable = found
+        executable = try requireTool("docker-compose", package: "docker-compose")
     }
 
     func run(_ arguments: [String], timeout: TimeInterval = 60) throws -> CommandResult {
@@ -121,11 +105,11 @@ private struct ComposeCLI {
     func normalizedServices() throws -> [String: ComposeService] {
         let result = try run(["config"])
         guard result.status == 0 else {
-            throw ComposeFailure(description: "docker-compose config failed (\(result.status)):\n\(result.stderr)")
+            throw ToolFailure(description: "docker-compose config failed (\(result.status)):\n\(result.stderr)")
         }
         let services = parseServices(result.stdout)
         guard !services.isEmpty else {
-            throw ComposeFailure(description: "no services found in docker-compose config output:\n\(result.stdout)")
+            throw ToolFailure(description: "no services found in docker-compose config output:\n\(result.stdout)")
         }
         return services
     }
@@ -245,65 +229,4 @@ private func unquote(_ value: String) -> String {
         return String(value.dropFirst().dropLast())
     }
     return value
-}
-
-// MARK: - Processes and paths
-
-/// The directory holding Package.swift, found by walking up from this source file.
-private func repositoryRoot(from file: String = #filePath) throws -> URL {
-    var directory = URL(fileURLWithPath: file).deletingLastPathComponent()
-    while directory.path != "/" {
-        if FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path) {
-            return directory
-        }
-        directory = directory.deletingLastPathComponent()
-    }
-    throw ComposeFailure(description: "no Package.swift above \(file)")
-}
-
-private func findExecutable(_ name: String) -> URL? {
-    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-    for directory in path.split(separator: ":") where !directory.isEmpty {
-        let candidate = URL(fileURLWithPath: String(directory)).appendingPathComponent(name)
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-    }
-    return nil
-}
-
-/// Runs a command with output captured in temporary files (no pipe can fill up and stall it),
-/// killing it after `timeout` seconds.
-private func runProcess(_ executable: URL, _ arguments: [String], in directory: URL, timeout: TimeInterval) throws -> CommandResult {
-    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("compose-test-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: scratch) }
-    let outURL = scratch.appendingPathComponent("stdout")
-    let errURL = scratch.appendingPathComponent("stderr")
-    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    let out = try FileHandle(forWritingTo: outURL)
-    let err = try FileHandle(forWritingTo: errURL)
-    defer {
-        try? out.close()
-        try? err.close()
-    }
-
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    process.currentDirectoryURL = directory
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = out
-    process.standardError = err
-    let exited = DispatchSemaphore(value: 0)
-    process.terminationHandler = { _ in exited.signal() }
-    try process.run()
-    if exited.wait(timeout: .now() + timeout) == .timedOut {
-        process.terminate()
-        process.waitUntilExit()
-        throw ComposeFailure(description: "\(executable.path) \(arguments.joined(separator: " ")) did not finish in \(Int(timeout)) s")
-    }
-    process.waitUntilExit()
-    let stdout = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
-    let stderr = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
-    return CommandResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
 }
