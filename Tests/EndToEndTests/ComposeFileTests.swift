@@ -74,13 +74,55 @@ final class ComposeFileTests: XCTestCase {
         XCTAssertEqual(job.scalar("image"), services["ingestor"]?.scalar("image"), "create-topics runs the TwinStream image")
     }
 
-    func testSimulatorWorkerCanBeScaled() throws {
+    /// `docker compose up --scale simulator-worker=4 --scale validator=2` needs workers without a
+    /// fixed container name or host port (the drift monitor too: it scales by partitions).
+    func testWorkersCanBeScaled() throws {
         let services = try ComposeCLI().normalizedServices()
-        let worker = try XCTUnwrap(services["simulator-worker"], "no simulator-worker service")
-        XCTAssertFalse(worker.hasKey("container_name"), "`--scale simulator-worker=N` fails with a fixed container_name")
-        // `ports: ["8084"]` (container port only, ephemeral host port) is fine; `published:` is not.
-        let fixedHostPorts = worker.section("ports").filter { $0.contains("published:") }
-        XCTAssertEqual(fixedHostPorts, [], "simulator-worker publishes a fixed host port: scaled replicas would collide")
+        for name in ["simulator-worker", "validator", "drift-monitor"] {
+            let worker = try XCTUnwrap(services[name], "no \(name) service")
+            XCTAssertFalse(worker.hasKey("container_name"), "`--scale \(name)=N` fails with a fixed container_name")
+            // `ports: ["8084"]` (container port only, ephemeral host port) is fine; `published:` is not.
+            let fixedHostPorts = worker.section("ports").filter { $0.contains("published:") }
+            XCTAssertEqual(fixedHostPorts, [], "\(name) publishes a fixed host port: scaled replicas would collide")
+        }
+    }
+
+    /// Long-running services restart, run read-only without capabilities, and the state-updater
+    /// keeps its checkpoints on a named volume.
+    func testServicesRestartRunLockedDownAndKeepCheckpointsOnAVolume() throws {
+        let services = try ComposeCLI().normalizedServices()
+        for (name, _) in Self.servicePorts {
+            let service = try XCTUnwrap(services[name])
+            XCTAssertEqual(service.scalar("restart"), "unless-stopped", "\(name): restart policy")
+            XCTAssertEqual(service.scalar("read_only"), "true", "\(name): read-only root filesystem")
+            XCTAssertEqual(service.section("cap_drop").compactMap(listItem), ["ALL"], "\(name): capabilities")
+        }
+        let updater = try XCTUnwrap(services["state-updater"])
+        XCTAssertEqual(updater.mapping("environment")["STATE_DIR"], "/var/lib/twinstream/checkpoints")
+        XCTAssertTrue(updater.section("volumes").compactMap(listItem).contains { $0.hasPrefix("state-updater-checkpoints:/var/lib/twinstream") },
+                      "state-updater checkpoints must be on the named volume: \(updater.section("volumes"))")
+    }
+
+    /// Prometheus, Alertmanager and Grafana read the shipped files (the ones the Prometheus tests
+    /// check), the kafka exporter watches the broker, and the fleet is an optional profile.
+    func testMonitoringReadsTheShippedFilesAndTheFleetIsOptional() throws {
+        let compose = try ComposeCLI()
+        let services = try compose.normalizedServices()
+        let root = try repositoryRoot().path
+        func mounts(_ name: String) -> [String] { services[name]?.section("volumes").compactMap(listItem) ?? [] }
+        XCTAssertTrue(mounts("prometheus").contains("\(root)/Deploy/prometheus:/etc/prometheus:ro"), "\(mounts("prometheus"))")
+        XCTAssertTrue(mounts("alertmanager").contains("\(root)/Deploy/alertmanager:/etc/alertmanager:ro"), "\(mounts("alertmanager"))")
+        XCTAssertTrue(mounts("grafana").contains("\(root)/Deploy/grafana/provisioning:/etc/grafana/provisioning:ro"), "\(mounts("grafana"))")
+        XCTAssertTrue(mounts("grafana").contains("\(root)/Deploy/grafana/dashboards:/etc/grafana/dashboards:ro"), "\(mounts("grafana"))")
+        let command = try XCTUnwrap(services["prometheus"]).section("command").compactMap(listItem)
+        XCTAssertTrue(command.contains("--config.file=/etc/prometheus/prometheus.yml"), "\(command)")
+        XCTAssertTrue(try XCTUnwrap(services["kafka-exporter"]).section("command").compactMap(listItem).contains("--kafka.server=kafka:9092"))
+
+        // docker-compose 1.29 lists profiled services in `config` too; the profile is what keeps
+        // `up` from starting them.
+        let fleet = try XCTUnwrap(services["fleet"], "no fleet service")
+        XCTAssertEqual(fleet.section("profiles").compactMap(listItem), ["fleet"], "the fleet must start only with --profile fleet")
+        XCTAssertEqual(Array(fleet.section("command").compactMap(listItem).prefix(2)), ["twinctl", "fleet"])
     }
 }
 
