@@ -40,8 +40,9 @@ public enum ServiceRuntime {
     /// 2 for bad configuration. A second signal during the drain exits at once with 1.
     public static func main(name: String, defaultHTTPPort: Int,
                             build: (ServiceContext, inout Router) async throws -> any Service) async -> Never {
-        // Signals first, so a SIGTERM that arrives while starting is not lost.
-        let signals = SignalListener()
+        // Signals first, so a SIGTERM that arrives while starting is not lost. SIGHUP too: it asks
+        // for a reload (API keys) and must never end a service, whether or not it reloads anything.
+        let signals = SignalListener([.terminate, .interrupt, .hangup])
         ignoreSIGPIPE()
         let environment = EnvironmentReader()
         var bootLogger = Logger(service: name)
