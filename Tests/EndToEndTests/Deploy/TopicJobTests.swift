@@ -31,6 +31,6 @@ final class TopicJobTests: XCTestCase {
         let compose = try String(contentsOf: root.appendingPathComponent("docker-compose.yml"), encoding: .utf8)
         XCTAssertTrue(compose.contains(#"command: ["twinctl", "topics", "create"]"#), "compose's create-topics job")
         let job = try String(contentsOf: root.appendingPathComponent("Deploy/k8s/topics-job.yaml"), encoding: .utf8)
-        XCTAssertTrue(job.contains(#"args: ["twinctl", "topics", "create""#), "the Kubernetes Job must run twinctl topics create:\n\(job)")
+        XCTAssertTrue(job.contains(#"command: ["twinctl", "topics", "create""#), "the Kubernetes Job must run twinctl topics create:\n\(job)")
     }
 }
