@@ -70,12 +70,7 @@ func runProcess(_ executable: URL, _ arguments: [String], in directory: URL, tim
     }
 
     let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    process.currentDirectoryURL = directory
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = out
-    process.standardError = err
+    configure(process, executable, arguments, in: directory, stdout: out, stderr: err)
     let exited = DispatchSemaphore(value: 0)
     process.terminationHandler = { _ in exited.signal() }
     try process.run()
@@ -90,6 +85,16 @@ func runProcess(_ executable: URL, _ arguments: [String], in directory: URL, tim
     return CommandResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
 }
 
+/// A tool's process: no input, output to the given files.
+private func configure(_ process: Process, _ executable: URL, _ arguments: [String], in directory: URL, stdout: FileHandle, stderr: FileHandle) {
+    process.executableURL = executable
+    process.arguments = arguments
+    process.currentDirectoryURL = directory
+    process.standardInput = FileHandle.nullDevice
+    process.standardOutput = stdout
+    process.standardError = stderr
+}
+
 /// A long-running tool (a Prometheus server) started for one test, its output in `log`;
 /// `stop()` (or deinit) ends it with SIGTERM, then SIGKILL.
 final class ToolProcess: @unchecked Sendable {
@@ -100,12 +105,7 @@ final class ToolProcess: @unchecked Sendable {
         self.log = log
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
-        process.executableURL = executable
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = handle
-        process.standardError = handle
+        configure(process, executable, arguments, in: directory, stdout: handle, stderr: handle)
         try process.run()
     }
 
