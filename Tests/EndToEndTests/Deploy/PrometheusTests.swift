@@ -100,7 +100,12 @@ final class PrometheusTests: XCTestCase {
         let up = try ChildProcess("twinctl", ["up", "--twins", "12", "--interval-ms", "250", "--base-port", String(base),
                                               "--log-dir", dir.appendingPathComponent("logs").path, "--state-dir", dir.appendingPathComponent("state").path],
                                   stderrTo: dir.appendingPathComponent("twinctl.log"))
-        defer { up.signal(SIGTERM) }
+        // Stop the stack and wait for it, whatever happens: dropping the ChildProcess while
+        // `twinctl up` still drains would SIGKILL it and leave its six services running.
+        addTeardownBlock {
+            up.signal(SIGTERM)
+            _ = await up.waitForExit(timeout: .seconds(45))
+        }
 
         // The scrape configuration as shipped, with only the targets (and intervals) changed.
         let shipped = try String(contentsOf: root.appendingPathComponent("Deploy/prometheus/prometheus.yml"), encoding: .utf8)
