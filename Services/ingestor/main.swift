@@ -17,11 +17,11 @@ await ServiceRuntime.main(name: "ingestor", defaultHTTPPort: 8081) { context, ro
     // HTTP ingest has its own producer: a short delivery timeout (an HTTP client waits for the
     // answer, a stage batch can wait minutes), its own queue bound behind the 429s, and no
     // head-of-line blocking between HTTP bursts and the Kafka path.
-    let auth = try APIAuth.fromEnvironment(context.environment, defaultTenant: context.defaultTenant, logger: context.logger)
+    let auth = try APIAuth.fromEnvironment(context.environment, defaultTenant: context.defaultTenant, logger: context.logger, metrics: context.metrics)
     let configuration = try HTTPIngest.Configuration(environment: context.environment, maxFutureSkewMs: skewMs)
     let producer = try KafkaProducer(configuration: context.kafka.with(configuration.producerProperties))
     let ingest = HTTPIngest(configuration: configuration, auth: auth, producer: producer, metrics: context.metrics,
                             logger: context.logger.with(metadata: ["component": "http-ingest"]))
     ingest.register(on: &routes)
-    return ServiceGroup([stage, ingest])
+    return ServiceGroup([stage, ingest] + (auth.reloader.map { [$0] } ?? []))
 }

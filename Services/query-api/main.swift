@@ -15,7 +15,7 @@ await ServiceRuntime.main(name: "query-api", defaultHTTPPort: 8080) { context, r
     // STALE_FACTOR: the same setting the drift monitor's stale alerts use.
     let views = QueryViews(limits: try .fromEnvironment(env), freshness: Freshness(factor: try env.staleFactor()),
                            reportingInterval: QueryAPI.reportingInterval(models))
-    let auth = try APIAuth.fromEnvironment(env, defaultTenant: context.defaultTenant, logger: context.logger)
+    let auth = try APIAuth.fromEnvironment(env, defaultTenant: context.defaultTenant, logger: context.logger, metrics: context.metrics)
     let openAPIPath = env.string("OPENAPI_FILE", default: "Schemas/openapi.json", doc: "The OpenAPI document served at /openapi.json.")
     let openAPI = FileManager.default.contents(atPath: openAPIPath).map { Array($0) }
     if openAPI == nil { context.logger.warning("OpenAPI document not found; /openapi.json answers 404", ["file": .string(openAPIPath)]) }
@@ -26,7 +26,8 @@ await ServiceRuntime.main(name: "query-api", defaultHTTPPort: 8080) { context, r
     let api = QueryAPI(views: views, models: models, auth: auth, publisher: KafkaCommandPublisher(producer: producer),
                        simulationPublisher: KafkaSimulationPublisher(producer: producer), configuration: try .fromEnvironment(env), openAPIDocument: openAPI)
     api.register(on: &routes)
-    return ServiceGroup([try TopicFollower.queryViews(context: context, views: views), ProducerCloser(producer: producer)])
+    return ServiceGroup([try TopicFollower.queryViews(context: context, views: views), ProducerCloser(producer: producer)]
+                        + (auth.reloader.map { [$0] } ?? []))
 }
 
 /// Flushes and closes the command producer when the service stops.

@@ -7,7 +7,7 @@ struct Arguments {
     private var flags: Set<String> = []
 
     /// Options that take no value.
-    static let flagNames: Set<String> = ["from-beginning", "format-assertion", "help", "quiet", "json", "no-fleet"]
+    static let flagNames: Set<String> = ["from-beginning", "format-assertion", "help", "quiet", "json", "no-fleet", "dry-run"]
 
     init(_ args: some Sequence<String>) throws {
         var iterator = args.makeIterator()

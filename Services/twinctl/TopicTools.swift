@@ -86,12 +86,16 @@ func describe(_ message: KafkaMessage) -> String {
 func runTopics(_ args: Arguments) async throws {
     switch args.positionals.dropFirst().first {
     case "list":
+        // Exactly what `create` creates (the compose job and the Kubernetes Job run `create`).
         for topic in Topic.allCases {
-            printNow("\(topic.name)\tpartitions=\(topic.partitions)\tcleanup.policy=\(topic.cleanupPolicy)")
+            printNow(describeTopic(name: topic.name, partitions: topic.partitions, replication: nil, configs: topic.configs))
         }
     case "create":
         let replication = Int32(try args.int("replication-factor", default: 1))
         let specs = Topic.allCases.map { KafkaAdmin.TopicSpec(name: $0.name, partitions: $0.partitions, replicationFactor: replication, configs: $0.configs) }
+        for spec in specs {
+            printNow("want    " + describeTopic(name: spec.name, partitions: spec.partitions, replication: spec.replicationFactor, configs: spec.configs))
+        }
         var attempt = 0
         while true {
             do {
@@ -115,6 +119,14 @@ func runTopics(_ args: Arguments) async throws {
     default:
         throw UsageError("topics needs 'create' or 'list'")
     }
+}
+
+/// `name<TAB>partitions=N[<TAB>replication.factor=R]<TAB>key=value...` (settings sorted by key).
+func describeTopic(name: String, partitions: Int32, replication: Int32?, configs: [String: String]) -> String {
+    var fields = [name, "partitions=\(partitions)"]
+    if let replication { fields.append("replication.factor=\(replication)") }
+    fields += configs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    return fields.joined(separator: "\t")
 }
 
 /// Set once from a signal task, read by a loop.

@@ -26,6 +26,9 @@ usage: twinctl COMMAND [options]
                                                 run a simulation through the query API: progress, summary,
                                                 SVG chart; the key defaults to $TWINSTREAM_API_KEY, then
                                                 the one `twinctl up` keeps (.twinstream/state/local-api-key)
+  replay   [--reason CODE]... [--stage S] [--tenant T] [--twin ID] [--since TIME] [--until TIME] [--dry-run]
+           [--from-topic telemetry.deadletter.v1]   re-drive dead-letters to telemetry.raw.v1 from their
+                                                originals (idempotent: event ids are deterministic)
   health   URL                                  exit 0 when URL answers 200 (container health checks)
   schema-suite DIR [--format-assertion] [--remotes DIR]   run JSON Schema Test Suite files
 Options --brokers B default to $KAFKA_BROKERS, then localhost:9092.
@@ -46,6 +49,7 @@ do {
     case "health": try await runHealth(args)
     case "simulate": try await runSimulate(args)
     case "keys": try runKeys(args)
+    case "replay": try await runReplay(args)
     case "schema-suite": try runSchemaSuite(args)
     case nil, "help":
         print(usage)

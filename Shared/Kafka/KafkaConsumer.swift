@@ -104,11 +104,14 @@ public final class KafkaConsumer: Sendable {
         /// `n` messages before the end (fewer when the partition holds fewer): a bounded replay
         /// of the recent past, for views that keep only a window.
         case tail(Int)
+        /// This offset (a message's coordinates, e.g. a dead-letter's origin).
+        case at(Int64)
 
         var logical: Int64 {
             switch self {
             case .beginning: -2  // RD_KAFKA_OFFSET_BEGINNING
             case .tail(let n): -2000 - Int64(max(0, n))  // RD_KAFKA_OFFSET_TAIL(n)
+            case .at(let offset): max(0, offset)
             }
         }
     }

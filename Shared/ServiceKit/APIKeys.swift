@@ -421,6 +421,9 @@ public enum APIKeysFile {
 public enum APIAuth: Sendable {
     /// Requests need a key from this set.
     case keys(APIKeys)
+    /// Requests need a key from the keys file, reloaded when it changes and on SIGHUP (run the
+    /// watcher, `reloader`, beside the service).
+    case watched(APIKeysWatcher)
     /// Every request acts as `tenant` with every scope (`AUTH_DISABLED=true`).
     case disabled(tenant: String)
 
@@ -429,8 +432,10 @@ public enum APIAuth: Sendable {
 
     /// Reads `API_KEYS_FILE` and `AUTH_DISABLED` and loads the keys, logging what is in effect.
     /// Unset `API_KEYS_FILE` (without `AUTH_DISABLED`) or an empty file means every request is
-    /// answered 401, with a warning at start-up. Setting both is a configuration error.
-    public static func fromEnvironment(_ environment: EnvironmentReader, defaultTenant: String, logger: Logger) throws -> APIAuth {
+    /// answered 401, with a warning at start-up. Setting both is a configuration error. The file
+    /// is watched (`API_KEYS_RELOAD_INTERVAL`, SIGHUP): add `reloader` to the service's group.
+    public static func fromEnvironment(_ environment: EnvironmentReader, defaultTenant: String, logger: Logger,
+                                       metrics: MetricsRegistry? = nil) throws -> APIAuth {
         let path = environment.optionalString(
             "API_KEYS_FILE",
             doc: "JSON array of API key entries {id, sha256, tenant, scopes} (create with `twinctl keys add`). Unset: every API request is answered 401 unless AUTH_DISABLED=true.")
@@ -451,14 +456,23 @@ public enum APIAuth: Sendable {
             logger.warning("API_KEYS_FILE is not set: every API request is answered 401; create keys with `twinctl keys add` (or set AUTH_DISABLED=true on a local stack)")
             return .keys(.none)
         }
-        let keys = try APIKeys.load(path: path)
+        let interval = try environment.duration("API_KEYS_RELOAD_INTERVAL", default: .seconds(5), range: .milliseconds(100)...(.seconds(3600)),
+                                                doc: "How often the keys file is checked for changes (it is also reloaded on SIGHUP).")
+        let watcher = try APIKeysWatcher(path: path, interval: interval, logger: logger, metrics: metrics)
+        let keys = watcher.keys
         if keys.entries.isEmpty {
             logger.warning("API keys file has no keys: every API request is answered 401", ["file": .string(path)])
         } else {
             logger.info("API keys loaded", ["file": .string(path), "keys": .int(keys.entries.count),
                                             "tenants": .int(Set(keys.entries.map(\.tenant)).count)])
         }
-        return .keys(keys)
+        return .watched(watcher)
+    }
+
+    /// The service that reloads a watched keys file; nil when there is nothing to watch.
+    public var reloader: (any Service)? {
+        if case .watched(let watcher) = self { return watcher }
+        return nil
     }
 
     /// Checks the key the request carries against `scope`.
@@ -466,6 +480,8 @@ public enum APIAuth: Sendable {
         switch self {
         case .keys(let keys):
             return keys.authenticate(headers, requiring: scope)
+        case .watched(let watcher):
+            return watcher.keys.authenticate(headers, requiring: scope)
         case .disabled(let tenant):
             return .authenticated(APIPrincipal(keyId: "auth-disabled", tenant: tenant, scopes: Set(APIScope.allCases)))
         }

@@ -40,8 +40,9 @@ public enum ServiceRuntime {
     /// 2 for bad configuration. A second signal during the drain exits at once with 1.
     public static func main(name: String, defaultHTTPPort: Int,
                             build: (ServiceContext, inout Router) async throws -> any Service) async -> Never {
-        // Signals first, so a SIGTERM that arrives while starting is not lost.
-        let signals = SignalListener()
+        // Signals first, so a SIGTERM that arrives while starting is not lost. SIGHUP too: it asks
+        // for a reload (API keys) and must never end a service, whether or not it reloads anything.
+        let signals = SignalListener([.terminate, .interrupt, .hangup])
         ignoreSIGPIPE()
         let environment = EnvironmentReader()
         var bootLogger = Logger(service: name)
@@ -117,8 +118,10 @@ public enum ServiceRuntime {
         exit(clean ? 0 : 1)
     }
 
-    /// `/healthz` (the process answers), `/readyz` (every readiness check passes) and `/metrics`.
+    /// `/healthz` (the process answers), `/readyz` (every readiness check passes) and `/metrics`,
+    /// and the HTTP request metrics of every route (`countHTTPRequests`).
     static func addOperationalRoutes(_ router: inout Router, context: ServiceContext) {
+        countHTTPRequests(&router, metrics: context.metrics)
         let readiness = context.readiness
         let metrics = context.metrics
         let name = context.name
@@ -132,6 +135,36 @@ public enum ServiceRuntime {
         }
         router.get("/metrics") { _ in
             HTTPResponse(status: .ok, headers: ["Content-Type": MetricsRegistry.contentType], body: Array(metrics.render().utf8))
+        }
+    }
+
+    /// Counts every answer by route pattern, method and status (`twinstream_http_requests_total`)
+    /// and times it by route (`twinstream_http_request_seconds`): the query API's and HTTP
+    /// ingest's request rate, latency and errors on the dashboard and in `TwinStreamHTTPErrors`.
+    /// Label values are route patterns (`/v1/twins/{id}`), never raw paths, so they stay few.
+    static func countHTTPRequests(_ router: inout Router, metrics: MetricsRegistry) {
+        let requests = metrics.counterFamily("twinstream_http_requests_total", help: "HTTP requests answered, by route pattern, method and status.",
+                                             labelNames: ["route", "method", "status"])
+        let seconds = metrics.histogramFamily("twinstream_http_request_seconds", help: "Time to produce an HTTP answer (a stream: until its head), by route pattern.",
+                                              labelNames: ["route"])
+        router.use { request, next in
+            let started = ContinuousClock.now
+            let route = request.route ?? "unmatched"
+            func record(_ status: Int) {
+                requests.labels(route, request.method.rawValue, String(status)).inc()
+                seconds.labels(route).observe(ContinuousClock.now - started)
+            }
+            do {
+                let response = try await next(request)
+                record(response.status.code)
+                return response
+            } catch let error as HTTPError {
+                record(error.status.code)
+                throw error
+            } catch {
+                record(500)
+                throw error
+            }
         }
     }
 }

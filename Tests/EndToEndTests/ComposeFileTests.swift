@@ -74,27 +74,59 @@ final class ComposeFileTests: XCTestCase {
         XCTAssertEqual(job.scalar("image"), services["ingestor"]?.scalar("image"), "create-topics runs the TwinStream image")
     }
 
-    func testSimulatorWorkerCanBeScaled() throws {
+    /// `docker compose up --scale simulator-worker=4 --scale validator=2` needs workers without a
+    /// fixed container name or host port (the drift monitor too: it scales by partitions).
+    func testWorkersCanBeScaled() throws {
         let services = try ComposeCLI().normalizedServices()
-        let worker = try XCTUnwrap(services["simulator-worker"], "no simulator-worker service")
-        XCTAssertFalse(worker.hasKey("container_name"), "`--scale simulator-worker=N` fails with a fixed container_name")
-        // `ports: ["8084"]` (container port only, ephemeral host port) is fine; `published:` is not.
-        let fixedHostPorts = worker.section("ports").filter { $0.contains("published:") }
-        XCTAssertEqual(fixedHostPorts, [], "simulator-worker publishes a fixed host port: scaled replicas would collide")
+        for name in ["simulator-worker", "validator", "drift-monitor"] {
+            let worker = try XCTUnwrap(services[name], "no \(name) service")
+            XCTAssertFalse(worker.hasKey("container_name"), "`--scale \(name)=N` fails with a fixed container_name")
+            // `ports: ["8084"]` (container port only, ephemeral host port) is fine; `published:` is not.
+            let fixedHostPorts = worker.section("ports").filter { $0.contains("published:") }
+            XCTAssertEqual(fixedHostPorts, [], "\(name) publishes a fixed host port: scaled replicas would collide")
+        }
+    }
+
+    /// Long-running services restart, run read-only without capabilities, and the state-updater
+    /// keeps its checkpoints on a named volume.
+    func testServicesRestartRunLockedDownAndKeepCheckpointsOnAVolume() throws {
+        let services = try ComposeCLI().normalizedServices()
+        for (name, _) in Self.servicePorts {
+            let service = try XCTUnwrap(services[name])
+            XCTAssertEqual(service.scalar("restart"), "unless-stopped", "\(name): restart policy")
+            XCTAssertEqual(service.scalar("read_only"), "true", "\(name): read-only root filesystem")
+            XCTAssertEqual(service.section("cap_drop").compactMap(listItem), ["ALL"], "\(name): capabilities")
+        }
+        let updater = try XCTUnwrap(services["state-updater"])
+        XCTAssertEqual(updater.mapping("environment")["STATE_DIR"], "/var/lib/twinstream/checkpoints")
+        XCTAssertTrue(updater.section("volumes").compactMap(listItem).contains { $0.hasPrefix("state-updater-checkpoints:/var/lib/twinstream") },
+                      "state-updater checkpoints must be on the named volume: \(updater.section("volumes"))")
+    }
+
+    /// Prometheus, Alertmanager and Grafana read the shipped files (the ones the Prometheus tests
+    /// check), the kafka exporter watches the broker, and the fleet is an optional profile.
+    func testMonitoringReadsTheShippedFilesAndTheFleetIsOptional() throws {
+        let compose = try ComposeCLI()
+        let services = try compose.normalizedServices()
+        let root = try repositoryRoot().path
+        func mounts(_ name: String) -> [String] { services[name]?.section("volumes").compactMap(listItem) ?? [] }
+        XCTAssertTrue(mounts("prometheus").contains("\(root)/Deploy/prometheus:/etc/prometheus:ro"), "\(mounts("prometheus"))")
+        XCTAssertTrue(mounts("alertmanager").contains("\(root)/Deploy/alertmanager:/etc/alertmanager:ro"), "\(mounts("alertmanager"))")
+        XCTAssertTrue(mounts("grafana").contains("\(root)/Deploy/grafana/provisioning:/etc/grafana/provisioning:ro"), "\(mounts("grafana"))")
+        XCTAssertTrue(mounts("grafana").contains("\(root)/Deploy/grafana/dashboards:/etc/grafana/dashboards:ro"), "\(mounts("grafana"))")
+        let command = try XCTUnwrap(services["prometheus"]).section("command").compactMap(listItem)
+        XCTAssertTrue(command.contains("--config.file=/etc/prometheus/prometheus.yml"), "\(command)")
+        XCTAssertTrue(try XCTUnwrap(services["kafka-exporter"]).section("command").compactMap(listItem).contains("--kafka.server=kafka:9092"))
+
+        // docker-compose 1.29 lists profiled services in `config` too; the profile is what keeps
+        // `up` from starting them.
+        let fleet = try XCTUnwrap(services["fleet"], "no fleet service")
+        XCTAssertEqual(fleet.section("profiles").compactMap(listItem), ["fleet"], "the fleet must start only with --profile fleet")
+        XCTAssertEqual(Array(fleet.section("command").compactMap(listItem).prefix(2)), ["twinctl", "fleet"])
     }
 }
 
 // MARK: - docker-compose
-
-private struct CommandResult {
-    let status: Int32
-    let stdout: String
-    let stderr: String
-}
-
-private struct ComposeFailure: Error, CustomStringConvertible {
-    let description: String
-}
 
 /// `docker-compose -f <repo>/docker-compose.yml --project-directory <repo> …`
 private struct ComposeCLI {
@@ -103,13 +135,7 @@ private struct ComposeCLI {
 
     init() throws {
         root = try repositoryRoot()
-        guard let found = findExecutable("docker-compose") else {
-            throw ComposeFailure(description: """
-                docker-compose is not on PATH. Install Debian's docker-compose (apt-get install docker-compose, \
-                1.29.x): the compose-file tests need it and CI installs it.
-                """)
-        }
-        executable = found
+        executable = try requireTool("docker-compose", package: "docker-compose")
     }
 
     func run(_ arguments: [String], timeout: TimeInterval = 60) throws -> CommandResult {
@@ -121,11 +147,11 @@ private struct ComposeCLI {
     func normalizedServices() throws -> [String: ComposeService] {
         let result = try run(["config"])
         guard result.status == 0 else {
-            throw ComposeFailure(description: "docker-compose config failed (\(result.status)):\n\(result.stderr)")
+            throw ToolFailure(description: "docker-compose config failed (\(result.status)):\n\(result.stderr)")
         }
         let services = parseServices(result.stdout)
         guard !services.isEmpty else {
-            throw ComposeFailure(description: "no services found in docker-compose config output:\n\(result.stdout)")
+            throw ToolFailure(description: "no services found in docker-compose config output:\n\(result.stdout)")
         }
         return services
     }
@@ -245,65 +271,4 @@ private func unquote(_ value: String) -> String {
         return String(value.dropFirst().dropLast())
     }
     return value
-}
-
-// MARK: - Processes and paths
-
-/// The directory holding Package.swift, found by walking up from this source file.
-private func repositoryRoot(from file: String = #filePath) throws -> URL {
-    var directory = URL(fileURLWithPath: file).deletingLastPathComponent()
-    while directory.path != "/" {
-        if FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path) {
-            return directory
-        }
-        directory = directory.deletingLastPathComponent()
-    }
-    throw ComposeFailure(description: "no Package.swift above \(file)")
-}
-
-private func findExecutable(_ name: String) -> URL? {
-    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-    for directory in path.split(separator: ":") where !directory.isEmpty {
-        let candidate = URL(fileURLWithPath: String(directory)).appendingPathComponent(name)
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-    }
-    return nil
-}
-
-/// Runs a command with output captured in temporary files (no pipe can fill up and stall it),
-/// killing it after `timeout` seconds.
-private func runProcess(_ executable: URL, _ arguments: [String], in directory: URL, timeout: TimeInterval) throws -> CommandResult {
-    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("compose-test-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: scratch) }
-    let outURL = scratch.appendingPathComponent("stdout")
-    let errURL = scratch.appendingPathComponent("stderr")
-    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    let out = try FileHandle(forWritingTo: outURL)
-    let err = try FileHandle(forWritingTo: errURL)
-    defer {
-        try? out.close()
-        try? err.close()
-    }
-
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    process.currentDirectoryURL = directory
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = out
-    process.standardError = err
-    let exited = DispatchSemaphore(value: 0)
-    process.terminationHandler = { _ in exited.signal() }
-    try process.run()
-    if exited.wait(timeout: .now() + timeout) == .timedOut {
-        process.terminate()
-        process.waitUntilExit()
-        throw ComposeFailure(description: "\(executable.path) \(arguments.joined(separator: " ")) did not finish in \(Int(timeout)) s")
-    }
-    process.waitUntilExit()
-    let stdout = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
-    let stderr = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
-    return CommandResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
 }

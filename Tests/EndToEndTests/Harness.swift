@@ -1,3 +1,4 @@
+import Contracts
 import Foundation
 import JSON
 import ServiceKit
@@ -160,4 +161,14 @@ final class ChildProcess: @unchecked Sendable {
     deinit {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
+}
+
+/// Every message of a topic, from the beginning to its current end.
+func readTopic(_ topic: Topic, bootstrap: String) async throws -> [KafkaMessage] {
+    let consumer = try KafkaConsumer(configuration: KafkaConfiguration(bootstrapServers: bootstrap),
+                                     readingFromBeginning: (0..<Topic.partitionCount).map { TopicPartition(topic.name, $0) })
+    var messages: [KafkaMessage] = []
+    repeat { messages += try await consumer.poll(maxMessages: 5000, timeout: .milliseconds(200)) } while !consumer.isCaughtUp
+    await consumer.close()
+    return messages
 }

@@ -118,14 +118,4 @@ final class PipelineEndToEndTests: XCTestCase {
         XCTAssertEqual(status, 0, "twinctl up: \(up.output.suffix(10))")
         XCTAssertEqual(up.output.filter { $0.contains("exited with 0") }.count, 6, "\(up.output.suffix(8))")
     }
-
-    /// Every message of a topic, from the beginning to its current end.
-    private func readTopic(_ topic: Topic, bootstrap: String) async throws -> [KafkaMessage] {
-        let consumer = try KafkaConsumer(configuration: KafkaConfiguration(bootstrapServers: bootstrap),
-                                         readingFromBeginning: (0..<Topic.partitionCount).map { TopicPartition(topic.name, $0) })
-        var messages: [KafkaMessage] = []
-        repeat { messages += try await consumer.poll(maxMessages: 5000, timeout: .milliseconds(200)) } while !consumer.isCaughtUp
-        await consumer.close()
-        return messages
-    }
 }
