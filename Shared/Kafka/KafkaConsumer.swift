@@ -105,8 +105,8 @@ public final class KafkaConsumer: Sendable {
         /// of the recent past, for views that keep only a window.
         case tail(Int)
         /// The first message whose timestamp is at or after this time (epoch ms), looked up with
-        /// `offsetsForTimes`; the end when every message is older; the beginning when the broker
-        /// cannot answer (the embedded broker implements no timestamp lookup).
+        /// `offsetsForTimes`; the beginning when the broker finds none or cannot answer (the
+        /// embedded broker implements no timestamp lookup): never later than the time.
         case time(Int64)
 
         var logical: Int64 {
@@ -162,11 +162,10 @@ public final class KafkaConsumer: Sendable {
         for i in 0..<Int(query.pointee.cnt) {
             let e = query.pointee.elems[i]
             let tp = TopicPartition(String(cString: e.topic), e.partition)
-            if err == RD_KAFKA_RESP_ERR_NO_ERROR && e.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                resolved[tp] = e.offset >= 0 ? e.offset : -1  // -1: RD_KAFKA_OFFSET_END, nothing that recent
-            } else {
-                resolved[tp] = -2  // the lookup failed: read from the beginning (slower, never misses)
-            }
+            // No offset (-1: nothing that recent, or a broker that cannot tell — the embedded one
+            // answers -1 to every time) or a failed lookup: read from the beginning, which is
+            // slower but never misses a message.
+            resolved[tp] = err == RD_KAFKA_RESP_ERR_NO_ERROR && e.err == RD_KAFKA_RESP_ERR_NO_ERROR && e.offset >= 0 ? e.offset : -2
         }
         for i in 0..<Int(list.pointee.cnt) {
             let e = list.pointee.elems[i]

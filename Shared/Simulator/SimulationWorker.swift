@@ -137,6 +137,9 @@ public final class SimulationWorker: Service {
         context.readiness.add("caught up with \(Topic.simulationControl.name)") { control.isCaughtUp }
     }
 
+    /// The partitions of `simulation.requests.v1` and `simulation.shards.v1` this member holds.
+    public var assignment: Set<TopicPartition> { consumer.assignment }
+
     public func run() async throws {
         let cancels = self.cancels, control = self.control
         let controlReader = Task {
@@ -199,23 +202,30 @@ public final class SimulationWorker: Service {
         loop.applied = (loop.mode, assigned)
     }
 
+    /// Messages a computation lets the loop take before it pauses every partition.
+    static let bufferedWhileComputing = 4
+
     /// Runs `work` on a thread of its own (a long computation must not hold a cooperative thread)
-    /// while this task keeps polling with every partition paused — and calls `meanwhile` (a
-    /// coordinator reads its shard results) — then restores the loop's previous pauses. Sets
-    /// `stop` to 3 when the worker is asked to stop.
+    /// while this task keeps polling — and calls `meanwhile` (a coordinator reads its shard
+    /// results) — then restores the loop's previous pauses. Sets `stop` to 3 when the worker is
+    /// asked to stop.
+    ///
+    /// Why pause only once a few messages wait: pausing drops librdkafka's prefetched messages,
+    /// and a resumed partition is fetched again only on the broker thread's next wake-up (up to a
+    /// second), which cost every shard a second; a handful taken meanwhile (in order, in
+    /// `pending`) keeps the next shard at hand while memory stays bounded.
     private func compute<T: Sendable>(_ loop: inout LoopState, stop: StopFlag, meanwhile: (() async -> Void)? = nil,
                                       _ work: @escaping @Sendable () -> T) async -> T {
         let outcome = Mutex<T?>(nil)
         let thread = Thread { let value = work(); outcome.withLock { $0 = value } }
         thread.stackSize = 8 << 20
         let previous = loop.mode
-        loop.mode = .all
-        syncPauses(&loop)
         running.set(1)
         thread.start()
         while outcome.withLock({ $0 == nil }) {
             if Task.isCancelled { stop.set(3) }
             if let batch = try? await consumer.poll(maxMessages: 1, timeout: .milliseconds(meanwhile == nil ? 100 : 30)) { loop.pending += batch }
+            if loop.pending.count >= Self.bufferedWhileComputing { loop.mode = .all }
             syncPauses(&loop)
             await meanwhile?()
         }
@@ -428,12 +438,14 @@ public final class SimulationWorker: Service {
 
     private func coordinateShards(_ c: Coordination, request: SimulationRequest, layout: ShardLayout, partition: Int32, message: KafkaMessage,
                                   accepted: SimulationResult, traceparent: String?, loop: inout LoopState, log: Logger) async -> Coordinated {
-        // What earlier coordinators of this request had already got.
-        loop.mode = .all
+        // What earlier coordinators of this request had already got. Shard partitions keep
+        // flowing (a few shards wait in `pending`): pausing them would cost a refetch.
+        loop.mode = .requests
         let catchUp = ContinuousClock.now + .seconds(30)
         while !c.reader.isCaughtUp && ContinuousClock.now < catchUp && !Task.isCancelled {
             await drain(c, timeout: .milliseconds(50))
             if let batch = try? await consumer.poll(maxMessages: 1, timeout: .milliseconds(10)) { loop.pending += batch }
+            if loop.pending.count >= Self.bufferedWhileComputing { loop.mode = .all }
             syncPauses(&loop)
         }
         await drain(c, timeout: .milliseconds(10))
@@ -448,7 +460,12 @@ public final class SimulationWorker: Service {
                                       KafkaHeader(MessageHeader.traceparent, TraceContext.continuing(traceparent).description)],
                             partition: (partition + Int32(i)) % Topic.partitionCount)
         }
-        guard await deliver(shards, log: log) else { return .stopping }
+        guard let refused = await deliver(shards, log: log) else { return .stopping }
+        if refused > 0 {
+            var r = SimulationRunner.result(request, status: .failed)
+            r.reason = .init(code: "shards_not_published", message: "\(refused) shard(s) were refused by the broker")
+            return .result(r)
+        }
         log.info("sharded", ["shards": .int(layout.shards), "reused": .int(reused), "published": .int(shards.count)])
         shardsReused.inc(by: reused)
 
@@ -587,27 +604,38 @@ public final class SimulationWorker: Service {
         }
     }
 
-    /// Publishes a shard's result parts, waits for the broker, then stores the shard's offset.
+    /// Publishes a shard's result parts, waits for the broker, then stores the shard's offset. A
+    /// part the broker refuses for good is replaced by a `failed` part naming why, so the
+    /// coordinator fails the request instead of waiting for it for ever.
     private func deliverShard(_ parts: [SimulationShardResult], message: KafkaMessage, log: Logger) async -> Bool {
         let traceparent = TraceContext.continuing(message.headers.string(MessageHeader.traceparent)).description
-        let messages = parts.map { r in
+        func outgoing(_ r: SimulationShardResult) -> OutgoingMessage {
             OutgoingMessage(topic: Topic.simulationShardResults.name, key: r.simulationId, value: r.encoded(),
                             headers: [KafkaHeader(MessageHeader.contract, SimulationShardResult.contract), KafkaHeader(MessageHeader.tenant, r.tenant),
                                       KafkaHeader(MessageHeader.traceparent, traceparent)],
                             partition: Self.partition(of: r.simulationId))
         }
-        guard await deliver(messages, log: log) else { return false }
+        guard let refused = await deliver(parts.map(outgoing), log: log) else { return false }
+        if let first = parts.first, refused > 0 {
+            var failed = first
+            failed.status = .failed
+            failed.monteCarlo = nil
+            failed.points = nil
+            failed.part = 0
+            failed.parts = 1
+            failed.reason = .init(code: "result_not_published", message: "\(refused) part(s) of shard \(first.shard)'s result were refused by the broker")
+            guard await deliver([outgoing(failed)], log: log) != nil else { return false }
+        }
         consumer.store([message])
         return true
     }
 
-    /// Sends `messages` and waits for the broker, retrying with back-off until it has them all;
-    /// false if the worker stops first. A message the broker refuses for good is logged and
-    /// dropped (its shard is then run again by the next coordinator: the request never completes
-    /// from a partial merge).
-    private func deliver(_ messages: [OutgoingMessage], log: Logger) async -> Bool {
+    /// Sends `messages` and waits for the broker, retrying with back-off until it has each of them
+    /// or refuses it for good (logged); returns how many were refused, nil if the worker stops first.
+    private func deliver(_ messages: [OutgoingMessage], log: Logger) async -> Int? {
         var remaining = messages[...]
         var backoff = Duration.milliseconds(100)
+        var refused = 0
         while let next = remaining.first {
             do {
                 _ = try await producer.send(next)
@@ -615,14 +643,15 @@ public final class SimulationWorker: Service {
             } catch let error as KafkaError where !error.isRetriable {
                 log.error("message on \(next.topic) not accepted by the broker: \(error)")
                 remaining = remaining.dropFirst()
+                refused += 1
             } catch {
                 log.warning("publishing on \(next.topic) failed, retrying: \(error)")
-                if Task.isCancelled { return false }
+                if Task.isCancelled { return nil }
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(5))
             }
         }
-        return true
+        return refused
     }
 
     /// A message that is not a request: refused when it names a simulation to report on, else
