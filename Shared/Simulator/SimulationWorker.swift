@@ -133,6 +133,9 @@ public final class SimulationWorker: Service {
         metrics.gauge("twinstream_simulation_queue_depth", help: "Requests and shards waiting in this worker's partitions (consumer lag).") {
             Double(consumer.lag().values.reduce(0, +))
         }
+        metrics.gauge("twinstream_simulation_assigned_partitions", help: "Partitions of simulation.requests.v1 and simulation.shards.v1 this worker holds.") {
+            Double(consumer.assignment.count)
+        }
         context.readiness.add("joined \(configuration.groupId) and read \(Topic.simulationRequests.name) and \(Topic.simulationShards.name)") { consumer.isCaughtUp }
         context.readiness.add("caught up with \(Topic.simulationControl.name)") { control.isCaughtUp }
     }
