@@ -154,15 +154,7 @@ public struct SimulationShardResult: ContractDocument, Sendable, Equatable {
         w.field("part", part)
         w.field("parts", parts)
         w.field("status", status.rawValue)
-        if let reason {
-            w.key("reason"); w.beginObject()
-            w.field("code", reason.code)
-            w.field("message", reason.message)
-            if let p = reason.pointer { w.field("pointer", p) }
-            if let s = reason.state { w.field("state", s) }
-            if let t = reason.time { w.field("time", t) }
-            w.endObject()
-        }
+        if let reason { w.key("reason"); reason.write(to: &w) }
         if let worker { w.field("worker", worker) }
         if let runSeconds { w.field("runSeconds", runSeconds) }
         if let m = monteCarlo {
@@ -205,11 +197,7 @@ public struct SimulationShardResult: ContractDocument, Sendable, Equatable {
             throw ContractError(code: "invalid_value", pointer: "/status", message: "unknown status '\(s)'", expected: "completed|failed", actual: s)
         }
         self.status = status
-        if let r = try f.optionalObject("reason") {
-            let rf = try Fields(.object(r), pointer: "/reason")
-            reason = .init(code: try rf.string("code"), message: try rf.string("message"), pointer: try rf.optionalString("pointer"),
-                           state: try rf.optionalString("state"), time: try rf.optionalDouble("time"))
-        }
+        reason = try f.optionalObject("reason").map { (r) throws(ContractError) in try SimulationResult.Reason(object: r, pointer: "/reason") }
         if status == .failed && reason == nil { throw .missing("/reason", "reason") }
         worker = try f.optionalString("worker")
         runSeconds = try f.optionalDouble("runSeconds")

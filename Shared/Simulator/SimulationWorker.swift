@@ -140,6 +140,23 @@ public final class SimulationWorker: Service {
         context.readiness.add("caught up with \(Topic.simulationControl.name)") { control.isCaughtUp }
     }
 
+    /// Per partition, the offset after the last message this worker finished (result published,
+    /// offset stored). librdkafka 2.0 hands out again messages it had already delivered when a
+    /// partition is paused and resumed (its local queue is refetched from an older position): a
+    /// message below this mark is a repeat of finished work and is skipped.
+    private let finished = Mutex<[TopicPartition: Int64]>([:])
+
+    /// Stores `message`'s offset and remembers it as finished.
+    private func markDone(_ message: KafkaMessage) {
+        consumer.store([message])
+        finished.withLock { $0[message.topicPartition] = max($0[message.topicPartition] ?? 0, message.offset + 1) }
+    }
+
+    /// Whether `message` was finished by this worker already (a repeat delivery).
+    private func isRepeat(_ message: KafkaMessage) -> Bool {
+        finished.withLock { message.offset < ($0[message.topicPartition] ?? 0) }
+    }
+
     /// The partitions of `simulation.requests.v1` and `simulation.shards.v1` this member holds.
     public var assignment: Set<TopicPartition> { consumer.assignment }
 
@@ -170,6 +187,7 @@ public final class SimulationWorker: Service {
             }
             guard !loop.pending.isEmpty else { continue }
             let message = loop.pending.removeFirst()
+            if isRepeat(message) { continue }
             let goOn = message.topic == Topic.simulationShards.name ? await handleShard(message, loop: &loop, coordination: nil)
                 : await handle(message, loop: &loop)
             guard goOn else { break }
@@ -205,18 +223,23 @@ public final class SimulationWorker: Service {
         loop.applied = (loop.mode, assigned)
     }
 
-    /// Messages a computation lets the loop take before it pauses every partition.
-    static let bufferedWhileComputing = 4
+    /// What a computation lets the loop take (messages, bytes) before it pauses every partition.
+    static let bufferedWhileComputing = (messages: 256, bytes: 4 << 20)
+
+    /// Whether the messages waiting in `pending` reached the bound above.
+    static func bufferFull(_ pending: [KafkaMessage]) -> Bool {
+        pending.count >= bufferedWhileComputing.messages || pending.reduce(0, { $0 + $1.value.count }) >= bufferedWhileComputing.bytes
+    }
 
     /// Runs `work` on a thread of its own (a long computation must not hold a cooperative thread)
     /// while this task keeps polling — and calls `meanwhile` (a coordinator reads its shard
     /// results) — then restores the loop's previous pauses. Sets `stop` to 3 when the worker is
     /// asked to stop.
     ///
-    /// Why pause only once a few messages wait: pausing drops librdkafka's prefetched messages,
+    /// Why pause only once the buffer is full: pausing drops librdkafka's prefetched messages,
     /// and a resumed partition is fetched again only on the broker thread's next wake-up (up to a
-    /// second), which cost every shard a second; a handful taken meanwhile (in order, in
-    /// `pending`) keeps the next shard at hand while memory stays bounded.
+    /// second), which cost every shard a second; the messages taken meanwhile (in order, in
+    /// `pending`, at most 256 or 4 MiB) keep the next shards at hand while memory stays bounded.
     private func compute<T: Sendable>(_ loop: inout LoopState, stop: StopFlag, meanwhile: (() async -> Void)? = nil,
                                       _ work: @escaping @Sendable () -> T) async -> T {
         let outcome = Mutex<T?>(nil)
@@ -228,7 +251,7 @@ public final class SimulationWorker: Service {
         while outcome.withLock({ $0 == nil }) {
             if Task.isCancelled { stop.set(3) }
             if let batch = try? await consumer.poll(maxMessages: 1, timeout: .milliseconds(meanwhile == nil ? 100 : 30)) { loop.pending += batch }
-            if loop.pending.count >= Self.bufferedWhileComputing { loop.mode = .all }
+            if Self.bufferFull(loop.pending) { loop.mode = .all }
             syncPauses(&loop)
             await meanwhile?()
         }
@@ -448,7 +471,7 @@ public final class SimulationWorker: Service {
         while !c.reader.isCaughtUp && ContinuousClock.now < catchUp && !Task.isCancelled {
             await drain(c, timeout: .milliseconds(50))
             if let batch = try? await consumer.poll(maxMessages: 1, timeout: .milliseconds(10)) { loop.pending += batch }
-            if loop.pending.count >= Self.bufferedWhileComputing { loop.mode = .all }
+            if Self.bufferFull(loop.pending) { loop.mode = .all }
             syncPauses(&loop)
         }
         await drain(c, timeout: .milliseconds(10))
@@ -515,6 +538,7 @@ public final class SimulationWorker: Service {
             }
             if let i = loop.pending.firstIndex(where: { $0.topic == Topic.simulationShards.name }) {
                 let shard = loop.pending.remove(at: i)
+                if isRepeat(shard) { continue }
                 guard await handleShard(shard, loop: &loop, coordination: c) else { return .stopping }
                 continue
             }
@@ -556,7 +580,7 @@ public final class SimulationWorker: Service {
             logger.warning("undecodable shard skipped", ["partition": .int(Int(message.partition)), "offset": .int(Int(message.offset)),
                                                          "reason": .string(error.description)])
             shardOutcomes.labels("undecodable").inc()
-            consumer.store([message])
+            markDone(message)
             return true
         }
         let request = shard.request
@@ -564,7 +588,7 @@ public final class SimulationWorker: Service {
             .with(traceparent: message.headers.string(MessageHeader.traceparent))
         func skip() -> Bool {
             shardOutcomes.labels("skipped").inc()
-            consumer.store([message])
+            markDone(message)
             return true
         }
         if cancels.isCancelled(tenant: request.tenant, simulationId: request.simulationId) { return skip() }
@@ -594,6 +618,7 @@ public final class SimulationWorker: Service {
         }
         switch outcome {
         case .success(var parts):
+            log.debug("shard computed", ["seconds": .double(seconds), "parts": .int(parts.count)])
             for i in parts.indices { parts[i].runSeconds = seconds }
             shardSeconds.observe(seconds)
             shardOutcomes.labels("completed").inc()
@@ -629,7 +654,7 @@ public final class SimulationWorker: Service {
             failed.reason = .init(code: "result_not_published", message: "\(refused) part(s) of shard \(first.shard)'s result were refused by the broker")
             guard await deliver([outgoing(failed)], log: log) != nil else { return false }
         }
-        consumer.store([message])
+        markDone(message)
         return true
     }
 
@@ -672,7 +697,7 @@ public final class SimulationWorker: Service {
         logger.warning("undecodable simulation request skipped", ["partition": .int(Int(message.partition)), "offset": .int(Int(message.offset)),
                                                                    "reason": .string(error.description)])
         requests.labels("unknown", "undecodable").inc()
-        consumer.store([message])
+        markDone(message)
         return true
     }
 
@@ -701,7 +726,7 @@ public final class SimulationWorker: Service {
                 backoff = min(backoff * 2, .seconds(5))
             }
         }
-        consumer.store([message])
+        markDone(message)
         requests.labels(kind, result.status.rawValue).inc()
         log.info("simulation \(result.status.rawValue)", ["runSeconds": .double(result.timings.runSeconds ?? 0)])
         return true

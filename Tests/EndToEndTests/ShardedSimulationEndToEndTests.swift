@@ -10,7 +10,6 @@ import XCTest
 /// SIGKILLed — the coordinator, or a worker running a shard: the request completes exactly once
 /// as seen through the API, with the payload of an unsharded run of the same request.
 final class ShardedSimulationEndToEndTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     /// 6,000 samples in shards of 500 (12 shards, two per partition): seconds in a debug build.
     static let body = #"{"kind":"monteCarlo","horizon":"24h","step":"10m","samples":6000,"seed":17,"uncertain":{"tau":{"normal":[7200,600]},"Ta":{"uniform":[0,10]}},"threshold":{"series":"temperature","above":21}}"#
     /// What must be equal between the sharded and the unsharded run (everything but ids, timings and
@@ -28,29 +27,15 @@ final class ShardedSimulationEndToEndTests: XCTestCase {
     }
 
     func run(killing victim: Victim) async throws {
-        let broker = try EmbeddedBroker(topics: Topic.all)
-        defer { broker.shutdown() }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twinstream-shard-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let keysFile = dir.appendingPathComponent("keys.json").path
-        let (key, _) = try APIKeysFile.addKey(tenant: "acme", scopes: [.read, .write, .simulate], to: keysFile)
-        let base = Harness.freePortRange(5)
-        let common = Harness.embeddedBrokerEnvironment(["KAFKA_BROKERS": broker.bootstrapServers, "LOG_LEVEL": "info",
-                                                        "MODELS_DIR": Self.root.appendingPathComponent("Schemas/models").path])
+        let stack = try SimulationStack(ports: 5)
+        defer { stack.tearDown() }
+        let broker = stack.broker, base = stack.base, key = stack.key
         func start(_ name: String, port: Int, _ extra: [String: String] = [:], log: String? = nil) throws -> ChildProcess {
-            try ChildProcess(name, environment: common.merging(extra.merging(["HTTP_PORT": String(port)]) { _, b in b }) { _, b in b },
-                             stderrTo: dir.appendingPathComponent(log ?? "\(name).log"))
+            try stack.start(name, port: port, extra, log: log)
         }
-        let api = try start("query-api", port: base, ["API_KEYS_FILE": keysFile])
-        let updater = try start("state-updater", port: base + 1, ["STATE_DIR": dir.appendingPathComponent("state").path])
         var workers: [Int: ChildProcess] = [:]
         for i in 0..<2 { workers[i] = try start("simulator-worker", port: base + 2 + i, ["SIM_SHARD_SIZE": "500"], log: "worker-\(i).log") }
-        defer {
-            api.signal(SIGKILL)
-            updater.signal(SIGKILL)
-            for w in workers.values { w.signal(SIGKILL) }
-        }
+        defer { for w in workers.values { w.signal(SIGKILL) } }
         for port in base...(base + 3) {
             let ready = await Harness.eventually(timeout: .seconds(60)) { await Harness.get(port: port, "/readyz")?.status == 200 }
             XCTAssertTrue(ready, "service on \(port) never became ready")
