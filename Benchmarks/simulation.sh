@@ -3,11 +3,14 @@
 # on the room model, pinned to one core. Prints a markdown table.
 #
 #   Benchmarks/simulation.sh            (from the package root)
+#   Benchmarks/simulation.sh --scale    one large request through Kafka over 1 and 2 workers, and
+#                                       the simulated fleet's CPU per reading (see scale.sh)
 #
 # Needs python3 with venv; creates Benchmarks/simulation/.venv (git-ignored) with pinned SciPy.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+if [ "${1:-}" = "--scale" ]; then shift; exec Benchmarks/simulation/scale.sh "$@"; fi
 venv="Benchmarks/simulation/.venv"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"

@@ -1,67 +1,42 @@
 import Contracts
+import Durations
+import Fleet
 import Foundation
 import JSON
 import Kafka
+import Models
 
-/// A simulated fleet of pumps, rooms and batteries publishing plausible readings to
-/// `telemetry.raw.v1`, as a producer outside the platform would.
-struct FleetSimulator {
-    struct Twin {
-        var id: String
-        var model: String
-        var values: [(String, Double, ClosedRange<Double>, Double)]  // name, value, range, step
-    }
-
-    private(set) var twins: [Twin]
-    private var rng: SplitMix64
-
-    init(count: Int, seed: UInt64 = 42) {
-        rng = SplitMix64(seed: seed)
-        twins = (0..<count).map { i in
-            switch i % 3 {
-            case 0: Twin(id: "pump-\(i / 3 + 1)", model: "pump@1", values: [
-                ("flow", 12, 0...40, 0.5), ("pressure", 3.2, 0...10, 0.05), ("temperature", 60, 10...110, 0.4),
-                ("vibration", 0.02, 0...1, 0.002), ("rpm", 1450, 0...3600, 10)])
-            case 1: Twin(id: "room-\(i / 3 + 1)", model: "room@1", values: [
-                ("temperature", 21, 10...35, 0.1), ("humidity", 45, 10...90, 0.5), ("co2", 600, 350...3000, 10), ("hvacPower", 800, 0...5000, 50)])
-            default: Twin(id: "battery-\(i / 3 + 1)", model: "battery@1", values: [
-                ("voltage", 48, 40...58, 0.05), ("current", 10, -100...100, 1), ("stateOfCharge", 80, 0...100, 0.2), ("temperature", 25, -20...70, 0.1)])
-            }
-        }
-    }
-
-    /// One reading per twin at `now`, each values walked a random step within its range.
-    mutating func tick(now: Int64) -> [OutgoingMessage] {
-        var out: [OutgoingMessage] = []
-        for t in twins.indices {
-            var w = JSONWriter()
-            w.beginObject()
-            w.field("twinId", twins[t].id)
-            w.field("model", twins[t].model)
-            w.key("ts"); w.value(now)
-            w.key("values"); w.beginObject()
-            for v in twins[t].values.indices {
-                let (name, value, range, step) = twins[t].values[v]
-                let next = min(range.upperBound, max(range.lowerBound, value + (rng.nextUnit() * 2 - 1) * step))
-                twins[t].values[v].1 = next
-                w.field(name, (next * 1000).rounded() / 1000)
-            }
-            w.endObject()
-            w.endObject()
-            out.append(OutgoingMessage(topic: Topic.telemetryRaw.name, key: twins[t].id, value: w.bytes,
-                                       headers: [KafkaHeader(MessageHeader.traceparent, TraceContext.random().description)]))
-        }
-        return out
-    }
-}
-
-/// `twinctl fleet --twins N --interval-ms M`: runs only the fleet against `--brokers`.
+/// `twinctl fleet --twins N --interval-ms M [--ticks N] [--seed S] [--step-ms MS] [--start TIME]
+/// [--truth FILE] [--true-state FILE] [--models DIR]`: runs only the fleet against `--brokers`.
+///
+/// Readings are stamped `start + k · step` (defaults: now, and the interval — live; with
+/// `--interval-ms 0` a backlog as fast as the broker takes it, a minute of simulated time per
+/// reading unless `--step-ms` says otherwise). `--truth` writes each twin's true parameters as
+/// JSON; `--true-state` a JSON line per reading with its true (noise-free) values.
 func runFleet(_ args: Arguments) async throws {
     let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: args.brokers))
-    try await publishFleet(producer: producer, twins: try args.int("twins", default: 30),
-                           interval: .milliseconds(try args.int("interval-ms", default: 1000)),
-                           ticks: try args.int("ticks", default: Int.max))
+    let intervalMs = try args.int("interval-ms", default: 1000)
+    var options = FleetSimulator.Options(seed: UInt64(try args.int("seed", default: 42)))
+    options.step = Double(try args.int("step-ms", default: intervalMs > 0 ? intervalMs : 60_000)) / 1000
+    if let start = args.string("start") {
+        guard let ms = Timestamp.parse(start) ?? Int64(start) else { throw UsageError("--start takes an RFC 3339 time or epoch milliseconds") }
+        options.start = ms
+    } else {
+        options.start = Timestamp.now
+    }
+    if args.string("noise") == "off" { options.noise = false }
+    try await publishFleet(producer: producer, twins: try args.int("twins", default: 30), interval: .milliseconds(intervalMs),
+                           ticks: try args.int("ticks", default: Int.max), options: options, models: args.string("models"),
+                           truthFile: args.string("truth"), trueStateFile: args.string("true-state"))
     await producer.close()
+}
+
+/// The models the fleet simulates: `--models`, else `$MODELS_DIR`, else `Schemas/models`.
+func fleetModels(_ directory: String?) throws -> ModelRegistry {
+    let dir = directory ?? ProcessInfo.processInfo.environment["MODELS_DIR"] ?? "Schemas/models"
+    do { return try ModelRegistry(directory: dir) } catch {
+        throw UsageError("the fleet simulates the twin models and could not load them from \(dir) (--models DIR or MODELS_DIR): \(error)")
+    }
 }
 
 /// Publishes the fleet's readings every `interval` until cancelled or `ticks` rounds are done.
@@ -69,16 +44,68 @@ func runFleet(_ args: Arguments) async throws {
 /// once, enqueued in order. Waiting out each tick's round trip before producing the next cut every
 /// tick into one small message set per partition, and filling 400,000 readings took 4.2-4.3 s on
 /// the embedded broker instead of 1.7-2.1 s.
-func publishFleet(producer: KafkaProducer, twins: Int, interval: Duration, ticks: Int = Int.max) async throws {
-    var fleet = FleetSimulator(count: twins)
+func publishFleet(producer: KafkaProducer, twins: Int, interval: Duration, ticks: Int = Int.max,
+                  options: FleetSimulator.Options? = nil, models: String? = nil, truthFile: String? = nil, trueStateFile: String? = nil) async throws {
+    // Live (`twinctl up`): a reading per interval, stamped with the wall clock.
+    let options = options ?? FleetSimulator.Options(step: interval > .zero ? interval.seconds : 60, start: Timestamp.now)
+    let fleet = try FleetSimulator(count: twins, registry: try fleetModels(models), options: options)
+    if let truthFile { try writeTruth(fleet, to: truthFile) }
+    let trueState = try trueStateFile.map { path -> FileHandle in
+        FileManager.default.createFile(atPath: path, contents: nil)
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw UsageError("cannot write \(path)") }
+        return handle
+    }
+    defer { try? trueState?.close() }
     let window = interval > .zero ? 1 : 8
     var pending: [PendingBatch] = []
     var round = 0
+    var batch: [OutgoingMessage] = []
+    batch.reserveCapacity(twins)
+    var lines: [UInt8] = []
     while !Task.isCancelled && round < ticks {
-        pending.append(await producer.enqueueAll(fleet.tick(now: Timestamp.now), queueFullTimeout: .seconds(30)))
+        let ts = fleet.nextTime
+        batch.removeAll(keepingCapacity: true)
+        try fleet.tick { twinId, reading, truth in
+            batch.append(OutgoingMessage(topic: Topic.telemetryRaw.name, key: twinId, value: reading,
+                                         headers: [KafkaHeader(MessageHeader.traceparent, TraceContext.random().description)]))
+            if trueState != nil {
+                var w = JSONWriter(appendingTo: lines)
+                w.beginObject()
+                w.field("twinId", twinId)
+                w.key("ts"); w.value(ts)
+                w.key("values"); w.beginObject()
+                for (name, value) in truth() { w.field(name, value) }
+                w.endObject()
+                w.endObject()
+                lines = w.bytes
+                lines.append(UInt8(ascii: "\n"))
+            }
+        }
+        if let trueState, !lines.isEmpty {
+            trueState.write(Data(lines))
+            lines.removeAll(keepingCapacity: true)
+        }
+        pending.append(await producer.enqueueAll(batch, queueFullTimeout: .seconds(30)))
         if pending.count >= window { _ = try await pending.removeFirst().reports() }
         round += 1
         if interval > .zero { try? await Task.sleep(for: interval) }
     }
     for batch in pending { _ = try await batch.reports() }
+}
+
+/// Writes `[{"twinId":…,"model":…,"parameters":{…}}, …]`: the values a calibration should recover.
+func writeTruth(_ fleet: FleetSimulator, to path: String) throws {
+    var w = JSONWriter(capacity: 4096)
+    w.beginArray()
+    for t in fleet.truth {
+        w.beginObject()
+        w.field("twinId", t.twinId)
+        w.field("model", t.model)
+        w.key("parameters"); w.beginObject()
+        for name in t.parameters.keys.sorted() { w.field(name, t.parameters[name]!) }
+        w.endObject()
+        w.endObject()
+    }
+    w.endArray()
+    try Data(w.bytes + [UInt8(ascii: "\n")]).write(to: URL(fileURLWithPath: path))
 }

@@ -7,7 +7,9 @@ usage: twinctl COMMAND [options]
                                                 N partitions, default 6); prints bootstrap.servers=...
   up       [--twins N] [--interval-ms MS] [--base-port P] [--log-dir DIR] [--no-fleet]
                                                 broker + six services + simulated fleet; Ctrl-C stops all
-  fleet    --brokers B [--twins N] [--interval-ms MS] [--ticks N]   publish simulated telemetry
+  fleet    --brokers B [--twins N] [--interval-ms MS] [--ticks N]   publish simulated telemetry: each twin's
+           [--seed S] [--step-ms MS] [--start TIME] [--noise off]     model stepped by the solver, its own
+           [--truth FILE] [--true-state FILE] [--models DIR]         parameters (--truth), noisy sensors
   produce  --topic T [--key K] [--tenant T] [--header name=value]... [--value V]
                                                 publish --value or each stdin line as a message
   tail     --topic T [--group G] [--count N] [--timeout SECONDS]    print messages as JSON lines

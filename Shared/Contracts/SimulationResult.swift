@@ -34,6 +34,24 @@ public struct SimulationResult: ContractDocument, Sendable, Equatable {
             self.state = state
             self.time = time
         }
+
+        /// Writes `{code, message, pointer?, state?, time?}` (results and shard results carry it).
+        public func write(to w: inout JSONWriter) {
+            w.beginObject()
+            w.field("code", code)
+            w.field("message", message)
+            if let pointer { w.field("pointer", pointer) }
+            if let state { w.field("state", state) }
+            if let time { w.field("time", time) }
+            w.endObject()
+        }
+
+        /// Reads what `write(to:)` wrote; `pointer` locates the object in its document.
+        init(object: JSONObject, pointer: String) throws(ContractError) {
+            let f = try Fields(.object(object), pointer: pointer)
+            self.init(code: try f.string("code"), message: try f.string("message"), pointer: try f.optionalString("pointer"),
+                      state: try f.optionalString("state"), time: try f.optionalNumber("time"))
+        }
     }
 
     /// Wall-clock facts of the run: everything in a result that differs between two runs of the
@@ -172,15 +190,7 @@ public struct SimulationResult: ContractDocument, Sendable, Equatable {
         if let kind { w.field("kind", kind.rawValue) }
         w.field("status", status.rawValue)
         if let progress { w.field("progress", progress) }
-        if let reason {
-            w.key("reason"); w.beginObject()
-            w.field("code", reason.code)
-            w.field("message", reason.message)
-            if let p = reason.pointer { w.field("pointer", p) }
-            if let s = reason.state { w.field("state", s) }
-            if let t = reason.time { w.field("time", t) }
-            w.endObject()
-        }
+        if let reason { w.key("reason"); reason.write(to: &w) }
         if let model { w.field("model", model) }
         if let twinVersion { w.key("twinVersion"); w.value(twinVersion) }
         if let parameters { w.key("parameters"); SimulationSpec.write(parameters, to: &w) }
@@ -291,13 +301,7 @@ public struct SimulationResult: ContractDocument, Sendable, Equatable {
         self.status = status
         progress = try f.optionalNumber("progress")
         if let progress, !(0...1).contains(progress) { throw .invalidValue("/progress", "progress is 0 to 1", actual: String(progress)) }
-        if let r = try f.optionalObject("reason") {
-            let rf = try Fields(.object(r), pointer: "/reason")
-            reason = Reason(code: try rf.string("code"), message: try rf.string("message"), pointer: try rf.optionalString("pointer"),
-                            state: try rf.optionalString("state"), time: try rf.optionalNumber("time"))
-        } else {
-            reason = nil
-        }
+        reason = try f.optionalObject("reason").map { (r) throws(ContractError) in try Reason(object: r, pointer: "/reason") }
         switch status {
         case .running where progress == nil: throw .missing("/progress", "progress")
         case .failed where reason == nil, .refused where reason == nil: throw .missing("/reason", "reason")

@@ -106,10 +106,14 @@ public final class KafkaConsumer: Sendable {
         case tail(Int)
         /// This offset (a message's coordinates, e.g. a dead-letter's origin).
         case at(Int64)
+        /// The first message whose timestamp is at or after this time (epoch ms), looked up with
+        /// `offsetsForTimes`; the beginning when the broker finds none or cannot answer (the
+        /// embedded broker implements no timestamp lookup): never later than the time.
+        case time(Int64)
 
         var logical: Int64 {
             switch self {
-            case .beginning: -2  // RD_KAFKA_OFFSET_BEGINNING
+            case .beginning, .time: -2  // RD_KAFKA_OFFSET_BEGINNING
             case .tail(let n): -2000 - Int64(max(0, n))  // RD_KAFKA_OFFSET_TAIL(n)
             case .at(let offset): max(0, offset)
             }
@@ -140,10 +144,35 @@ public final class KafkaConsumer: Sendable {
         queue.async { [self] in
             defer { rd_kafka_topic_partition_list_destroy(list.value) }
             awaitLeaders(rk, of: topics, timeoutMs: 2000)
+            resolveTimes(starts, into: list.value)
             let err = rd_kafka_assign(rk, list.value)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 ctx.errorHandler?(KafkaError(err, context: "assign \(partitions)"))
             }
+        }
+    }
+
+    /// Replaces the start of every `.time` partition in `list` by the broker's answer to a
+    /// timestamp lookup (blocking; runs on the consumer's queue before the assignment).
+    private func resolveTimes(_ starts: [TopicPartition: StartOffset], into list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+        var times: [TopicPartition: Int64] = [:]
+        for (tp, start) in starts { if case .time(let ms) = start { times[tp] = ms } }
+        guard !times.isEmpty else { return }
+        let query = makePartitionList(times.keys, offsets: times)
+        defer { rd_kafka_topic_partition_list_destroy(query) }
+        let err = rd_kafka_offsets_for_times(rk, query, 5000)
+        var resolved: [TopicPartition: Int64] = [:]
+        for i in 0..<Int(query.pointee.cnt) {
+            let e = query.pointee.elems[i]
+            let tp = TopicPartition(String(cString: e.topic), e.partition)
+            // No offset (-1: nothing that recent, or a broker that cannot tell — the embedded one
+            // answers -1 to every time) or a failed lookup: read from the beginning, which is
+            // slower but never misses a message.
+            resolved[tp] = err == RD_KAFKA_RESP_ERR_NO_ERROR && e.err == RD_KAFKA_RESP_ERR_NO_ERROR && e.offset >= 0 ? e.offset : -2
+        }
+        for i in 0..<Int(list.pointee.cnt) {
+            let e = list.pointee.elems[i]
+            if let offset = resolved[TopicPartition(String(cString: e.topic), e.partition)] { list.pointee.elems[i].offset = offset }
         }
     }
 

@@ -63,6 +63,16 @@ public struct SweepPoint: Sendable, Codable, Equatable {
     /// interpolated); the error is that of linear interpolation of the dense output at the grid
     /// spacing, and excursions that start and end between two grid times are missed.
     public var secondsBeyond: Double?
+
+    /// Makes a point (a coordinator rebuilds shards' points from their messages).
+    public init(index: Int, coordinates: [Double], final: Double, minimum: Double, maximum: Double, secondsBeyond: Double?) {
+        self.index = index
+        self.coordinates = coordinates
+        self.final = final
+        self.minimum = minimum
+        self.maximum = maximum
+        self.secondsBeyond = secondsBeyond
+    }
 }
 
 /// Sweep results (possibly merged from shards).

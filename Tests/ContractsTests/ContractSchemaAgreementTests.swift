@@ -175,6 +175,60 @@ final class ContractSchemaAgreementTests: XCTestCase {
         ]) { _ = try SimulationRequest(json: $0) }
     }
 
+    func testSimulationShard() throws {
+        let schema = try schema("simulation-shard")
+        let request = SimulationRequest(simulationId: "sim-1", tenant: "acme", twinId: "room-1", requestedAt: 1_795_248_000_000, start: 1_795_248_000_000,
+                                        twin: .init(model: "room@1", values: ["temperature": 20.5]),
+                                        spec: SimulationSpec(kind: .monteCarlo, horizonMs: 86_400_000, stepMs: 60_000, samples: 10_000, seed: 7,
+                                                             uncertain: ["tau": .init(.normal, 7200, 600)]))
+        let written = SimulationShard(shard: 3, shards: 12, from: 2500, to: 3334, publishedAt: 1_795_248_000_500, request: request)
+        XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())), String(decoding: written.encoded(), as: UTF8.self))
+        XCTAssertEqual(try SimulationShard(bytes: written.encoded()), written)
+        XCTAssertEqual(written.key, "sim-1/3")
+        let req = #"{"simulationId":"s","tenant":"t","twinId":"room-1","requestedAt":"2026-11-21T08:00:00Z","start":"2026-11-21T08:00:00Z","twin":{"model":"room@1"},"kind":"sweep","horizon":"1h","sweep":{"P":[0,500]}}"#
+        let good = #"{"simulationId":"s","tenant":"t","shard":0,"shards":2,"from":0,"to":1,"publishedAt":"2026-11-21T08:00:01Z","request":REQ}"#
+            .replacingOccurrences(of: "REQ", with: req)
+        try assertAgreement(schema, [
+            (good, true),
+            (good.replacingOccurrences(of: #""shard":0,"#, with: ""), false),
+            (good.replacingOccurrences(of: #""shards":2"#, with: #""shards":0"#), false),
+            (good.replacingOccurrences(of: #""from":0"#, with: #""from":-1"#), false),
+            (good.replacingOccurrences(of: #""publishedAt":"2026-11-21T08:00:01Z""#, with: #""publishedAt":"later""#), false),
+            (good.replacingOccurrences(of: #""kind":"sweep""#, with: #""kind":"forecast""#), false),
+            (good.replacingOccurrences(of: #","request":"#, with: #","extra":1,"request":"#), true),
+            (good.replacingOccurrences(of: #""twin":{"model":"room@1"},"#, with: ""), false),
+        ]) { _ = try SimulationShard(json: $0) }
+    }
+
+    func testSimulationShardResult() throws {
+        let schema = try schema("simulation-shard-result")
+        let mc = SimulationShardResult(simulationId: "sim-1", tenant: "acme", shard: 3, shards: 12, from: 2500, to: 3334, part: 1, parts: 2,
+                                       status: .completed, worker: "w-1", runSeconds: 1.5,
+                                       monteCarlo: .init(fingerprint: "ab12", cellsFrom: 700, cellsTo: 1441, crossings: 0, redraws: 0, data: [0, 1, 2, 255]))
+        XCTAssertTrue(schema.isValid(try JSON(parsing: mc.encoded())), String(decoding: mc.encoded(), as: UTF8.self))
+        XCTAssertEqual(try SimulationShardResult(bytes: mc.encoded()), mc)
+        let sweep = SimulationShardResult(simulationId: "sim-2", tenant: "acme", shard: 0, shards: 6, from: 0, to: 2, status: .completed,
+                                          points: [.init(index: 0, coordinates: [0, 3600], final: 20.1, minimum: 19.5, maximum: 21.25, secondsBeyond: 120),
+                                                   .init(index: 1, coordinates: [0, 7200], final: 0.1 + 0.2, minimum: -1e-300, maximum: 1e300, secondsBeyond: nil)])
+        XCTAssertTrue(schema.isValid(try JSON(parsing: sweep.encoded())))
+        XCTAssertEqual(try SimulationShardResult(bytes: sweep.encoded()), sweep, "numbers come back bit for bit")
+        let failed = SimulationShardResult(simulationId: "sim-3", tenant: "acme", shard: 1, shards: 6, from: 10, to: 20, status: .failed,
+                                           reason: .init(code: "blow_up", message: "sample 12: state \"temperature\" became inf", state: "temperature", time: 3600))
+        XCTAssertTrue(schema.isValid(try JSON(parsing: failed.encoded())))
+        XCTAssertEqual(try SimulationShardResult(bytes: failed.encoded()), failed)
+        let good = #"{"simulationId":"s","tenant":"t","shard":0,"shards":2,"from":0,"to":5,"part":0,"parts":1,"status":"completed","monteCarlo":{"fingerprint":"f","cells":[0,10],"crossings":1,"redraws":0,"data":"AAEC"}}"#
+        try assertAgreement(schema, [
+            (good, true),
+            (good.replacingOccurrences(of: #""part":0,"#, with: ""), false),
+            (good.replacingOccurrences(of: #""status":"completed""#, with: #""status":"running""#), false),
+            (good.replacingOccurrences(of: #""status":"completed""#, with: #""status":"failed""#), false),
+            (good.replacingOccurrences(of: #""status":"completed""#, with: #""status":"failed","reason":{"code":"c","message":"m"}"#), true),
+            (good.replacingOccurrences(of: #""cells":[0,10]"#, with: #""cells":[0]"#), false),
+            (good.replacingOccurrences(of: #""data":"AAEC""#, with: #""data":"not base64!""#), false),
+            (good.replacingOccurrences(of: #""simulationId":"s""#, with: #""simulationId":"a b""#), false),
+        ]) { _ = try SimulationShardResult(json: $0) }
+    }
+
     func testSimulationResult() throws {
         let schema = try schema("simulation-result")
         var completed = SimulationResult(simulationId: "sim-1", tenant: "acme", twinId: "room-1", kind: .monteCarlo, status: .completed,

@@ -10,31 +10,15 @@ import XCTest
 /// whose worker is SIGKILLed mid-run is picked up again by a new worker and completes exactly
 /// once as seen through the API.
 final class SimulationEndToEndTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
     func testAWorkerKilledMidRunLeavesTheRequestToTheNextWhichCompletesItOnce() async throws {
-        let broker = try EmbeddedBroker(topics: Topic.all)
-        defer { broker.shutdown() }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twinstream-sim-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let keysFile = dir.appendingPathComponent("keys.json").path
-        let (key, _) = try APIKeysFile.addKey(tenant: "acme", scopes: [.read, .write, .simulate], to: keysFile)
-        let base = Harness.freePortRange(4)
-        let common = Harness.embeddedBrokerEnvironment(["KAFKA_BROKERS": broker.bootstrapServers, "LOG_LEVEL": "info",
-                                                        "MODELS_DIR": Self.root.appendingPathComponent("Schemas/models").path])
+        let stack = try SimulationStack(ports: 4)
+        defer { stack.tearDown() }
+        let broker = stack.broker, base = stack.base, key = stack.key
         func start(_ name: String, port: Int, _ extra: [String: String] = [:], log: String? = nil) throws -> ChildProcess {
-            try ChildProcess(name, environment: common.merging(extra.merging(["HTTP_PORT": String(port)]) { _, b in b }) { _, b in b },
-                             stderrTo: dir.appendingPathComponent(log ?? "\(name).log"))
+            try stack.start(name, port: port, extra, log: log)
         }
-        let api = try start("query-api", port: base, ["API_KEYS_FILE": keysFile])
-        let updater = try start("state-updater", port: base + 1, ["STATE_DIR": dir.appendingPathComponent("state").path])
         var first: ChildProcess? = try start("simulator-worker", port: base + 2, log: "worker-1.log")
-        defer {
-            api.signal(SIGKILL)
-            updater.signal(SIGKILL)
-            first?.signal(SIGKILL)
-        }
+        defer { first?.signal(SIGKILL) }
         for port in [base, base + 1, base + 2] {
             let ready = await Harness.eventually(timeout: .seconds(60)) { await Harness.get(port: port, "/readyz")?.status == 200 }
             XCTAssertTrue(ready, "service on \(port) never became ready")

@@ -24,8 +24,10 @@ final class WorkerTests: XCTestCase {
         let metrics = MetricsRegistry()
         let context = ServiceContext(name: "simulator-worker", environment: EnvironmentReader([:]), logger: Logger(service: "simulator-worker", level: .error, sink: .discard),
                                      metrics: metrics, kafka: kafka, readiness: Readiness())
-        let worker = try SimulationWorker(context: context, models: SimulatorTests.registry,
-                                          configuration: .init(groupId: "sim-\(UUID().uuidString.prefix(8))"))
+        // These tests are about one worker running a request itself (ShardedWorkerTests shard).
+        var configuration = SimulationWorker.Configuration(groupId: "sim-\(UUID().uuidString.prefix(8))")
+        configuration.shardSize = 1_000_000
+        let worker = try SimulationWorker(context: context, models: SimulatorTests.registry, configuration: configuration)
         let task = Task { try await worker.run() }
         var starts: [TopicPartition: KafkaConsumer.StartOffset] = [:]
         for p in 0..<Topic.partitionCount { starts[TopicPartition(Topic.simulationResults.name, p)] = .beginning }
