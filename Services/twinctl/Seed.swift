@@ -132,7 +132,8 @@ struct TwinSeeder {
             relationships.append(TwinState.Relationship(name: relationship, target: seedTwinId(prefix: prefix, (index + 1) % count)))
         }
         return TwinState(tenant: tenant, twinId: twinId, model: model.description, version: 2, updatedAt: ingestTime,
-                         created: true, properties: properties, metadata: metadata, relationships: relationships,
+                         created: true, properties: properties, missing: model.missing { name in properties.contains { $0.name == name } },
+                         metadata: metadata, relationships: relationships,
                          sync: TwinState.Sync(recent: [rng.next(), rng.next()]))
     }
 

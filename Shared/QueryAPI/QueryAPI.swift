@@ -216,6 +216,9 @@ public final class QueryAPI: Sendable {
             w.endObject()
         }
         w.endObject()
+        w.key("missing"); w.beginArray()
+        for name in state.missing { w.value(name) }
+        w.endArray()
         w.key("freshness"); w.beginObject()
         w.key("stale"); w.value(twin.isStale(now: now))
         if let latest = twin.latestEventTime { w.field("latestEventTime", time: latest) }

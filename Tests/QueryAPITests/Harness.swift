@@ -162,7 +162,7 @@ final class FoldingPublisher: CommandPublisher {
             s.offset += 1
             var state: TwinState?
             if case .change(let change) = outcome, change.kind != .rejected {
-                state = s.fold.twins[change.key]?.state(tenant: change.tenant, twinId: change.twinId)
+                state = s.fold.state(tenant: change.tenant, twinId: change.twinId)
             }
             return (outcome, state, "c-0-\(s.offset)")
         }

@@ -56,6 +56,32 @@ final class QueryAPITests: XCTestCase {
         XCTAssertEqual(doc.status, 200)
     }
 
+    /// Partial readings: `GET /v1/twins/{id}` lists the required telemetry never reported, and the
+    /// filter selects incomplete twins.
+    func testATwinShowsTheRequiredTelemetryItLacksAndTheFilterFindsIt() async throws {
+        let h = try Harness()
+        await h.create("pump-1")
+        await h.create("pump-2")
+        h.reading("pump-1", at: Harness.now - 500, ["temperature": 71.5])
+        h.reading("pump-2", at: Harness.now - 500, ["flow": 12.5, "pressure": 3, "temperature": 70, "rpm": 1450])
+        let one = await h.request(.get, "/v1/twins/pump-1").json
+        XCTAssertEqual(one["missing"], ["flow", "pressure", "rpm"])
+        XCTAssertEqual(one["properties"]?["temperature"]?["value"], 71.5)
+        let two = await h.request(.get, "/v1/twins/pump-2").json
+        XCTAssertEqual(two["missing"], [])
+        func ids(_ filter: String) async -> [String] {
+            let answer = await h.request(.get, "/v1/twins?filter=" + filter.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)
+            XCTAssertEqual(answer.status, 200, answer.text)
+            return answer.json["items"]?.arrayValue?.compactMap { $0["twinId"]?.stringValue } ?? []
+        }
+        let incomplete = await ids("missing")
+        XCTAssertEqual(incomplete, ["pump-1"])
+        let complete = await ids("not missing")
+        XCTAssertEqual(complete, ["pump-2"])
+        let lackingFlow = await ids("missing=flow")
+        XCTAssertEqual(lackingFlow, ["pump-1"])
+    }
+
     func testCreateReadPatchRelateAndDecommissionThroughCommands() async throws {
         let h = try Harness()
         let created = await h.create("pump-1", metadata: #"{"site":"north"}"#)
