@@ -26,7 +26,7 @@ func runSeedTwins(_ args: Arguments) async throws {
     guard relateEvery >= 0 else { throw UsageError("--relate-every must be 0 (none) or positive") }
     let chunkSize = max(1, try args.int("chunk", default: 10_000))
     let seed = UInt64(truncatingIfNeeded: try args.int("seed", default: 42))
-    let modelsDir = args.string("models-dir") ?? ProcessInfo.processInfo.environment["MODELS_DIR"] ?? "Schemas/models"
+    let modelsDir = try LocalFiles.modelsDirectory(args).path
     let registry = try ModelRegistry(directory: modelsDir)
     let modelText = args.string("model") ?? "pump@1"
     guard let model = registry.model(referencedBy: modelText) else {

@@ -45,19 +45,19 @@ func runSimulate(_ args: Arguments) async throws {
     if result["status"]?.stringValue != "completed" { exit(1) }
 }
 
-/// The query API's address and key: `--api` (default http://127.0.0.1:8080) and `--key` (default
+/// The query API's address and key: `--api` (default: the address a running `twinctl up` recorded
+/// in `.twinstream/state/api`, else http://127.0.0.1:8080) and `--key` (default
 /// `$TWINSTREAM_API_KEY`, else the key `twinctl up` keeps in `.twinstream/state/local-api-key`).
 struct APIEndpoint {
     let client: HTTPClient
     let key: String?
 
     init(_ args: Arguments) throws {
-        let text = args.string("api") ?? "http://127.0.0.1:8080"
+        let record = LocalStackRecord(args)
+        let text = args.string("api") ?? record.read(record.apiFile) ?? "http://127.0.0.1:8080"
         guard let url = URL(string: text), url.scheme == "http", let host = url.host else { throw UsageError("--api expects http://HOST:PORT") }
         client = HTTPClient(host: host, port: url.port ?? 80, timeout: .seconds(30))
-        let saved = args.string("state-dir").map { $0 + "/local-api-key" } ?? ".twinstream/state/local-api-key"
-        key = args.string("key") ?? ProcessInfo.processInfo.environment["TWINSTREAM_API_KEY"]
-            ?? FileManager.default.contents(atPath: saved).map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+        key = args.string("key") ?? ProcessInfo.processInfo.environment["TWINSTREAM_API_KEY"] ?? record.read(record.keyFile)
     }
 
     /// Sends a request and returns its JSON answer; a problem answer becomes an error with its detail.

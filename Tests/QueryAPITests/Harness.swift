@@ -50,9 +50,9 @@ final class Harness: Sendable {
         simulations = WorkingSimulationPublisher(views: views, models: models)
         var configuration = configuration
         configuration.operatorTenants = ["ops"]
-        let document = FileManager.default.contents(atPath: Self.openAPIPath).map { Array($0) }
+        // What the service serves: the document built into the binary.
         api = QueryAPI(views: views, models: models, auth: .keys(try APIKeys(entries: entries)), publisher: publisher, simulationPublisher: simulations,
-                       configuration: configuration, openAPIDocument: document, clock: { Harness.now })
+                       configuration: configuration, openAPIDocument: Array(embeddedOpenAPIDocument.utf8), clock: { Harness.now })
         var router = Router()
         api.register(on: &router)
         self.router = router
