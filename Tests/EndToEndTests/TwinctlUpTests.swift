@@ -59,13 +59,13 @@ final class TwinctlUpTests: XCTestCase {
         XCTAssertEqual(answer["accepted"]?.intValue, 2, "partial readings are readings: \(posted.output)")
         XCTAssertEqual(answer["rejected"]?.intValue, 0, posted.output)
         var twin = JSON.null
-        let visible = try await Harness.eventually(timeout: .seconds(30)) {
+        let visible = await Harness.eventually(timeout: .seconds(30)) {
             twin = (try? JSON(parsing: shell(read, in: dir).output)) ?? .null
             return twin["properties"]?["temperature"]?["value"] == 21.5
         }
         XCTAssertTrue(visible, "the posted reading never showed: \(twin)")
         var listed = JSON.null
-        let found = try await Harness.eventually(timeout: .seconds(30)) {
+        let found = await Harness.eventually(timeout: .seconds(30)) {
             listed = (try? JSON(parsing: shell(incomplete, in: dir).output)) ?? .null
             return listed["items"]?.arrayValue?.contains { $0["twinId"] == "pump-demo" } == true
         }
