@@ -1007,7 +1007,7 @@ public let embeddedOpenAPIDocument = ##"""
       "get": {
         "operationId": "listDeadLetters",
         "summary": "List retained dead-letters",
-        "description": "Dead-letters of telemetry.deadletter.v1 retained by the query API, newest first.",
+        "description": "Dead-letters of telemetry.deadletter.v1 retained by the query API, newest first. Scope `admin`; with `requestId` (the link a `202` of `POST /v1/telemetry` on the ingestor gives) also `ingest` or `read`: the fate of the readings of that request, from every stage, in the key's tenant (empty while none was rejected).",
         "tags": [
           "operators"
         ],
@@ -1056,6 +1056,16 @@ public let embeddedOpenAPIDocument = ##"""
             }
           },
           {
+            "name": "requestId",
+            "in": "query",
+            "description": "Only dead-letters of readings posted in this HTTP ingest request (`source.ref`), whichever stage rejected them. Readable with a key of scope `ingest` or `read` of the tenant.",
+            "schema": {
+              "type": "string",
+              "minLength": 1,
+              "maxLength": 128
+            }
+          },
+          {
             "$ref": "#/components/parameters/Limit"
           }
         ],
@@ -1084,7 +1094,7 @@ public let embeddedOpenAPIDocument = ##"""
           },
           "403": {
             "$ref": "#/components/responses/Forbidden",
-            "description": "The key lacks the admin scope, or names another tenant without being an operator tenant."
+            "description": "The key lacks the admin scope (with requestId: the ingest or read scope), or names another tenant without being an admin key of an operator tenant."
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
@@ -2542,6 +2552,24 @@ public let embeddedOpenAPIDocument = ##"""
           },
           "model": {
             "type": "string"
+          },
+          "source": {
+            "type": "object",
+            "required": [
+              "kind",
+              "ref"
+            ],
+            "properties": {
+              "kind": {
+                "type": "string",
+                "description": "`http` for readings posted to the ingestor."
+              },
+              "ref": {
+                "type": "string",
+                "description": "The HTTP request id."
+              }
+            },
+            "description": "Where the rejected reading came from: for HTTP ingest the request id (query it with `requestId`)."
           },
           "deadLetteredAt": {
             "type": "string",

@@ -81,6 +81,21 @@ final class TwinctlUpTests: XCTestCase {
         XCTAssertEqual(changes.status, 0)
         XCTAssertGreaterThanOrEqual(changes.output.split(separator: "\n").filter { $0.contains(#""topic":"twin.changes.v1""#) }.count, 2,
                                     "tail found the broker twinctl up recorded: \(changes.output)")
+        // A reading the validator rejects (room-demo at 500 °C): the 202's link, read with the same key, says so.
+        let key = try XCTUnwrap(up.output.first { $0.hasPrefix("api key: ") }?.dropFirst("api key: ".count))
+        let bad = try shell(post.replacingOccurrences(of: "21.5", with: "500"), in: dir)
+        let link = try XCTUnwrap(try JSON(parsing: bad.output)["deadLetters"]?.stringValue, bad.output)
+        XCTAssertTrue(link.hasPrefix("http://127.0.0.1:\(base)/v1/deadletters?requestId="), link)
+        var fate = JSON.null
+        let told = await Harness.eventually(timeout: .seconds(30)) {
+            fate = (try? JSON(parsing: shell("curl -s -H 'Authorization: Bearer \(key)' '\(link)'", in: dir).output)) ?? .null
+            return fate["total"]?.intValue == 1
+        }
+        XCTAssertTrue(told, "the rejected reading never showed behind its link: \(fate)")
+        XCTAssertEqual(fate["items"]?[0]?["twinId"], "room-demo", "pump-demo's 71.5 is fine: \(fate)")
+        XCTAssertEqual(fate["items"]?[0]?["stage"], "validator")
+        XCTAssertEqual(fate["items"]?[0]?["reasons"]?[0]?["code"], "out_of_range")
+
         // The OpenAPI document comes from the binary, not from a file beside the current directory.
         let document = await Harness.get(port: base, "/openapi.json")
         XCTAssertEqual(document?.status, 200)

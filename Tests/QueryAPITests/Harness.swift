@@ -85,8 +85,9 @@ final class Harness: Sendable {
     }
 
     /// Feeds a dead-letter into the views.
-    func deadLetter(tenant: String, reason: String, twinId: String? = nil, offset: Int64) {
-        let letter = DeadLetter(stage: "validator", tenant: tenant, twinId: twinId, model: "pump@1", deadLetteredAt: 1_000 + offset,
+    func deadLetter(tenant: String, reason: String, twinId: String? = nil, requestId: String? = nil, offset: Int64) {
+        let letter = DeadLetter(stage: "validator", tenant: tenant, twinId: twinId, model: "pump@1",
+                                source: requestId.map { .init(kind: "http", ref: $0) }, deadLetteredAt: 1_000 + offset,
                                 reasons: [ContractError(code: reason, pointer: "/values/flow", message: "bad flow")],
                                 original: Array(#"{"twinId":"x"}"#.utf8))
         views.apply(KafkaMessage(topic: Topic.telemetryDeadLetter.name, partition: 0, offset: offset, key: nil,

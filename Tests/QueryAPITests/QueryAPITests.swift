@@ -298,6 +298,32 @@ final class QueryAPITests: XCTestCase {
         XCTAssertEqual(operatorView.json["total"]?.intValue, 1, "operator tenants read every tenant's")
     }
 
+    /// The link a 202 of HTTP ingest gives: the request's dead-letters, from any stage, readable
+    /// with the key that posted them (scope ingest) or a reader of the tenant — and nobody else's.
+    func testTheDeadLettersOfOneIngestRequestAreReadableWithTheKeyThatPostedThem() async throws {
+        let h = try Harness()
+        h.deadLetter(tenant: "acme", reason: "out_of_range", twinId: "pump-1", requestId: "req-7", offset: 1)
+        h.deadLetter(tenant: "acme", reason: "unknown_property", twinId: "pump-2", requestId: "req-8", offset: 2)
+        h.deadLetter(tenant: "beta", reason: "out_of_range", twinId: "pump-1", requestId: "req-7", offset: 3)
+        h.deadLetter(tenant: "acme", reason: "out_of_range", twinId: "pump-3", offset: 4)
+        for key in ["acmeIngest", "acmeReader", "acme"] {
+            let answer = await h.request(.get, "/v1/deadletters?requestId=req-7", key: key)
+            XCTAssertEqual(answer.status, 200, "\(key): \(answer.text)")
+            XCTAssertEqual(answer.json["total"]?.intValue, 1, "\(key): \(answer.text)")
+            XCTAssertEqual(answer.json["items"]?[0]?["twinId"], "pump-1")
+            XCTAssertEqual(answer.json["items"]?[0]?["source"]?["ref"], "req-7")
+        }
+        let none = await h.request(.get, "/v1/deadletters?requestId=req-404", key: "acmeIngest")
+        XCTAssertEqual(none.json["total"]?.intValue, 0, "no dead-letter: every reading of the request arrived")
+        let everything = await h.request(.get, "/v1/deadletters", key: "acmeIngest")
+        XCTAssertEqual(everything.status, 403, "without requestId the list is for admins")
+        XCTAssertEqual(everything.code, "insufficientScope")
+        let otherTenant = await h.request(.get, "/v1/deadletters?requestId=req-7&tenant=beta", key: "acmeIngest")
+        XCTAssertEqual(otherTenant.status, 403)
+        let operatorIngest = await h.request(.get, "/v1/deadletters?requestId=req-7&tenant=acme", key: "ops")
+        XCTAssertEqual(operatorIngest.json["total"]?.intValue, 1, "an operator's admin key reads any tenant's")
+    }
+
     func testRateLimitAnswers429WithRetryAfterPerKey() async throws {
         var configuration = QueryAPI.Configuration()
         configuration.ratePerKey = 1

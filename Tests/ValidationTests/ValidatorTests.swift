@@ -126,6 +126,21 @@ final class ValidatorTests: XCTestCase {
         }
     }
 
+    /// A reading posted over HTTP keeps its request in its dead-letter, so the client finds it
+    /// through the link its 202 gave (`GET /v1/deadletters?requestId=`).
+    func testADeadLetterOfAnHTTPReadingNamesItsRequest() throws {
+        var (validator, _) = try makeValidator()
+        let envelope = TelemetryEnvelope(eventId: "e1", tenant: "acme", twinId: "pump-1", model: "pump@1", eventTime: now - 1_000, ingestTime: now,
+                                         source: .init(kind: "http", ref: "req-42"), values: ["temperature": 500])
+        let out = validator.process(KafkaMessage(topic: Topic.telemetryIngested.name, partition: 2, offset: 9, key: nil, value: envelope.encoded(),
+                                                 headers: [KafkaHeader(MessageHeader.contract, TelemetryEnvelope.contract)]), now: now)
+        let letter = try DeadLetter(bytes: XCTUnwrap(out.first).value)
+        XCTAssertEqual(letter.source, .init(kind: "http", ref: "req-42"))
+        XCTAssertEqual(letter.origin?.offset, 9, "and where it was read")
+        let fromKafka = try DeadLetter(bytes: XCTUnwrap(validator.process(ingested(#"{"twinId":"pump-1","model":"pump@1","ts":1,"values":{"temperature":500}}"#), now: now).first).value)
+        XCTAssertNil(fromKafka.source)
+    }
+
     func testNonFiniteAndUnknownUnitsAreRejected() throws {
         var (validator, _) = try makeValidator()
         let out = validator.process(ingested(#"{"twinId":"pump-1","model":"pump@1","ts":1,"values":{"flow":"NaN","pressure":3,"temperature":60,"rpm":1},"units":{"pressure":"furlongs"}}"#), now: now)
