@@ -16,9 +16,15 @@ await ServiceRuntime.main(name: "query-api", defaultHTTPPort: 8080) { context, r
     let views = QueryViews(limits: try .fromEnvironment(env), freshness: Freshness(factor: try env.staleFactor()),
                            reportingInterval: QueryAPI.reportingInterval(models))
     let auth = try APIAuth.fromEnvironment(env, defaultTenant: context.defaultTenant, logger: context.logger, metrics: context.metrics)
-    let openAPIPath = env.string("OPENAPI_FILE", default: "Schemas/openapi.json", doc: "The OpenAPI document served at /openapi.json.")
-    let openAPI = FileManager.default.contents(atPath: openAPIPath).map { Array($0) }
-    if openAPI == nil { context.logger.warning("OpenAPI document not found; /openapi.json answers 404", ["file": .string(openAPIPath)]) }
+    let openAPIPath = env.string("OPENAPI_FILE", default: "", doc: "A file to serve at /openapi.json instead of the document built into the binary (Schemas/openapi.json).")
+    var openAPI = Array(embeddedOpenAPIDocument.utf8)
+    if !openAPIPath.isEmpty {
+        guard let file = FileManager.default.contents(atPath: openAPIPath) else {
+            throw ConfigurationError(code: .invalidValue, variable: "OPENAPI_FILE", value: openAPIPath,
+                                     expected: "a readable file, or unset to serve the built-in document")
+        }
+        openAPI = Array(file)
+    }
     // A command waits for the broker's acknowledgement before its 202: bounded, then 503.
     let deliveryTimeout = try env.duration("COMMAND_DELIVERY_TIMEOUT", default: .seconds(10), range: .milliseconds(100)...(.seconds(300)),
                                            doc: "How long a command waits for the broker's acknowledgement before 503 (producer message.timeout.ms).")

@@ -47,10 +47,12 @@ struct Arguments {
         return v
     }
 
-    /// `--brokers`, else `KAFKA_BROKERS`, else the local default.
-    var brokers: String {
-        string("brokers") ?? ProcessInfo.processInfo.environment["KAFKA_BROKERS"] ?? "localhost:9092"
-    }
+    /// The brokers a command was checked to reach (`main` sets it for broker commands).
+    var resolvedBrokers: String?
+
+    /// `resolvedBrokers`, else `--brokers`, else `KAFKA_BROKERS`, else the address a running
+    /// `twinctl up` recorded, else the local default (see `BrokerAddress`).
+    var brokers: String { resolvedBrokers ?? BrokerAddress(self).servers }
 }
 
 /// A mistake in how twinctl was called: printed with the usage, exit code 2.

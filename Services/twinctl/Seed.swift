@@ -26,7 +26,7 @@ func runSeedTwins(_ args: Arguments) async throws {
     guard relateEvery >= 0 else { throw UsageError("--relate-every must be 0 (none) or positive") }
     let chunkSize = max(1, try args.int("chunk", default: 10_000))
     let seed = UInt64(truncatingIfNeeded: try args.int("seed", default: 42))
-    let modelsDir = args.string("models-dir") ?? ProcessInfo.processInfo.environment["MODELS_DIR"] ?? "Schemas/models"
+    let modelsDir = try LocalFiles.modelsDirectory(args).path
     let registry = try ModelRegistry(directory: modelsDir)
     let modelText = args.string("model") ?? "pump@1"
     guard let model = registry.model(referencedBy: modelText) else {
@@ -132,7 +132,8 @@ struct TwinSeeder {
             relationships.append(TwinState.Relationship(name: relationship, target: seedTwinId(prefix: prefix, (index + 1) % count)))
         }
         return TwinState(tenant: tenant, twinId: twinId, model: model.description, version: 2, updatedAt: ingestTime,
-                         created: true, properties: properties, metadata: metadata, relationships: relationships,
+                         created: true, properties: properties, missing: model.missing { name in properties.contains { $0.name == name } },
+                         metadata: metadata, relationships: relationships,
                          sync: TwinState.Sync(recent: [rng.next(), rng.next()]))
     }
 

@@ -45,19 +45,23 @@ func runSimulate(_ args: Arguments) async throws {
     if result["status"]?.stringValue != "completed" { exit(1) }
 }
 
-/// The query API's address and key: `--api` (default http://127.0.0.1:8080) and `--key` (default
+/// The query API's address and key: `--api` (default: the address a running `twinctl up` recorded
+/// in `.twinstream/state/api`, else http://127.0.0.1:8080) and `--key` (default
 /// `$TWINSTREAM_API_KEY`, else the key `twinctl up` keeps in `.twinstream/state/local-api-key`).
 struct APIEndpoint {
     let client: HTTPClient
     let key: String?
+    /// The URL and where it came from, for the error when nothing answers there.
+    let address: String
 
     init(_ args: Arguments) throws {
-        let text = args.string("api") ?? "http://127.0.0.1:8080"
+        let record = LocalStackRecord(args)
+        let recorded = record.read(record.apiFile)
+        let text = args.string("api") ?? recorded ?? "http://127.0.0.1:8080"
+        address = text + (args.string("api") != nil ? " (--api)" : recorded != nil ? " (recorded by twinctl up in \(record.apiFile.path))" : " (the default)")
         guard let url = URL(string: text), url.scheme == "http", let host = url.host else { throw UsageError("--api expects http://HOST:PORT") }
         client = HTTPClient(host: host, port: url.port ?? 80, timeout: .seconds(30))
-        let saved = args.string("state-dir").map { $0 + "/local-api-key" } ?? ".twinstream/state/local-api-key"
-        key = args.string("key") ?? ProcessInfo.processInfo.environment["TWINSTREAM_API_KEY"]
-            ?? FileManager.default.contents(atPath: saved).map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+        key = args.string("key") ?? ProcessInfo.processInfo.environment["TWINSTREAM_API_KEY"] ?? record.read(record.keyFile)
     }
 
     /// Sends a request and returns its JSON answer; a problem answer becomes an error with its detail.
@@ -65,8 +69,18 @@ struct APIEndpoint {
         var headers: HTTPHeaders = [:]
         if let key { headers.set("Authorization", "Bearer \(key)") }
         if body != nil { headers.set("Content-Type", "application/json") }
-        let response = try await client.send(method, target, headers: headers, body: body.map { Array($0.serializedString().utf8) } ?? [])
+        let response: HTTPClient.Response
+        do {
+            response = try await client.send(method, target, headers: headers, body: body.map { Array($0.serializedString().utf8) } ?? [])
+        } catch {
+            throw CommandFailure("nothing answers at \(address): \(error). Start the local stack with `twinctl up` "
+                + "(commands run from the same directory find it), or give the query API's URL with --api http://HOST:PORT")
+        }
         let json = (try? JSON(parsing: response.body)) ?? .null
+        if response.status.code == 401 {
+            throw CommandFailure("\(method.rawValue) \(target): 401: \(key == nil ? "no API key" : "the API key is not accepted") — give one with --key KEY "
+                + "or TWINSTREAM_API_KEY (twinctl up keeps its own in .twinstream/state/local-api-key; --state-dir DIR for another)")
+        }
         guard (200..<300).contains(response.status.code) else {
             throw APIError(description: "\(method.rawValue) \(target): \(response.status.code) \(json["code"]?.stringValue ?? ""): \(json["detail"]?.stringValue ?? response.text)")
         }

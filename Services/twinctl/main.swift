@@ -5,9 +5,10 @@ let usage = """
 usage: twinctl COMMAND [options]
   broker   [--topic NAME[:PARTITIONS]]... [--partitions N]   run the embedded broker (platform topics with
                                                 N partitions, default 6); prints bootstrap.servers=...
-  up       [--twins N] [--interval-ms MS] [--base-port P] [--log-dir DIR] [--no-fleet]
-                                                broker + six services + simulated fleet; Ctrl-C stops all
-  fleet    --brokers B [--twins N] [--interval-ms MS] [--ticks N]   publish simulated telemetry: each twin's
+  up       [--twins N] [--interval-ms MS] [--base-port P] [--log-dir DIR] [--state-dir DIR] [--models DIR] [--no-fleet]
+                                                broker + six services + simulated fleet; Ctrl-C stops all;
+                                                records the broker's address in .twinstream/state/bootstrap
+  fleet    [--brokers B] [--twins N] [--interval-ms MS] [--ticks N]   publish simulated telemetry: each twin's
            [--seed S] [--step-ms MS] [--start TIME] [--noise off]     model stepped by the solver, its own
            [--truth FILE] [--true-state FILE] [--models DIR]         parameters (--truth), noisy sensors
   produce  --topic T [--key K] [--tenant T] [--header name=value]... [--value V]
@@ -15,7 +16,7 @@ usage: twinctl COMMAND [options]
   tail     --topic T [--group G] [--count N] [--timeout SECONDS]    print messages as JSON lines
   topics   create|list [--replication-factor N]  create the platform topics on a real cluster
   bench    produce|consume --topic T [--count N] [--size BYTES] [--partitions N]
-  seed-twins --brokers B --count N [--tenant T] [--model pump@1] [--prefix pump-] [--relate-every K]
+  seed-twins [--brokers B] --count N [--tenant T] [--model pump@1] [--prefix pump-] [--relate-every K]
                                                 publish N twin states (<prefix>000000…) to twin.state.v1
   keys     add --tenant T --scopes read,write,ingest,simulate,admin [--file PATH]
                                                 print a new API key once, append its hash to the keys file
@@ -33,12 +34,27 @@ usage: twinctl COMMAND [options]
                                                 originals (idempotent: event ids are deterministic)
   health   URL                                  exit 0 when URL answers 200 (container health checks)
   schema-suite DIR [--format-assertion] [--remotes DIR]   run JSON Schema Test Suite files
-Options --brokers B default to $KAFKA_BROKERS, then localhost:9092.
+Options --brokers B default to $KAFKA_BROKERS, then the address a running `twinctl up` recorded in
+.twinstream/state/bootstrap (or --state-dir DIR), then localhost:9092. `twinctl COMMAND --help` prints
+that command's usage.
 """
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+// How `twinctl up` starts a service (see `runChild`); not a command for users.
+if arguments.first == "__child" { runChild(Array(arguments.dropFirst())) }
+/// Commands that talk to a Kafka broker: checked to answer before they start (see `BrokerAddress`).
+let brokerCommands: Set<String> = ["fleet", "produce", "tail", "bench", "seed-twins"]
 do {
-    let args = try Arguments(arguments)
+    var args = try Arguments(arguments)
+    if let command = args.positionals.first, args.flag("help") || arguments.contains("-h") {
+        print(commandUsage(command, in: usage) ?? usage)
+        exit(0)
+    }
+    if let command = args.positionals.first, brokerCommands.contains(command) {
+        let brokers = BrokerAddress(args)
+        try brokers.checkAnswers()
+        args.resolvedBrokers = brokers.servers
+    }
     switch args.positionals.first {
     case "broker": try await runBroker(args)
     case "up": try await runUp(args)
@@ -58,10 +74,28 @@ do {
     default:
         throw UsageError("unknown command '\(args.positionals[0])'")
     }
+} catch let error as CommandFailure {
+    printError("twinctl: \(error)")
+    exit(1)
 } catch let error as UsageError {
     printError("twinctl: \(error)\n\n\(usage)")
     exit(2)
 } catch {
     printError("twinctl: \(error)")
     exit(1)
+}
+
+/// The lines of `usage` about `command`: its line (or lines) and their continuation lines.
+func commandUsage(_ command: String, in usage: String) -> String? {
+    var out: [Substring] = []
+    var inside = false
+    for line in usage.split(separator: "\n", omittingEmptySubsequences: false) {
+        if line.hasPrefix("  ") && !line.hasPrefix("   ") {
+            inside = line.dropFirst(2).split(separator: " ").first.map(String.init) == command
+        } else if !line.hasPrefix("   ") {
+            inside = false
+        }
+        if inside { out.append(line) }
+    }
+    return out.isEmpty ? nil : "usage: twinctl\n" + out.joined(separator: "\n")
 }

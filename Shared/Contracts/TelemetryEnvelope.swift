@@ -219,6 +219,13 @@ public struct TelemetryEnvelope: ContractDocument, Sendable, Equatable {
         }
     }
 
+    /// The `source` of the envelope in `bytes` when it arrived over HTTP (its ref is the request
+    /// id), nil otherwise or when the bytes are not an envelope.
+    public static func httpSource(of bytes: [UInt8]) -> Source? {
+        guard let envelope = try? TelemetryEnvelope(bytes: bytes), envelope.source.kind == "http" else { return nil }
+        return envelope.source
+    }
+
     /// The contents of the envelope in `bytes`, which are checked exactly as `init(bytes:)` checks
     /// them and fail with the same errors; the event id and the source are not copied out.
     public static func contents(of bytes: [UInt8]) throws(ContractError) -> Contents {

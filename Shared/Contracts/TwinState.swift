@@ -64,6 +64,9 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
     public var decommissioned: Bool
     /// Property name → latest value, sorted by name.
     public var properties: [(name: String, property: Property)]
+    /// The model's `required` telemetry the twin has never reported, in the model's order: the twin
+    /// is incomplete while this is not empty. Written only when not empty.
+    public var missing: [String]
     public var metadata: JSONObject
     public var desired: JSONObject
     /// Parameter values set for this twin (the model's defaults apply to the others).
@@ -74,7 +77,7 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
 
     public init(tenant: String, twinId: String, model: String? = nil, version: Int64 = 0, updatedAt: Int64 = 0,
                 created: Bool = false, decommissioned: Bool = false, properties: [(name: String, property: Property)] = [],
-                metadata: JSONObject = [:], desired: JSONObject = [:], parameters: JSONObject = [:],
+                missing: [String] = [], metadata: JSONObject = [:], desired: JSONObject = [:], parameters: JSONObject = [:],
                 relationships: [Relationship] = [], sync: Sync = Sync()) {
         self.tenant = tenant
         self.twinId = twinId
@@ -84,6 +87,7 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
         self.created = created
         self.decommissioned = decommissioned
         self.properties = properties
+        self.missing = missing
         self.metadata = metadata
         self.desired = desired
         self.parameters = parameters
@@ -124,6 +128,11 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
             w.endObject()
         }
         w.endObject()
+        if !missing.isEmpty {
+            w.knownKey("missing"); w.beginArray()
+            for name in missing { w.value(name) }
+            w.endArray()
+        }
         if !metadata.isEmpty { w.knownKey("metadata"); w.value(.object(metadata)) }
         if !desired.isEmpty { w.knownKey("desired"); w.value(.object(desired)) }
         if !parameters.isEmpty { w.knownKey("parameters"); w.value(.object(parameters)) }
@@ -161,6 +170,15 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
                                               ingestTime: try pf.time("ingestTime"), eventId: try pf.string("eventId"))))
         }
         self.properties = properties
+        var missing: [String] = []
+        if let items = f.object["missing"] {
+            guard case .array(let array) = items else { throw .wrongType("/missing", expected: "array", actual: items) }
+            for (i, item) in array.enumerated() {
+                guard case .string(let name) = item else { throw .wrongType("/missing/\(i)", expected: "string", actual: item) }
+                missing.append(name)
+            }
+        }
+        self.missing = missing
         metadata = try f.optionalObject("metadata") ?? [:]
         desired = try f.optionalObject("desired") ?? [:]
         parameters = try f.optionalObject("parameters") ?? [:]
@@ -191,7 +209,7 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
     public static func == (a: TwinState, b: TwinState) -> Bool {
         a.tenant == b.tenant && a.twinId == b.twinId && a.model == b.model && a.version == b.version
             && a.updatedAt == b.updatedAt && a.created == b.created && a.decommissioned == b.decommissioned
-            && a.properties.elementsEqual(b.properties) { $0.name == $1.name && $0.property == $1.property }
+            && a.properties.elementsEqual(b.properties) { $0.name == $1.name && $0.property == $1.property } && a.missing == b.missing
             && a.metadata == b.metadata && a.desired == b.desired && a.parameters == b.parameters
             && a.relationships == b.relationships && a.sync == b.sync
     }

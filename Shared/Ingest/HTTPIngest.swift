@@ -70,6 +70,9 @@ public final class HTTPIngest: Service {
         public var maxDeadLetterReasons = 1_000
         /// Longest wait for in-flight requests when stopping.
         public var drainTimeout: Duration = .seconds(15)
+        /// The query API's base URL (`http://host:port`), for the link to a request's dead-letters
+        /// in the 202 answer; empty: the link is a path on the query API.
+        public var queryAPIURL = ""
 
         /// Defaults.
         public init() {}
@@ -91,6 +94,9 @@ public final class HTTPIngest: Service {
                                                doc: "How long a telemetry request waits for the broker's acknowledgement before 503 (producer message.timeout.ms).")
             producerQueueMessages = try env.int("HTTP_PRODUCER_QUEUE_MESSAGES", default: producerQueueMessages, range: 1...10_000_000,
                                                 doc: "Queue of the HTTP ingest producer (queue.buffering.max.messages); a request that does not fit is answered 429.")
+            queryAPIURL = env.string("QUERY_API_URL", default: "",
+                                     doc: "Base URL of the query API (http://host:port) for the 202's link to the request's dead-letters; empty: a path on the query API.")
+            while queryAPIURL.hasSuffix("/") { queryAPIURL.removeLast() }
         }
 
         /// librdkafka settings for the producer this ingest is given (on top of the service's own).
@@ -269,7 +275,9 @@ public final class HTTPIngest: Service {
             log.warning("telemetry readings dead-lettered", ["rejected": .int(prepared.errors.count), "accepted": .int(prepared.accepted),
                                                              "reason": .string(prepared.errors[0].reason.code)])
         }
-        return .json(acceptedBody(prepared, requestID: requestID), status: .accepted)
+        let fate = deadLettersLink(requestID)
+        return .json(acceptedBody(prepared, requestID: requestID, deadLetters: fate), status: .accepted,
+                     headers: ["Link": "<\(fate)>; rel=\"deadletters\""])
     }
 
     private enum Delivery {
@@ -358,12 +366,22 @@ public final class HTTPIngest: Service {
         return .problem(rejection.status, detail: rejection.detail, extensions: extensions)
     }
 
-    private func acceptedBody(_ prepared: Prepared, requestID: String) -> [UInt8] {
-        var w = JSONWriter(capacity: 96 + prepared.errors.prefix(configuration.maxErrorsListed).count * 160)
+    /// Where the client learns the fate of each reading of the request: the query API's list of
+    /// the request's dead-letters, from every stage (empty while none was rejected). Readable with
+    /// the key that posted the readings.
+    func deadLettersLink(_ requestID: String) -> String {
+        let id = requestID.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? requestID
+        return "\(configuration.queryAPIURL)/v1/deadletters?requestId=\(id)"
+    }
+
+    private func acceptedBody(_ prepared: Prepared, requestID: String, deadLetters: String) -> [UInt8] {
+        var w = JSONWriter(capacity: 160 + prepared.errors.prefix(configuration.maxErrorsListed).count * 160)
         w.beginObject()
         w.field("requestId", requestID)
         w.field("accepted", prepared.accepted)
         w.field("rejected", prepared.errors.count)
+        // Accepted readings may still be rejected downstream (their model, their twin).
+        w.field("deadLetters", deadLetters)
         w.key("errors")
         let omitted = Self.writeErrors(prepared.errors, limit: configuration.maxErrorsListed, to: &w)
         if omitted > 0 { w.field("errorsOmitted", omitted) }

@@ -28,8 +28,9 @@ public struct ModelCheckResult: Sendable, Equatable {
 extension TwinModel {
     /// Checks a reading's `values` (and the producer's `units`) against this model: converts
     /// each value given in another unit to the model unit, then checks type, finiteness and
-    /// range, reports undeclared names (unless `additionalTelemetry`) and missing required
-    /// telemetry. Every reason is reported, in the order of the values, then missing names,
+    /// range, reports undeclared names (unless `additionalTelemetry`) and, for a model with
+    /// `completeReadings`, missing required telemetry (otherwise a reading may carry any subset of
+    /// the telemetry; the twin is then `missing` what was never reported). Every reason is reported, in the order of the values, then missing names,
     /// then problems of `units` entries that name no value.
     ///
     /// Equivalent to `compiledValuesSchema` applied to the converted values (the tests check
@@ -52,6 +53,7 @@ struct TelemetryChecker: Sendable {
         let unitDefinition: UnitDefinition?
         let minimum: Double
         let maximum: Double
+        /// Required of every reading (`required` telemetry of a `completeReadings` model).
         let required: Bool
         let pointer: String
         let unitPointer: String
@@ -64,17 +66,17 @@ struct TelemetryChecker: Sendable {
     let requiredCount: Int
     let declaredNames: String
 
-    init(telemetry: [TwinModel.Telemetry], additional: Bool) {
+    init(telemetry: [TwinModel.Telemetry], additional: Bool, completeReadings: Bool) {
         slots = telemetry.map { t in
             let escaped = JSONPointer.escape(t.name)
             return Slot(name: t.name, nameCount: t.name.utf8.count, type: t.type, unit: t.unit,
                         unitDefinition: t.unit.flatMap(Units.lookup), minimum: t.minimum ?? -.infinity,
-                        maximum: t.maximum ?? .infinity, required: t.required, pointer: "/values/" + escaped,
+                        maximum: t.maximum ?? .infinity, required: t.required && completeReadings, pointer: "/values/" + escaped,
                         unitPointer: "/units/" + escaped)
         }
         index = telemetry.count > 16 ? Dictionary(telemetry.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a }) : nil
         self.additional = additional
-        requiredCount = telemetry.filter(\.required).count
+        requiredCount = slots.filter(\.required).count
         declaredNames = telemetry.map(\.name).joined(separator: ", ")
     }
 
@@ -203,7 +205,7 @@ struct TelemetryChecker: Sendable {
                 for k in slots.indices where slots[k].required && !seen[k] {
                     let slot = slots[k]
                     errors.append(ContractError(code: "missing_required", pointer: slot.pointer,
-                                                message: "required telemetry \"\(slot.name)\" is missing",
+                                                message: "required telemetry \"\(slot.name)\" is missing (the model sets completeReadings: every reading must carry every required telemetry)",
                                                 expected: slot.type.rawValue + (slot.unit.map { " in \($0)" } ?? "")))
                 }
             }

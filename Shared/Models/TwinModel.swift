@@ -27,7 +27,8 @@ public final class TwinModel: Sendable, CustomStringConvertible {
         public var minimum: Double?
         /// Highest physically possible value, in `unit`.
         public var maximum: Double?
-        /// Whether every reading must carry it.
+        /// Whether the twin is incomplete until a reading has carried it (see `TwinModel.missing`);
+        /// with `completeReadings`, whether every reading must carry it.
         public var required: Bool
         /// Free text.
         public var description: String?
@@ -94,6 +95,12 @@ public final class TwinModel: Sendable, CustomStringConvertible {
     /// Whether readings may carry telemetry the model does not declare (passed through unchecked).
     /// Default false: undeclared names are `unknown_property`.
     public let additionalTelemetry: Bool
+    /// Whether every reading must carry every `required` telemetry (`missing_required` otherwise).
+    /// Default false: a reading may carry any non-empty subset (devices that report one sensor per
+    /// message, or only what changed), and a twin lacking required telemetry is shown `missing` it.
+    public let completeReadings: Bool
+    /// Names of the `required` telemetry, in file order.
+    public let requiredTelemetry: [String]
     /// Telemetry in file order.
     public let telemetry: [Telemetry]
     /// Properties in file order.
@@ -126,6 +133,12 @@ public final class TwinModel: Sendable, CustomStringConvertible {
     /// `description` as bytes: the `model` header's value, shared by every validated reading.
     public let headerValue: [UInt8]
 
+    /// The required telemetry a twin with these property names lacks, in file order: what makes it
+    /// incomplete (`TwinState.missing`).
+    public func missing(present: (String) -> Bool) -> [String] {
+        requiredTelemetry.filter { !present($0) }
+    }
+
     /// The telemetry definition named `name`.
     public func telemetry(named name: String) -> Telemetry? { telemetryIndex[name].map { telemetry[$0] } }
     /// The parameter named `name`.
@@ -145,6 +158,7 @@ public final class TwinModel: Sendable, CustomStringConvertible {
 
     struct Parts {
         var id: String, version: Int, displayName: String?, summary: String?, reportingIntervalMs: Int, additionalTelemetry: Bool
+        var completeReadings: Bool
         var telemetry: [Telemetry], properties: [Property], relationships: [Relationship], parameters: [Parameter]
         var behaviour: Behaviour?, document: JSON, file: String?
     }
@@ -156,6 +170,8 @@ public final class TwinModel: Sendable, CustomStringConvertible {
         summary = p.summary
         reportingIntervalMs = p.reportingIntervalMs
         additionalTelemetry = p.additionalTelemetry
+        completeReadings = p.completeReadings
+        requiredTelemetry = p.telemetry.filter(\.required).map(\.name)
         telemetry = p.telemetry
         properties = p.properties
         relationships = p.relationships
@@ -167,13 +183,13 @@ public final class TwinModel: Sendable, CustomStringConvertible {
         headerValue = Array(description.utf8)
         telemetryIndex = Dictionary(p.telemetry.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         parameterIndex = Dictionary(p.parameters.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
-        checker = TelemetryChecker(telemetry: p.telemetry, additional: p.additionalTelemetry)
-        valuesSchema = TwinModel.makeValuesSchema(p.telemetry, additional: p.additionalTelemetry)
+        checker = TelemetryChecker(telemetry: p.telemetry, additional: p.additionalTelemetry, completeReadings: p.completeReadings)
+        valuesSchema = TwinModel.makeValuesSchema(p.telemetry, additional: p.additionalTelemetry, completeReadings: p.completeReadings)
         // The generated schema uses only type/minimum/maximum/required/additionalProperties, so it always compiles.
         compiledValuesSchema = try! JSONSchema.compile(valuesSchema)
     }
 
-    static func makeValuesSchema(_ telemetry: [Telemetry], additional: Bool) -> JSON {
+    static func makeValuesSchema(_ telemetry: [Telemetry], additional: Bool, completeReadings: Bool) -> JSON {
         var properties = JSONObject()
         for t in telemetry {
             var p: JSONObject = ["type": .string(t.type.rawValue)]
@@ -185,7 +201,7 @@ public final class TwinModel: Sendable, CustomStringConvertible {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "type": "object",
             "properties": .object(properties),
-            "required": .array(telemetry.filter(\.required).map { .string($0.name) }),
+            "required": .array(completeReadings ? telemetry.filter(\.required).map { .string($0.name) } : []),
             "additionalProperties": additional ? ["type": ["number", "boolean", "string"]] : false,
         ]
     }
@@ -274,7 +290,8 @@ public final class TwinModel: Sendable, CustomStringConvertible {
         }
         return Parts(id: id, version: version, displayName: root["displayName"]?.stringValue,
                      summary: root["description"]?.stringValue, reportingIntervalMs: interval,
-                     additionalTelemetry: root["additionalTelemetry"]?.boolValue ?? false, telemetry: telemetry,
+                     additionalTelemetry: root["additionalTelemetry"]?.boolValue ?? false,
+                     completeReadings: root["completeReadings"]?.boolValue ?? false, telemetry: telemetry,
                      properties: properties, relationships: relationships, parameters: parameters, behaviour: behaviour,
                      document: document, file: file)
     }

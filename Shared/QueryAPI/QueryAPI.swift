@@ -120,7 +120,27 @@ public final class QueryAPI: Sendable {
 
     /// Authenticates, checks the scope, then the key's request rate.
     func authorize(_ request: HTTPRequest, _ scope: APIScope) throws(HTTPError) -> APIPrincipal {
-        let principal = try auth.authorize(request, requiring: scope)
+        try rateLimited(auth.authorize(request, requiring: scope))
+    }
+
+    /// Authenticates a key holding any of `scopes`, then checks its request rate.
+    func authorize(_ request: HTTPRequest, anyOf scopes: [APIScope]) throws(HTTPError) -> APIPrincipal {
+        var refusal: APIAuthentication?
+        for scope in scopes {
+            let outcome = auth.authenticate(request.headers, requiring: scope)
+            guard case .forbidden = outcome else {
+                if case .authenticated(let principal) = outcome { return try rateLimited(principal) }
+                throw APIAuth.error(for: outcome)!
+            }
+            refusal = outcome
+        }
+        var error = APIAuth.error(for: refusal!)!
+        error.detail = "the API key lacks the \(scopes.map { "'\($0.rawValue)'" }.joined(separator: " or ")) scope"
+        throw error
+    }
+
+    /// `principal`, unless its key is over its request rate (429 with Retry-After).
+    func rateLimited(_ principal: APIPrincipal) throws(HTTPError) -> APIPrincipal {
         if let wait = rateLimiter.acquire(principal.keyId) {
             throw HTTPError(.tooManyRequests, code: .init("rateLimited"),
                             detail: "more than \(Int(configuration.ratePerKey)) requests per second for this API key",
@@ -216,6 +236,9 @@ public final class QueryAPI: Sendable {
             w.endObject()
         }
         w.endObject()
+        w.key("missing"); w.beginArray()
+        for name in state.missing { w.value(name) }
+        w.endArray()
         w.key("freshness"); w.beginObject()
         w.key("stale"); w.value(twin.isStale(now: now))
         if let latest = twin.latestEventTime { w.field("latestEventTime", time: latest) }
@@ -603,11 +626,15 @@ public final class QueryAPI: Sendable {
         return models.latest(id: ref.id)
     }
 
+    /// `GET /v1/deadletters`: an operator's view (scope `admin`), or with `requestId` the fate of
+    /// the readings of one HTTP ingest request, readable by the key that posted them (`ingest`)
+    /// or any reader of the tenant (`read`).
     func deadLetters(_ request: HTTPRequest) async throws -> HTTPResponse {
-        let principal = try authorize(request, .admin)
         let q = request.queryParameters
+        let requestId = q["requestId"]
+        let principal = try requestId == nil ? authorize(request, .admin) : authorize(request, anyOf: [.ingest, .read])
         let tenant = q["tenant"] ?? principal.tenant
-        if tenant != principal.tenant && !configuration.operatorTenants.contains(principal.tenant) {
+        if tenant != principal.tenant && !(configuration.operatorTenants.contains(principal.tenant) && principal.has(.admin)) {
             throw HTTPError(.forbidden, code: .init("tenantForbidden"),
                             detail: "this key reads its own tenant's dead-letters only (operator tenants: OPERATOR_TENANTS)")
         }
@@ -616,7 +643,8 @@ public final class QueryAPI: Sendable {
             guard let n = Int(text), (1...1_000).contains(n) else { throw Self.invalidParameter("limit", "expected 1 to 1000") }
             limit = n
         }
-        let (items, total) = views.deadLetters.list(tenant: tenant, reason: q["reason"], stage: q["stage"], twinId: q["twinId"], limit: limit)
+        let (items, total) = views.deadLetters.list(tenant: tenant, reason: q["reason"], stage: q["stage"], twinId: q["twinId"],
+                                                    requestId: requestId, limit: limit)
         var w = JSONWriter(capacity: 512 + items.count * 512)
         w.beginObject()
         w.key("items"); w.beginArray()
@@ -628,6 +656,9 @@ public final class QueryAPI: Sendable {
             w.field("tenant", d.tenant)
             if let twinId = d.twinId { w.field("twinId", twinId) }
             if let model = d.model { w.field("model", model) }
+            if let source = d.source {
+                w.key("source"); w.beginObject(); w.field("kind", source.kind); w.field("ref", source.ref); w.endObject()
+            }
             w.field("deadLetteredAt", time: d.deadLetteredAt)
             w.key("reasons"); w.beginArray()
             for reason in d.reasons { reason.write(to: &w) }

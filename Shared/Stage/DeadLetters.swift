@@ -24,11 +24,13 @@ public enum DeadLetters {
     public static let producerProperties = ["message.max.bytes": String(Topic.deadLetterMaxMessageBytes + 65_536)]
 
     /// The dead-letter of a message read from Kafka: its coordinates are the origin and its trace
-    /// continues.
+    /// continues. `source` is the reading's own source when it came over HTTP (the request id), so
+    /// the client that posted it finds it by request id (`GET /v1/deadletters?requestId=`).
     public static func message(stage: String, input: KafkaMessage, tenant: String, twinId: String? = nil, model: String? = nil,
-                               reasons: [DeadLetter.Reason], original: [UInt8]? = nil, now: Int64) -> OutgoingMessage {
+                               source: TelemetryEnvelope.Source? = nil, reasons: [DeadLetter.Reason], original: [UInt8]? = nil,
+                               now: Int64) -> OutgoingMessage {
         message(stage: stage, tenant: tenant, twinId: twinId, model: model,
-                origin: .init(topic: input.topic, partition: input.partition, offset: input.offset), source: nil,
+                origin: .init(topic: input.topic, partition: input.partition, offset: input.offset), source: source,
                 traceparent: TraceContext.continuing(input.headers.string(MessageHeader.traceparent)).description,
                 reasons: reasons, original: original ?? input.value, now: now)
     }

@@ -46,6 +46,18 @@ public struct CompiledFilter<T: FilterableTwin>: @unchecked Sendable {
             guard case .bool(let b) = c.value else { return { _, _ in false } }
             let want = c.op == .equal ? b : !b
             return { t, now in t.isStale(now: now) == want }
+        case .missing:
+            // `!=` inverts: a twin not missing `flow` has reported it (or its model does not require it).
+            switch c.value {
+            case .bool(let b):
+                let want = c.op == .equal ? b : !b
+                return { t, _ in !t.missing.isEmpty == want }
+            case .string(let name):
+                let want = c.op == .equal
+                return { t, _ in t.missing.contains(name) == want }
+            case .number, .time:
+                return { _, _ in false }
+            }
         case .twinId:
             guard case .string(let s) = c.value else { return { _, _ in false } }
             let test: (String) -> Bool = stringTest(c.op, s)

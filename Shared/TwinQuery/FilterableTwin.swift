@@ -18,6 +18,8 @@ public protocol FilterableTwin {
     var relationships: [TwinState.Relationship] { get }
     /// Whether the twin's latest reading is too old (see `Freshness`).
     func isStale(now: Int64) -> Bool
+    /// The model's required telemetry the twin has never reported (`TwinState.missing`).
+    var missing: [String] { get }
 }
 
 /// When a twin is stale: its latest property event time is more than `factor` reporting
@@ -88,6 +90,7 @@ public struct QueryTwin: FilterableTwin, Sendable, Equatable {
     public var version: Int64 { storage.state.version }
     public var updatedAt: Int64 { storage.state.updatedAt }
     public var relationships: [TwinState.Relationship] { storage.state.relationships }
+    public var missing: [String] { storage.state.missing }
 
     public func propertyValue(_ name: String) -> JSON? {
         let names = storage.names

@@ -10,7 +10,7 @@ import Contracts
 ///     or         = and { "or" and }
 ///     and        = unary { "and" unary }              // `and` binds tighter than `or`
 ///     unary      = "not" unary | "(" or ")" | comparison
-///     comparison = field op value | "stale"            // bare `stale` means `stale = true`
+///     comparison = field op value | "stale" | "missing" // bare `stale`/`missing` mean `= true`
 ///     field      = name { "." name }                   // name: letter or _ then letters, digits, _ or -
 ///     op         = "=" | "!=" | ">" | ">=" | "<" | "<=" | "~"
 ///     value      = quoted | word
@@ -20,7 +20,10 @@ import Contracts
 /// Fields: a bare `name` or `properties.name` is a property value; `model` (a value without
 /// `@` matches the model id, `id@version` matches exactly); `twinId`; `version` (a number);
 /// `updatedAt` (an RFC 3339 timestamp or epoch milliseconds); `stale` (`true`/`false`, only `=`
-/// and `!=`); `metadata.k`, `desired.k`, `parameters.k`, where further `.k` segments walk into
+/// and `!=`); `missing` (only `=` and `!=`: `missing = true`, or bare `missing`, is a twin lacking
+/// some required telemetry it never reported, `missing = false` a complete one, `missing = flow`
+/// one lacking `flow`, `missing != flow` one that has reported it; a property named `missing` is
+/// `properties.missing`); `metadata.k`, `desired.k`, `parameters.k`, where further `.k` segments walk into
 /// nested objects.
 ///
 /// Values: a word that is a decimal number (`-12`, `3.5`, `1e3`) is a number, `true`/`false` a
@@ -91,6 +94,8 @@ public enum FilterField: Sendable, Hashable {
     case version
     case updatedAt
     case stale
+    /// `TwinState.missing`: `true`/`false` (incomplete or not) or a telemetry name.
+    case missing
     /// A metadata member, then nested members.
     case metadata([String])
     case desired([String])
@@ -208,7 +213,7 @@ struct FilterParser {
         var run = String.UnicodeScalarView()
         while i < s.count, Self.isOperatorChar(s[i]) { run.append(s[i]); i += 1 }
         if run.isEmpty {
-            if field == .stale, atTermEnd() { return FilterComparison(field: .stale, op: .equal, value: .bool(true), position: start) }
+            if field == .stale || field == .missing, atTermEnd() { return FilterComparison(field: field, op: .equal, value: .bool(true), position: start) }
             if i == s.count { throw fail(.unexpectedEnd, "expected an operator (= != > >= < <= ~) after '\(segments.joined(separator: "."))'", at: i, token: "") }
             throw fail(.unexpectedToken, "expected an operator (= != > >= < <= ~) after '\(segments.joined(separator: "."))'", at: i)
         }
@@ -251,6 +256,7 @@ struct FilterParser {
         case "version" where rest.isEmpty: return .version
         case "updatedAt" where rest.isEmpty: return .updatedAt
         case "stale" where rest.isEmpty: return .stale
+        case "missing" where rest.isEmpty: return .missing
         case "metadata" where !rest.isEmpty: return .metadata(rest)
         case "desired" where !rest.isEmpty: return .desired(rest)
         case "parameters" where !rest.isEmpty: return .parameter(rest)
@@ -261,7 +267,7 @@ struct FilterParser {
             throw fail(.unknownField, "use properties.<name> for a property", at: start, token: name)
         default:
             if rest.isEmpty { return .property(segments[0]) }
-            throw fail(.unknownField, "unknown field '\(name)'; fields are a property name, properties.<name>, model, twinId, version, updatedAt, stale, metadata.<key>, desired.<key>, parameters.<name>",
+            throw fail(.unknownField, "unknown field '\(name)'; fields are a property name, properties.<name>, model, twinId, version, updatedAt, stale, missing, metadata.<key>, desired.<key>, parameters.<name>",
                        at: start, token: name)
         }
     }
@@ -289,6 +295,10 @@ struct FilterParser {
             guard op == .equal || op == .notEqual else { throw unsupported("stale (use = or !=)") }
             guard !quoted, let b = Self.bool(raw) else { throw fail(.invalidValue, "stale is compared with true or false", at: valueStart) }
             return .bool(b)
+        case .missing:
+            guard op == .equal || op == .notEqual else { throw unsupported("missing (use = or !=)") }
+            if !quoted, let b = Self.bool(raw) { return .bool(b) }
+            return .string(raw)
         case .property, .metadata, .desired, .parameter:
             if quoted || op == .contains { return .string(raw) }
             if let number { return .number(number) }
@@ -354,7 +364,7 @@ struct FilterParser {
         return true
     }
 
-    /// After a bare `stale`: the end, `)`, `and` or `or` follows.
+    /// After a bare `stale` or `missing`: the end, `)`, `and` or `or` follows.
     mutating func atTermEnd() -> Bool {
         if i == s.count || s[i] == ")" { return true }
         let save = i

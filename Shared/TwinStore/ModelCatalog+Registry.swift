@@ -10,6 +10,7 @@ extension ModelCatalog {
                 registry.model(referencedBy: model)?.relationships.first { $0.name == name }?.target.id
             },
             hasParameter: { model, name in registry.model(referencedBy: model)?.parameter(named: name) != nil },
-            unit: { model, name in registry.model(referencedBy: model)?.telemetry(named: name)?.unit })
+            unit: { model, name in registry.model(referencedBy: model)?.telemetry(named: name)?.unit },
+            requiredTelemetry: { model in registry.model(referencedBy: model)?.requiredTelemetry ?? [] })
     }
 }

@@ -13,15 +13,19 @@ public struct ModelCatalog: Sendable {
     public var hasParameter: @Sendable (_ model: String, _ parameter: String) -> Bool
     /// The unit of a telemetry property of `model`, for the state document.
     public var unit: @Sendable (_ model: String, _ property: String) -> String?
+    /// The `required` telemetry of `model`: what a twin lists as `missing` until reported.
+    public var requiredTelemetry: @Sendable (_ model: String) -> [String]
 
     public init(resolve: @escaping @Sendable (String) -> String?,
                 relationshipTarget: @escaping @Sendable (String, String) -> String?,
                 hasParameter: @escaping @Sendable (String, String) -> Bool,
-                unit: @escaping @Sendable (String, String) -> String?) {
+                unit: @escaping @Sendable (String, String) -> String?,
+                requiredTelemetry: @escaping @Sendable (String) -> [String] = { _ in [] }) {
         self.resolve = resolve
         self.relationshipTarget = relationshipTarget
         self.hasParameter = hasParameter
         self.unit = unit
+        self.requiredTelemetry = requiredTelemetry
     }
 
     /// Accepts every model, relationship and parameter: for tests and for running without models.
@@ -89,12 +93,14 @@ public struct TwinRecord: Sendable, Equatable {
         if recent.count > window { recent.removeFirst(recent.count - window) }
     }
 
-    /// The published document.
-    public func state(tenant: String, twinId: String) -> TwinState {
+    /// The published document; `required` is the model's required telemetry (those without a
+    /// value are the document's `missing`).
+    public func state(tenant: String, twinId: String, required: [String] = []) -> TwinState {
         let x = extras
         return TwinState(tenant: tenant, twinId: twinId, model: model, version: version, updatedAt: updatedAt, created: created,
                          decommissioned: decommissioned,
                          properties: properties.map { ($0.name, TwinState.Property(value: $0.value, eventTime: $0.eventTime, ingestTime: $0.ingestTime, eventId: $0.eventId)) },
+                         missing: decommissioned ? [] : required.filter { !slotIndex($0).found },
                          metadata: x.metadata, desired: x.desired, parameters: x.parameters, relationships: x.relationships,
                          sync: .init(telemetryOffset: telemetryOffset, commandOffset: commandOffset, recent: recent))
     }
@@ -177,6 +183,12 @@ public struct TwinFold: Sendable {
     public private(set) var duplicates = 0
 
     public init(options: Options) { self.options = options }
+
+    /// The `TwinState` document of the twin `tenant/twinId`, `missing` from the catalog's model.
+    public func state(tenant: String, twinId: String) -> TwinState? {
+        guard let record = twins[TwinKey(tenant: tenant, twinId: twinId).description] else { return nil }
+        return record.state(tenant: tenant, twinId: twinId, required: record.model.map(options.catalog.requiredTelemetry) ?? [])
+    }
 
     // MARK: Readings
 

@@ -75,8 +75,10 @@ public final class TwinStateStore: Sendable {
     /// Applies one input message; returns its change events and dead-letters.
     func process(_ message: KafkaMessage, now: Int64) -> [OutgoingMessage] {
         let tenantHeader = message.headers.string(MessageHeader.tenant) ?? defaultTenant
-        func deadLetter(_ reason: ContractError, tenant: String = tenantHeader, twinId: String? = nil, model: String? = nil) -> [OutgoingMessage] {
-            [DeadLetters.message(stage: StateUpdateProcessor.stage, input: message, tenant: tenant, twinId: twinId, model: model, reasons: [reason], now: now)]
+        func deadLetter(_ reason: ContractError, tenant: String = tenantHeader, twinId: String? = nil, model: String? = nil,
+                        source: TelemetryEnvelope.Source? = nil) -> [OutgoingMessage] {
+            [DeadLetters.message(stage: StateUpdateProcessor.stage, input: message, tenant: tenant, twinId: twinId, model: model, source: source,
+                                 reasons: [reason], now: now)]
         }
         enum Input { case reading(TelemetryEnvelope), command(TwinCommand) }
         let input: Input
@@ -128,7 +130,7 @@ public final class TwinStateStore: Sendable {
             return []
         case .deadLetter(let reason):
             switch input {
-            case .reading(let e): return deadLetter(reason, tenant: e.tenant, twinId: e.twinId, model: e.model)
+            case .reading(let e): return deadLetter(reason, tenant: e.tenant, twinId: e.twinId, model: e.model, source: e.source.kind == "http" ? e.source : nil)
             case .command(let c): return deadLetter(reason, tenant: c.tenant, twinId: c.twinId)
             }
         case .change(let change):
@@ -157,7 +159,7 @@ public final class TwinStateStore: Sendable {
                     } else {
                         var w = JSONWriter(capacity: 512 + record.properties.count * 160)
                         let model = record.model ?? ""
-                        record.state(tenant: tenant, twinId: twinId).write(to: &w) { catalog.unit(model, $0) }
+                        record.state(tenant: tenant, twinId: twinId, required: catalog.requiredTelemetry(model)).write(to: &w) { catalog.unit(model, $0) }
                         out.append(OutgoingMessage(topic: Topic.twinState.name, key: key, value: w.bytes, headers: headers))
                     }
                 }

@@ -45,23 +45,26 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
         } catch {
             return DeadLetters.message(stage: Self.stage, input: message, tenant: tenant, reasons: [error], now: now)
         }
+        // The reading's HTTP request, for its dead-letter (rare path: only then is the whole envelope read).
+        var source: TelemetryEnvelope.Source? { TelemetryEnvelope.httpSource(of: message.value) }
         let model: TwinModel
         switch resolver.resolve(tenant: envelope.tenant, twinId: envelope.twinId, envelopeModel: envelope.model) {
         case .resolved(let resolved, _):
             model = resolved
         case .failed(let reason):
             return DeadLetters.message(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, model: envelope.model,
-                                     reasons: [reason], now: now)
+                                     source: source, reasons: [reason], now: now)
         case .unknown:
             let reason = ContractError(code: "unknown_model", pointer: "/model",
                                        message: "no model for twin '\(envelope.twinId)': name one in the reading's model field, create the twin with a model, or configure MODEL_PREFIX_RULES",
                                        expected: "id@version", actual: nil)
-            return DeadLetters.message(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, reasons: [reason], now: now)
+            return DeadLetters.message(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, source: source,
+                                     reasons: [reason], now: now)
         }
         let result = model.check(values: envelope.values, units: envelope.units)
         guard result.isValid else {
             return DeadLetters.message(stage: Self.stage, input: message, tenant: envelope.tenant, twinId: envelope.twinId, model: model.description,
-                                     reasons: result.errors, now: now)
+                                     source: source, reasons: result.errors, now: now)
         }
         let headers = derivedHeaders(from: message, contract: TelemetryEnvelope.contract, tenant: envelope.tenant,
                                      extra: KafkaHeader(MessageHeader.model, model.headerValue))

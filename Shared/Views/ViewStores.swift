@@ -198,7 +198,9 @@ public final class DeadLetterLog: Sendable {
     public func countUndecodable() { state.withLock { $0.undecodable += 1 } }
 
     /// Newest first: up to `limit` items matching, and how many match in all.
-    public func list(tenant: String?, reason: String? = nil, stage: String? = nil, twinId: String? = nil,
+    /// `requestId` keeps the dead-letters of readings posted in that HTTP request (`source.ref`),
+    /// whichever stage wrote them.
+    public func list(tenant: String?, reason: String? = nil, stage: String? = nil, twinId: String? = nil, requestId: String? = nil,
                      limit: Int) -> (items: [Item], total: Int) {
         state.withLock { s in
             var items: [Item] = []
@@ -212,6 +214,7 @@ public final class DeadLetterLog: Sendable {
                 if let tenant, d.tenant != tenant { continue }
                 if let stage, d.stage != stage { continue }
                 if let twinId, d.twinId != twinId { continue }
+                if let requestId, d.source?.kind != "http" || d.source?.ref != requestId { continue }
                 if let reason, !d.reasons.contains(where: { $0.code == reason }) { continue }
                 total += 1
                 if items.count < limit { items.append(item) }

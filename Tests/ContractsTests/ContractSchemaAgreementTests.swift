@@ -72,14 +72,19 @@ final class ContractSchemaAgreementTests: XCTestCase {
     func testTwinState() throws {
         let schema = try schema("twin-state")
         let written = TwinState(tenant: "t", twinId: "pump-1", model: "pump@1", version: 3, updatedAt: 5,
-                                properties: [("flow", .init(value: 2.5, unit: "m3/h", eventTime: 1, ingestTime: 2, eventId: "e"))])
+                                properties: [("flow", .init(value: 2.5, unit: "m3/h", eventTime: 1, ingestTime: 2, eventId: "e"))],
+                                missing: ["pressure", "rpm"])
         XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())))
         XCTAssertEqual(try TwinState(bytes: written.encoded()), written)
+        XCTAssertEqual(try JSON(parsing: written.encoded())["missing"], ["pressure", "rpm"])
         let good = #"{"tenant":"t","twinId":"p","version":1,"updatedAt":"2026-11-21T08:00:00Z","properties":{"x":{"value":1,"eventTime":"2026-11-21T08:00:00Z","ingestTime":"2026-11-21T08:00:00Z","eventId":"e"}}}"#
         try assertAgreement(schema, [
             (good, true),
             (good.replacingOccurrences(of: #""version":1"#, with: #""version":1.5"#), false),
             (good.replacingOccurrences(of: #""eventId":"e""#, with: #""eventid":"e""#), false),
+            (good.replacingOccurrences(of: #""version":1"#, with: #""version":1,"missing":["flow","rpm"]"#), true),
+            (good.replacingOccurrences(of: #""version":1"#, with: #""version":1,"missing":"flow""#), false),
+            (good.replacingOccurrences(of: #""version":1"#, with: #""version":1,"missing":["flow",2]"#), false),
         ]) { _ = try TwinState(json: $0) }
     }
 

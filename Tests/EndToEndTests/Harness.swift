@@ -49,7 +49,7 @@ enum Harness {
     private static let nextPort = Mutex(20_000 + Int.random(in: 0..<10_000))
 
     /// True when `port` can be bound on every address, as the services bind it.
-    private static func isFree(_ port: Int) -> Bool {
+    static func isFree(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
@@ -89,9 +89,11 @@ final class ChildProcess: @unchecked Sendable {
     private var outputEnded = false
     let name: String
 
-    init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:], stderrTo log: URL? = nil) throws {
+    init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:], stderrTo log: URL? = nil,
+         directory: URL? = nil) throws {
         name = executable
         process.executableURL = Harness.productsDirectory.appendingPathComponent(executable)
+        if let directory { process.currentDirectoryURL = directory }
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         let pipe = Pipe()

@@ -103,7 +103,7 @@ final class HTTPIngestTests: XCTestCase {
     // MARK: Accepting and dead-lettering
 
     func testMixedBatchesAreAcceptedAndEachRequestsRejectsDeadLetteredOnce() async throws {
-        let f = try await start()
+        let f = try await start { $0.queryAPIURL = "http://query.example:8080" }
         let array = #"""
         [{"twinId":"pump-1","ts":1763711999000,"values":{"flow":3.5}},
          {"twinId":"pump-2","values":{"flow":1}},
@@ -117,6 +117,9 @@ final class HTTPIngestTests: XCTestCase {
         XCTAssertEqual(first.status, .accepted, first.text)
         let answer = try json(first)
         XCTAssertEqual(answer["requestId"], .string("req-array-\(runID)"))
+        // How to learn each reading's fate, including rejections by later stages.
+        XCTAssertEqual(answer["deadLetters"], .string("http://query.example:8080/v1/deadletters?requestId=req-array-\(runID)"))
+        XCTAssertEqual(first.headers["Link"], "<http://query.example:8080/v1/deadletters?requestId=req-array-\(runID)>; rel=\"deadletters\"")
         XCTAssertEqual(answer["accepted"], 2)
         XCTAssertEqual(answer["rejected"], 3)
         let errors = try XCTUnwrap(answer["errors"]?.arrayValue)

@@ -55,13 +55,31 @@ final class ModelCheckTests: XCTestCase {
         XCTAssertTrue(r.errors[1].message.contains("(given as 300 degF)"), r.errors[1].message)
     }
 
-    func testMissingRequired() {
-        var values = valid
-        values["flow"] = nil
-        let r = pump.check(values: values)
+    /// Partial readings: any subset of the telemetry is valid and still checked value by value; a
+    /// model with `completeReadings` rejects a reading without every required telemetry.
+    func testPartialReadingsAreValidUnlessTheModelWantsCompleteReadings() throws {
+        XCTAssertFalse(pump.completeReadings)
+        XCTAssertEqual(pump.requiredTelemetry, ["flow", "pressure", "temperature", "rpm"])
+        XCTAssertTrue(pump.check(values: ["temperature": 71.5]).isValid)
+        XCTAssertTrue(pump.check(values: ["vibration": 0.02]).isValid, "only optional telemetry is a valid reading too")
+        XCTAssertEqual(codes(pump.check(values: ["temperature": "hot"])), ["wrong_type"])
+        XCTAssertEqual(codes(pump.check(values: ["temperature": 500])), ["out_of_range"])
+        XCTAssertEqual(codes(pump.check(values: ["temperature": 70], units: ["temperature": "bar"])), ["incompatible_unit"])
+        XCTAssertEqual(codes(pump.check(values: ["colour": "red"])), ["unknown_property"])
+        XCTAssertEqual(pump.missing { $0 == "flow" || $0 == "rpm" }, ["pressure", "temperature"])
+
+        let strict = try TwinModel(document: try JSON(parsing: TestSupport.minimalModel(
+            telemetry: #"{"level": {"type": "number", "unit": "m", "required": true}, "flow": {"type": "number", "unit": "m3/h", "required": true}, "note": {"type": "string"}}"#,
+            extra: #""completeReadings": true"#)))
+        XCTAssertTrue(strict.completeReadings)
+        XCTAssertTrue(strict.check(values: ["level": 1, "flow": 2]).isValid)
+        let r = strict.check(values: ["level": 1, "note": "x"])
         XCTAssertEqual(codes(r), ["missing_required"])
         XCTAssertEqual(pointers(r), ["/values/flow"])
         XCTAssertEqual(r.errors[0].expected, "number in m3/h")
+        XCTAssertTrue(r.errors[0].message.contains("completeReadings"), r.errors[0].message)
+        XCTAssertEqual(strict.valuesSchema["required"], ["level", "flow"])
+        XCTAssertEqual(pump.valuesSchema["required"], [], "a partial reading is valid against the schema too")
     }
 
     func testWrongType() {
@@ -133,10 +151,10 @@ final class ModelCheckTests: XCTestCase {
         let r = pump.check(values: values, units: ["temperature": "parsec", "vibration": "bar"])
         XCTAssertEqual(codes(r), ["out_of_range", "wrong_type", "unknown_unit", "not_finite", "unknown_property", "incompatible_unit"])
         XCTAssertEqual(pointers(r), ["/values/flow", "/values/pressure", "/units/temperature", "/values/rpm", "/values/colour", "/units/vibration"])
-        // A missing required value alongside.
+        // A partial reading: no missing_required (the model does not set completeReadings).
         var partial = values
         partial["flow"] = nil
-        XCTAssertEqual(codes(pump.check(values: partial)), ["wrong_type", "not_finite", "unknown_property", "missing_required"])
+        XCTAssertEqual(codes(pump.check(values: partial)), ["wrong_type", "not_finite", "unknown_property"])
     }
 
     func testIntegerAndStringTelemetry() throws {
@@ -193,7 +211,7 @@ final class ModelCheckTests: XCTestCase {
     func testValuesSchemaShape() {
         let schema = pump.valuesSchema
         XCTAssertEqual(schema["additionalProperties"], false)
-        XCTAssertEqual(schema["required"], ["flow", "pressure", "temperature", "rpm"])
+        XCTAssertEqual(schema["required"], [], "pump does not set completeReadings")
         XCTAssertEqual(schema["properties"]?["pressure"], ["type": "number", "minimum": 0, "maximum": 16])
     }
 }

@@ -50,9 +50,9 @@ final class Harness: Sendable {
         simulations = WorkingSimulationPublisher(views: views, models: models)
         var configuration = configuration
         configuration.operatorTenants = ["ops"]
-        let document = FileManager.default.contents(atPath: Self.openAPIPath).map { Array($0) }
+        // What the service serves: the document built into the binary.
         api = QueryAPI(views: views, models: models, auth: .keys(try APIKeys(entries: entries)), publisher: publisher, simulationPublisher: simulations,
-                       configuration: configuration, openAPIDocument: document, clock: { Harness.now })
+                       configuration: configuration, openAPIDocument: Array(embeddedOpenAPIDocument.utf8), clock: { Harness.now })
         var router = Router()
         api.register(on: &router)
         self.router = router
@@ -85,8 +85,9 @@ final class Harness: Sendable {
     }
 
     /// Feeds a dead-letter into the views.
-    func deadLetter(tenant: String, reason: String, twinId: String? = nil, offset: Int64) {
-        let letter = DeadLetter(stage: "validator", tenant: tenant, twinId: twinId, model: "pump@1", deadLetteredAt: 1_000 + offset,
+    func deadLetter(tenant: String, reason: String, twinId: String? = nil, requestId: String? = nil, offset: Int64) {
+        let letter = DeadLetter(stage: "validator", tenant: tenant, twinId: twinId, model: "pump@1",
+                                source: requestId.map { .init(kind: "http", ref: $0) }, deadLetteredAt: 1_000 + offset,
                                 reasons: [ContractError(code: reason, pointer: "/values/flow", message: "bad flow")],
                                 original: Array(#"{"twinId":"x"}"#.utf8))
         views.apply(KafkaMessage(topic: Topic.telemetryDeadLetter.name, partition: 0, offset: offset, key: nil,
@@ -162,7 +163,7 @@ final class FoldingPublisher: CommandPublisher {
             s.offset += 1
             var state: TwinState?
             if case .change(let change) = outcome, change.kind != .rejected {
-                state = s.fold.twins[change.key]?.state(tenant: change.tenant, twinId: change.twinId)
+                state = s.fold.state(tenant: change.tenant, twinId: change.twinId)
             }
             return (outcome, state, "c-0-\(s.offset)")
         }

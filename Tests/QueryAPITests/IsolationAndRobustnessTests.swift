@@ -115,6 +115,13 @@ final class IsolationAndRobustnessTests: XCTestCase {
         XCTAssertEqual(ok.status, 200)
     }
 
+    /// The query API serves the document from its binary, so it needs no file wherever it runs:
+    /// the built-in copy must be `Schemas/openapi.json` itself.
+    func testTheEmbeddedOpenAPIDocumentIsSchemasOpenAPIJSON() throws {
+        let file = String(decoding: try XCTUnwrap(FileManager.default.contents(atPath: Harness.openAPIPath)), as: UTF8.self)
+        XCTAssertTrue(embeddedOpenAPIDocument + "\n" == file, "Shared/QueryAPI/OpenAPIDocument.swift is out of date: run scripts/embed-openapi.sh")
+    }
+
     /// The hand-written OpenAPI document lists exactly the router's routes (plus the runtime's
     /// probes), with the scope each needs, and real answers satisfy its response schemas.
     func testOpenAPIDocumentMatchesTheRoutesAndTheAnswers() async throws {

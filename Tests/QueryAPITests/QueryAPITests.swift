@@ -56,6 +56,32 @@ final class QueryAPITests: XCTestCase {
         XCTAssertEqual(doc.status, 200)
     }
 
+    /// Partial readings: `GET /v1/twins/{id}` lists the required telemetry never reported, and the
+    /// filter selects incomplete twins.
+    func testATwinShowsTheRequiredTelemetryItLacksAndTheFilterFindsIt() async throws {
+        let h = try Harness()
+        await h.create("pump-1")
+        await h.create("pump-2")
+        h.reading("pump-1", at: Harness.now - 500, ["temperature": 71.5])
+        h.reading("pump-2", at: Harness.now - 500, ["flow": 12.5, "pressure": 3, "temperature": 70, "rpm": 1450])
+        let one = await h.request(.get, "/v1/twins/pump-1").json
+        XCTAssertEqual(one["missing"], ["flow", "pressure", "rpm"])
+        XCTAssertEqual(one["properties"]?["temperature"]?["value"], 71.5)
+        let two = await h.request(.get, "/v1/twins/pump-2").json
+        XCTAssertEqual(two["missing"], [])
+        func ids(_ filter: String) async -> [String] {
+            let answer = await h.request(.get, "/v1/twins?filter=" + filter.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)
+            XCTAssertEqual(answer.status, 200, answer.text)
+            return answer.json["items"]?.arrayValue?.compactMap { $0["twinId"]?.stringValue } ?? []
+        }
+        let incomplete = await ids("missing")
+        XCTAssertEqual(incomplete, ["pump-1"])
+        let complete = await ids("not missing")
+        XCTAssertEqual(complete, ["pump-2"])
+        let lackingFlow = await ids("missing=flow")
+        XCTAssertEqual(lackingFlow, ["pump-1"])
+    }
+
     func testCreateReadPatchRelateAndDecommissionThroughCommands() async throws {
         let h = try Harness()
         let created = await h.create("pump-1", metadata: #"{"site":"north"}"#)
@@ -270,6 +296,32 @@ final class QueryAPITests: XCTestCase {
         XCTAssertEqual(other.status, 403, "a tenant admin reads only its own dead-letters")
         let operatorView = await h.request(.get, "/v1/deadletters?tenant=beta", key: "ops")
         XCTAssertEqual(operatorView.json["total"]?.intValue, 1, "operator tenants read every tenant's")
+    }
+
+    /// The link a 202 of HTTP ingest gives: the request's dead-letters, from any stage, readable
+    /// with the key that posted them (scope ingest) or a reader of the tenant — and nobody else's.
+    func testTheDeadLettersOfOneIngestRequestAreReadableWithTheKeyThatPostedThem() async throws {
+        let h = try Harness()
+        h.deadLetter(tenant: "acme", reason: "out_of_range", twinId: "pump-1", requestId: "req-7", offset: 1)
+        h.deadLetter(tenant: "acme", reason: "unknown_property", twinId: "pump-2", requestId: "req-8", offset: 2)
+        h.deadLetter(tenant: "beta", reason: "out_of_range", twinId: "pump-1", requestId: "req-7", offset: 3)
+        h.deadLetter(tenant: "acme", reason: "out_of_range", twinId: "pump-3", offset: 4)
+        for key in ["acmeIngest", "acmeReader", "acme"] {
+            let answer = await h.request(.get, "/v1/deadletters?requestId=req-7", key: key)
+            XCTAssertEqual(answer.status, 200, "\(key): \(answer.text)")
+            XCTAssertEqual(answer.json["total"]?.intValue, 1, "\(key): \(answer.text)")
+            XCTAssertEqual(answer.json["items"]?[0]?["twinId"], "pump-1")
+            XCTAssertEqual(answer.json["items"]?[0]?["source"]?["ref"], "req-7")
+        }
+        let none = await h.request(.get, "/v1/deadletters?requestId=req-404", key: "acmeIngest")
+        XCTAssertEqual(none.json["total"]?.intValue, 0, "no dead-letter: every reading of the request arrived")
+        let everything = await h.request(.get, "/v1/deadletters", key: "acmeIngest")
+        XCTAssertEqual(everything.status, 403, "without requestId the list is for admins")
+        XCTAssertEqual(everything.code, "insufficientScope")
+        let otherTenant = await h.request(.get, "/v1/deadletters?requestId=req-7&tenant=beta", key: "acmeIngest")
+        XCTAssertEqual(otherTenant.status, 403)
+        let operatorIngest = await h.request(.get, "/v1/deadletters?requestId=req-7&tenant=acme", key: "ops")
+        XCTAssertEqual(operatorIngest.json["total"]?.intValue, 1, "an operator's admin key reads any tenant's")
     }
 
     func testRateLimitAnswers429WithRetryAfterPerKey() async throws {

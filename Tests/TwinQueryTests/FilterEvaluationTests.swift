@@ -6,12 +6,12 @@ import XCTest
 /// Hand-built twins for evaluation and paging tests.
 func twin(_ id: String, model: String? = "pump@1", version: Int64 = 1, updatedAt: Int64 = 1_000, eventTime: Int64 = 1_000,
           properties: [(String, JSON)] = [], metadata: JSONObject = [:], desired: JSONObject = [:], parameters: JSONObject = [:],
-          relationships: [(String, String)] = [], interval: Int64? = 10_000) -> QueryTwin {
+          relationships: [(String, String)] = [], interval: Int64? = 10_000, missing: [String] = []) -> QueryTwin {
     let props = properties.sorted { $0.0 < $1.0 }.map {
         (name: $0.0, property: TwinState.Property(value: $0.1, eventTime: eventTime, ingestTime: eventTime, eventId: "e-\(id)"))
     }
     let state = TwinState(tenant: "t", twinId: id, model: model, version: version, updatedAt: updatedAt, properties: props,
-                          metadata: metadata, desired: desired, parameters: parameters,
+                          missing: missing, metadata: metadata, desired: desired, parameters: parameters,
                           relationships: relationships.map { TwinState.Relationship(name: $0.0, target: $0.1) }.sorted())
     return QueryTwin(state, reportingIntervalMs: interval)
 }
@@ -31,6 +31,24 @@ final class FilterEvaluationTests: XCTestCase {
             XCTFail("\(filter): \(error)", file: file, line: line)
             return false
         }
+    }
+
+    /// `missing` selects incomplete twins: bare or `= true` (lacks some required telemetry),
+    /// `= false` (complete), `= name` / `!= name` (lacks / has reported that one).
+    func testMissingSelectsIncompleteTwins() {
+        let partial = twin("pump-2", properties: [("temperature", 70)], missing: ["flow", "rpm"])
+        XCTAssertTrue(matches("missing", partial))
+        XCTAssertFalse(matches("missing", pump))
+        XCTAssertTrue(matches("not missing", pump))
+        XCTAssertTrue(matches("missing = true and model = pump", partial))
+        XCTAssertTrue(matches("missing=false", pump))
+        XCTAssertTrue(matches("missing=flow", partial))
+        XCTAssertFalse(matches("missing=temperature", partial))
+        XCTAssertTrue(matches("missing!=temperature", partial))
+        XCTAssertFalse(matches("missing!=rpm", partial))
+        XCTAssertTrue(matches("missing='true'", twin("odd", missing: ["true"])), "a quoted value is a name")
+        XCTAssertFalse(matches("properties.missing = 1", partial))
+        XCTAssertTrue(matches("properties.missing = 1", twin("p", properties: [("missing", 1)])), "a property named missing stays reachable")
     }
 
     func testNumericComparisons() {

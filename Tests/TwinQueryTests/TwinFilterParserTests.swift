@@ -59,6 +59,9 @@ final class TwinFilterParserTests: XCTestCase {
         XCTAssertEqual(try parse("running=true"), cmp(.property("running"), .equal, .bool(true), 0))
         XCTAssertEqual(try parse("running=\"true\""), cmp(.property("running"), .equal, .string("true"), 0))
         XCTAssertEqual(try parse("stale"), cmp(.stale, .equal, .bool(true), 0))
+        XCTAssertEqual(try parse("missing"), cmp(.missing, .equal, .bool(true), 0))
+        XCTAssertEqual(try parse("not missing or missing = flow"),
+                       .or([.not(cmp(.missing, .equal, .bool(true), 4)), cmp(.missing, .equal, .string("flow"), 15)]))
         XCTAssertEqual(try parse("not stale and stale=false"),
                        .and([.not(cmp(.stale, .equal, .bool(true), 4)), cmp(.stale, .equal, .bool(false), 14)]))
     }
@@ -120,6 +123,7 @@ final class TwinFilterParserTests: XCTestCase {
         check("updatedAt>yesterday", .invalidValue, 10, "yesterday")
         check("stale>true", .unsupportedOperator, 5)
         check("stale=maybe", .invalidValue, 6)
+        check("missing>flow", .unsupportedOperator, 7)
     }
 
     func testLimits() {

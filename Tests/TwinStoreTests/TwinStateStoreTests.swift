@@ -31,8 +31,8 @@ final class TwinStateStoreTests: XCTestCase {
     }
 
     func store(maxTwins: Int = 1_000, readState: TwinStateStore.StateReader? = nil, lines: Lines = Lines(),
-               metrics: MetricsRegistry = MetricsRegistry()) throws -> TwinStateStore {
-        TwinStateStore(options: .init(autoCreate: true), defaultTenant: "default", maxTwins: maxTwins,
+               metrics: MetricsRegistry = MetricsRegistry(), catalog: ModelCatalog = .permissive) throws -> TwinStateStore {
+        TwinStateStore(options: .init(autoCreate: true, catalog: catalog), defaultTenant: "default", maxTwins: maxTwins,
                        checkpoints: try CheckpointDirectory(path: directory), checkpointInterval: .seconds(3600),
                        readState: readState, restoreAttempts: 3, restoreBackoff: .milliseconds(1),
                        logger: Logger(service: "state-updater", sink: lines.sink), metrics: metrics)
@@ -56,6 +56,25 @@ final class TwinStateStoreTests: XCTestCase {
             processor.batchDelivered(reports, now: 1)
         }
         return outputs
+    }
+
+    /// Partial readings: the published document lists the model's required telemetry the twin has
+    /// never reported (`missing`), shrinking as readings bring it, and omits it once complete.
+    func testTheStateDocumentListsRequiredTelemetryNeverReported() throws {
+        let catalog = ModelCatalog(resolve: { $0 }, relationshipTarget: { _, _ in nil }, hasParameter: { _, _ in false }, unit: { _, _ in nil },
+                                   requiredTelemetry: { $0 == "pump@1" ? ["flow", "pressure", "temperature", "rpm"] : [] })
+        let store = try store(catalog: catalog)
+        store.handle(.assigned([tp]))
+        var processor = StateUpdateProcessor(store: store)
+        func published(_ messages: [KafkaMessage]) throws -> TwinState {
+            let state = try XCTUnwrap(batch(&processor, messages).last { $0.topic == Topic.twinState.name })
+            return try TwinState(bytes: state.value)
+        }
+        XCTAssertEqual(try published([reading("pump-1", id: "a", at: 1_000, offset: 0, ["temperature": 71.5])]).missing, ["flow", "pressure", "rpm"])
+        XCTAssertEqual(try published([reading("pump-1", id: "b", at: 2_000, offset: 1, ["flow": 12, "rpm": 1450, "vibration": 0.1])]).missing, ["pressure"])
+        let complete = try XCTUnwrap(batch(&processor, [reading("pump-1", id: "c", at: 3_000, offset: 2, ["pressure": 3.1])]).last { $0.topic == Topic.twinState.name })
+        XCTAssertEqual(try TwinState(bytes: complete.value).missing, [])
+        XCTAssertNil(try JSON(parsing: complete.value)["missing"], "a complete twin's document has no missing member")
     }
 
     func testRevocationCheckpointsDeliveredStateAndANewOwnerRestoresIt() throws {

@@ -104,12 +104,41 @@ final class ValidatorTests: XCTestCase {
         XCTAssertEqual(reasons["/values/pressure"], "wrong_type")
         XCTAssertEqual(reasons["/values/rpm"], "out_of_range")
         XCTAssertEqual(reasons["/values/colour"], "unknown_property")
-        XCTAssertEqual(reasons["/values/temperature"], "missing_required")
+        XCTAssertNil(reasons["/values/temperature"], "a partial reading misses nothing (pump does not set completeReadings)")
         XCTAssertEqual(reasons["/units/vibration"], "incompatible_unit")
         let flow = try XCTUnwrap(letter.reasons.first { $0.pointer == "/values/flow" })
         XCTAssertNotNil(flow.expected)
         XCTAssertEqual(flow.actual, "-3")
         XCTAssertEqual(out[0].headers.string("reasons")?.split(separator: ",").count, Set(letter.reasons.map(\.code)).count)
+    }
+
+    /// A device that reports one sensor per message: the reading is forwarded; the same reading
+    /// with a bad type, range, unit or name is still dead-lettered for that.
+    func testAPartialReadingIsForwardedAndStillCheckedValueByValue() throws {
+        var (validator, _) = try makeValidator()
+        let partial = validator.process(ingested(#"{"twinId":"pump-1","model":"pump@1","ts":1763711999000,"values":{"temperature":71.5}}"#), now: now)
+        XCTAssertEqual(partial.map(\.topic), [Topic.telemetryValid.name])
+        for (values, units, code) in [(#"{"temperature":"hot"}"#, "{}", "wrong_type"), (#"{"temperature":500}"#, "{}", "out_of_range"),
+                                      (#"{"temperature":70}"#, #"{"temperature":"bar"}"#, "incompatible_unit"), (#"{"colour":"red"}"#, "{}", "unknown_property")] {
+            let out = validator.process(ingested(#"{"twinId":"pump-1","model":"pump@1","ts":1763711999000,"values":\#(values),"units":\#(units)}"#), now: now)
+            XCTAssertEqual(out.map(\.topic), [Topic.telemetryDeadLetter.name], values)
+            XCTAssertEqual(try DeadLetter(bytes: out[0].value).reasons.map(\.code), [code], values)
+        }
+    }
+
+    /// A reading posted over HTTP keeps its request in its dead-letter, so the client finds it
+    /// through the link its 202 gave (`GET /v1/deadletters?requestId=`).
+    func testADeadLetterOfAnHTTPReadingNamesItsRequest() throws {
+        var (validator, _) = try makeValidator()
+        let envelope = TelemetryEnvelope(eventId: "e1", tenant: "acme", twinId: "pump-1", model: "pump@1", eventTime: now - 1_000, ingestTime: now,
+                                         source: .init(kind: "http", ref: "req-42"), values: ["temperature": 500])
+        let out = validator.process(KafkaMessage(topic: Topic.telemetryIngested.name, partition: 2, offset: 9, key: nil, value: envelope.encoded(),
+                                                 headers: [KafkaHeader(MessageHeader.contract, TelemetryEnvelope.contract)]), now: now)
+        let letter = try DeadLetter(bytes: XCTUnwrap(out.first).value)
+        XCTAssertEqual(letter.source, .init(kind: "http", ref: "req-42"))
+        XCTAssertEqual(letter.origin?.offset, 9, "and where it was read")
+        let fromKafka = try DeadLetter(bytes: XCTUnwrap(validator.process(ingested(#"{"twinId":"pump-1","model":"pump@1","ts":1,"values":{"temperature":500}}"#), now: now).first).value)
+        XCTAssertNil(fromKafka.source)
     }
 
     func testNonFiniteAndUnknownUnitsAreRejected() throws {
@@ -124,7 +153,7 @@ final class ValidatorTests: XCTestCase {
         let byRule = validator.process(ingested(#"{"twinId":"room-4","ts":1,"values":{"temperature":21}}"#), now: now)
         XCTAssertEqual(byRule.first?.headers.string("model"), "room@1", "a prefix rule applies when the reading names no model")
         _ = try resolver.assign(tenant: "default", twinId: "room-4", model: ModelRef(id: "battery", version: 1))
-        let assigned = validator.process(ingested(#"{"twinId":"room-4","model":"room@1","ts":1,"values":{"temperature":21}}"#), now: now)
+        let assigned = validator.process(ingested(#"{"twinId":"room-4","model":"room@1","ts":1,"values":{"temperature":21,"co2":700}}"#), now: now)
         XCTAssertEqual(try DeadLetter(bytes: XCTUnwrap(assigned.first).value).model, "battery@1", "the twin's assignment beats the reading's claim")
         let unknown = validator.process(ingested(#"{"twinId":"valve-1","ts":1,"values":{"open":1}}"#), now: now)
         XCTAssertEqual(try DeadLetter(bytes: XCTUnwrap(unknown.first).value).reasons.map(\.code), ["unknown_model"])

@@ -1,0 +1,60 @@
+import Foundation
+import XCTest
+
+/// Every `twinctl` command answers `--help` with its own usage, touching no broker, and a command
+/// that needs a broker says within seconds that nothing answers where it looked, where that address
+/// came from, and how to give one (issue 24).
+final class TwinctlCommandTests: XCTestCase {
+    static let commands = ["broker", "up", "fleet", "produce", "tail", "topics", "bench", "seed-twins", "keys", "simulate", "health", "schema-suite"]
+
+    private func tempDir() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("twinstream-cmd-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// Runs twinctl to its end: status, standard output, standard error.
+    private func twinctl(_ arguments: [String], in directory: URL, timeout: Duration = .seconds(15)) async throws -> (status: Int32?, output: [String], error: String) {
+        let log = directory.appendingPathComponent("stderr-\(UUID().uuidString.prefix(6)).log")
+        let child = try ChildProcess("twinctl", arguments, environment: ["KAFKA_BROKERS": ""], stderrTo: log, directory: directory)
+        let status = await child.waitForExit(timeout: timeout)
+        _ = await child.waitForOutputEnd()
+        return (status, child.output, String(decoding: (try? Data(contentsOf: log)) ?? Data(), as: UTF8.self))
+    }
+
+    func testEveryCommandPrintsItsOwnUsageForHelp() async throws {
+        let dir = try tempDir()
+        for command in Self.commands {
+            let (status, output, _) = try await twinctl([command, "--help"], in: dir, timeout: .seconds(5))
+            XCTAssertEqual(status, 0, command)
+            XCTAssertEqual(output.first, "usage: twinctl", command)
+            XCTAssertTrue(output.dropFirst().first?.hasPrefix("  \(command) ") == true, "\(command): \(output)")
+            XCTAssertFalse(output.contains { $0.hasPrefix("  ") && !$0.hasPrefix("   ") && !$0.hasPrefix("  \(command) ") },
+                           "only \(command)'s usage: \(output)")
+        }
+    }
+
+    func testBrokerCommandsSayAtOnceThatNothingAnswersAndHowToGiveTheAddress() async throws {
+        let dir = try tempDir()
+        let port = Harness.freePort()
+        for arguments in [["tail", "--topic", "twin.changes.v1"], ["produce", "--topic", "t", "--value", "x"], ["fleet", "--ticks", "1"],
+                          ["bench", "produce", "--topic", "t"], ["seed-twins", "--count", "1"]] {
+            let start = ContinuousClock.now
+            let (status, _, error) = try await twinctl(arguments + ["--brokers", "127.0.0.1:\(port)"], in: dir)
+            XCTAssertEqual(status, 1, "\(arguments): \(error)")
+            XCTAssertLessThan(ContinuousClock.now - start, .seconds(10), "\(arguments) kept the user waiting")
+            XCTAssertTrue(error.contains("nothing answers at 127.0.0.1:\(port) (--brokers)") && error.contains("twinctl up"), "\(arguments): \(error)")
+        }
+        // Without --brokers: the address a running twinctl up recorded here, named as such.
+        let state = dir.appendingPathComponent(".twinstream/state")
+        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
+        try Data("127.0.0.1:\(port)\n".utf8).write(to: state.appendingPathComponent("bootstrap"))
+        let (status, _, error) = try await twinctl(["tail", "--topic", "twin.changes.v1"], in: dir)
+        XCTAssertEqual(status, 1)
+        XCTAssertTrue(error.contains("nothing answers at 127.0.0.1:\(port) (recorded by twinctl up in") && error.contains("--brokers"), error)
+        // The query API's client says the same for simulate.
+        let simulate = try await twinctl(["simulate", "room-1", "--api", "http://127.0.0.1:\(port)"], in: dir)
+        XCTAssertEqual(simulate.status, 1)
+        XCTAssertTrue(simulate.error.contains("nothing answers at http://127.0.0.1:\(port) (--api)") && simulate.error.contains("--api"), simulate.error)
+    }
+}
