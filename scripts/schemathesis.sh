@@ -67,7 +67,7 @@ stop() {
 }
 trap stop EXIT
 # No request rate limit (Schemathesis sends fast); minVersion waits short by default.
-(cd "$work" && API_KEYS_FILE=$keys RATE_LIMIT_PER_KEY=0 MIN_VERSION_WAIT=200ms exec "$bin/twinctl" up --base-port "$base" --twins 6 --interval-ms 1000 \
+(cd "$work" && API_KEYS_FILE=$keys RATE_LIMIT_PER_KEY=0 MIN_VERSION_WAIT=200ms exec "$bin/twinctl" up --base-port "$base" --twins 6 --interval-ms 250 \
     >"$work/up.log" 2>&1) &
 up_pid=$!
 for _ in $(seq 1 600); do
@@ -84,10 +84,11 @@ start=$(date +%s)
 for scope in ${SCOPES:-admin read write simulate ingest}; do
     echo "=== key with scope $scope"
     set +e
-    "$venv/bin/st" --config-file "$root/scripts/schemathesis.toml" run "$api/openapi.json" --url "$api" \
+    # Run from the work folder: Schemathesis keeps its cache (.schemathesis/) in the current one.
+    (cd "$work" && "$venv/bin/st" --config-file "$root/scripts/schemathesis.toml" run "$api/openapi.json" --url "$api" \
         --header "Authorization: Bearer ${key[$scope]}" \
         --max-examples "$max_examples" --seed "$seed" --workers 1 \
-        --report junit --report-junit-path "$work/junit-$scope.xml" >"$work/st-$scope.log" 2>&1
+        --report junit --report-junit-path "$work/junit-$scope.xml" >"$work/st-$scope.log" 2>&1)
     status=$?
     set -e
     tail -n 25 "$work/st-$scope.log"
