@@ -135,7 +135,8 @@ public final class QueryAPI: Sendable {
             refusal = outcome
         }
         var error = APIAuth.error(for: refusal!)!
-        error.detail = "the API key lacks the \(scopes.map { "'\($0.rawValue)'" }.joined(separator: " or ")) scope"
+        error.detail = "the API key lacks the \(scopes.map { "'\($0.rawValue)'" }.joined(separator: " or ")) scope: use a key that has one "
+            + "(`twinctl keys add --scopes \(scopes[0].rawValue)`)"
         throw error
     }
 
