@@ -22,6 +22,8 @@ func runProduce(_ args: Arguments) async throws {
     if let value = args.string("value") {
         messages.append(OutgoingMessage(topic: topic, key: args.string("key"), value: Array(value.utf8), headers: headers))
     } else {
+        // At a terminal, say what is awaited instead of waiting in silence.
+        if isatty(0) != 0 { printError("produce: reading messages from standard input, one per line; Ctrl-D ends (or give one with --value)") }
         while let line = readLine(strippingNewline: true) {
             guard !line.isEmpty else { continue }
             messages.append(OutgoingMessage(topic: topic, key: args.string("key"), value: Array(line.utf8), headers: headers))

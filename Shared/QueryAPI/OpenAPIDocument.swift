@@ -115,7 +115,9 @@ public let embeddedOpenAPIDocument = ##"""
             "in": "query",
             "description": "`nextCursor` of the previous page (opaque).",
             "schema": {
-              "type": "string"
+              "type": "string",
+              "minLength": 1,
+              "description": "`nextCursor` of the previous page, with the same filter and sort (opaque)."
             }
           },
           {
@@ -147,6 +149,9 @@ public let embeddedOpenAPIDocument = ##"""
           },
           "403": {
             "$ref": "#/components/responses/Forbidden"
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
@@ -193,6 +198,9 @@ public let embeddedOpenAPIDocument = ##"""
           "413": {
             "$ref": "#/components/responses/ContentTooLarge"
           },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
           "422": {
             "$ref": "#/components/responses/UnprocessableContent",
             "description": "unknownModel or unknownParameter."
@@ -228,13 +236,14 @@ public let embeddedOpenAPIDocument = ##"""
             "description": "Wait until the twin's version is at least this.",
             "schema": {
               "type": "integer",
-              "minimum": 0
+              "minimum": 0,
+              "maximum": 9223372036854775807
             }
           },
           {
             "name": "wait",
             "in": "query",
-            "description": "Longest wait in milliseconds for `minVersion` (default 5000 when minVersion is given).",
+            "description": "Longest wait in milliseconds for `minVersion` (default 5000 when minVersion is given); ignored without minVersion.",
             "schema": {
               "type": "integer",
               "minimum": 0,
@@ -274,6 +283,9 @@ public let embeddedOpenAPIDocument = ##"""
           "404": {
             "$ref": "#/components/responses/NotFound",
             "description": "twinNotFound."
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
@@ -333,6 +345,9 @@ public let embeddedOpenAPIDocument = ##"""
           "413": {
             "$ref": "#/components/responses/ContentTooLarge"
           },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
           "422": {
             "$ref": "#/components/responses/UnprocessableContent",
             "description": "mixedPatch (parameters together with model/metadata/desired), unknownModel or unknownParameter."
@@ -377,6 +392,9 @@ public let embeddedOpenAPIDocument = ##"""
             "$ref": "#/components/responses/NotFound",
             "description": "twinNotFound."
           },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
           },
@@ -417,7 +435,7 @@ public let embeddedOpenAPIDocument = ##"""
             "in": "query",
             "description": "Start (RFC 3339 or epoch ms); default the start of the retained window.",
             "schema": {
-              "type": "string"
+              "$ref": "#/components/schemas/TimeParameter"
             },
             "examples": {
               "rfc3339": {
@@ -433,15 +451,16 @@ public let embeddedOpenAPIDocument = ##"""
             "in": "query",
             "description": "End (RFC 3339 or epoch ms); default the end of the retained window.",
             "schema": {
-              "type": "string"
+              "$ref": "#/components/schemas/TimeParameter"
             }
           },
           {
             "name": "step",
             "in": "query",
-            "description": "Bucket width: milliseconds or a duration such as `30s`, `1m`. Without it the raw points are returned.",
+            "description": "Bucket width: milliseconds or a duration such as `30s`, `1m`. Without it the raw points are returned. Only buckets holding points are returned, so any step works over any range.",
             "schema": {
-              "type": "string"
+              "type": "string",
+              "pattern": "^0*[1-9][0-9]{0,9}(ms|s|m|h|d)?$"
             },
             "examples": {
               "ms": {
@@ -482,6 +501,9 @@ public let embeddedOpenAPIDocument = ##"""
           "404": {
             "$ref": "#/components/responses/NotFound",
             "description": "twinNotFound."
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
@@ -533,6 +555,9 @@ public let embeddedOpenAPIDocument = ##"""
             "$ref": "#/components/responses/NotFound",
             "description": "twinNotFound."
           },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
           }
@@ -582,6 +607,9 @@ public let embeddedOpenAPIDocument = ##"""
             "$ref": "#/components/responses/NotFound",
             "description": "twinNotFound or targetNotFound."
           },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
           "422": {
             "$ref": "#/components/responses/UnprocessableContent",
             "description": "unknownRelationship (the twin's model has no such relationship) or wrongTargetModel."
@@ -625,6 +653,9 @@ public let embeddedOpenAPIDocument = ##"""
           "404": {
             "$ref": "#/components/responses/NotFound",
             "description": "twinNotFound or relationshipNotFound."
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
@@ -705,6 +736,9 @@ public let embeddedOpenAPIDocument = ##"""
             "$ref": "#/components/responses/NotFound",
             "description": "twinNotFound."
           },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
           }
@@ -732,7 +766,7 @@ public let embeddedOpenAPIDocument = ##"""
         ],
         "responses": {
           "200": {
-            "description": "The event stream. Server-sent events (text/event-stream), one event per message:\n- `event: change` — `data` is a TwinChange v1 document (schema TwinChange), from twin.changes.v1;\n- `event: alert` — `data` is a drift alert document (schema DriftAlert), from drift.alerts.v1;\n- `event: reset` — `data` is `{\"reason\":\"...\"}` (schema StreamReset) when the server could not resume from Last-Event-ID or the client fell behind; re-read the state.\nEvery change, alert and simulation event carries an `id:` that is the stream's position in each topic partition: `<topic code><partition>.<offset>` entries (topic code `c` = twin.changes.v1, `a` = drift.alerts.v1, `s` = simulation.results.v1), e.g. `id: a2.4,c0.17,c3.1042`. Reconnect — to this or any replica — with the header `Last-Event-ID` set to the last id received to resume after everything seen, in every partition. Comment lines (`: heartbeat`) keep the connection alive every 15 s. 429 past the per-key SSE connection limit (or request rate).",
+            "description": "The event stream. Server-sent events (text/event-stream), one event per message:\n- `event: change` — `data` is a TwinChange v1 document (schema TwinChange), from twin.changes.v1;\n- `event: alert` — `data` is a drift alert document (schema DriftAlert), from drift.alerts.v1;\n- `event: simulation` — `data` is a simulation's new status (schema SimulationEvent), from simulation.results.v1;\n- `event: reset` — `data` is `{\"reason\":\"...\"}` (schema StreamReset) when the server could not resume from Last-Event-ID or the client fell behind; re-read the state.\nEvery change, alert and simulation event carries an `id:` that is the stream's position in each topic partition: `<topic code><partition>.<offset>` entries (topic code `c` = twin.changes.v1, `a` = drift.alerts.v1, `s` = simulation.results.v1), e.g. `id: a2.4,c0.17,c3.1042`. Reconnect — to this or any replica — with the header `Last-Event-ID` set to the last id received to resume after everything seen, in every partition. Comment lines (`: heartbeat`) keep the connection alive every 15 s. 429 past the per-key SSE connection limit (or request rate).",
             "headers": {
               "X-Request-Id": {
                 "$ref": "#/components/headers/X-Request-Id"
@@ -741,10 +775,12 @@ public let embeddedOpenAPIDocument = ##"""
             "content": {
               "text/event-stream": {
                 "schema": {
-                  "type": "string",
-                  "description": "A stream of SSE messages (`event:`, `id:`, `data:` lines, blank-line separated)."
+                  "$ref": "#/components/schemas/ServerSentEvent"
                 },
-                "example": "event: change\nid: c-3-1042\ndata: {\"tenant\":\"acme\",\"twinId\":\"pump-17\",\"model\":\"pump@1\",\"version\":42,\"kind\":\"telemetry\",\"at\":\"2026-11-21T08:00:00.290Z\",\"eventId\":\"9f2c\",\"eventTime\":\"2026-11-21T08:00:00.250Z\",\"late\":false,\"changes\":[{\"path\":\"/properties/temperature\",\"old\":71.2,\"new\":71.5,\"late\":false}]}\n\n"
+                "example": "event: change\nid: c-3-1042\ndata: {\"tenant\":\"acme\",\"twinId\":\"pump-17\",\"model\":\"pump@1\",\"version\":42,\"kind\":\"telemetry\",\"at\":\"2026-11-21T08:00:00.290Z\",\"eventId\":\"9f2c\",\"eventTime\":\"2026-11-21T08:00:00.250Z\",\"late\":false,\"changes\":[{\"path\":\"/properties/temperature\",\"old\":71.2,\"new\":71.5,\"late\":false}]}\n\n",
+                "itemSchema": {
+                  "$ref": "#/components/schemas/ServerSentEvent"
+                }
               }
             },
             "x-sse-events": {
@@ -756,6 +792,9 @@ public let embeddedOpenAPIDocument = ##"""
               },
               "reset": {
                 "$ref": "#/components/schemas/StreamReset"
+              },
+              "simulation": {
+                "$ref": "#/components/schemas/SimulationEvent"
               }
             }
           },
@@ -772,6 +811,9 @@ public let embeddedOpenAPIDocument = ##"""
           "404": {
             "$ref": "#/components/responses/NotFound",
             "description": "twinNotFound (a twin of another tenant answers alike)."
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests",
@@ -802,7 +844,7 @@ public let embeddedOpenAPIDocument = ##"""
         ],
         "responses": {
           "200": {
-            "description": "The event stream. Server-sent events (text/event-stream), one event per message:\n- `event: change` — `data` is a TwinChange v1 document (schema TwinChange), from twin.changes.v1;\n- `event: alert` — `data` is a drift alert document (schema DriftAlert), from drift.alerts.v1;\n- `event: reset` — `data` is `{\"reason\":\"...\"}` (schema StreamReset) when the server could not resume from Last-Event-ID or the client fell behind; re-read the state.\nEvery change, alert and simulation event carries an `id:` that is the stream's position in each topic partition: `<topic code><partition>.<offset>` entries (topic code `c` = twin.changes.v1, `a` = drift.alerts.v1, `s` = simulation.results.v1), e.g. `id: a2.4,c0.17,c3.1042`. Reconnect — to this or any replica — with the header `Last-Event-ID` set to the last id received to resume after everything seen, in every partition. Comment lines (`: heartbeat`) keep the connection alive every 15 s. 429 past the per-key SSE connection limit (or request rate).",
+            "description": "The event stream. Server-sent events (text/event-stream), one event per message:\n- `event: change` — `data` is a TwinChange v1 document (schema TwinChange), from twin.changes.v1;\n- `event: alert` — `data` is a drift alert document (schema DriftAlert), from drift.alerts.v1;\n- `event: simulation` — `data` is a simulation's new status (schema SimulationEvent), from simulation.results.v1;\n- `event: reset` — `data` is `{\"reason\":\"...\"}` (schema StreamReset) when the server could not resume from Last-Event-ID or the client fell behind; re-read the state.\nEvery change, alert and simulation event carries an `id:` that is the stream's position in each topic partition: `<topic code><partition>.<offset>` entries (topic code `c` = twin.changes.v1, `a` = drift.alerts.v1, `s` = simulation.results.v1), e.g. `id: a2.4,c0.17,c3.1042`. Reconnect — to this or any replica — with the header `Last-Event-ID` set to the last id received to resume after everything seen, in every partition. Comment lines (`: heartbeat`) keep the connection alive every 15 s. 429 past the per-key SSE connection limit (or request rate).",
             "headers": {
               "X-Request-Id": {
                 "$ref": "#/components/headers/X-Request-Id"
@@ -811,10 +853,12 @@ public let embeddedOpenAPIDocument = ##"""
             "content": {
               "text/event-stream": {
                 "schema": {
-                  "type": "string",
-                  "description": "A stream of SSE messages (`event:`, `id:`, `data:` lines, blank-line separated)."
+                  "$ref": "#/components/schemas/ServerSentEvent"
                 },
-                "example": "event: change\nid: c-3-1042\ndata: {\"tenant\":\"acme\",\"twinId\":\"pump-17\",\"model\":\"pump@1\",\"version\":42,\"kind\":\"telemetry\",\"at\":\"2026-11-21T08:00:00.290Z\",\"eventId\":\"9f2c\",\"eventTime\":\"2026-11-21T08:00:00.250Z\",\"late\":false,\"changes\":[{\"path\":\"/properties/temperature\",\"old\":71.2,\"new\":71.5,\"late\":false}]}\n\n"
+                "example": "event: change\nid: c-3-1042\ndata: {\"tenant\":\"acme\",\"twinId\":\"pump-17\",\"model\":\"pump@1\",\"version\":42,\"kind\":\"telemetry\",\"at\":\"2026-11-21T08:00:00.290Z\",\"eventId\":\"9f2c\",\"eventTime\":\"2026-11-21T08:00:00.250Z\",\"late\":false,\"changes\":[{\"path\":\"/properties/temperature\",\"old\":71.2,\"new\":71.5,\"late\":false}]}\n\n",
+                "itemSchema": {
+                  "$ref": "#/components/schemas/ServerSentEvent"
+                }
               }
             },
             "x-sse-events": {
@@ -826,6 +870,9 @@ public let embeddedOpenAPIDocument = ##"""
               },
               "reset": {
                 "$ref": "#/components/schemas/StreamReset"
+              },
+              "simulation": {
+                "$ref": "#/components/schemas/SimulationEvent"
               }
             }
           },
@@ -838,6 +885,9 @@ public let embeddedOpenAPIDocument = ##"""
           },
           "403": {
             "$ref": "#/components/responses/Forbidden"
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests",
@@ -897,6 +947,9 @@ public let embeddedOpenAPIDocument = ##"""
             "$ref": "#/components/responses/NotFound",
             "description": "commandNotFound."
           },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
           }
@@ -932,6 +985,9 @@ public let embeddedOpenAPIDocument = ##"""
           },
           "403": {
             "$ref": "#/components/responses/Forbidden"
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
@@ -996,6 +1052,9 @@ public let embeddedOpenAPIDocument = ##"""
           "404": {
             "$ref": "#/components/responses/NotFound",
             "description": "modelNotFound."
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
@@ -1096,6 +1155,9 @@ public let embeddedOpenAPIDocument = ##"""
             "$ref": "#/components/responses/Forbidden",
             "description": "The key lacks the admin scope (with requestId: the ingest or read scope), or names another tenant without being an admin key of an operator tenant."
           },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
           }
@@ -1125,6 +1187,9 @@ public let embeddedOpenAPIDocument = ##"""
                 }
               }
             }
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           }
         },
         "security": []
@@ -1157,6 +1222,9 @@ public let embeddedOpenAPIDocument = ##"""
                 }
               }
             }
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           }
         },
         "security": []
@@ -1190,6 +1258,9 @@ public let embeddedOpenAPIDocument = ##"""
                 }
               }
             }
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           },
           "503": {
             "description": "Not ready; `failing` names the checks.",
@@ -1239,6 +1310,9 @@ public let embeddedOpenAPIDocument = ##"""
                 }
               }
             }
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           }
         },
         "security": []
@@ -1269,15 +1343,6 @@ public let embeddedOpenAPIDocument = ##"""
           }
         },
         "responses": {
-          "401": {
-            "$ref": "#/components/responses/Unauthorized"
-          },
-          "403": {
-            "$ref": "#/components/responses/Forbidden"
-          },
-          "429": {
-            "$ref": "#/components/responses/TooManyRequests"
-          },
           "202": {
             "description": "Accepted: the request is on simulation.requests.v1. Poll Location.",
             "headers": {
@@ -1300,6 +1365,12 @@ public let embeddedOpenAPIDocument = ##"""
             "$ref": "#/components/responses/BadRequest",
             "description": "Not a JSON object, a member of the wrong type, missing or unknown (`pointer`)."
           },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
           "404": {
             "$ref": "#/components/responses/NotFound",
             "description": "twinNotFound."
@@ -1307,9 +1378,15 @@ public let embeddedOpenAPIDocument = ##"""
           "413": {
             "$ref": "#/components/responses/ContentTooLarge"
           },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
           "422": {
             "$ref": "#/components/responses/UnprocessableContent",
             "description": "unknownName, invalidDistribution, horizonTooLong, costExceeded, tooManyValues, outOfRange, insufficientData, invalidValue, unknownModel, noBehaviour; `pointer` locates the value, `reason` is the worker's code."
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
           },
           "503": {
             "$ref": "#/components/responses/ServiceUnavailable",
@@ -1333,20 +1410,13 @@ public let embeddedOpenAPIDocument = ##"""
             "in": "query",
             "description": "nextCursor of the previous page.",
             "schema": {
-              "type": "string"
+              "type": "string",
+              "pattern": "^s[0-9]{1,19}$",
+              "description": "`nextCursor` of the previous page."
             }
           }
         ],
         "responses": {
-          "401": {
-            "$ref": "#/components/responses/Unauthorized"
-          },
-          "403": {
-            "$ref": "#/components/responses/Forbidden"
-          },
-          "429": {
-            "$ref": "#/components/responses/TooManyRequests"
-          },
           "200": {
             "description": "Up to `limit` simulations; `total` of the twin's retained ones (VIEW_MAX_RESULTS).",
             "headers": {
@@ -1365,9 +1435,21 @@ public let embeddedOpenAPIDocument = ##"""
           "400": {
             "$ref": "#/components/responses/BadRequest"
           },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
           "404": {
             "$ref": "#/components/responses/NotFound",
             "description": "twinNotFound."
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
           }
         }
       }
@@ -1392,15 +1474,6 @@ public let embeddedOpenAPIDocument = ##"""
         ],
         "x-required-scope": "read",
         "responses": {
-          "401": {
-            "$ref": "#/components/responses/Unauthorized"
-          },
-          "403": {
-            "$ref": "#/components/responses/Forbidden"
-          },
-          "429": {
-            "$ref": "#/components/responses/TooManyRequests"
-          },
           "200": {
             "description": "The latest status; the final result once there is one (progress never replaces it).",
             "headers": {
@@ -1419,9 +1492,21 @@ public let embeddedOpenAPIDocument = ##"""
           "400": {
             "$ref": "#/components/responses/BadRequest"
           },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
           "404": {
             "$ref": "#/components/responses/NotFound",
             "description": "simulationNotFound (also another tenant's)."
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
           }
         }
       },
@@ -1434,15 +1519,6 @@ public let embeddedOpenAPIDocument = ##"""
         "x-required-scope": "simulate",
         "description": "Publishes a cancel on simulation.control.v1; the worker running it (or the one that takes it later) stops within a second and reports `cancelled`.",
         "responses": {
-          "401": {
-            "$ref": "#/components/responses/Unauthorized"
-          },
-          "403": {
-            "$ref": "#/components/responses/Forbidden"
-          },
-          "429": {
-            "$ref": "#/components/responses/TooManyRequests"
-          },
           "202": {
             "description": "The cancel is on simulation.control.v1.",
             "headers": {
@@ -1464,6 +1540,12 @@ public let embeddedOpenAPIDocument = ##"""
           "400": {
             "$ref": "#/components/responses/BadRequest"
           },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
           "404": {
             "$ref": "#/components/responses/NotFound",
             "description": "simulationNotFound."
@@ -1471,6 +1553,12 @@ public let embeddedOpenAPIDocument = ##"""
           "409": {
             "$ref": "#/components/responses/Conflict",
             "description": "simulationFinished: it already ended."
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
           },
           "503": {
             "$ref": "#/components/responses/ServiceUnavailable"
@@ -1524,7 +1612,7 @@ public let embeddedOpenAPIDocument = ##"""
             "in": "query",
             "description": "Only episodes raised at or after this time (RFC 3339 or epoch milliseconds).",
             "schema": {
-              "type": "string"
+              "$ref": "#/components/schemas/TimeParameter"
             }
           },
           {
@@ -1532,7 +1620,7 @@ public let embeddedOpenAPIDocument = ##"""
             "in": "query",
             "description": "Only episodes raised at or before this time (RFC 3339 or epoch milliseconds).",
             "schema": {
-              "type": "string"
+              "$ref": "#/components/schemas/TimeParameter"
             }
           },
           {
@@ -1540,7 +1628,9 @@ public let embeddedOpenAPIDocument = ##"""
             "in": "query",
             "description": "`nextCursor` of the previous page (opaque).",
             "schema": {
-              "type": "string"
+              "type": "string",
+              "pattern": "^-?[0-9]{1,18}~[!-~]{1,128}$",
+              "description": "`nextCursor` of the previous page."
             }
           },
           {
@@ -1572,6 +1662,9 @@ public let embeddedOpenAPIDocument = ##"""
           },
           "403": {
             "$ref": "#/components/responses/Forbidden"
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
@@ -1613,15 +1706,18 @@ public let embeddedOpenAPIDocument = ##"""
             "$ref": "#/components/responses/BadRequest",
             "description": "invalidTwinId."
           },
-          "404": {
-            "$ref": "#/components/responses/NotFound",
-            "description": "twinNotFound."
-          },
           "401": {
             "$ref": "#/components/responses/Unauthorized"
           },
           "403": {
             "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound",
+            "description": "twinNotFound."
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
@@ -2063,7 +2159,7 @@ public let embeddedOpenAPIDocument = ##"""
           "from": {
             "type": "string",
             "format": "date-time",
-            "description": "RFC 3339 with milliseconds, UTC.",
+            "description": "Start of the answer's range: `from` as given, else the oldest retained point, else (no points) the retention age before now.",
             "examples": [
               "2026-11-21T08:00:00.250Z"
             ]
@@ -2071,7 +2167,7 @@ public let embeddedOpenAPIDocument = ##"""
           "to": {
             "type": "string",
             "format": "date-time",
-            "description": "RFC 3339 with milliseconds, UTC.",
+            "description": "End of the answer's range: `to` as given, else the newest retained point, else now.",
             "examples": [
               "2026-11-21T08:00:00.250Z"
             ]
@@ -3025,7 +3121,7 @@ public let embeddedOpenAPIDocument = ##"""
       },
       "TwinPatch": {
         "type": "object",
-        "description": "JSON Merge Patch (RFC 7396) of `{model?, metadata?, desired?}` (a patch command), or a body with only `parameters` (a setParameters command). Mixing `parameters` with the others is 422 mixedPatch.",
+        "description": "JSON Merge Patch (RFC 7396) of `{model?, metadata?, desired?}` (a patch command), or a body with only `parameters` (a setParameters command). Mixing `parameters` with the others is 422 mixedPatch. An empty patch changes nothing and is 400.",
         "oneOf": [
           {
             "title": "patch",
@@ -3050,7 +3146,8 @@ public let embeddedOpenAPIDocument = ##"""
                 "description": "Merge patch of desired properties."
               }
             },
-            "additionalProperties": false
+            "additionalProperties": false,
+            "minProperties": 1
           },
           {
             "title": "setParameters",
@@ -4196,6 +4293,53 @@ public let embeddedOpenAPIDocument = ##"""
             }
           }
         }
+      },
+      "ServerSentEvent": {
+        "type": "object",
+        "description": "One server-sent event of the stream, as its fields: `event` names it, `data` is one JSON document (schema by event: `change` TwinChange, `alert` DriftAlert, `simulation` SimulationEvent, `reset` StreamReset), `id` the stream's position (every event but `reset`). Comment lines (`: heartbeat`) are not events.",
+        "required": [
+          "event",
+          "data"
+        ],
+        "properties": {
+          "event": {
+            "enum": [
+              "change",
+              "alert",
+              "simulation",
+              "reset"
+            ]
+          },
+          "data": {
+            "type": "string",
+            "contentMediaType": "application/json"
+          },
+          "id": {
+            "type": "string",
+            "pattern": "^[a-z][0-9]+\\.-?[0-9]+(,[a-z][0-9]+\\.-?[0-9]+)*$"
+          },
+          "retry": {
+            "type": "integer",
+            "minimum": 0
+          }
+        }
+      },
+      "TimeParameter": {
+        "description": "An RFC 3339 date-time or epoch milliseconds.",
+        "anyOf": [
+          {
+            "type": "string",
+            "format": "date-time"
+          },
+          {
+            "type": "string",
+            "pattern": "^[0-9]{1,14}$"
+          }
+        ],
+        "examples": [
+          "2026-11-21T08:00:00Z",
+          "1795248000000"
+        ]
       }
     },
     "parameters": {
@@ -4244,11 +4388,11 @@ public let embeddedOpenAPIDocument = ##"""
       "LastEventId": {
         "name": "Last-Event-ID",
         "in": "header",
-        "description": "Resume after this position: the `id:` of the last event received, `<topic code><partition>.<offset>` entries for every topic partition of the stream (any replica resumes from it), or a single event id `<topic code>-<partition>-<offset>` (resumes after that event in the replica's own order). When the server cannot resume from it, the stream starts with a `reset` event.",
+        "description": "Resume after this position: the `id:` of the last event received, `<topic code><partition>.<offset>` entries for every topic partition of the stream (any replica resumes from it), or a single event id `<topic code>-<partition>-<offset>` (resumes after that event in the replica's own order). When the server cannot resume from it, the stream starts with a `reset` event. Any other value (one this API did not send, or no longer retains) also starts the stream with `reset`. At most 2048 bytes (400 beyond).",
         "schema": {
           "type": "string",
           "maxLength": 2048,
-          "pattern": "^([a-z]-[0-9]+-[0-9]+|[a-z][0-9]+\\.-?[0-9]+(,[a-z][0-9]+\\.-?[0-9]+)*)$",
+          "description": "An `id:` this API sent: `<topic code><partition>.<offset>` entries joined by commas (`a2.4,c0.17,c3.1042`), or `<topic code>-<partition>-<offset>` (`c-3-1042`).",
           "examples": [
             "a2.4,c0.17,c3.1042",
             "c-3-1042"
@@ -4519,6 +4663,16 @@ public let embeddedOpenAPIDocument = ##"""
               "kind": "patch",
               "status": "pending",
               "location": "/v1/commands/c-77"
+            }
+          }
+        }
+      },
+      "URITooLong": {
+        "description": "URI Too Long: the request line (method, path and percent-encoded query) is longer than 8192 bytes, e.g. a long filter of non-ASCII text. Shorten it.",
+        "content": {
+          "application/problem+json": {
+            "schema": {
+              "$ref": "#/components/schemas/Problem"
             }
           }
         }

@@ -135,7 +135,8 @@ public final class QueryAPI: Sendable {
             refusal = outcome
         }
         var error = APIAuth.error(for: refusal!)!
-        error.detail = "the API key lacks the \(scopes.map { "'\($0.rawValue)'" }.joined(separator: " or ")) scope"
+        error.detail = "the API key lacks the \(scopes.map { "'\($0.rawValue)'" }.joined(separator: " or ")) scope: use a key that has one "
+            + "(`twinctl keys add --scopes \(scopes[0].rawValue)`)"
         throw error
     }
 
@@ -202,7 +203,7 @@ public final class QueryAPI: Sendable {
                 throw error
             }
         } else {
-            guard query["wait"] == nil else { throw Self.invalidParameter("wait", "only with minVersion") }
+            // `wait` without minVersion has nothing to wait for: ignored.
             twin = views.twins.twin(tenant: principal.tenant, id: id)
         }
         guard let twin else { throw Self.twinNotFound(id) }
@@ -336,7 +337,8 @@ public final class QueryAPI: Sendable {
         let from = try q["from"].map { (text) throws(HTTPError) in try Self.time(text, parameter: "from") }
         let to = try q["to"].map { (text) throws(HTTPError) in try Self.time(text, parameter: "to") }
         let step = try q["step"].map { (text) throws(HTTPError) in try Self.duration(text, parameter: "step") }
-        if let from, let to, from >= to { throw Self.invalidParameter("from", "must be before to") }
+        // An empty range holds nothing: an empty answer, not an error.
+        let empty = from.flatMap { f in to.map { f >= $0 } } ?? false
         let history = views.history.history(tenant: principal.tenant, twinId: twin.twinId, property: property)
             ?? PropertyHistory(retention: views.history.retention)
         let unit = twin.state[property: property]?.unit
@@ -351,7 +353,7 @@ public final class QueryAPI: Sendable {
             let end = to ?? ((history.newest ?? start) + 1)
             let buckets: [HistoryBucket]
             do {
-                buckets = history.count == 0 && from == nil ? [] : try history.aggregate(from: start, to: max(end, start + 1), step: step)
+                buckets = empty || (history.count == 0 && from == nil) ? [] : try history.aggregate(from: start, to: max(end, start + 1), step: step)
             } catch {
                 throw Self.queryProblem(error)
             }
@@ -373,9 +375,11 @@ public final class QueryAPI: Sendable {
             }
             w.endArray()
         } else {
-            let points = history.points(from: from, to: to)
-            if let start = from ?? history.oldest { w.field("from", time: start) }
-            if let end = to ?? history.newest { w.field("to", time: end) }
+            let points = empty ? [] : history.points(from: from, to: to)
+            // Without points or bounds: the window an answer would cover now.
+            let now = nowMs
+            w.field("from", time: from ?? history.oldest ?? (now - views.history.retention.maxAgeMs))
+            w.field("to", time: to ?? history.newest ?? now)
             w.key("points"); w.beginArray()
             for p in points {
                 w.beginObject()

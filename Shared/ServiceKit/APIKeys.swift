@@ -246,6 +246,9 @@ public struct APIKeys: Sendable {
 
     // MARK: Checking keys
 
+    /// What a client with an unknown key is told (where valid keys come from).
+    public static let invalidKeyDetail = "the API key is not valid here: use one from `twinctl keys add` in this service's keys file (read at start-up: restart after adding), or the key `twinctl up` printed"
+
     /// Looks `key` up: `.authenticated` with the key's scopes, or `.invalid`.
     public func authenticate(key: String) -> APIAuthentication {
         guard !entries.isEmpty else {
@@ -259,7 +262,7 @@ public struct APIKeys: Sendable {
         for index in candidates where APIKeys.constantTimeEqual(presented, Array(entries[index].sha256.utf8)) {
             match = match ?? index
         }
-        guard let match else { return .invalid("the API key is not valid") }
+        guard let match else { return .invalid(APIKeys.invalidKeyDetail) }
         let entry = entries[match]
         return .authenticated(APIPrincipal(keyId: entry.id, tenant: entry.tenant, scopes: entry.scopes))
     }
@@ -508,7 +511,7 @@ public enum APIAuth: Sendable {
             return HTTPError(.unauthorized, code: .init("invalidCredentials"), detail: detail,
                              headers: ["WWW-Authenticate": "Bearer realm=\"\(realm)\", error=\"invalid_token\""])
         case .forbidden(_, let scope):
-            return HTTPError(.forbidden, code: .init("insufficientScope"), detail: "the API key lacks the '\(scope.rawValue)' scope",
+            return HTTPError(.forbidden, code: .init("insufficientScope"), detail: "the API key lacks the '\(scope.rawValue)' scope: use a key that has it (`twinctl keys add --scopes \(scope.rawValue)`)",
                              headers: ["WWW-Authenticate": "Bearer realm=\"\(realm)\", error=\"insufficient_scope\", scope=\"\(scope.rawValue)\""])
         }
     }
@@ -543,7 +546,7 @@ public enum APIAuth: Sendable {
             return .success(key)
         case (nil, nil):
             let hint = otherScheme.map { "the Authorization scheme '\($0)' is not supported; " } ?? ""
-            return .failure(APIAuthFailure(.missing(hint + "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>")))
+            return .failure(APIAuthFailure(.missing(hint + "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key> (`twinctl up` prints one; `twinctl keys add` makes one)")))
         }
     }
 }

@@ -204,6 +204,10 @@ public struct TwinListQuery: Sendable {
     public init(filter: String? = nil, relatedTo: String? = nil, rel: String? = nil, sort: String? = nil,
                 cursor: String? = nil, limit: Int? = nil, filterLimits: TwinFilter.Limits = TwinFilter.Limits()) throws(QueryError) {
         self.filter = try filter.map { (text) throws(QueryError) in try TwinFilter(parsing: text, limits: filterLimits) }
+        if let rel, !Self.isRelationshipName(rel) {
+            throw QueryError(.invalidValue, "rel must be a relationship name: a letter or _, then up to 63 letters, digits or _",
+                             parameter: "rel", token: rel)
+        }
         if let relatedTo {
             relationship = RelationshipFilter(target: relatedTo, name: rel)
         } else if rel != nil {
@@ -224,6 +228,14 @@ public struct TwinListQuery: Sendable {
         fingerprint = h.value
         let sortText = self.sort.text, print = h.value
         self.cursor = try cursor.map { (text) throws(QueryError) in try TwinCursor(decoding: text, sort: sortText, fingerprint: print) }
+    }
+
+    /// `[A-Za-z_][A-Za-z0-9_]{0,63}`: the names models declare relationships with.
+    static func isRelationshipName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard (1...64).contains(bytes.count) else { return false }
+        func letter(_ b: UInt8) -> Bool { (b | 0x20) >= UInt8(ascii: "a") && (b | 0x20) <= UInt8(ascii: "z") || b == UInt8(ascii: "_") }
+        return letter(bytes[0]) && bytes.dropFirst().allSatisfy { letter($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
     }
 
     /// The page of `twins` (any order) after the cursor. Costs one filter evaluation per twin and

@@ -266,10 +266,20 @@ final class QueryAPITests: XCTestCase {
         XCTAssertEqual(list[1]["min"]?.doubleValue, 5)
         XCTAssertEqual(list[1]["mean"]?.doubleValue, 7)
 
-        for bad in ["", "property=flow&step=0", "property=flow&from=yesterday", "property=flow&from=20&to=10"] {
+        for bad in ["", "property=flow&step=0", "property=flow&from=yesterday"] {
             let response = await h.request(.get, "/v1/twins/pump-1/history?\(bad)")
             XCTAssertEqual(response.status, 400, bad)
         }
+        // An empty range holds no point, with or without buckets; from and to are always stated.
+        for empty in ["property=flow&from=20&to=10", "property=flow&from=20&to=10&step=5"] {
+            let response = await h.request(.get, "/v1/twins/pump-1/history?\(empty)")
+            XCTAssertEqual(response.status, 200, empty)
+            XCTAssertEqual(response.json["points"]?.arrayValue?.count ?? response.json["buckets"]?.arrayValue?.count, 0, empty)
+        }
+        let none = await h.request(.get, "/v1/twins/pump-1/history?property=rpm")
+        XCTAssertEqual(none.json["points"], [], none.text)
+        XCTAssertNotNil(none.json["from"]?.stringValue, "a history without points still says which range it covers: \(none.text)")
+        XCTAssertNotNil(none.json["to"]?.stringValue, none.text)
     }
 
     func testModelsAndDeadLetters() async throws {

@@ -107,10 +107,10 @@ final class APIKeysTests: XCTestCase {
         XCTAssertTrue(hint.contains("'Basic' is not supported"), hint)
 
         let unknown = APIKeys.generate(tenant: "acme", scopes: [.ingest]).key
-        XCTAssertEqual(keys.authenticate(["Authorization": "Bearer \(unknown)"], requiring: .ingest), .invalid("the API key is not valid"))
+        XCTAssertEqual(keys.authenticate(["Authorization": "Bearer \(unknown)"], requiring: .ingest), .invalid(APIKeys.invalidKeyDetail))
         let wrongSecret = "tsk_\(ingestId)_" + String(repeating: "0", count: 64)
-        XCTAssertEqual(keys.authenticate(["X-API-Key": wrongSecret], requiring: .ingest), .invalid("the API key is not valid"))
-        XCTAssertEqual(keys.authenticate(["X-API-Key": "not-a-key"], requiring: .ingest), .invalid("the API key is not valid"))
+        XCTAssertEqual(keys.authenticate(["X-API-Key": wrongSecret], requiring: .ingest), .invalid(APIKeys.invalidKeyDetail))
+        XCTAssertEqual(keys.authenticate(["X-API-Key": "not-a-key"], requiring: .ingest), .invalid(APIKeys.invalidKeyDetail))
         guard case .invalid = keys.authenticate(["Authorization": "Bearer"], requiring: .ingest) else { return XCTFail("empty bearer") }
 
         let reader = APIPrincipal(keyId: try XCTUnwrap(APIKeys.keyId(of: readOnly)), tenant: "acme", scopes: [.read])
@@ -135,7 +135,7 @@ final class APIKeysTests: XCTestCase {
         let keys = try APIKeys(entries: [APIKeyEntry(id: "legacy", sha256: APIKeys.hash("correct horse battery staple"), tenant: "acme", scopes: [.read])])
         guard case .authenticated(let principal) = keys.authenticate(key: "correct horse battery staple") else { return XCTFail("hand-made key") }
         XCTAssertEqual(principal.keyId, "legacy")
-        XCTAssertEqual(keys.authenticate(key: "correct horse battery"), .invalid("the API key is not valid"))
+        XCTAssertEqual(keys.authenticate(key: "correct horse battery"), .invalid(APIKeys.invalidKeyDetail))
     }
 
     func testAuthorizeThrowsProblemsWithWWWAuthenticate() throws {

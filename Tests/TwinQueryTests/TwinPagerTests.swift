@@ -92,6 +92,11 @@ final class TwinPagerTests: XCTestCase {
         XCTAssertThrowsError(try TwinListQuery(limit: 1_001)) { XCTAssertEqual(($0 as? QueryError)?.parameter, "limit") }
         XCTAssertNoThrow(try TwinListQuery(limit: 1_000))
         XCTAssertThrowsError(try TwinListQuery(rel: "feeds")) { XCTAssertEqual(($0 as? QueryError)?.parameter, "rel") }
+        // A relationship name as models declare them, nothing else (the document's pattern).
+        for bad in ["a-b", "", "9feeds", String(repeating: "r", count: 65)] {
+            XCTAssertThrowsError(try TwinListQuery(relatedTo: "tank-1", rel: bad), bad) { XCTAssertEqual(($0 as? QueryError)?.parameter, "rel") }
+        }
+        XCTAssertNoThrow(try TwinListQuery(relatedTo: "tank-1", rel: "_feeds_2"))
         XCTAssertThrowsError(try TwinListQuery(sort: "-")) { XCTAssertEqual(($0 as? QueryError)?.code, .invalidSort) }
         XCTAssertThrowsError(try TwinListQuery(sort: "a b")) { XCTAssertEqual(($0 as? QueryError)?.code, .invalidSort) }
         XCTAssertThrowsError(try TwinListQuery(filter: "a >> 1")) { XCTAssertEqual(($0 as? QueryError)?.position, 3) }
