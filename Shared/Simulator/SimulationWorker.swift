@@ -194,6 +194,10 @@ public final class SimulationWorker: Service {
         }
         controlReader.cancel()
         _ = await controlReader.value
+        // librdkafka 2.0's close hangs in the revoking assign when partitions are still paused
+        // (a stop in the middle of a run or a coordination leaves them so).
+        let held = consumer.assignment
+        if !held.isEmpty { consumer.resume(Array(held)) }
         await consumer.close()
         await control.close()
         await producer.close()

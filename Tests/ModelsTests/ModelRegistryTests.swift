@@ -7,13 +7,13 @@ import XCTest
 final class ModelRegistryTests: XCTestCase {
     func testShippedModelsLoad() throws {
         let registry = try TestSupport.shippedRegistry()
-        XCTAssertEqual(registry.models.map(\.description), ["battery@1", "pump@1", "pump@2", "room@1"])
+        XCTAssertEqual(registry.models.map(\.description), ["battery@1", "pump@1", "pump@2", "room@1", "room@2"])
         XCTAssertEqual(registry.ids, ["battery", "pump", "room"])
         XCTAssertEqual(registry.latest(id: "pump")?.version, 2)
         XCTAssertEqual(registry.model(id: "pump", version: 1)?.version, 1)
         XCTAssertNil(registry.model(id: "pump", version: 3))
         XCTAssertNil(registry.latest(id: "boiler"))
-        XCTAssertEqual(registry.model(ModelRef(id: "room"))?.description, "room@1")
+        XCTAssertEqual(registry.model(ModelRef(id: "room"))?.description, "room@2")
         XCTAssertEqual(registry.model(referencedBy: "pump")?.version, 2)
         XCTAssertEqual(registry.model(referencedBy: "pump@1")?.version, 1)
         XCTAssertNil(registry.model(referencedBy: "pump@9"))
@@ -41,7 +41,7 @@ final class ModelRegistryTests: XCTestCase {
         let dir = try TestSupport.modelsDirectory()
         let schema = try JSONSchema.compile(try JSON(parsing: Array(try Data(contentsOf: dir.appendingPathComponent("model.schema.json")))))
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") && $0 != "model.schema.json" }
-        XCTAssertEqual(files.count, 4)
+        XCTAssertEqual(files.count, 5)
         for file in files {
             let result = schema.validate(try JSON(parsing: Array(try Data(contentsOf: dir.appendingPathComponent(file)))))
             XCTAssertTrue(result.isValid, "\(file): \(result.errors)")

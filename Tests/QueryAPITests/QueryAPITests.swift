@@ -65,7 +65,7 @@ final class QueryAPITests: XCTestCase {
         let outcome = await h.request(.get, location)
         XCTAssertEqual(outcome.json["status"]?.stringValue, "applied", outcome.text)
         XCTAssertEqual(outcome.json["version"]?.intValue, 1)
-        await h.create("room-1", model: "room")
+        await h.create("room-1", model: "room")  // the latest version: room@2
 
         h.reading("pump-1", at: Harness.now - 500, ["flow": 12.5, "rpm": 1450])
         let twin = await h.request(.get, "/v1/twins/pump-1")
@@ -103,10 +103,10 @@ final class QueryAPITests: XCTestCase {
 
         let related = await h.request(.put, "/v1/twins/pump-1/relationships/supplies/room-1")
         XCTAssertEqual(related.status, 202, related.text)
-        XCTAssertEqual(h.publisher.published.last?.relationship?.targetModel, "room@1", "the target's model travels with relate")
+        XCTAssertEqual(h.publisher.published.last?.relationship?.targetModel, "room@2", "the target's model travels with relate")
         let relationships = await h.request(.get, "/v1/twins/pump-1/relationships")
         XCTAssertEqual(relationships.json["outgoing"]?[0]?["target"]?.stringValue, "room-1")
-        XCTAssertEqual(relationships.json["outgoing"]?[0]?["targetModel"]?.stringValue, "room@1")
+        XCTAssertEqual(relationships.json["outgoing"]?[0]?["targetModel"]?.stringValue, "room@2")
         let incoming = await h.request(.get, "/v1/twins/room-1/relationships")
         XCTAssertEqual(incoming.json["incoming"]?[0]?["source"]?.stringValue, "pump-1")
         let graph = await h.request(.get, "/v1/twins/room-1/graph?depth=1")
@@ -249,7 +249,7 @@ final class QueryAPITests: XCTestCase {
     func testModelsAndDeadLetters() async throws {
         let h = try Harness()
         let models = await h.request(.get, "/v1/models")
-        XCTAssertEqual(Set(models.json["items"]?.arrayValue?.compactMap { $0["ref"]?.stringValue } ?? []), ["pump@1", "pump@2", "room@1", "battery@1"])
+        XCTAssertEqual(Set(models.json["items"]?.arrayValue?.compactMap { $0["ref"]?.stringValue } ?? []), ["pump@1", "pump@2", "room@1", "room@2", "battery@1"])
         let latest = await h.request(.get, "/v1/models/pump")
         XCTAssertEqual(latest.json["version"]?.intValue, 2)
         let first = await h.request(.get, "/v1/models/pump@1")
