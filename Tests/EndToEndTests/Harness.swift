@@ -1,5 +1,6 @@
 import Contracts
 import Foundation
+import HTTP
 import JSON
 import ServiceKit
 import Kafka
@@ -205,6 +206,17 @@ final class SimulationStack {
     func start(_ name: String, port: Int, _ extra: [String: String] = [:], log: String? = nil) throws -> ChildProcess {
         try ChildProcess(name, environment: common.merging(extra.merging(["HTTP_PORT": String(port)]) { _, b in b }) { _, b in b },
                          stderrTo: dir.appendingPathComponent(log ?? "\(name).log"))
+    }
+
+    /// Reads the simulation at `location` until it has a final status, up to `timeout`: whether it
+    /// got one, and the last document read.
+    static func final(_ client: HTTPClient, _ location: String, headers: HTTPHeaders, timeout: Duration) async -> (done: Bool, result: JSON) {
+        var result: JSON = .null
+        let done = await Harness.eventually(timeout: timeout) {
+            result = (try? JSON(parsing: try await client.get(location, headers: headers).text)) ?? .null
+            return ["completed", "failed", "cancelled", "refused"].contains(result["status"]?.stringValue ?? "")
+        }
+        return (done, result)
     }
 
     /// Kills the query API and the state-updater, stops the broker and removes the folder.

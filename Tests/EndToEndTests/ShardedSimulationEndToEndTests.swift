@@ -88,11 +88,7 @@ final class ShardedSimulationEndToEndTests: XCTestCase {
         let midway = try JSON(parsing: try await client.get(location, headers: headers).text)
         XCTAssertNotEqual(midway["status"]?.stringValue, "completed", "killed before the request finished")
 
-        var final: JSON = .null
-        let done = await Harness.eventually(timeout: .seconds(180)) {
-            final = (try? JSON(parsing: try await client.get(location, headers: headers).text)) ?? .null
-            return ["completed", "failed", "cancelled", "refused"].contains(final["status"]?.stringValue ?? "")
-        }
+        let (done, final) = await SimulationStack.final(client, location, headers: headers, timeout: .seconds(180))
         XCTAssertTrue(done, "the request never completed after the \(victim) was killed: \(final)")
         XCTAssertEqual(final["status"]?.stringValue, "completed", "\(final)")
         XCTAssertEqual(final["samples"]?.intValue, 6000)
@@ -127,12 +123,8 @@ final class ShardedSimulationEndToEndTests: XCTestCase {
         XCTAssertTrue(alone)
         let again = try await client.send(.post, "/v1/twins/room-7/simulations", headers: headers, body: Array(Self.body.utf8))
         let againLocation = try XCTUnwrap(again.headers["Location"])
-        var unsharded: JSON = .null
-        let ran = await Harness.eventually(timeout: .seconds(180)) {
-            unsharded = (try? JSON(parsing: try await client.get(againLocation, headers: headers).text)) ?? .null
-            return unsharded["status"]?.stringValue == "completed"
-        }
-        XCTAssertTrue(ran, "\(unsharded)")
+        let (ran, unsharded) = await SimulationStack.final(client, againLocation, headers: headers, timeout: .seconds(180))
+        XCTAssertTrue(ran && unsharded["status"]?.stringValue == "completed", "\(unsharded)")
         XCTAssertFalse(workers[9]!.output.contains { $0.contains(#""msg":"sharded""#) }, "the second run was not sharded")
         XCTAssertEqual(project(final), project(unsharded), "the sharded result equals the unsharded one")
     }

@@ -51,11 +51,7 @@ final class SimulationEndToEndTests: XCTestCase {
 
         let second = try start("simulator-worker", port: base + 3, log: "worker-2.log")
         defer { second.signal(SIGKILL) }
-        var final: JSON = .null
-        let done = await Harness.eventually(timeout: .seconds(120)) {
-            final = (try? JSON(parsing: try await client.get(location, headers: headers).text)) ?? .null
-            return ["completed", "failed", "cancelled", "refused"].contains(final["status"]?.stringValue ?? "")
-        }
+        let (done, final) = await SimulationStack.final(client, location, headers: headers, timeout: .seconds(120))
         XCTAssertTrue(done, "the request never completed after the worker was killed: \(final)")
         XCTAssertEqual(final["status"]?.stringValue, "completed", "\(final)")
         XCTAssertEqual(final["samples"]?.intValue, 8000)

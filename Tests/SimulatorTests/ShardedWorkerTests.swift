@@ -62,10 +62,7 @@ final class ShardedWorkerTests: XCTestCase {
         c.broker.shutdown()
     }
 
-    func send(_ c: Cluster, _ request: SimulationRequest) async throws {
-        _ = try await c.producer.send(OutgoingMessage(topic: Topic.simulationRequests.name, key: request.key, value: request.encoded(),
-                                                      headers: [KafkaHeader(MessageHeader.contract, SimulationRequest.contract)]))
-    }
+    func send(_ c: Cluster, _ request: SimulationRequest) async throws { try await c.producer.sendRequest(request) }
 
     /// Every result message until each id in `ids` has a final one.
     func results(_ c: Cluster, _ ids: Set<String>, timeout: Duration = .seconds(120)) async throws -> [SimulationResult] {

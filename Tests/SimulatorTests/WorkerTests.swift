@@ -43,10 +43,7 @@ final class WorkerTests: XCTestCase {
         r.broker.shutdown()
     }
 
-    func send(_ r: Running, _ request: SimulationRequest) async throws {
-        _ = try await r.producer.send(OutgoingMessage(topic: Topic.simulationRequests.name, key: request.key, value: request.encoded(),
-                                                      headers: [KafkaHeader(MessageHeader.contract, SimulationRequest.contract)]))
-    }
+    func send(_ r: Running, _ request: SimulationRequest) async throws { try await r.producer.sendRequest(request) }
 
     /// Collects results until every id in `ids` has a final one (or the deadline).
     func finals(_ r: Running, _ ids: Set<String>, seen: inout [SimulationResult], timeout: Duration = .seconds(60)) async throws -> [String: SimulationResult] {
@@ -124,5 +121,13 @@ final class WorkerTests: XCTestCase {
         let deadline = ContinuousClock.now + timeout
         while !condition() && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
         return condition()
+    }
+}
+
+extension KafkaProducer {
+    /// Publishes `request` on `simulation.requests.v1` as the query API does.
+    func sendRequest(_ request: SimulationRequest) async throws {
+        _ = try await send(OutgoingMessage(topic: Topic.simulationRequests.name, key: request.key, value: request.encoded(),
+                                           headers: [KafkaHeader(MessageHeader.contract, SimulationRequest.contract)]))
     }
 }
