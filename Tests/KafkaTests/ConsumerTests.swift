@@ -129,54 +129,6 @@ final class ConsumerTests: KafkaTestCase {
         }
     }
 
-    /// Two members of one group: the second's arrival revokes partitions from the first, which
-    /// has committed what it processed (`commit()`); the second resumes each partition it takes
-    /// from the committed offsets, so together they read every message, none twice.
-    func testTwoMembersRebalanceAndTheNewOwnerResumesFromCommittedOffsets() async throws {
-        let broker = try EmbeddedBroker(topics: [("shared", 4)])
-        defer { broker.shutdown() }
-        let config = testConfig(broker)
-        let producer = try KafkaProducer(configuration: config)
-        _ = try await producer.sendAll((0..<400).map { OutgoingMessage(topic: "shared", key: "k\($0 % 40)", value: Array("\($0)".utf8)) })
-        await producer.close()
-        let group = uniqueGroup()
-        let firstEvents = LockedBox<[RebalanceEvent]>([])
-        let first = try KafkaConsumer(configuration: config, groupId: group, topics: ["shared"]) { event in firstEvents.mutate { $0.append(event) } }
-        let before = try await consume(first, count: 150)  // stores as it goes
-        try await first.commit()
-        // The first member stops taking messages (it keeps polling, so it takes part in the
-        // rebalance); the partitions it is given again after it start from the commit.
-        first.pause(Array(first.assignment))
-        let second = try KafkaConsumer(configuration: config, groupId: group, topics: ["shared"])
-        // Both poll (a rebalance completes inside polls) until every message was read.
-        let seen = LockedBox<[String]>(before.map { String(decoding: $0.value, as: UTF8.self) })
-        let fromSecond = LockedBox<[String]>([])
-        let deadline = ContinuousClock.now + .seconds(40)
-        func drain(_ consumer: KafkaConsumer, into extra: LockedBox<[String]>?) async throws {
-            let revoked = { firstEvents.value.contains { if case .revoked = $0 { true } else { false } } }
-            while ContinuousClock.now < deadline, Set(seen.value).count < 400 || second.assignment.isEmpty || !revoked() {
-                // librdkafka keeps a partition's pause across a rebalance: what the first member
-                // is given again after the revocation it reads again, from the commit.
-                if consumer === first, revoked() { consumer.resume(Array(consumer.assignment)) }
-                let batch = try await consumer.poll(maxMessages: 100, timeout: .milliseconds(100))
-                consumer.store(batch)
-                let values = batch.map { String(decoding: $0.value, as: UTF8.self) }
-                seen.mutate { $0 += values }
-                extra?.mutate { $0 += values }
-            }
-        }
-        async let a: Void = drain(first, into: nil)
-        async let b: Void = drain(second, into: fromSecond)
-        _ = try await (a, b)
-        XCTAssertEqual(Set(seen.value).count, 400, "every message read by one member or the other")
-        XCTAssertTrue(firstEvents.value.contains { if case .revoked = $0 { true } else { false } }, "the first member gave partitions up")
-        XCTAssertFalse(second.assignment.isEmpty, "the second member took partitions")
-        let committedBefore = Set(before.map { String(decoding: $0.value, as: UTF8.self) })
-        XCTAssertTrue(committedBefore.isDisjoint(with: fromSecond.value), "the new owner resumed after the committed offsets")
-        await first.close()
-        await second.close()
-    }
-
     /// A paused partition delivers nothing until it is resumed; other partitions keep flowing.
     func testPausedPartitionsDeliverNothingUntilResumed() async throws {
         let broker = try EmbeddedBroker(topics: [("pausing", 2)])
