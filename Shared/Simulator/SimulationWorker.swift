@@ -141,9 +141,9 @@ public final class SimulationWorker: Service {
     }
 
     /// Per partition, the offset after the last message this worker finished (result published,
-    /// offset stored). librdkafka 2.0 hands out again messages it had already delivered when a
-    /// partition is paused and resumed (its local queue is refetched from an older position): a
-    /// message below this mark is a repeat of finished work and is skipped.
+    /// offset stored). A message can come to the same member again — a partition handed back
+    /// after a rebalance before the commit, a refetch around a pause — and the loop may hold a
+    /// copy in `pending`: one below this mark is a repeat of finished work and is skipped.
     private let finished = Mutex<[TopicPartition: Int64]>([:])
 
     /// Stores `message`'s offset and remembers it as finished.

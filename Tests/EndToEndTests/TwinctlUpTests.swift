@@ -28,6 +28,17 @@ final class TwinctlUpTests: XCTestCase {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// `twinctl up --no-fleet` on the ports from `base`, started in `dir` (standard error to `log`).
+    private func up(_ base: Int, in dir: URL, log: String, environment: [String: String] = [:], _ more: [String] = []) throws -> ChildProcess {
+        try ChildProcess("twinctl", ["up", "--no-fleet", "--base-port", String(base)] + more, environment: environment,
+                         stderrTo: dir.appendingPathComponent(log), directory: dir)
+    }
+
+    /// Waits until `process` printed a line starting with `prefix`.
+    private func printed(_ process: ChildProcess, _ prefix: String, within timeout: Duration) async -> Bool {
+        await Harness.eventually(timeout: timeout) { process.output.contains { $0.hasPrefix(prefix) } }
+    }
+
     /// True once no service of the stack at `base` answers on its port.
     private func allPortsFree(_ base: Int, within timeout: Duration) async -> Bool {
         await Harness.eventually(timeout: timeout) {
@@ -40,8 +51,8 @@ final class TwinctlUpTests: XCTestCase {
         let base = Harness.freePortRange(6)
         let dir = try tempDir()
         // No --state-dir, --log-dir or --models: everything is found from a folder outside the tree.
-        let up = try ChildProcess("twinctl", ["up", "--no-fleet", "--base-port", String(base)], stderrTo: dir.appendingPathComponent("twinctl.log"), directory: dir)
-        let started = await Harness.eventually(timeout: .seconds(120)) { up.output.contains { $0.hasPrefix("platform up") } }
+        let up = try up(base, in: dir, log: "twinctl.log")
+        let started = await printed(up, "platform up", within: .seconds(120))
         XCTAssertTrue(started, "twinctl up did not start: \(up.output)")
         XCTAssertTrue(up.output.contains("platform up; Ctrl-C stops it"), "\(up.output)")
         let examples = up.output.filter { $0.hasPrefix("  curl ") || $0.hasPrefix("  /") }.map { $0.trimmingCharacters(in: .whitespaces) }
@@ -120,7 +131,7 @@ final class TwinctlUpTests: XCTestCase {
         XCTAssertEqual(bound, 0)
         XCTAssertEqual(listen(holder, 1), 0)
         let log = dir.appendingPathComponent("busy.log")
-        let busy = try ChildProcess("twinctl", ["up", "--no-fleet", "--base-port", String(base)], stderrTo: log, directory: dir)
+        let busy = try up(base, in: dir, log: "busy.log")
         let busyStatus = await busy.waitForExit(timeout: .seconds(10))
         XCTAssertEqual(busyStatus, 1)
         let message = String(decoding: try Data(contentsOf: log), as: UTF8.self)
@@ -128,7 +139,7 @@ final class TwinctlUpTests: XCTestCase {
         XCTAssertFalse(busy.output.contains { $0.hasPrefix("bootstrap.servers=") }, "nothing started: \(busy.output)")
 
         let modelsLog = dir.appendingPathComponent("models.log")
-        let noModels = try ChildProcess("twinctl", ["up", "--no-fleet", "--base-port", String(base), "--models", dir.path], stderrTo: modelsLog, directory: dir)
+        let noModels = try up(base, in: dir, log: "models.log", ["--models", dir.path])
         let noModelsStatus = await noModels.waitForExit(timeout: .seconds(10))
         XCTAssertEqual(noModelsStatus, 1)
         let modelsMessage = String(decoding: try Data(contentsOf: modelsLog), as: UTF8.self)
@@ -138,8 +149,7 @@ final class TwinctlUpTests: XCTestCase {
     func testAServiceDyingAtStartUpStopsTheStackWithItsNameAndLastLogLine() async throws {
         let base = Harness.freePortRange(6)
         let dir = try tempDir()
-        let up = try ChildProcess("twinctl", ["up", "--no-fleet", "--base-port", String(base)], environment: ["MAX_TWINS": "many"],
-                                  stderrTo: dir.appendingPathComponent("twinctl.log"), directory: dir)
+        let up = try up(base, in: dir, log: "twinctl.log", environment: ["MAX_TWINS": "many"])
         let status = await up.waitForExit(timeout: .seconds(40))
         XCTAssertEqual(status, 1, "\(up.output)")
         XCTAssertTrue(up.output.contains { $0.hasPrefix("state-updater exited with status 2 during start-up") }, "\(up.output)")
@@ -152,8 +162,8 @@ final class TwinctlUpTests: XCTestCase {
     func testCtrlCDuringStartUpAndASIGKILLOfUpLeaveNoServiceBehind() async throws {
         let base = Harness.freePortRange(6)
         let dir = try tempDir()
-        let starting = try ChildProcess("twinctl", ["up", "--no-fleet", "--base-port", String(base)], stderrTo: dir.appendingPathComponent("starting.log"), directory: dir)
-        let spawned = await Harness.eventually(timeout: .seconds(30)) { starting.output.contains { $0.hasPrefix("logs in") } }
+        let starting = try up(base, in: dir, log: "starting.log")
+        let spawned = await printed(starting, "logs in", within: .seconds(30))
         XCTAssertTrue(spawned, "\(starting.output)")
         starting.signal(SIGINT)
         let stopped = await starting.waitForExit(timeout: .seconds(20))
@@ -162,8 +172,8 @@ final class TwinctlUpTests: XCTestCase {
         let freeAfterCtrlC = await allPortsFree(base, within: .seconds(10))
         XCTAssertTrue(freeAfterCtrlC)
 
-        let up = try ChildProcess("twinctl", ["up", "--no-fleet", "--base-port", String(base)], stderrTo: dir.appendingPathComponent("up.log"), directory: dir)
-        let started = await Harness.eventually(timeout: .seconds(120)) { up.output.contains { $0.hasPrefix("platform up") } }
+        let up = try up(base, in: dir, log: "up.log")
+        let started = await printed(up, "platform up", within: .seconds(120))
         XCTAssertTrue(started, "\(up.output)")
         up.signal(SIGKILL)
         _ = await up.waitForExit(timeout: .seconds(10))
