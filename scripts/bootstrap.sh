@@ -2,7 +2,8 @@
 # Installs what TwinStream needs on a fresh Debian machine (idempotent): librdkafka-dev for the
 # build, kcat for benchmarks, docker-compose to validate the compose file, prometheus (promtool
 # and the server: Tests/DeployTests check the shipped rules and run every dashboard query) and
-# prometheus-alertmanager (amtool checks the shipped routing). Needs root or sudo.
+# prometheus-alertmanager (amtool checks the shipped routing), python3-venv (scripts/schemathesis.sh
+# makes its virtual environment). Needs root or sudo.
 set -euo pipefail
 need=()
 dpkg -s librdkafka-dev >/dev/null 2>&1 || need+=(librdkafka-dev)
@@ -10,6 +11,7 @@ command -v kcat >/dev/null 2>&1 || need+=(kcat)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"

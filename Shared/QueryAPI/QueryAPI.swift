@@ -630,12 +630,22 @@ public final class QueryAPI: Sendable {
         return models.latest(id: ref.id)
     }
 
+    /// The stages that dead-letter (the `stage` filter of `GET /v1/deadletters`, as the document lists them).
+    static let deadLetterStages = ["ingestor", "validator", "state-updater"]
+
     /// `GET /v1/deadletters`: an operator's view (scope `admin`), or with `requestId` the fate of
     /// the readings of one HTTP ingest request, readable by the key that posted them (`ingest`)
     /// or any reader of the tenant (`read`).
     func deadLetters(_ request: HTTPRequest) async throws -> HTTPResponse {
         let q = request.queryParameters
         let requestId = q["requestId"]
+        if let requestId, !(1...128).contains(requestId.count) {
+            throw Self.invalidParameter("requestId", "expected the request id a 202 of POST /v1/telemetry gave (1 to 128 characters)")
+        }
+        if let stage = q["stage"], !Self.deadLetterStages.contains(stage) {
+            throw Self.invalidParameter("stage", "expected one of \(Self.deadLetterStages.joined(separator: ", ")), got '\(stage)'")
+        }
+        if q["tenant"]?.isEmpty == true { throw Self.invalidParameter("tenant", "expected a tenant name, or leave it out for the key's tenant") }
         let principal = try requestId == nil ? authorize(request, .admin) : authorize(request, anyOf: [.ingest, .read])
         let tenant = q["tenant"] ?? principal.tenant
         if tenant != principal.tenant && !(configuration.operatorTenants.contains(principal.tenant) && principal.has(.admin)) {

@@ -334,6 +334,25 @@ final class QueryAPITests: XCTestCase {
         XCTAssertEqual(operatorIngest.json["total"]?.intValue, 1, "an operator's admin key reads any tenant's")
     }
 
+    /// Filters the document restricts are refused with what is expected, not answered with an
+    /// empty list that reads as "nothing was rejected" (found by Schemathesis).
+    func testDeadLetterFiltersOutsideTheDocumentAreRefusedWithWhatIsExpected() async throws {
+        let h = try Harness()
+        h.deadLetter(tenant: "acme", reason: "out_of_range", twinId: "pump-1", offset: 1)
+        let stage = await h.request(.get, "/v1/deadletters?stage=null")
+        XCTAssertEqual(stage.status, 400)
+        XCTAssertEqual(stage.code, "invalidParameter")
+        XCTAssertTrue(stage.text.contains("ingestor, validator, state-updater"), stage.text)
+        let empty = await h.request(.get, "/v1/deadletters?requestId=", key: "acmeIngest")
+        XCTAssertEqual(empty.status, 400)
+        let long = await h.request(.get, "/v1/deadletters?requestId=" + String(repeating: "r", count: 129), key: "acmeIngest")
+        XCTAssertEqual(long.status, 400)
+        let tenant = await h.request(.get, "/v1/deadletters?tenant=")
+        XCTAssertEqual(tenant.status, 400)
+        let validator = await h.request(.get, "/v1/deadletters?stage=validator")
+        XCTAssertEqual(validator.status, 200)
+    }
+
     func testRateLimitAnswers429WithRetryAfterPerKey() async throws {
         var configuration = QueryAPI.Configuration()
         configuration.ratePerKey = 1
