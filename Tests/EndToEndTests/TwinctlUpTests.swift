@@ -119,7 +119,7 @@ final class TwinctlUpTests: XCTestCase {
                        "a stopped stack's address is not left for other commands to try")
     }
 
-    func testBusyPortsAndMissingModelFilesAreRefusedBeforeAnythingStarts() async throws {
+    func testBusyPortsMissingModelFilesAndFaultsThatDoNotFitAreRefusedBeforeAnythingStarts() async throws {
         let base = Harness.freePortRange(6)
         let dir = try tempDir()
         let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -144,6 +144,16 @@ final class TwinctlUpTests: XCTestCase {
         XCTAssertEqual(noModelsStatus, 1)
         let modelsMessage = String(decoding: try Data(contentsOf: modelsLog), as: UTF8.self)
         XCTAssertTrue(modelsMessage.contains("--models DIR"), modelsMessage)
+
+        // A fault plan naming a twin the fleet does not have, and one that does not parse.
+        for (spec, expected) in [("stuck:room-99:temperature@1m", "no twin room-99 in a fleet of 30"), ("stuck:room-1:temperature@1", "not a whole number with a unit")] {
+            let faults = try up(base, in: dir, log: "faults.log", fleet: true, ["--faults", spec])
+            let faultsStatus = await faults.waitForExit(timeout: .seconds(10))
+            XCTAssertEqual(faultsStatus, 2, spec)
+            let faultsMessage = String(decoding: try Data(contentsOf: dir.appendingPathComponent("faults.log")), as: UTF8.self)
+            XCTAssertTrue(faultsMessage.contains("--faults: ") && faultsMessage.contains(expected), faultsMessage)
+            XCTAssertFalse(faults.output.contains { $0.hasPrefix("bootstrap.servers=") }, "nothing started: \(faults.output)")
+        }
     }
 
     func testAServiceDyingAtStartUpStopsTheStackWithItsNameAndLastLogLine() async throws {
