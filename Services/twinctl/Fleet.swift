@@ -17,6 +17,18 @@ import Simulation
 /// injects a `FaultPlan` (times relative to the fleet's start); each fault prints a JSON line when it fires.
 func runFleet(_ args: Arguments) async throws {
     let intervalMs = try args.int("interval-ms", default: 1000)
+    let options = try fleetOptions(args)
+    let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: args.brokers))
+    try await publishFleet(producer: producer, twins: try args.int("twins", default: 30), interval: .milliseconds(intervalMs),
+                           ticks: try args.int("ticks", default: Int.max), options: options, models: args.string("models"),
+                           truthFile: args.string("truth"), trueStateFile: args.string("true-state"))
+    await producer.close()
+}
+
+/// `twinctl fleet`'s options, its fault plan checked against the fleet it describes (`main` asks
+/// before looking for a broker, so a bad spec is told as such, not as a missing broker).
+func fleetOptions(_ args: Arguments) throws -> FleetSimulator.Options {
+    let intervalMs = try args.int("interval-ms", default: 1000)
     var options = FleetSimulator.Options(seed: UInt64(try args.int("seed", default: 42)), faults: try faultPlan(args))
     options.step = Double(try args.int("step-ms", default: intervalMs > 0 ? intervalMs : 60_000)) / 1000
     if let start = args.string("start") {
@@ -27,11 +39,7 @@ func runFleet(_ args: Arguments) async throws {
     }
     if args.string("noise") == "off" { options.noise = false }
     try checkFaults(options, twins: try args.int("twins", default: 30), models: args.string("models"))
-    let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: args.brokers))
-    try await publishFleet(producer: producer, twins: try args.int("twins", default: 30), interval: .milliseconds(intervalMs),
-                           ticks: try args.int("ticks", default: Int.max), options: options, models: args.string("models"),
-                           truthFile: args.string("truth"), trueStateFile: args.string("true-state"))
-    await producer.close()
+    return options
 }
 
 /// `--faults SPEC` as a plan (empty without it); a spec that does not parse is a usage error
@@ -61,8 +69,9 @@ func fleetModels(_ directory: String?) throws -> ModelRegistry {
 
 /// Publishes the fleet's readings every `interval` until cancelled or `ticks` rounds are done, each
 /// round due at `interval` after the previous one was due (not after it finished), so the live
-/// fleet's stamps keep pace with the wall clock that freshness is judged by. Faults that fire are
-/// printed as JSON lines on standard output.
+/// fleet's stamps keep pace with the wall clock that freshness is judged by; after a stall (a slow
+/// broker) it sends the rounds it owes at once, each stamped with its own time. Faults that fire
+/// are printed as JSON lines on standard output.
 /// With no interval (a backlog as fast as the broker takes it) up to 8 ticks await the broker at
 /// once, enqueued in order. Waiting out each tick's round trip before producing the next cut every
 /// tick into one small message set per partition, and filling 400,000 readings took 4.2-4.3 s on

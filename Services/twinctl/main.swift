@@ -61,6 +61,8 @@ do {
         print(commandUsage(command, in: usage) ?? usage)
         exit(0)
     }
+    // A fault plan that does not fit is a mistake in the call, whether or not a broker answers.
+    if args.positionals.first == "fleet" { _ = try fleetOptions(args) }
     if let command = args.positionals.first, brokerCommands.contains(command) {
         let brokers = BrokerAddress(args)
         try brokers.checkAnswers()
