@@ -64,7 +64,7 @@ let package = Package(
         service("simulator-worker", ["Simulator", "ModelLoading", "ServiceKit"]),
         service("query-api", ["QueryAPI", "Views", "TwinQuery", "ModelLoading", "ServiceKit", "Kafka", "Durations"]),
         service("drift-monitor", ["DriftMonitor", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
-        service("twinctl", ["ServiceKit", "Kafka", "Contracts", "HTTP", "JSON", "JSONSchema", "Models", "Durations", "Fleet", "Sockets"]),
+        service("twinctl", ["ServiceKit", "Kafka", "Contracts", "HTTP", "JSON", "JSONSchema", "Models", "Durations", "Fleet", "Simulation", "Sockets"]),
 
         // Fuzz targets: built with `-Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING` they are libFuzzer
         // binaries; built normally they replay the corpus files given as arguments.

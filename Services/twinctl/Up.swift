@@ -1,4 +1,5 @@
 import Contracts
+import Fleet
 import Foundation
 import Kafka
 import ServiceKit
@@ -19,7 +20,9 @@ private enum UpEvent: Sendable {
 /// `twinctl up`: the embedded broker, all six services as separate processes and a simulated fleet.
 /// Ctrl-C (or SIGTERM) stops the fleet, then every service with SIGTERM, then the broker, at any
 /// moment, start-up included. A service that exits on its own stops the stack, naming it with its
-/// last log line (exit status 1). Ports in use and missing files are refused before anything starts.
+/// last log line (exit status 1). Ports in use, missing files and a fault plan that does not fit the
+/// fleet are refused before anything starts. `--faults SPEC` (with `--seed S`) injects faults into the
+/// fleet, timed from the fleet's start; the drift monitor's settings (`DRIFT_*`) pass through the environment.
 func runUp(_ args: Arguments) async throws {
     let signals = SignalListener()
     let basePort = try args.int("base-port", default: 8080)
@@ -27,6 +30,9 @@ func runUp(_ args: Arguments) async throws {
     let twins = try args.int("twins", default: 30)
     let interval = Duration.milliseconds(try args.int("interval-ms", default: 1000))
     let models = try LocalFiles.modelsDirectory(args)
+    var fleetOptions = FleetSimulator.Options(seed: UInt64(try args.int("seed", default: 42)), step: interval > .zero ? interval.seconds : 60,
+                                              faults: try faultPlan(args))
+    if !args.flag("no-fleet") { try checkFaults(fleetOptions, twins: twins, models: models.path) }
     try refusePortsInUse(basePort: basePort)
     let logDir = URL(fileURLWithPath: args.string("log-dir") ?? ".twinstream/logs")
     try FileManager.default.createDirectory(at: logDir, withIntermediateDirectories: true)
@@ -113,8 +119,11 @@ func runUp(_ args: Arguments) async throws {
             if fleet {
                 let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: broker.bootstrapServers))
                 printNow("fleet: \(twins) twins (pump-N, room-N, battery-N) publishing to \(Topic.telemetryRaw.name) every \(interval)")
+                if !fleetOptions.faults.faults.isEmpty { printNow("fleet faults (seed \(fleetOptions.seed)): \(fleetOptions.faults)") }
+                fleetOptions.start = Timestamp.now  // fault times count from here
+                let options = fleetOptions
                 fleetTask = Task {
-                    do { try await publishFleet(producer: producer, twins: twins, interval: interval) } catch {
+                    do { try await publishFleet(producer: producer, twins: twins, interval: interval, options: options, models: models.path) } catch {
                         printError("fleet stopped: \(error)")
                     }
                     await producer.close()

@@ -6,11 +6,22 @@ usage: twinctl COMMAND [options]
   broker   [--topic NAME[:PARTITIONS]]... [--partitions N]   run the embedded broker (platform topics with
                                                 N partitions, default 6); prints bootstrap.servers=...
   up       [--twins N] [--interval-ms MS] [--base-port P] [--log-dir DIR] [--state-dir DIR] [--models DIR] [--no-fleet]
-                                                broker + six services + simulated fleet; Ctrl-C stops all;
+           [--faults SPEC] [--seed S]          broker + six services + simulated fleet (with faults, see fleet);
+                                                Ctrl-C stops all; DRIFT_* settings pass through the environment;
                                                 records the broker's address in .twinstream/state/bootstrap
   fleet    [--brokers B] [--twins N] [--interval-ms MS] [--ticks N]   publish simulated telemetry: each twin's
            [--seed S] [--step-ms MS] [--start TIME] [--noise off]     model stepped by the solver, its own
            [--truth FILE] [--true-state FILE] [--models DIR]         parameters (--truth), noisy sensors
+           [--faults SPEC]   inject faults, ';'-separated KIND:ARGS[@TIME[+DURATION]], TIME from the fleet's start:
+             shift:TWINS:PARAM=VALUE|*FACTOR|+DELTA   the twins' physics use another parameter value
+             stuck:TWINS:PROPERTY      the sensor repeats the value it read when the fault began
+             silent:TWINS              the twins send nothing (readings resume when the window ends)
+             late:RATE[:DELAY]         readings held back DELAY (default 30s), sent after newer ones
+             duplicate:RATE            readings sent twice (same bytes, same event id)
+             malformed:RATE            readings replaced by invalid JSON or a number sent as a string
+           TWINS: id[,id...]; RATE: 1% or 0.01; TIME, DURATION, DELAY: 500ms, 90s, 10m, 1h. Each fault prints
+           a JSON line when it fires; --seed makes the hits reproducible. Example:
+             --faults 'shift:room-3:tau=*0.5@10m;stuck:pump-2:temperature@5m;silent:pump-3@8m+5m;duplicate:1%'
   produce  --topic T [--key K] [--tenant T] [--header name=value]... [--value V]
                                                 publish --value or each stdin line as a message
   tail     --topic T [--group G] [--count N] [--timeout SECONDS]    print messages as JSON lines
@@ -50,6 +61,8 @@ do {
         print(commandUsage(command, in: usage) ?? usage)
         exit(0)
     }
+    // A fault plan that does not fit is a mistake in the call, whether or not a broker answers.
+    if args.positionals.first == "fleet" { _ = try fleetOptions(args) }
     if let command = args.positionals.first, brokerCommands.contains(command) {
         let brokers = BrokerAddress(args)
         try brokers.checkAnswers()

@@ -23,6 +23,11 @@ import Simulation
 /// - Seeded: twin `i` draws everything from its own generator `SampleRandom(seed, i)`, so a
 ///   twin's readings do not depend on the fleet's size.
 ///
+/// - Faults (`Options.faults`, a `FaultPlan`): parameter shifts change the physics from their time
+///   on; stuck sensors, silent twins, late, duplicate and malformed readings change what is sent.
+///   Rate faults draw from each twin's own fault generator, so a plan does not change the values of
+///   the readings it leaves alone, and a run is reproducible under its seed.
+///
 /// Cost: one solver call per twin and interval into buffers built once; a reading allocates only
 /// its message bytes.
 public final class FleetSimulator {
@@ -38,8 +43,10 @@ public final class FleetSimulator {
         /// Relative spread (standard deviation of the log) of each twin's parameters around the
         /// model defaults.
         public var spread = 0.15
-        public init(seed: UInt64 = 42, step: Double = 60, start: Int64 = 0, noise: Bool = true, spread: Double = 0.15) {
-            self.seed = seed; self.step = step; self.start = start; self.noise = noise; self.spread = spread
+        /// Faults to inject (none by default).
+        public var faults = FaultPlan()
+        public init(seed: UInt64 = 42, step: Double = 60, start: Int64 = 0, noise: Bool = true, spread: Double = 0.15, faults: FaultPlan = FaultPlan()) {
+            self.seed = seed; self.step = step; self.start = start; self.noise = noise; self.spread = spread; self.faults = faults
         }
     }
 
@@ -61,6 +68,21 @@ public final class FleetSimulator {
 
     enum Kind { case pump, room, battery }
 
+    /// How a malformed reading is broken.
+    enum Malformed: Equatable { case invalidJSON, wrongType(Int) }
+
+    /// A fault with a window on one twin, and whether it is active now.
+    struct WindowFault {
+        let fault: FaultPlan.Fault
+        /// A shift's parameter slot, or a stuck sensor's index in `reported`.
+        let slot: Int
+        /// A shift's unshifted value and its shifted one.
+        let base: Double, shifted: Double
+        var active = false
+        /// The value a stuck sensor repeats.
+        var held = 0.0
+    }
+
     /// One simulated twin.
     final class Twin {
         let id: String
@@ -79,12 +101,22 @@ public final class FleetSimulator {
         var heating = false
         var charging = false
         let prefix: [UInt8]
-        let parameters: [String: Double]
+        /// The parameters the physics uses now (a shift changes them).
+        var parameters: [String: Double]
+        /// Draws which readings the rate faults hit (apart from `random`, so a fault plan leaves the
+        /// values of the other readings as they were).
+        var faultRandom: SampleRandom
+        var windows: [WindowFault] = []
+        /// Late readings held back: the tick they are sent at and their bytes (copies: a late duplicate).
+        var held: [(due: Int, bytes: [UInt8], copies: Int)] = []
+        /// Whether a `silent` fault keeps the twin from sending.
+        var silent: Bool { windows.contains { $0.active && $0.fault.kind == .silent } }
 
         init(index: Int, id: String, model: TwinModel, kind: Kind, options: Options) throws(SimulationError) {
             self.id = id
             self.model = model
             self.kind = kind
+            faultRandom = SampleRandom(seed: options.seed ^ 0xFA17_FA17_FA17_FA17, index: index)
             var g = SampleRandom(seed: options.seed, index: index)
             var parameters: [String: Double] = [:]
             for p in model.parameters {
@@ -149,6 +181,64 @@ public final class FleetSimulator {
             w.field("model", model.ref.description)
             w.key("ts")
             prefix = w.bytes
+            for fault in options.faults.faults where fault.twins.contains(id) {
+                windows.append(try window(fault))
+            }
+        }
+
+        /// The window state of a fault on this twin; throws `invalid_request` for a parameter or
+        /// property the twin does not have, or a shifted value outside the parameter's range.
+        func window(_ fault: FaultPlan.Fault) throws(SimulationError) -> WindowFault {
+            let name = fault.name ?? ""
+            switch fault.kind {
+            case .shift:
+                guard let p = model.parameter(named: name), let base = parameters[name], let change = fault.change else {
+                    throw SimulationError(.invalidRequest, "fault '\(fault.text)': \(id) (\(model.ref)) has no parameter '\(name)'; its parameters: \(model.parameters.map(\.name).joined(separator: ", "))")
+                }
+                let shifted = change.apply(to: base)
+                guard shifted.isFinite, shifted >= (p.minimum ?? -.infinity), shifted <= (p.maximum ?? .infinity) else {
+                    throw SimulationError(.invalidRequest, "fault '\(fault.text)': \(id)'s \(name) would become \(shifted) (from \(base)), outside \(model.ref)'s range \(p.minimum.map { "\($0)" } ?? "-inf")...\(p.maximum.map { "\($0)" } ?? "inf")")
+                }
+                return WindowFault(fault: fault, slot: try stepper.slot(name), base: base, shifted: shifted)
+            case .stuck:
+                guard let index = reported.firstIndex(where: { $0.name == name }) else {
+                    throw SimulationError(.invalidRequest, "fault '\(fault.text)': \(id) reports no number '\(name)'; it reports \(reported.map(\.name).joined(separator: ", "))")
+                }
+                return WindowFault(fault: fault, slot: index, base: 0, shifted: 0)
+            default:
+                return WindowFault(fault: fault, slot: -1, base: 0, shifted: 0)
+            }
+        }
+
+        /// Opens and closes this twin's window faults at `offset` ms after the fleet's start (fleet
+        /// time `ts`): a shift moves the parameter the physics uses, a stuck sensor takes the value
+        /// it measures now (the true value and sensor noise) as the one it repeats.
+        func updateWindows(offset: Int64, ts: Int64, _ fired: (FaultEvent) -> Void) {
+            for i in windows.indices {
+                let active = windows[i].fault.isActive(atOffset: offset)
+                guard active != windows[i].active else { continue }
+                windows[i].active = active
+                let w = windows[i], name = w.fault.name ?? ""
+                var details: [String: JSON] = [:]
+                switch w.fault.kind {
+                case .shift:
+                    let (from, to) = active ? (w.base, w.shifted) : (w.shifted, w.base)
+                    stepper[w.slot] = to
+                    parameters[name] = to
+                    details = ["parameter": .string(name), "from": .double(from), "to": .double(to)]
+                case .stuck:
+                    if active {
+                        let r = reported[w.slot]
+                        windows[i].held = measure(stepper[r.slot], sd: r.sd, name: r.name, noise: &faultRandom)
+                        details = ["property": .string(name), "value": .double(windows[i].held)]
+                    } else {
+                        details = ["property": .string(name)]
+                    }
+                default:
+                    break
+                }
+                fired(FaultEvent(twinId: id, kind: w.fault.kind, phase: active ? .start : .end, time: ts, details: details))
+            }
         }
 
         static func noiseSD(_ name: String) -> Double { FleetSimulator.noise[name] ?? 0 }
@@ -184,19 +274,29 @@ public final class FleetSimulator {
             stepper.refreshOutputs()
         }
 
-        /// The reading at epoch ms `ts`: every reported property, measured with noise.
-        func reading(ts: Int64) -> [UInt8] {
+        /// A sensor's reading of `x`: with noise of `sd` from `noise`, inside the telemetry's
+        /// range, to three decimals.
+        func measure(_ x: Double, sd: Double, name: String, noise: inout SampleRandom) -> Double {
+            var x = x
+            if sd > 0 { x += sd * noise.normal() }
+            if let t = model.telemetry(named: name) {
+                if let lo = t.minimum { x = max(x, lo) }
+                if let hi = t.maximum { x = min(x, hi) }
+            }
+            return (x * 1000).rounded() / 1000
+        }
+
+        /// The reading at epoch ms `ts`: every reported property, measured with noise (a stuck
+        /// sensor's held value instead; its noise is still drawn, so the others read the same).
+        /// `quoted`: the index of a property written as a string (a malformed reading).
+        func reading(ts: Int64, quoted: Int? = nil) -> [UInt8] {
             var w = JSONWriter(appendingTo: prefix)
             w.rawValue { JSONNumber.appendInteger(ts, to: &$0) }
             w.key("values"); w.beginObject()
-            for r in reported {
-                var x = stepper[r.slot]
-                if r.sd > 0 { x += r.sd * random.normal() }
-                if let t = model.telemetry(named: r.name) {
-                    if let lo = t.minimum { x = max(x, lo) }
-                    if let hi = t.maximum { x = min(x, hi) }
-                }
-                w.field(r.name, (x * 1000).rounded() / 1000)
+            for (i, r) in reported.enumerated() {
+                var x = measure(stepper[r.slot], sd: r.sd, name: r.name, noise: &random)
+                if let stuck = windows.first(where: { $0.active && $0.fault.kind == .stuck && $0.slot == i }) { x = stuck.held }
+                if i == quoted { w.field(r.name, "\(x)") } else { w.field(r.name, x) }
             }
             if kind == .pump { w.field("running", true) }
             w.endObject()
@@ -210,6 +310,8 @@ public final class FleetSimulator {
 
     let twins: [Twin]
     public let options: Options
+    /// The plan's rate faults (late, duplicate, malformed), applied to every twin.
+    let rateFaults: [FaultPlan.Fault]
     /// Readings produced so far per twin (the next reading's index).
     public private(set) var ticks = 0
 
@@ -230,6 +332,21 @@ public final class FleetSimulator {
             twins.append(try Twin(index: i, id: "\(name)-\(i / 3 + 1)", model: model, kind: kind, options: options))
         }
         self.twins = twins
+        rateFaults = options.faults.faults.filter { $0.twins.isEmpty }
+        let ids = Set(twins.map(\.id))
+        for fault in options.faults.faults {
+            if let missing = fault.twins.first(where: { !ids.contains($0) }) {
+                throw SimulationError(.invalidRequest, "fault '\(fault.text)': no twin \(missing) in a fleet of \(count) (\(Self.naming(count)))")
+            }
+        }
+    }
+
+    /// The ids of a fleet of `count`: "pump-1…pump-10, room-1…room-10, battery-1…battery-10".
+    static func naming(_ count: Int) -> String {
+        ["pump", "room", "battery"].enumerated().compactMap { k, name in
+            let n = (count - k + 2) / 3
+            return n <= 0 ? nil : n == 1 ? "\(name)-1" : "\(name)-1…\(name)-\(n)"
+        }.joined(separator: ", ")
     }
 
     /// Each twin's id, model and true parameters.
@@ -239,13 +356,58 @@ public final class FleetSimulator {
     public var nextTime: Int64 { options.start + Int64((Double(ticks) * options.step * 1000).rounded()) }
 
     /// One reading per twin at `nextTime`, then every twin advances one interval. `emit` gets the
-    /// twin id, the reading's JSON bytes and (for `--true-state`) the true values.
-    public func tick(_ emit: (_ twinId: String, _ reading: [UInt8], _ truth: () -> [(String, Double)]) -> Void) throws(SimulationError) {
+    /// twin id, the message's bytes and, for the reading of this tick, its true values (for
+    /// `--true-state`; nil for a copy sent again or late). Faults change what is emitted (nothing
+    /// from a silent twin, two copies, a malformed message, a late reading from an earlier tick);
+    /// `fired` hears each fault when it fires.
+    public func tick(_ emit: (_ twinId: String, _ reading: [UInt8], _ truth: (() -> [(String, Double)])?) -> Void,
+                     faults fired: (FaultEvent) -> Void = { _ in }) throws(SimulationError) {
         let ts = nextTime
         let t = Double(ts) / 1000
+        let offset = ts - options.start
         for twin in twins {
+            twin.updateWindows(offset: offset, ts: ts, fired)
             twin.control(at: t)
-            emit(twin.id, twin.reading(ts: ts), twin.trueState)
+            guard !twin.silent else {
+                _ = twin.reading(ts: ts)  // measured all the same: the twin's noise stays in step
+                try twin.stepper.advance()
+                continue
+            }
+            var copies = 1, lateBy: Int64?, malformed: Malformed?
+            for fault in rateFaults where fault.isActive(atOffset: offset) {
+                // Two draws per fault and reading, hit or not, so one fault's hits do not move another's.
+                let u = twin.faultRandom.unit(), variant = twin.faultRandom.unit()
+                guard u < fault.rate else { continue }
+                var details: [String: JSON] = [:]
+                switch fault.kind {
+                case .duplicate: copies = 2
+                case .late:
+                    lateBy = fault.delayMs
+                    details["delayMs"] = .int(Int(fault.delayMs))
+                default:
+                    // Half invalid JSON, half one number sent as a string.
+                    malformed = variant < 0.5 ? .invalidJSON : .wrongType(Int((variant - 0.5) * 2 * Double(twin.reported.count)))
+                    details["variant"] = malformed == .invalidJSON ? "invalid_json" : "wrong_type"
+                }
+                fired(FaultEvent(twinId: twin.id, kind: fault.kind, phase: .hit, time: ts, details: details))
+            }
+            var quoted: Int?
+            if case .wrongType(let index) = malformed { quoted = index }
+            var bytes = twin.reading(ts: ts, quoted: quoted)
+            // Cut inside its values (its time stays whole, so two cut readings differ): not JSON.
+            if malformed == .invalidJSON { bytes.removeLast((bytes.count - twin.prefix.count) / 2) }
+            if let lateBy {
+                twin.held.append((ticks + max(1, Int((Double(lateBy) / 1000 / options.step).rounded(.up))), bytes, copies))
+            } else {
+                emit(twin.id, bytes, twin.trueState)
+                if copies == 2 { emit(twin.id, bytes, nil) }
+            }
+            if !twin.held.isEmpty {
+                for late in twin.held where late.due <= ticks {
+                    for _ in 0..<late.copies { emit(twin.id, late.bytes, nil) }
+                }
+                twin.held.removeAll { $0.due <= ticks }
+            }
             try twin.stepper.advance()
         }
         ticks += 1

@@ -45,6 +45,10 @@ final class TwinctlCommandTests: XCTestCase {
             XCTAssertLessThan(ContinuousClock.now - start, .seconds(10), "\(arguments) kept the user waiting")
             XCTAssertTrue(error.contains("nothing answers at 127.0.0.1:\(port) (--brokers)") && error.contains("twinctl up"), "\(arguments): \(error)")
         }
+        // A fault plan that does not parse is told as such, broker or not.
+        let faults = try await twinctl(["fleet", "--faults", "stuck:pump-1:temperature@5m;bogus:1%", "--brokers", "127.0.0.1:\(port)"], in: dir)
+        XCTAssertEqual(faults.status, 2, faults.error)
+        XCTAssertTrue(faults.error.contains("--faults: fault 2 'bogus:1%': unknown kind 'bogus'"), faults.error)
         // Without --brokers: the address a running twinctl up recorded here, named as such.
         let state = dir.appendingPathComponent(".twinstream/state")
         try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)

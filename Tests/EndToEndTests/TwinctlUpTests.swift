@@ -28,9 +28,9 @@ final class TwinctlUpTests: XCTestCase {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    /// `twinctl up --no-fleet` on the ports from `base`, started in `dir` (standard error to `log`).
-    private func up(_ base: Int, in dir: URL, log: String, environment: [String: String] = [:], _ more: [String] = []) throws -> ChildProcess {
-        try ChildProcess("twinctl", ["up", "--no-fleet", "--base-port", String(base)] + more, environment: environment,
+    /// `twinctl up` (`--no-fleet` unless `fleet`) on the ports from `base`, started in `dir` (standard error to `log`).
+    private func up(_ base: Int, in dir: URL, log: String, environment: [String: String] = [:], fleet: Bool = false, _ more: [String] = []) throws -> ChildProcess {
+        try ChildProcess("twinctl", ["up", "--base-port", String(base)] + (fleet ? [] : ["--no-fleet"]) + more, environment: environment,
                          stderrTo: dir.appendingPathComponent(log), directory: dir)
     }
 
@@ -119,7 +119,7 @@ final class TwinctlUpTests: XCTestCase {
                        "a stopped stack's address is not left for other commands to try")
     }
 
-    func testBusyPortsAndMissingModelFilesAreRefusedBeforeAnythingStarts() async throws {
+    func testBusyPortsMissingModelFilesAndFaultsThatDoNotFitAreRefusedBeforeAnythingStarts() async throws {
         let base = Harness.freePortRange(6)
         let dir = try tempDir()
         let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -144,6 +144,16 @@ final class TwinctlUpTests: XCTestCase {
         XCTAssertEqual(noModelsStatus, 1)
         let modelsMessage = String(decoding: try Data(contentsOf: modelsLog), as: UTF8.self)
         XCTAssertTrue(modelsMessage.contains("--models DIR"), modelsMessage)
+
+        // A fault plan naming a twin the fleet does not have, and one that does not parse.
+        for (spec, expected) in [("stuck:room-99:temperature@1m", "no twin room-99 in a fleet of 30"), ("stuck:room-1:temperature@1", "not a whole number with a unit")] {
+            let faults = try up(base, in: dir, log: "faults.log", fleet: true, ["--faults", spec])
+            let faultsStatus = await faults.waitForExit(timeout: .seconds(10))
+            XCTAssertEqual(faultsStatus, 2, spec)
+            let faultsMessage = String(decoding: try Data(contentsOf: dir.appendingPathComponent("faults.log")), as: UTF8.self)
+            XCTAssertTrue(faultsMessage.contains("--faults: ") && faultsMessage.contains(expected), faultsMessage)
+            XCTAssertFalse(faults.output.contains { $0.hasPrefix("bootstrap.servers=") }, "nothing started: \(faults.output)")
+        }
     }
 
     func testAServiceDyingAtStartUpStopsTheStackWithItsNameAndLastLogLine() async throws {
@@ -180,5 +190,83 @@ final class TwinctlUpTests: XCTestCase {
         XCTAssertTrue(up.endedBySignal)
         let freeAfterKill = await allPortsFree(base, within: .seconds(15))
         XCTAssertTrue(freeAfterKill, "services outlived a SIGKILLed twinctl up and hold its ports")
+    }
+
+    /// Issue 23's fault injector on the local stack, read the way a person reads it (`GET /v1/alerts`):
+    /// a stuck sensor raises one residual alert on its property, a twin that stops reporting raises
+    /// one stale alert that resolves when it reports again, and a control twin raises nothing —
+    /// while late, duplicate and malformed readings (dead-lettered with their reason) go on around them.
+    ///
+    /// Settings that make minutes of monitoring fit in seconds, all through the environment the
+    /// drift monitor already reads: readings every 100 ms (event time stays the wall clock, so
+    /// freshness means what it means in production; a pump's interval is 1 s, stale after 3 s), a
+    /// 20 s prediction horizon (over it a warming pump's temperature rises ~0.25 K, ~1.7σ of its
+    /// residual, which a stuck sensor misses), a warm-up of 40 residuals, and no data drift (the
+    /// pumps warm up from cold during the test: a real shift of their temperature's distribution
+    /// that data drift rightly reports on every pump, the control included).
+    func testAStuckSensorAndASilentTwinFromTheFaultInjectorRaiseTheirAlertsOnceAndAControlTwinNone() async throws {
+        let base = Harness.freePortRange(6)
+        let dir = try tempDir()
+        let faults = "stuck:pump-2:temperature@25s;silent:pump-3@5s+10s;late:1%:2s;duplicate:1%;malformed:1%"
+        let up = try up(base, in: dir, log: "twinctl.log", environment: ["DRIFT_WARMUP": "40", "DRIFT_HORIZON": "20s", "DRIFT_EVAL_EVERY": "0"],
+                        fleet: true, ["--twins", "7", "--interval-ms", "100", "--seed", "7", "--faults", faults])
+        let started = await printed(up, "platform up", within: .seconds(120))
+        XCTAssertTrue(started, "twinctl up did not start: \(up.output)")
+        XCTAssertTrue(up.output.contains("fleet faults (seed 7): \(faults)"), "\(up.output)")
+        let key = try XCTUnwrap(up.output.first { $0.hasPrefix("api key: ") }?.dropFirst("api key: ".count)).description
+        func alerts(_ query: String) async -> [JSON] {
+            guard let answer = await Harness.get(port: base, "/v1/alerts?\(query)", key: key), answer.status == 200 else { return [] }
+            return (try? JSON(parsing: answer.body))?["items"]?.arrayValue ?? []
+        }
+        /// The fault lines twinctl printed: kind and phase by twin.
+        func fired(_ twinId: String) -> [String] {
+            up.output.compactMap { try? JSON(parsing: Array($0.utf8)) }.filter { $0["twinId"]?.stringValue == twinId && $0["phase"] != "hit" }
+                .map { "\($0["fault"]?.stringValue ?? "?") \($0["phase"]?.stringValue ?? "?")" }
+        }
+
+        // pump-3 falls silent 5 s into the fleet for 10 s: stale after 3 reporting intervals, resolved when it reports again.
+        var stale: [JSON] = []
+        let resolved = await Harness.eventually(timeout: .seconds(60)) {
+            stale = await alerts("twinId=pump-3&kind=stale")
+            return stale.first?["status"] == "resolved"
+        }
+        XCTAssertTrue(resolved, "pump-3's stale alert: \(stale); fired: \(fired("pump-3"))")
+        XCTAssertEqual(stale.count, 1, "one episode: \(stale)")
+        XCTAssertEqual(fired("pump-3"), ["silent start", "silent end"])
+
+        // pump-2's temperature sticks 25 s in: its residual leaves the model's prediction.
+        var residual: [JSON] = []
+        let raised = await Harness.eventually(timeout: .seconds(60)) {
+            residual = await alerts("twinId=pump-2&kind=residual")
+            return !residual.isEmpty
+        }
+        XCTAssertTrue(raised, "pump-2's stuck temperature raised nothing; fired: \(fired("pump-2")); last lines: \(up.output.suffix(5))")
+        XCTAssertEqual(residual.map { $0["property"] }, ["temperature"], "one alert, on the stuck property: \(residual)")
+        XCTAssertEqual(residual.first?["status"], "raised", "it stays stuck, so the alert stays open")
+        XCTAssertEqual(fired("pump-2"), ["stuck start"])
+        let stuckAt = try XCTUnwrap(up.output.lazy.compactMap { try? JSON(parsing: Array($0.utf8)) }.first { $0["fault"] == "stuck" }?["time"]?.stringValue)
+        let detectedAt = try XCTUnwrap(residual.first?["eventTime"]?.stringValue)
+        XCTAssertGreaterThan(detectedAt, stuckAt, "raised after the sensor stuck")
+        let data = await alerts("twinId=pump-2&kind=data")
+        XCTAssertEqual(data, [])
+
+        // The control pump, watched as long as the others: nothing of any kind.
+        let control = await alerts("twinId=pump-1")
+        XCTAssertEqual(control, [], "the control twin raised alerts")
+        XCTAssertEqual(fired("pump-1"), [])
+        // Malformed readings are dead-lettered with their reason: invalid JSON by the ingestor, a
+        // number sent as a string by the validator.
+        var reasons: Set<String> = []
+        let deadLettered = await Harness.eventually(timeout: .seconds(30)) {
+            let answer = await Harness.get(port: base, "/v1/deadletters?limit=100", key: key)
+            let items = (try? JSON(parsing: answer?.body ?? []))?["items"]?.arrayValue ?? []
+            reasons = Set(items.compactMap { $0["reasons"]?[0]?["code"]?.stringValue })
+            return reasons.isSuperset(of: ["invalid_json", "wrong_type"])
+        }
+        XCTAssertTrue(deadLettered, "dead-letter reasons seen: \(reasons)")
+
+        up.signal(SIGINT)
+        let status = await up.waitForExit(timeout: .seconds(60))
+        XCTAssertEqual(status, 0, "\(up.output.suffix(8))")
     }
 }
