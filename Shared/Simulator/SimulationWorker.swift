@@ -136,8 +136,8 @@ public final class SimulationWorker: Service {
         metrics.gauge("twinstream_simulation_assigned_partitions", help: "Partitions of simulation.requests.v1 and simulation.shards.v1 this worker holds.") {
             Double(consumer.assignment.count)
         }
-        context.readiness.add("joined \(configuration.groupId) and read \(Topic.simulationRequests.name) and \(Topic.simulationShards.name)") { consumer.isCaughtUp }
-        context.readiness.add("caught up with \(Topic.simulationControl.name)") { control.isCaughtUp }
+        context.readiness.add("joined \(configuration.groupId) and read \(Topic.simulationRequests.name) and \(Topic.simulationShards.name)") { consumer.isReady }
+        context.readiness.add("caught up with \(Topic.simulationControl.name)") { control.isReady }
     }
 
     /// Per partition, the offset after the last message this worker finished (result published,
