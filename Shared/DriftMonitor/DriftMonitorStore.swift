@@ -193,6 +193,7 @@ public final class DriftMonitorStore: Sendable {
                 try monitor.restore(DriftState(bytes: value))
             } catch {
                 failed += 1
+                metrics.restoreSkipped.inc()
                 logger.warning("drift.state.v1 document not restored", ["key": .string(key), "error": .string("\(error)")])
             }
         }
@@ -225,6 +226,7 @@ public final class DriftMonitorStore: Sendable {
         let registry: MetricsRegistry
         let late, repeated, replayed, updates, unknownModel, undecodable: Counter
         let restoreSeconds: Gauge
+        let restoreSkipped: Counter
 
         init(_ registry: MetricsRegistry) {
             self.registry = registry
@@ -235,6 +237,7 @@ public final class DriftMonitorStore: Sendable {
             undecodable = registry.counter("twinstream_drift_readings_skipped_total", help: "Readings the drift monitor skipped, by reason.", labels: ["reason": "undecodable"])
             updates = registry.counter("twinstream_drift_detector_updates_total", help: "Standardised residuals fed to drift detectors (rate() gives updates per second).")
             restoreSeconds = registry.gauge("twinstream_drift_restore_seconds", help: "Duration of the latest partition restore from drift.state.v1.")
+            restoreSkipped = registry.counter("twinstream_drift_state_restore_skipped_total", help: "drift.state.v1 documents a restore could not use (logged with the reason); those twins start afresh.")
         }
 
         func scale(model: String, property: String) -> Histogram {
