@@ -16,7 +16,8 @@ final class KillAndRestartTests: XCTestCase {
         defer { stack.tearDown(keepLogs: (testRun?.failureCount ?? 0) > 0) }
         let producer = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: stack.bootstrap))
         defer { Task { await producer.close() } }
-        var load = KnownLoad(twins: 40)
+        // With FAULTS=full: more twins, and three rounds of kills.
+        var load = KnownLoad(twins: fullFaults ? 200 : 40)
         let headers: HTTPHeaders = ["Authorization": "Bearer \(stack.key)", "Content-Type": "application/json"]
         let api = HTTPClient(port: stack.port("query-api"), timeout: .seconds(10))
 
@@ -55,9 +56,10 @@ final class KillAndRestartTests: XCTestCase {
         XCTAssertEqual(visible.status.code, 200, visible.text)
 
         var location: String?
-        for name in FaultStack.services {
+        let kills = (0..<(fullFaults ? 3 : 1)).flatMap { round in FaultStack.services.map { (round, $0) } }
+        for (round, name) in kills {
             _ = try await producer.sendAll(load.next(5))
-            if name == "simulator-worker" {
+            if name == "simulator-worker" && round == 0 {
                 let body = #"{"kind":"monteCarlo","horizon":"24h","step":"10m","samples":8000,"seed":5,"uncertain":{"tau":{"normal":[7200,600]}},"threshold":{"series":"temperature","above":21}}"#
                 let posted = try await api.send(.post, "/v1/twins/room-f/simulations", headers: headers, body: Array(body.utf8))
                 XCTAssertEqual(posted.status.code, 202, posted.text)

@@ -183,6 +183,38 @@ final class ConsumerTests: KafkaTestCase {
         await second.close()
     }
 
+    /// While the broker is away a reader that reached its ends and a group member are not ready
+    /// (`isReady`): the reader stays "caught up" and the member may hold nothing, so readiness
+    /// asks whether the cluster answers. Both are ready again once it is back.
+    func testConsumersAreNotReadyWhileTheBrokerIsAway() async throws {
+        let broker = try EmbeddedBroker(topics: [("away", 2)])
+        defer { broker.shutdown() }
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        _ = try await producer.sendAll((0..<10).map { OutgoingMessage(topic: "away", key: "k\($0)", value: [1]) })
+        await producer.close()
+        let reader = try KafkaConsumer(configuration: config, readingFromBeginning: [TopicPartition("away", 0), TopicPartition("away", 1)])
+        let member = try KafkaConsumer(configuration: config, groupId: uniqueGroup(), topics: ["away"])
+        func ready(_ consumers: [KafkaConsumer], _ want: Bool, within timeout: Duration) async throws -> Bool {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                for c in consumers { _ = try await c.poll(maxMessages: 100, timeout: .milliseconds(100)) }
+                if consumers.allSatisfy({ $0.isReady == want }) { return true }
+            }
+            return false
+        }
+        let readyFirst = try await ready([reader, member], true, within: .seconds(20))
+        XCTAssertTrue(readyFirst, "never ready: reader \(reader.isReady), member \(member.isReady)")
+        broker.setAllBrokers(down: true)
+        let notReady = try await ready([reader, member], false, within: .seconds(10))
+        XCTAssertTrue(notReady, "still ready with the broker away: reader \(reader.isReady), member \(member.isReady)")
+        broker.setAllBrokers(down: false)
+        let readyAgain = try await ready([reader, member], true, within: .seconds(40))
+        XCTAssertTrue(readyAgain, "not ready again after the broker came back: reader \(reader.isReady), member \(member.isReady)")
+        await reader.close()
+        await member.close()
+    }
+
     /// A paused partition delivers nothing until it is resumed; other partitions keep flowing.
     func testPausedPartitionsDeliverNothingUntilResumed() async throws {
         let broker = try EmbeddedBroker(topics: [("pausing", 2)])
