@@ -82,6 +82,10 @@ public final class TwinStateStore: Sendable {
         }
         enum Input { case reading(TelemetryEnvelope), command(TwinCommand) }
         let input: Input
+        let contract = message.topic == Topic.twinCommands.name ? TwinCommand.contract : TelemetryEnvelope.contract
+        if let mismatch = DeadLetters.contractMismatch(message, expected: contract, stage: StateUpdateProcessor.stage) {
+            return deadLetter(mismatch)
+        }
         do {
             switch message.topic {
             case Topic.telemetryValid.name: input = .reading(try TelemetryEnvelope(bytes: message.value))

@@ -47,6 +47,30 @@ final class PoisonTests: XCTestCase {
         let unhealthy = await stack.unhealthy()
         XCTAssertEqual(unhealthy, [], "a service died or stopped answering")
 
+        // A well-formed reading on telemetry.valid.v1 whose header names another major version:
+        // the state-updater dead-letters it and the drift monitor skips it; nobody folds it.
+        let valid = try await readTopic(Topic.telemetryValid, bootstrap: stack.bootstrap)
+        let sample = try XCTUnwrap(valid.first { $0.keyString == "default/\(load.twins[0])" })
+        let renamed = String(decoding: sample.value, as: UTF8.self)
+            .replacingOccurrences(of: #""\#(load.twins[0])""#, with: #""pump-wrongc""#)
+            .replacingOccurrences(of: #""eventId":""#, with: #""eventId":"wrongc-"#)
+        let versioned = try KafkaProducer(configuration: KafkaConfiguration(bootstrapServers: stack.bootstrap))
+        _ = try await versioned.send(OutgoingMessage(topic: Topic.telemetryValid.name, key: "default/pump-wrongc", value: Array(renamed.utf8),
+                                                     headers: [KafkaHeader(MessageHeader.tenant, "default"), KafkaHeader(MessageHeader.contract, "telemetry-envelope/2")]))
+        await versioned.close()
+        var refused: [DeadLetter] = []
+        let lettered = await Harness.eventually(timeout: .seconds(30)) {
+            refused = ((try? await readTopic(Topic.telemetryDeadLetter, bootstrap: stack.bootstrap)) ?? []).compactMap { try? DeadLetter(bytes: $0.value) }
+                .filter { $0.stage == "state-updater" && $0.reasons.first?.code == "unsupported_contract" }
+            return !refused.isEmpty
+        }
+        XCTAssertTrue(lettered, "the state-updater did not dead-letter a reading of another contract")
+        let folded = try await readTopic(Topic.twinState, bootstrap: stack.bootstrap).contains { $0.keyString == "default/pump-wrongc" }
+        XCTAssertFalse(folded, "a reading of another contract was folded into a twin")
+        let driftSkipped = FaultStack.sum("twinstream_drift_readings_skipped_total", in: await stack.metrics("drift-monitor"), labelled: #"reason="unsupported_contract""#)
+        // This one and the poison with a wrong contract header.
+        XCTAssertEqual(driftSkipped, 2, "the drift monitor did not skip the readings of another contract")
+
         // Where the stages write dead-letters, each poison that is not a reading is one, with a
         // reason (on telemetry.raw.v1 the headers mean nothing and the 1 MB reading is a
         // reading: the validator judges it).
