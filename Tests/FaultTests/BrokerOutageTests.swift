@@ -1,6 +1,5 @@
 import Contracts
 import Foundation
-import HTTP
 import Kafka
 import TestSupport
 import XCTest
@@ -78,33 +77,20 @@ final class BrokerOutageTests: XCTestCase {
 
     /// The admin port refuses what it cannot do, saying what it takes.
     func testBrokerAdminPortRefusesUnknownRequestKindsAndErrorNames() async throws {
-        let broker = try ChildProcess("twinctl", ["broker", "--admin-port", "0"])
+        let (broker, _, port) = try await FaultStack.startBroker()
         defer { broker.signal(SIGKILL) }
-        let announced = await Harness.eventually(timeout: .seconds(30)) { broker.output.contains { $0.hasPrefix("admin=") } }
-        XCTAssertTrue(announced, "\(broker.output)")
-        let port = try XCTUnwrap(broker.output.first { $0.hasPrefix("admin=") }.flatMap { Int($0.split(separator: ":").last ?? "") })
-        let client = HTTPClientForTests(port: port)
-        let kind = try await client.post("/errors?request=Nonsense&errors=REQUEST_TIMED_OUT")
+        let kind = try await FaultStack.admin(port: port, "/errors?request=Nonsense&errors=REQUEST_TIMED_OUT")
         XCTAssertEqual(kind.status, 400)
         XCTAssertTrue(kind.text.contains("Produce"), kind.text)
-        let name = try await client.post("/errors?request=Produce&errors=NO_SUCH_ERROR")
+        let name = try await FaultStack.admin(port: port, "/errors?request=Produce&errors=NO_SUCH_ERROR")
         XCTAssertEqual(name.status, 400)
         XCTAssertTrue(name.text.contains("NO_SUCH_ERROR"), name.text)
-        let id = try await client.post("/down?broker=7")
+        let id = try await FaultStack.admin(port: port, "/down?broker=7")
         XCTAssertEqual(id.status, 400)
-        let ok = try await client.post("/errors?request=Produce&errors=REQUEST_TIMED_OUT")
+        let ok = try await FaultStack.admin(port: port, "/errors?request=Produce&errors=REQUEST_TIMED_OUT")
         XCTAssertEqual(ok.status, 204)
         broker.signal(SIGTERM)
         let status = await broker.waitForExit(timeout: .seconds(20))
         XCTAssertEqual(status, 0)
-    }
-}
-
-/// A POST with an empty body, answering status and text.
-struct HTTPClientForTests {
-    let port: Int
-    func post(_ target: String) async throws -> (status: Int, text: String) {
-        let response = try await HTTP.HTTPClient(port: port, timeout: .seconds(10)).send(.post, target, headers: [:], body: [])
-        return (response.status.code, response.text)
     }
 }

@@ -37,18 +37,7 @@ final class FaultStack: @unchecked Sendable {
     init(extra: [String: String] = [:]) async throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("twinstream-fault-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        broker = try ChildProcess("twinctl", ["broker", "--admin-port", "0"], stderrTo: dir.appendingPathComponent("broker.log"))
-        let broker = self.broker
-        let announced = await Harness.eventually(timeout: .seconds(30)) {
-            broker.output.contains { $0.hasPrefix("bootstrap.servers=") } && broker.output.contains { $0.hasPrefix("admin=") }
-        }
-        guard announced, let servers = broker.output.first(where: { $0.hasPrefix("bootstrap.servers=") })?.dropFirst("bootstrap.servers=".count),
-              let admin = broker.output.first(where: { $0.hasPrefix("admin=") }).flatMap({ Int($0.split(separator: ":").last ?? "") }) else {
-            broker.signal(SIGKILL)
-            throw StackFailure("twinctl broker did not announce its addresses: \(broker.output)")
-        }
-        bootstrap = String(servers)
-        adminPort = admin
+        (broker, bootstrap, adminPort) = try await Self.startBroker(log: dir.appendingPathComponent("broker.log"))
         let keysFile = dir.appendingPathComponent("keys.json").path
         key = try APIKeysFile.addKey(tenant: "default", scopes: [.read, .write, .simulate, .ingest, .admin], to: keysFile).0
         base = Harness.freePortRange(Self.services.count)
@@ -67,6 +56,21 @@ final class FaultStack: @unchecked Sendable {
             tearDown(keepLogs: true)
             throw StackFailure("never ready: \(notReady)")
         }
+    }
+
+    /// `twinctl broker --admin-port 0`, once it printed its addresses: the process, its
+    /// `bootstrap.servers` and its admin port.
+    static func startBroker(log: URL? = nil) async throws -> (ChildProcess, bootstrap: String, adminPort: Int) {
+        let broker = try ChildProcess("twinctl", ["broker", "--admin-port", "0"], stderrTo: log)
+        func announced(_ prefix: String) -> Substring? {
+            broker.output.first { $0.hasPrefix(prefix) }?.dropFirst(prefix.count)
+        }
+        _ = await Harness.eventually(timeout: .seconds(30)) { announced("bootstrap.servers=") != nil && announced("admin=") != nil }
+        guard let servers = announced("bootstrap.servers="), let admin = announced("admin=").flatMap({ Int($0.split(separator: ":").last ?? "") }) else {
+            broker.signal(SIGKILL)
+            throw StackFailure("twinctl broker did not announce its addresses: \(broker.output)")
+        }
+        return (broker, String(servers), admin)
     }
 
     func port(_ name: String) -> Int { base + Self.services.firstIndex(of: name)! }
@@ -121,8 +125,14 @@ final class FaultStack: @unchecked Sendable {
 
     /// A fault injection on the broker's admin port (`twinctl broker --admin-port`).
     func admin(_ pathAndQuery: String) async throws {
-        let response = try await HTTPClient(port: adminPort, timeout: .seconds(10)).send(.post, pathAndQuery, headers: [:], body: [])
-        XCTAssertEqual(response.status.code, 204, "broker admin \(pathAndQuery): \(response.text)")
+        let (status, text) = try await Self.admin(port: adminPort, pathAndQuery)
+        XCTAssertEqual(status, 204, "broker admin \(pathAndQuery): \(text)")
+    }
+
+    /// A POST without a body to a broker admin port: its status and text.
+    static func admin(port: Int, _ pathAndQuery: String) async throws -> (status: Int, text: String) {
+        let response = try await HTTPClient(port: port, timeout: .seconds(10)).send(.post, pathAndQuery, headers: [:], body: [])
+        return (response.status.code, response.text)
     }
 
     func metrics(_ name: String) async -> String {
