@@ -73,7 +73,12 @@ public final class DriftMonitorStore: Sendable {
                                                                              "error": .string("\(error)")])
             return []
         }
-        let reading = Reading(envelope)
+        var reading = Reading(envelope)
+        // A reading that named no model was checked against the one the validator resolved (a
+        // prefix rule, the twin's); it says so in the header. Without it, the first reading of a
+        // twin not yet on twin.state.v1 would be skipped as unknown_model, and a twin that sends
+        // one reading and falls silent never goes stale.
+        if reading.model == nil { reading.model = message.headers.string(MessageHeader.model) }
         let info = directory.info(reading.key)
         var alerts: [DriftAlert] = []
         partitions.withLock { parts in
