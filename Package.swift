@@ -112,5 +112,8 @@ let package = Package(
         tests("ViewsTests", ["Views", "TwinQuery", "Contracts", "JSON", "Kafka", "ServiceKit"]),
         tests("QueryAPITests", ["QueryAPI", "Views", "TwinQuery", "TwinStore", "ModelLoading", "JSONSchema", "Contracts", "JSON", "HTTP", "ServiceKit", "Models", "Kafka", "TestSupport", "Simulator"]),
         tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport"]),
+        // The whole stack under faults (kills, broker outages, poison, bursts); the slow ones only
+        // with FAULTS=full.
+        tests("FaultTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport"]),
     ]
 )

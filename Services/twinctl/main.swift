@@ -3,8 +3,17 @@ import Foundation
 // twinctl: the operator CLI — embedded broker, local stack, fleet simulator, topic tools.
 let usage = """
 usage: twinctl COMMAND [options]
-  broker   [--topic NAME[:PARTITIONS]]... [--partitions N]   run the embedded broker (platform topics with
-                                                N partitions, default 6); prints bootstrap.servers=...
+  broker   [--topic NAME[:PARTITIONS]]... [--partitions N] [--brokers-count N] [--admin-port P]
+                                                run the embedded broker (platform topics with N partitions,
+                                                default 6); prints bootstrap.servers=... With --admin-port
+                                                (0: any free port) prints admin=URL and takes fault
+                                                injections on 127.0.0.1: POST /down[?broker=N] and
+                                                /up[?broker=N] (the broker refuses connections, then
+                                                takes them again), POST /errors?request=KIND&errors=A,B
+                                                (the next KIND requests — Produce, Fetch, OffsetCommit,
+                                                FindCoordinator, JoinGroup, Heartbeat, ... — fail with
+                                                librdkafka error names, e.g. REQUEST_TIMED_OUT,
+                                                NOT_LEADER_FOR_PARTITION, NOT_COORDINATOR, in order)
   up       [--twins N] [--interval-ms MS] [--base-port P] [--log-dir DIR] [--state-dir DIR] [--models DIR] [--no-fleet]
            [--faults SPEC] [--seed S]          broker + six services + simulated fleet (with faults, see fleet);
                                                 Ctrl-C stops all; DRIFT_* settings pass through the environment;

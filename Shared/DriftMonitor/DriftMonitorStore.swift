@@ -56,6 +56,13 @@ public final class DriftMonitorStore: Sendable {
     // MARK: Processing (called by the stage, one batch at a time)
 
     func process(_ message: KafkaMessage, now: Int64) -> [OutgoingMessage] {
+        if let mismatch = DeadLetters.contractMismatch(message, expected: TelemetryEnvelope.contract, stage: DriftMonitorProcessor.stage) {
+            // Another major version's reading: judged by nobody here (the state-updater dead-letters it).
+            metrics.unsupportedContract.inc()
+            logger.warning("telemetry.valid.v1 message of another contract skipped", ["partition": .int(Int(message.partition)), "offset": .int(Int(message.offset)),
+                                                                                     "error": .string(mismatch.description)])
+            return []
+        }
         let envelope: TelemetryEnvelope
         do {
             envelope = try TelemetryEnvelope(bytes: message.value)
@@ -66,7 +73,12 @@ public final class DriftMonitorStore: Sendable {
                                                                              "error": .string("\(error)")])
             return []
         }
-        let reading = Reading(envelope)
+        var reading = Reading(envelope)
+        // A reading that named no model was checked against the one the validator resolved (a
+        // prefix rule, the twin's); it says so in the header. Without it, the first reading of a
+        // twin not yet on twin.state.v1 would be skipped as unknown_model, and a twin that sends
+        // one reading and falls silent never goes stale.
+        if reading.model == nil { reading.model = message.headers.string(MessageHeader.model) }
         let info = directory.info(reading.key)
         var alerts: [DriftAlert] = []
         partitions.withLock { parts in
@@ -193,6 +205,7 @@ public final class DriftMonitorStore: Sendable {
                 try monitor.restore(DriftState(bytes: value))
             } catch {
                 failed += 1
+                metrics.restoreSkipped.inc()
                 logger.warning("drift.state.v1 document not restored", ["key": .string(key), "error": .string("\(error)")])
             }
         }
@@ -223,8 +236,9 @@ public final class DriftMonitorStore: Sendable {
 
     struct Metrics: Sendable {
         let registry: MetricsRegistry
-        let late, repeated, replayed, updates, unknownModel, undecodable: Counter
+        let late, repeated, replayed, updates, unknownModel, undecodable, unsupportedContract: Counter
         let restoreSeconds: Gauge
+        let restoreSkipped: Counter
 
         init(_ registry: MetricsRegistry) {
             self.registry = registry
@@ -233,8 +247,10 @@ public final class DriftMonitorStore: Sendable {
             replayed = registry.counter("twinstream_drift_readings_skipped_total", help: "Readings the drift monitor skipped, by reason.", labels: ["reason": "replayed"])
             unknownModel = registry.counter("twinstream_drift_readings_skipped_total", help: "Readings the drift monitor skipped, by reason.", labels: ["reason": "unknown_model"])
             undecodable = registry.counter("twinstream_drift_readings_skipped_total", help: "Readings the drift monitor skipped, by reason.", labels: ["reason": "undecodable"])
+            unsupportedContract = registry.counter("twinstream_drift_readings_skipped_total", help: "Readings the drift monitor skipped, by reason.", labels: ["reason": "unsupported_contract"])
             updates = registry.counter("twinstream_drift_detector_updates_total", help: "Standardised residuals fed to drift detectors (rate() gives updates per second).")
             restoreSeconds = registry.gauge("twinstream_drift_restore_seconds", help: "Duration of the latest partition restore from drift.state.v1.")
+            restoreSkipped = registry.counter("twinstream_drift_state_restore_skipped_total", help: "drift.state.v1 documents a restore could not use (logged with the reason); those twins start afresh.")
         }
 
         func scale(model: String, property: String) -> Histogram {

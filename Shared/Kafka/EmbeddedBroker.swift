@@ -16,6 +16,9 @@ public final class EmbeddedBroker: Sendable {
     /// The `bootstrap.servers` value clients use to reach this cluster.
     public let bootstrapServers: String
 
+    /// How many mock brokers the cluster has (ids 1 through this).
+    public let brokerCount: Int32
+
     /// Consumer settings for clients of this cluster, where the mock differs from a real broker:
     /// - after a member leaves, the group waits `session.timeout.ms` less 1 s for it to rejoin
     ///   (a restart or rebalance under the 10 s default takes 9 s);
@@ -37,6 +40,7 @@ public final class EmbeddedBroker: Sendable {
             throw KafkaError.invalid("could not start the mock cluster")
         }
         self.cluster = cluster
+        brokerCount = Int32(brokers)
         bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(cluster))
         for topic in topics {
             try createTopic(topic.name, partitions: topic.partitions)
@@ -60,6 +64,20 @@ public final class EmbeddedBroker: Sendable {
     public func setBrokerUp(_ id: Int32) {
         _ = rd_kafka_mock_broker_set_up(cluster, id)
     }
+
+    /// Takes every broker down (`down`) or brings every broker back up: the whole cluster away.
+    public func setAllBrokers(down: Bool) {
+        for id in 1...max(1, brokerCount) {
+            if down { setBrokerDown(id) } else { setBrokerUp(id) }
+        }
+    }
+
+    /// Kafka protocol request kinds by name, for `pushRequestErrors` from a command line or an
+    /// admin request (the numbers are the protocol's API keys).
+    public static let requestKinds: [String: Int16] = [
+        "Produce": 0, "Fetch": 1, "ListOffsets": 2, "Metadata": 3, "OffsetCommit": 8, "OffsetFetch": 9,
+        "FindCoordinator": 10, "JoinGroup": 11, "Heartbeat": 12, "LeaveGroup": 13, "SyncGroup": 14,
+    ]
 
     /// Makes the next produce requests fail, one per code in `errors` (librdkafka names, e.g.
     /// `"NOT_LEADER_FOR_PARTITION"` or `"REQUEST_TIMED_OUT"`), in order, whatever broker they reach.

@@ -28,6 +28,7 @@ public final class KafkaConsumer: Sendable {
     private let closed = Flag()
     /// Metric reads from other threads hold it; close waits them out before destroying the client.
     private let gate = HandleGate()
+    private let reachability = BrokerReachability()
     public let groupId: String
 
     /// Settings the platform's at-least-once contract depends on; see ARCHITECTURE.md "Every service".
@@ -259,6 +260,23 @@ public final class KafkaConsumer: Sendable {
         return s.joined && s.assigned.isSubset(of: s.reachedEnd)
     }
 
+    /// Whether the cluster answered this client's last metadata request (asked at most once a
+    /// second, only while someone reads this; see `BrokerReachability`). False once closed.
+    public var brokersReachable: Bool {
+        reachability.current { [self] in
+            guard !closed.isSet, gate.enter() else { return false }
+            defer { gate.leave() }
+            var metadata: UnsafePointer<rd_kafka_metadata>?
+            let err = rd_kafka_metadata(rk, 0, nil, &metadata, 1000)
+            if let metadata { rd_kafka_metadata_destroy(metadata) }
+            return err == RD_KAFKA_RESP_ERR_NO_ERROR
+        }
+    }
+
+    /// The readiness a service reports for this consumer: caught up (`isCaughtUp`) and the cluster
+    /// reachable (`brokersReachable`), so `/readyz` fails while the broker is away.
+    public var isReady: Bool { isCaughtUp && brokersReachable }
+
     /// Messages between this member's position and the high watermark, per assigned partition,
     /// from librdkafka's cached watermarks (no broker round trip).
     public func lag() -> [TopicPartition: Int64] {
@@ -362,9 +380,13 @@ final class ConsumerContext: ClientContext, @unchecked Sendable {
             } else {
                 rd_kafka_assign(rk, nil)
             }
+            // Lost (the session expired, e.g. while the broker was away): the member is out of
+            // its group until it is assigned again, not an idle member with nothing to read.
+            let lost = rd_kafka_assignment_lost(rk) != 0
             state.withLock { s in
                 s.assigned.subtract(tps)
                 s.reachedEnd.subtract(tps)
+                if lost { s.joined = false }
             }
         default:
             errorHandler?(KafkaError(err, context: "rebalance"))

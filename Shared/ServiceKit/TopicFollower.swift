@@ -20,7 +20,7 @@ public struct TopicFollower: Service {
         consumer = try KafkaConsumer(configuration: context.kafka, reading: starts)
         let consumer = self.consumer
         let topics = Set(starts.keys.map(\.topic)).sorted().joined(separator: ", ")
-        context.readiness.add("\(purpose) caught up with \(topics)") { consumer.isCaughtUp }
+        context.readiness.add("\(purpose) caught up with \(topics)") { consumer.isReady }
         rejected = context.metrics.counter("twinstream_follower_rejected_total", help: "Messages a follower could not use (undecodable or over a limit).",
                                            labels: ["purpose": purpose])
         applied = context.metrics.counter("twinstream_follower_applied_total", help: "Messages a follower applied.", labels: ["purpose": purpose])

@@ -97,6 +97,9 @@ public final class SimulationWorker: Service {
     private let mergeSeconds: Histogram
     private let shardOutcomes: MetricFamily<Counter>
     private let shardsReused: Counter
+    /// Messages of simulation.control.v1 and simulation.shard-results.v1 that could not be
+    /// understood: skipped, logged with their reason, and counted here so a poison is seen.
+    private let skipped: MetricFamily<Counter>
 
     /// How far before a request's time the coordinator looks for shard results (producer clocks
     /// may be behind the API's).
@@ -128,6 +131,8 @@ public final class SimulationWorker: Service {
                                          buckets: [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10])
         shardOutcomes = metrics.counterFamily("twinstream_simulation_shards_total", help: "Shards this worker took, by outcome (completed, failed, skipped: cancelled or past the deadline, undecodable).",
                                               labelNames: ["outcome"])
+        skipped = metrics.counterFamily("twinstream_simulation_messages_skipped_total", help: "Control messages and shard results the worker could not understand and skipped, by topic.",
+                                        labelNames: ["topic"])
         shardsReused = metrics.counter("twinstream_simulation_shards_reused_total", help: "Shards a coordinator found already finished on simulation.shard-results.v1 when it took a request (published before a failover) and did not publish again.")
         let consumer = self.consumer, control = self.control
         metrics.gauge("twinstream_simulation_queue_depth", help: "Requests and shards waiting in this worker's partitions (consumer lag).") {
@@ -136,8 +141,8 @@ public final class SimulationWorker: Service {
         metrics.gauge("twinstream_simulation_assigned_partitions", help: "Partitions of simulation.requests.v1 and simulation.shards.v1 this worker holds.") {
             Double(consumer.assignment.count)
         }
-        context.readiness.add("joined \(configuration.groupId) and read \(Topic.simulationRequests.name) and \(Topic.simulationShards.name)") { consumer.isCaughtUp }
-        context.readiness.add("caught up with \(Topic.simulationControl.name)") { control.isCaughtUp }
+        context.readiness.add("joined \(configuration.groupId) and read \(Topic.simulationRequests.name) and \(Topic.simulationShards.name)") { consumer.isReady }
+        context.readiness.add("caught up with \(Topic.simulationControl.name)") { control.isReady }
     }
 
     /// Per partition, the offset after the last message this worker finished (result published,
@@ -166,7 +171,11 @@ public final class SimulationWorker: Service {
             while !Task.isCancelled {
                 guard let batch = try? await control.poll(maxMessages: 1000, timeout: .milliseconds(100)) else { break }
                 for message in batch where !cancels.apply(message) {
-                    logger.warning("control message not understood", ["offset": .int(Int(message.offset)), "partition": .int(Int(message.partition))])
+                    skipped.labels(Topic.simulationControl.name).inc()
+                    let reason: String
+                    do { _ = try SimulationControl(bytes: message.value); reason = "not a cancel" } catch { reason = "\(error)" }
+                    logger.warning("control message not understood", ["offset": .int(Int(message.offset)), "partition": .int(Int(message.partition)),
+                                                                     "reason": .string(reason)])
                 }
             }
         }
@@ -560,6 +569,7 @@ public final class SimulationWorker: Service {
             defer { c.mergeSeconds += (ContinuousClock.now - started).seconds }
             let r: SimulationShardResult
             do { r = try SimulationShardResult(bytes: m.value) } catch {
+                skipped.labels(Topic.simulationShardResults.name).inc()
                 c.log.warning("shard result not understood", ["offset": .int(Int(m.offset)), "reason": .string(error.description)])
                 continue
             }

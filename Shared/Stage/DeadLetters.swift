@@ -23,6 +23,16 @@ public enum DeadLetters {
     /// locally.
     public static let producerProperties = ["message.max.bytes": String(Topic.deadLetterMaxMessageBytes + 65_536)]
 
+    /// Why `message` is refused when its `contract` header names another contract than `expected`
+    /// (a producer of another major version writing to this topic: its document would be read
+    /// with the wrong meaning); nil when the header is `expected` or absent (older producers set
+    /// none). Compared as bytes: the header is on every message.
+    public static func contractMismatch(_ message: KafkaMessage, expected: String, stage: String) -> DeadLetter.Reason? {
+        guard let header = message.headers.last(where: { $0.name == MessageHeader.contract }), !JSON.utf8Equal(header.value, expected) else { return nil }
+        return .init(code: "unsupported_contract", pointer: "", message: "the \(stage) reads \(expected) from \(message.topic)",
+                     expected: expected, actual: header.stringValue ?? "(not UTF-8)")
+    }
+
     /// The dead-letter of a message read from Kafka: its coordinates are the origin and its trace
     /// continues. `source` is the reading's own source when it came over HTTP (the request id), so
     /// the client that posted it finds it by request id (`GET /v1/deadletters?requestId=`).

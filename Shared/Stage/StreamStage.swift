@@ -74,7 +74,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         metrics = StageMetrics(context.metrics, stage: stage)
         let consumer = self.consumer
         let producer = self.producer
-        context.readiness.add("kafka consumer assigned and caught up") { consumer.isCaughtUp }
+        context.readiness.add("kafka consumer assigned and caught up, broker reachable") { consumer.isReady }
         context.metrics.gauge("twinstream_consumer_lag_messages", help: ConsumerLag.help, labels: ["consumer": group]) {
             Double(consumer.lag().values.reduce(0, +))
         }

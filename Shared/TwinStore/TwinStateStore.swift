@@ -82,6 +82,10 @@ public final class TwinStateStore: Sendable {
         }
         enum Input { case reading(TelemetryEnvelope), command(TwinCommand) }
         let input: Input
+        let contract = message.topic == Topic.twinCommands.name ? TwinCommand.contract : TelemetryEnvelope.contract
+        if let mismatch = DeadLetters.contractMismatch(message, expected: contract, stage: StateUpdateProcessor.stage) {
+            return deadLetter(mismatch)
+        }
         do {
             switch message.topic {
             case Topic.telemetryValid.name: input = .reading(try TelemetryEnvelope(bytes: message.value))
@@ -277,11 +281,16 @@ public final class TwinStateStore: Sendable {
                             marker.properties = []
                             marker.extras = .init()
                             part.fold.twins[key] = marker
-                        } else if let state = try? TwinState(bytes: message.value) {
+                        } else {
+                            let state: TwinState
+                            do { state = try TwinState(bytes: message.value) } catch {
+                                metrics.restoreSkipped.inc()
+                                logger.warning("undecodable twin.state.v1 message skipped during restore",
+                                               ["partition": .int(Int(p)), "offset": .int(Int(message.offset)), "reason": .string("\(error)")])
+                                return
+                            }
                             if let current = part.fold.twins[key], current.version > state.version { return }
                             part.fold.twins[key] = TwinRecord(state)
-                        } else {
-                            logger.warning("undecodable twin.state.v1 message skipped during restore", ["partition": .int(Int(p)), "offset": .int(Int(message.offset))])
                         }
                     }
                     break
@@ -358,6 +367,7 @@ struct StoreMetrics: Sendable {
     let restored: Counter
     let restoreSeconds: Gauge
     let restoreRetries: Counter
+    let restoreSkipped: Counter
     let checkpointSeconds: Histogram
     let checkpointFailures: Counter
 
@@ -368,6 +378,7 @@ struct StoreMetrics: Sendable {
         restored = registry.counter("twinstream_state_restored_twins_total", help: "Twins restored from checkpoints and twin.state.v1 on assignment.")
         restoreSeconds = registry.gauge("twinstream_state_restore_seconds", help: "Duration of the latest partition restore.")
         restoreRetries = registry.counter("twinstream_state_restore_retries_total", help: "Reads of twin.state.v1 for a restore that failed and were retried.")
+        restoreSkipped = registry.counter("twinstream_state_restore_skipped_total", help: "twin.state.v1 messages a restore skipped because they are no twin state (logged with the reason).")
         checkpointSeconds = registry.histogram("twinstream_checkpoint_write_seconds", help: "Time to write one partition checkpoint.")
         checkpointFailures = registry.counter("twinstream_checkpoint_failures_total", help: "Checkpoint writes that failed.")
     }

@@ -31,12 +31,8 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
         // The header's tenant names a dead-letter whose envelope cannot be read; a valid reading
         // uses the envelope's, so no String of the header is made for it.
         var tenant: String { message.headers.string(MessageHeader.tenant) ?? defaultTenant }
-        // Compared as bytes: the header is on every message, a String of it would be made for nothing.
-        if let header = message.headers.last(where: { $0.name == MessageHeader.contract }), !JSON.utf8Equal(header.value, TelemetryEnvelope.contract) {
-            let contract = header.stringValue ?? "(not UTF-8)"
-            return DeadLetters.message(stage: Self.stage, input: message, tenant: tenant,
-                                     reasons: [.init(code: "unsupported_contract", pointer: "", message: "this stage reads \(TelemetryEnvelope.contract)",
-                                                     expected: TelemetryEnvelope.contract, actual: contract)], now: now)
+        if let mismatch = DeadLetters.contractMismatch(message, expected: TelemetryEnvelope.contract, stage: Self.stage) {
+            return DeadLetters.message(stage: Self.stage, input: message, tenant: tenant, reasons: [mismatch], now: now)
         }
         // Only what validation needs is read; the id and source stay in the bytes, forwarded as they are.
         let envelope: TelemetryEnvelope.Contents

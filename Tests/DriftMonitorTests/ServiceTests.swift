@@ -67,6 +67,26 @@ final class ServiceTests: XCTestCase {
         }
     }
 
+    /// A reading that names no model, of a twin not yet on twin.state.v1, is watched with the
+    /// model the validator put in its `model` header (not skipped as unknown_model).
+    func testTheFirstReadingOfATwinTakesItsModelFromTheHeader() {
+        var settings = DriftSettings()
+        settings.evalEvery = 0
+        let metrics = MetricsRegistry()
+        let plans = Fixtures.plans(settings)
+        let store = DriftMonitorStore(settings: settings, plans: plans, directory: TwinDirectory(plans: plans), readState: nil,
+                                      logger: Logger(service: "drift-monitor", sink: .discard), metrics: metrics)
+        let e = TelemetryEnvelope(eventId: "e1", tenant: "acme", twinId: "room-9", model: nil, eventTime: 1_000, ingestTime: 1_000,
+                                  source: .kafka(topic: Topic.telemetryRaw.name, partition: 0, offset: 0), values: ["temperature": 20])
+        let message = KafkaMessage(topic: Topic.telemetryValid.name, partition: 0, offset: 0, key: Array(e.key.utf8), value: e.encoded(),
+                                   headers: [KafkaHeader(MessageHeader.tenant, "acme"), KafkaHeader(MessageHeader.model, "room@1")])
+        _ = store.process(message, now: 2_000)
+        _ = store.finishBatch(now: 2_000)
+        let text = metrics.render()
+        XCTAssertTrue(text.contains(#"twinstream_drift_readings_skipped_total{reason="unknown_model"} 0"#), text)
+        XCTAssertTrue(text.contains("twinstream_drift_twins 1"), text)
+    }
+
     func testRestartWithAnOpenAlertLosesAndRepeatsNoneAndTheEpisodeEndsOnRecalibration() async throws {
         let broker = try EmbeddedBroker(topics: Topic.all)
         defer { broker.shutdown() }

@@ -3,6 +3,7 @@ import Foundation
 import HTTP
 import Kafka
 import ServiceKit
+import TestSupport
 import XCTest
 
 /// A running ingestor takes a key added to its keys file and drops a removed one without a

@@ -1,5 +1,6 @@
 import Foundation
 import ServiceKit
+import TestSupport
 import XCTest
 
 /// `twinctl keys`: the built binary writes a keys file the services' `APIKeys` accept.

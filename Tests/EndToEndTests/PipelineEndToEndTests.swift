@@ -3,6 +3,7 @@ import Foundation
 import HTTP
 import JSON
 import Kafka
+import TestSupport
 import XCTest
 
 /// End-to-end tests: the real executables as processes, on the embedded broker.

@@ -5,6 +5,7 @@ import JSON
 import Kafka
 import ServiceKit
 import Synchronization
+import TestSupport
 import XCTest
 
 /// The query API as a process in front of a real state-updater, on the embedded broker: a twin

@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 import JSON
 import Kafka
+import TestSupport
 import XCTest
 
 /// `twinctl replay` on the embedded broker: dead-letters back to telemetry.raw.v1 from their

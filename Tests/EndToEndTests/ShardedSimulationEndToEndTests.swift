@@ -4,6 +4,7 @@ import HTTP
 import JSON
 import Kafka
 import ServiceKit
+import TestSupport
 import XCTest
 
 /// A sharded simulation over two simulator-worker processes behind the query API, one of them

@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 import JSON
 import Kafka
+import TestSupport
 import XCTest
 
 /// Process-level fault tests: SIGTERM drains and exits 0 without losing messages; a SIGKILLed group

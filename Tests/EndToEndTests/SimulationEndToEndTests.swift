@@ -4,6 +4,7 @@ import HTTP
 import JSON
 import Kafka
 import ServiceKit
+import TestSupport
 import XCTest
 
 /// The simulator-worker as a process behind the query API: a simulation submitted over HTTP

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// Every `twinctl` command answers `--help` with its own usage, touching no broker, and a command

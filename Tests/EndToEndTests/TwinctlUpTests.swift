@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import TestSupport
 import XCTest
 
 /// `twinctl up` as a new user meets it (issue 24): every example it prints works as printed, from

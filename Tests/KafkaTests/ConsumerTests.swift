@@ -129,6 +129,92 @@ final class ConsumerTests: KafkaTestCase {
         }
     }
 
+    /// Two members of one group: the first reads and commits (`commit()`) everything produced so
+    /// far; the second's arrival moves partitions to it, and it resumes each from the committed
+    /// offset — it reads only what is produced after the commit, and together the two read every
+    /// message exactly once. Nothing is paused: the first member has nothing left to read while the
+    /// group rebalances, so its re-assigned partitions simply continue from its own position.
+    func testTwoMembersRebalanceAndTheNewOwnerResumesFromCommittedOffsets() async throws {
+        let broker = try EmbeddedBroker(topics: [("shared", 4)])
+        defer { broker.shutdown() }
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        func batch(_ range: Range<Int>) -> [OutgoingMessage] {
+            range.map { OutgoingMessage(topic: "shared", key: "k\($0 % 40)", value: Array("\($0)".utf8)) }
+        }
+        _ = try await producer.sendAll(batch(0..<200))
+        let group = uniqueGroup()
+        let firstEvents = LockedBox<[RebalanceEvent]>([])
+        let first = try KafkaConsumer(configuration: config, groupId: group, topics: ["shared"]) { event in firstEvents.mutate { $0.append(event) } }
+        let before = try await consume(first, count: 200)  // stores as it goes
+        XCTAssertEqual(before.count, 200, "the first member read the first half alone")
+        try await first.commit()
+
+        let second = try KafkaConsumer(configuration: config, groupId: group, topics: ["shared"])
+        let fromFirst = LockedBox<[String]>([]), fromSecond = LockedBox<[String]>([])
+        func take(_ consumer: KafkaConsumer, into box: LockedBox<[String]>) async throws {
+            let batch = try await consumer.poll(maxMessages: 100, timeout: .milliseconds(100))
+            consumer.store(batch)
+            box.mutate { $0 += batch.map { String(decoding: $0.value, as: UTF8.self) } }
+        }
+        // Both poll (a rebalance completes inside polls) until the four partitions are shared out.
+        var deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline, second.assignment.isEmpty || first.assignment.count + second.assignment.count != 4 {
+            try await take(first, into: fromFirst)
+            try await take(second, into: fromSecond)
+        }
+        XCTAssertFalse(second.assignment.isEmpty, "the second member never took partitions")
+        XCTAssertTrue(firstEvents.value.contains { if case .revoked = $0 { true } else { false } }, "the first member gave partitions up")
+        XCTAssertEqual(fromSecond.value, [], "the new owner read messages the first member had committed")
+
+        _ = try await producer.sendAll(batch(200..<400))
+        await producer.close()
+        deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline, fromFirst.value.count + fromSecond.value.count < 200 {
+            try await take(first, into: fromFirst)
+            try await take(second, into: fromSecond)
+        }
+        let all = before.map { String(decoding: $0.value, as: UTF8.self) } + fromFirst.value + fromSecond.value
+        XCTAssertEqual(all.count, 400, "every message read once: \(all.count) reads")
+        XCTAssertEqual(Set(all), Set((0..<400).map(String.init)), "every message read by one member or the other")
+        XCTAssertFalse(fromSecond.value.isEmpty, "the new owner read the second half of its partitions")
+        XCTAssertTrue(Set(fromSecond.value).isSubset(of: Set((200..<400).map(String.init))), "the new owner resumed after the committed offsets")
+        await first.close()
+        await second.close()
+    }
+
+    /// While the broker is away a reader that reached its ends and a group member are not ready
+    /// (`isReady`): the reader stays "caught up" and the member may hold nothing, so readiness
+    /// asks whether the cluster answers. Both are ready again once it is back.
+    func testConsumersAreNotReadyWhileTheBrokerIsAway() async throws {
+        let broker = try EmbeddedBroker(topics: [("away", 2)])
+        defer { broker.shutdown() }
+        let config = testConfig(broker)
+        let producer = try KafkaProducer(configuration: config)
+        _ = try await producer.sendAll((0..<10).map { OutgoingMessage(topic: "away", key: "k\($0)", value: [1]) })
+        await producer.close()
+        let reader = try KafkaConsumer(configuration: config, readingFromBeginning: [TopicPartition("away", 0), TopicPartition("away", 1)])
+        let member = try KafkaConsumer(configuration: config, groupId: uniqueGroup(), topics: ["away"])
+        func ready(_ consumers: [KafkaConsumer], _ want: Bool, within timeout: Duration) async throws -> Bool {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                for c in consumers { _ = try await c.poll(maxMessages: 100, timeout: .milliseconds(100)) }
+                if consumers.allSatisfy({ $0.isReady == want }) { return true }
+            }
+            return false
+        }
+        let readyFirst = try await ready([reader, member], true, within: .seconds(20))
+        XCTAssertTrue(readyFirst, "never ready: reader \(reader.isReady), member \(member.isReady)")
+        broker.setAllBrokers(down: true)
+        let notReady = try await ready([reader, member], false, within: .seconds(10))
+        XCTAssertTrue(notReady, "still ready with the broker away: reader \(reader.isReady), member \(member.isReady)")
+        broker.setAllBrokers(down: false)
+        let readyAgain = try await ready([reader, member], true, within: .seconds(40))
+        XCTAssertTrue(readyAgain, "not ready again after the broker came back: reader \(reader.isReady), member \(member.isReady)")
+        await reader.close()
+        await member.close()
+    }
+
     /// A paused partition delivers nothing until it is resumed; other partitions keep flowing.
     func testPausedPartitionsDeliverNothingUntilResumed() async throws {
         let broker = try EmbeddedBroker(topics: [("pausing", 2)])

@@ -164,6 +164,40 @@ final class TwinStateStoreTests: XCTestCase {
         XCTAssertTrue(more.contains { $0.topic == Topic.twinChanges.name })
     }
 
+    /// A reading or command whose `contract` header names another major version is dead-lettered
+    /// as `unsupported_contract`, not folded with the wrong meaning; no header is v1 (older producers).
+    func testAMessageOfAnotherContractIsDeadLetteredNotFolded() throws {
+        let s = try store()
+        s.handle(.assigned([tp]))
+        var processor = StateUpdateProcessor(store: s)
+        let plain = reading("pump-1", id: "e1", at: 1_000, offset: 1)
+        let other = KafkaMessage(topic: plain.topic, partition: 0, offset: 2, key: Array("t/pump-2".utf8),
+                                 value: reading("pump-2", id: "e2", at: 1_000, offset: 2).value,
+                                 headers: plain.headers + [KafkaHeader(MessageHeader.contract, "telemetry-envelope/2")])
+        let outputs = batch(&processor, [plain, other])
+        let letters = try outputs.filter { $0.topic == Topic.telemetryDeadLetter.name }.map { try DeadLetter(bytes: $0.value) }
+        XCTAssertEqual(letters.map(\.reasons.first?.code), ["unsupported_contract"])
+        XCTAssertEqual(letters.first?.reasons.first?.actual, "telemetry-envelope/2")
+        let states = outputs.filter { $0.topic == Topic.twinState.name }.compactMap { $0.key.map { String(decoding: $0, as: UTF8.self) } }
+        XCTAssertEqual(states, ["t/pump-1"], "only the v1 reading is folded")
+    }
+
+    /// A message on twin.state.v1 that is no twin state is skipped by a restore, counted and
+    /// logged with its reason; the twins around it are restored.
+    func testARestoreSkipsAndCountsWhatIsNoTwinState() throws {
+        let good = TwinState(tenant: "t", twinId: "pump-1", version: 3)
+        let metrics = MetricsRegistry()
+        let lines = Lines()
+        let s = try store(readState: { _, _, handler in
+            handler(KafkaMessage(topic: Topic.twinState.name, partition: 0, offset: 0, key: Array("t/pump-0".utf8), value: Array("{not json".utf8), headers: []))
+            handler(KafkaMessage(topic: Topic.twinState.name, partition: 0, offset: 1, key: Array("t/pump-1".utf8), value: good.encoded(), headers: []))
+        }, lines: lines, metrics: metrics)
+        s.handle(.assigned([tp]))
+        XCTAssertTrue(metrics.render().contains("twinstream_state_restore_skipped_total 1"), metrics.render())
+        XCTAssertTrue(lines.all.contains { $0.contains("skipped during restore") && $0.contains("invalid_json") }, "\(lines.all)")
+        XCTAssertTrue(lines.all.contains { $0.contains("partition restored") && $0.contains(#""twins":1"#) }, "\(lines.all)")
+    }
+
     /// The production default window (16): an id 16 events back is still recognised, one 17 back
     /// is not (when it is no current property's and its offset is new).
     func testTheDedupWindowAtItsDefaultRemembersSixteenIds() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import HTTP
 import JSON
+import TestSupport
 import XCTest
 
 /// The shipped Prometheus, Alertmanager and Grafana files, checked by the real tools: `promtool`

@@ -1,5 +1,6 @@
 import Contracts
 import Foundation
+import TestSupport
 import XCTest
 
 /// The topic-creation job (compose's `create-topics`, the Kubernetes Job) runs `twinctl topics
