@@ -61,7 +61,7 @@ public struct RecalibrationSettings: Sendable, Equatable {
         var fallback = Mode.suggest
         var perModel: [String: Mode] = [:]
         for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
-            let pieces = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let pieces = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
             guard let mode = Mode(rawValue: pieces.last!), pieces.allSatisfy({ !$0.isEmpty }) else {
                 throw ConfigurationError(code: .invalidValue, variable: "DRIFT_RECALIBRATE", value: text,
                                          expected: "auto, suggest or off, optionally per model: suggest,room=auto")
