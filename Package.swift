@@ -49,7 +49,7 @@ let package = Package(
         shared("Drift"),
         shared("Fleet", ["Simulation", "Models", "Contracts", "JSON"]),
         shared("Simulator", ["Simulation", "Models", "Contracts", "JSON", "Kafka", "ServiceKit", "Durations"]),
-        shared("DriftMonitor", ["Drift", "Models", "Contracts", "JSON", "TwinQuery", "ServiceKit", "Durations", "Stage", "Kafka"]),
+        shared("DriftMonitor", ["Drift", "Models", "Contracts", "JSON", "TwinQuery", "ServiceKit", "Durations", "Stage", "Kafka", "Simulator"]),
         shared("Stage", ["Kafka", "Contracts", "ServiceKit", "JSON", "Durations"]),
         shared("Ingest", ["Stage", "Kafka", "Contracts", "ServiceKit", "HTTP", "JSON", "Durations"]),
         shared("Validation", ["Stage", "Kafka", "Contracts", "JSON", "Models"]),

@@ -4,6 +4,7 @@ import Foundation
 import JSON
 import Models
 import ServiceKit
+import Simulator
 
 // Closing the loop (issue 23): a residual episode leads to a calibration of the twin's model from
 // its own readings after the change, and — when the fit is clearly better and plausible — to new
@@ -47,8 +48,7 @@ public struct RecalibrationSettings: Sendable, Equatable {
         (s.defaultMode, s.modes) = try parseModes(text)
         s.minPoints = try env.int("RECALIBRATE_MIN_POINTS", default: s.minPoints, range: 10...10_000,
                                   doc: "Readings collected after a residual alert before the calibration is requested (also the most held per twin).")
-        s.minGain = try env.double("RECALIBRATE_MIN_GAIN", default: s.minGain, range: 0...1,
-                                   doc: "Least relative drop of the drifting property's RMS (1 - rmsAfter/rmsBefore) for a fit to be applied or proposed.")
+        s.minGain = try CalibrationVerdict.minGain(env)
         s.minIntervalMs = try env.duration("RECALIBRATE_MIN_INTERVAL", default: .seconds(3600), range: .zero ... .seconds(86_400 * 365),
                                            doc: "At most one calibration request per twin per this much event time.").milliseconds
         s.timeoutMs = try env.duration("RECALIBRATE_TIMEOUT", default: .seconds(600), range: .seconds(1) ... .seconds(86_400),
@@ -113,61 +113,6 @@ public struct RecalibrationOutbox: Sendable {
     public var appliedAfterSeconds: [Double] = []
 
     public var isEmpty: Bool { requests.isEmpty && commands.isEmpty && outcomes.isEmpty }
-}
-
-/// The verdict on a calibration result: apply (or propose) it, or why not.
-public enum RecalibrationVerdict: Equatable, Sendable {
-    case better
-    /// The fit did not converge, or the property's RMS did not drop by `RECALIBRATE_MIN_GAIN`.
-    case notImproved(reason: String, message: String)
-    /// A fitted parameter lies outside the model's range (or is not finite).
-    case outOfRange(message: String)
-    /// The simulation failed, was refused or cancelled, or has no fit.
-    case failed(reason: String, message: String)
-
-    /// The metric's outcome label.
-    public var outcome: String {
-        switch self {
-        case .better: "applied"
-        case .notImproved: "not_improved"
-        case .outOfRange: "out_of_range"
-        case .failed: "failed"
-        }
-    }
-
-    /// Judges `result` for the drifting `property`: converged, RMS down by at least `minGain`,
-    /// every fitted parameter finite and within the model's range.
-    public static func judge(_ result: SimulationResult, property: String, model: TwinModel, minGain: Double) -> RecalibrationVerdict {
-        guard result.status == .completed else {
-            let code = result.reason?.code ?? result.status.rawValue
-            return .failed(reason: code, message: "the calibration ended \(result.status.rawValue)" + (result.reason.map { ": \($0.message)" } ?? ""))
-        }
-        guard let fit = result.fit else { return .failed(reason: "no_fit", message: "the completed calibration carries no fit") }
-        guard fit.converged else {
-            return .notImproved(reason: "not_converged", message: "the fit did not converge in \(fit.iterations) iterations (\(fit.message))")
-        }
-        guard let before = fit.rmsBefore[property], let after = fit.rmsAfter[property], before.isFinite, after.isFinite else {
-            return .failed(reason: "no_rms", message: "the fit reports no RMS for \(property)")
-        }
-        let gain = gain(before: before, after: after)
-        guard gain >= minGain else {
-            return .notImproved(reason: "not_improved",
-                                message: "the fit lowers the RMS of \(property) from \(DriftMonitor.number(before)) to \(DriftMonitor.number(after)) (\(percent(gain))), less than RECALIBRATE_MIN_GAIN \(percent(minGain))")
-        }
-        for (name, value) in fit.parameters.sorted(by: { $0.key < $1.key }) {
-            guard let p = model.parameters.first(where: { $0.name == name }) else { continue }
-            if !value.isFinite || p.minimum.map({ value < $0 }) == true || p.maximum.map({ value > $0 }) == true {
-                let range = "[\(p.minimum.map(DriftMonitor.number) ?? "-∞"), \(p.maximum.map(DriftMonitor.number) ?? "∞")]"
-                return .outOfRange(message: "the fitted \(name) \(DriftMonitor.number(value)) lies outside the model's range \(range)")
-            }
-        }
-        return .better
-    }
-
-    /// Relative drop of the RMS (1 − after/before); 0 when there was nothing to lower.
-    public static func gain(before: Double, after: Double) -> Double { before > 0 ? 1 - after / before : 0 }
-
-    static func percent(_ x: Double) -> String { String(format: "%.0f%%", x * 100) }
 }
 
 extension TwinWatch {
@@ -292,7 +237,7 @@ extension DriftMonitor {
         watch.recalibration = nil
         awaiting.remove(key)
         let at = max(watch.lastEventTime ?? 0, alert.eventTime)
-        let verdict = RecalibrationVerdict.judge(result, property: pending.property, model: plan.model, minGain: settings.recalibration.minGain)
+        let verdict = CalibrationVerdict.judge(result, property: pending.property, model: plan.model, minGain: settings.recalibration.minGain)
         var r = DriftAlert.Recalibration(mode: pending.mode.rawValue, state: "failed", simulationId: result.simulationId, points: pending.points)
         if let fit = result.fit {
             r.parameters = fit.parameters

@@ -74,19 +74,19 @@ final class RecalibrationTests: XCTestCase {
             }
             return r
         }
-        XCTAssertEqual(RecalibrationVerdict.judge(result(tau: 3600), property: "temperature", model: model, minGain: 0.2), .better)
-        XCTAssertEqual(RecalibrationVerdict.judge(result(tau: 3600, after: 0.45), property: "temperature", model: model, minGain: 0.2).outcome, "not_improved",
+        XCTAssertEqual(CalibrationVerdict.judge(result(tau: 3600), property: "temperature", model: model, minGain: 0.2), .better)
+        XCTAssertEqual(CalibrationVerdict.judge(result(tau: 3600, after: 0.45), property: "temperature", model: model, minGain: 0.2).outcome, "not_improved",
                        "10% is under RECALIBRATE_MIN_GAIN")
-        XCTAssertEqual(RecalibrationVerdict.judge(result(tau: 3600, after: 0.39), property: "temperature", model: model, minGain: 0.2), .better, "22% is enough")
-        guard case .notImproved(let reason, _) = RecalibrationVerdict.judge(result(tau: 3600, converged: false), property: "temperature", model: model, minGain: 0.2) else {
+        XCTAssertEqual(CalibrationVerdict.judge(result(tau: 3600, after: 0.39), property: "temperature", model: model, minGain: 0.2), .better, "22% is enough")
+        guard case .notImproved(let reason, _) = CalibrationVerdict.judge(result(tau: 3600, converged: false), property: "temperature", model: model, minGain: 0.2) else {
             return XCTFail("a fit that did not converge is not applied")
         }
         XCTAssertEqual(reason, "not_converged")
-        XCTAssertEqual(RecalibrationVerdict.judge(result(tau: 30), property: "temperature", model: model, minGain: 0.2).outcome, "out_of_range", "tau's minimum is 60 s")
-        XCTAssertEqual(RecalibrationVerdict.judge(result(tau: .nan), property: "temperature", model: model, minGain: 0.2).outcome, "out_of_range")
-        XCTAssertEqual(RecalibrationVerdict.judge(result(tau: 3600, status: .failed), property: "temperature", model: model, minGain: 0.2),
+        XCTAssertEqual(CalibrationVerdict.judge(result(tau: 30), property: "temperature", model: model, minGain: 0.2).outcome, "out_of_range", "tau's minimum is 60 s")
+        XCTAssertEqual(CalibrationVerdict.judge(result(tau: .nan), property: "temperature", model: model, minGain: 0.2).outcome, "out_of_range")
+        XCTAssertEqual(CalibrationVerdict.judge(result(tau: 3600, status: .failed), property: "temperature", model: model, minGain: 0.2),
                        .failed(reason: "deadline_exceeded", message: "the calibration ended failed: too slow"))
-        XCTAssertEqual(RecalibrationVerdict.judge(result(tau: 3600), property: "humidity", model: model, minGain: 0.2).outcome, "failed", "no RMS for the property")
+        XCTAssertEqual(CalibrationVerdict.judge(result(tau: 3600), property: "humidity", model: model, minGain: 0.2).outcome, "failed", "no RMS for the property")
     }
 
     /// The loop in `auto` mode: one alert, a request with the post-alert readings, the
