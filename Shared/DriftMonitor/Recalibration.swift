@@ -161,6 +161,8 @@ extension DriftMonitor {
             let mode = settings.mode(model: plan.model.id)
             guard mode != .off, plan.predicts else { return }
             if let last = watch.lastRecalibrationAt, reading.eventTime - last < settings.minIntervalMs { return }
+            // Most readings of a twin with an open episode find nothing to start: no sorting then.
+            guard watch.open.values.contains(where: { $0.kind == .residual && Self.mayStart($0) }) else { return }
             guard let (alertKey, alert) = watch.open.sorted(by: { $0.key < $1.key }).first(where: { $0.value.kind == .residual && Self.mayStart($0.value) }),
                   let property = alert.property else { return }
             let fit = Self.calibratable(plan, property: property)

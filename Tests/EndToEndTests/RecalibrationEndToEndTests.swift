@@ -28,13 +28,18 @@ final class RecalibrationEndToEndTests: XCTestCase {
         func stop() { for p in processes { p.signal(SIGKILL) } }
     }
 
-    /// The stack with a worker and a drift-monitor in `mode`, and room twins `ids` created.
-    func startLoop(mode: String, rooms ids: [String]) async throws -> Loop {
-        let stack = try SimulationStack(ports: 4)
-        let worker = try stack.start("simulator-worker", port: stack.base + 2)
-        // Stale alerts are not this test's subject: the replayed readings are hours old.
-        let monitor = try stack.start("drift-monitor", port: stack.base + 3, ["DRIFT_RECALIBRATE": mode, "DRIFT_EVAL_EVERY": "0", "STALE_FACTOR": "1000"])
-        for port in stack.base..<(stack.base + 4) {
+    /// The drift-monitor's environment in these tests; stale alerts are not their subject (the
+    /// replayed readings are hours old).
+    static func monitorEnvironment(_ mode: String, _ extra: [String: String] = [:]) -> [String: String] {
+        ["DRIFT_RECALIBRATE": mode, "DRIFT_EVAL_EVERY": "0", "STALE_FACTOR": "1000"].merging(extra) { _, b in b }
+    }
+
+    /// The stack with a worker (unless `worker` is false) and a drift-monitor in `mode`, and room twins `ids` created.
+    func startLoop(mode: String, rooms ids: [String], worker startWorker: Bool = true, monitor extra: [String: String] = [:]) async throws -> Loop {
+        let stack = try SimulationStack(ports: 6)
+        let worker = startWorker ? try stack.start("simulator-worker", port: stack.base + 2) : nil
+        let monitor = try stack.start("drift-monitor", port: stack.base + 3, Self.monitorEnvironment(mode, extra))
+        for port in [stack.base, stack.base + 1, stack.base + 3] + (startWorker ? [stack.base + 2] : []) {
             let ready = await Harness.eventually(timeout: .seconds(60)) { await Harness.get(port: port, "/readyz")?.status == 200 }
             XCTAssertTrue(ready, "service on \(port) never became ready")
         }
@@ -47,7 +52,7 @@ final class RecalibrationEndToEndTests: XCTestCase {
             XCTAssertEqual(visible.status.code, 200, visible.text)
         }
         let start = (Timestamp.now - Int64(Self.count) * 60_000) / 60_000 * 60_000
-        return Loop(stack: stack, client: client, headers: headers, start: start, processes: [worker, monitor])
+        return Loop(stack: stack, client: client, headers: headers, start: start, processes: [monitor] + (worker.map { [$0] } ?? []))
     }
 
     /// Publishes readings `range` of the rooms on telemetry.valid.v1 (as the validator would), all at once.
@@ -111,6 +116,11 @@ final class RecalibrationEndToEndTests: XCTestCase {
         let twin = try JSON(parsing: try await loop.client.get("/v1/twins/room-d", headers: loop.headers).text)
         XCTAssertEqual(twin["parameters"]?["tau"]?.doubleValue, tau, "\(twin)")
 
+        // The monitor's own measure: wall-clock seconds from the alert to the parameters sent.
+        let metrics = String(decoding: await Harness.get(port: loop.stack.base + 3, "/metrics")?.body ?? [], as: UTF8.self)
+        let detectionToApplied = metrics.split(separator: "\n").first { $0.hasPrefix("twinstream_recalibration_applied_seconds_sum") }.map(String.init) ?? "?"
+        XCTAssertTrue(metrics.contains(#"twinstream_recalibrations_total{outcome="applied"} 1"#), metrics)
+
         // The control room raised nothing.
         let control = try await alerts(loop, "room-c")
         XCTAssertEqual(control.count, 0, "seed \(Self.seed): \(control)")
@@ -120,7 +130,7 @@ final class RecalibrationEndToEndTests: XCTestCase {
         let requestedAt = steps.first { $0["step"]?.stringValue == "requested" }.flatMap { $0["at"]?.stringValue.flatMap(Timestamp.parse) } ?? 0
         // Published fast, every reading is in before the result: the applied step carries the last
         // reading's event time; the data the loop needed end at the requested step.
-        print("recalibration end to end, seed \(Self.seed): tau \(tau) ± \(se) (truth 3600); event time from the change: detected after \((detected - change600) / 60_000) min, requested (the readings it needs) after \((requestedAt - change600) / 60_000) min; wall clock from publishing \(Self.count * 2) readings (started \(Timestamp.format(wall))) to the applied parameters on the twin: \(String(format: "%.1f", wallSeconds)) s")
+        print("recalibration end to end, seed \(Self.seed): tau \(tau) ± \(se) (truth 3600); event time from the change: detected after \((detected - change600) / 60_000) min, requested (the readings it needs) after \((requestedAt - change600) / 60_000) min; wall clock from publishing \(Self.count * 2) readings (started \(Timestamp.format(wall))) to the applied parameters on the twin: \(String(format: "%.1f", wallSeconds)) s; \(detectionToApplied)")
     }
 
     func testSuggestModeAppliesNothingUntilOneAPICallAppliesTheProposal() async throws {
@@ -157,5 +167,62 @@ final class RecalibrationEndToEndTests: XCTestCase {
         XCTAssertEqual(episode["story"]?.arrayValue?.compactMap { $0["step"]?.stringValue }, ["detected", "requested", "result", "suggested", "applied", "reset", "resolved"])
         let after = try await changes(loop, "room-s")
         XCTAssertEqual(after.filter { $0.cause == simulationId }.count, 1)
+    }
+
+    /// A fit that does not lower the RMS by RECALIBRATE_MIN_GAIN is not applied; the story says why.
+    func testAFitThatDoesNotImproveEnoughIsNotAppliedAndTheStorySaysWhy() async throws {
+        let loop = try await startLoop(mode: "auto", rooms: ["room-n"], monitor: ["RECALIBRATE_MIN_GAIN": "0.99"])
+        defer { loop.stop(); loop.stack.tearDown() }
+        try await publish(loop, [("room-n", SyntheticRoomSeries(seed: Self.seed &+ 3, tauAfter: 3600, changeAt: Self.changeAt))])
+        var episode: JSON = .null
+        let judged = await Harness.eventually(timeout: .seconds(180)) {
+            episode = (try? await self.alerts(loop, "room-n"))?.first ?? .null
+            return episode["recalibration"]?["state"]?.stringValue == "notApplied"
+        }
+        XCTAssertTrue(judged, "seed \(Self.seed): \(episode)")
+        XCTAssertEqual(episode["status"]?.stringValue, "updated", "the episode stays open")
+        XCTAssertEqual(episode["recalibration"]?["reason"]?.stringValue, "not_improved")
+        let last = episode["story"]?.arrayValue?.last
+        XCTAssertEqual(last?["step"]?.stringValue, "notApplied")
+        XCTAssertTrue(last?["message"]?.stringValue?.contains("RECALIBRATE_MIN_GAIN") ?? false, "\(episode)")
+        let commands = try await changes(loop, "room-n")
+        XCTAssertEqual(commands.filter { $0.commandType == "setParameters" }.count, 0, "nothing applied")
+    }
+
+    /// A recalibration pending when the monitor is killed survives in drift.state.v1: its result,
+    /// arriving while no monitor runs, is applied once by the next one.
+    func testAResultArrivingWhileTheMonitorIsDownIsAppliedOnceAfterItsRestart() async throws {
+        let loop = try await startLoop(mode: "auto", rooms: ["room-r"], worker: false)
+        defer { loop.stop(); loop.stack.tearDown() }
+        try await publish(loop, [("room-r", SyntheticRoomSeries(seed: Self.seed &+ 4, tauAfter: 3600, changeAt: Self.changeAt))])
+        var episode: JSON = .null
+        let requested = await Harness.eventually(timeout: .seconds(180)) {
+            episode = (try? await self.alerts(loop, "room-r"))?.first ?? .null
+            return episode["recalibration"]?["state"]?.stringValue == "requested"
+        }
+        XCTAssertTrue(requested, "seed \(Self.seed): \(episode)")
+        let simulationId = try XCTUnwrap(episode["recalibration"]?["simulationId"]?.stringValue)
+        loop.stop()  // the monitor is SIGKILLed with its request pending
+        _ = await loop.processes[0].waitForExit(timeout: .seconds(10))
+
+        let worker = try loop.stack.start("simulator-worker", port: loop.stack.base + 2)
+        defer { worker.signal(SIGKILL) }
+        let (done, result) = await SimulationStack.final(loop.client, "/v1/simulations/\(simulationId)", headers: loop.headers, timeout: .seconds(120))
+        XCTAssertTrue(done, "the calibration never finished: \(result)")
+        let monitor = try loop.stack.start("drift-monitor", port: loop.stack.base + 4, Self.monitorEnvironment("auto"), log: "drift-monitor-2.log")
+        defer { monitor.signal(SIGKILL) }
+        let resolved = await Harness.eventually(timeout: .seconds(120)) {
+            episode = (try? await self.alerts(loop, "room-r"))?.first ?? .null
+            return episode["status"]?.stringValue == "resolved"
+        }
+        XCTAssertTrue(resolved, "the restarted monitor did not apply the result: \(episode)")
+        XCTAssertEqual(episode["story"]?.arrayValue?.compactMap { $0["step"]?.stringValue }, ["detected", "requested", "result", "applied", "reset", "resolved"])
+        let applied = await Harness.eventually(timeout: .seconds(30)) { (try? await self.changes(loop, "room-r"))?.contains { $0.cause == simulationId } ?? false }
+        XCTAssertTrue(applied)
+        let commands = try await readTopic(.twinCommands, bootstrap: loop.stack.broker.bootstrapServers).compactMap { try? TwinCommand(bytes: $0.value) }
+        XCTAssertEqual(commands.filter { $0.cause == simulationId }.count, 1, "applied once")
+        let statuses = try await readTopic(.driftAlerts, bootstrap: loop.stack.broker.bootstrapServers).compactMap { try? DriftAlert(bytes: $0.value) }
+            .filter { $0.twinId == "room-r" }.map(\.status)
+        XCTAssertEqual(statuses, [.raised, .updated, .resolved], "one message per step, none repeated")
     }
 }
