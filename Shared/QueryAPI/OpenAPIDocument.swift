@@ -2561,6 +2561,10 @@ public let embeddedOpenAPIDocument = ##"""
           },
           "reason": {
             "$ref": "#/components/schemas/Reason"
+          },
+          "cause": {
+            "type": "string",
+            "description": "Why the command was sent, when something decided it: the simulation id of a recalibration (drift monitor or POST /v1/twins/{id}/recalibrations)."
           }
         },
         "allOf": [

@@ -45,6 +45,9 @@ final class RecalibrationRouteTests: XCTestCase {
         let change = try XCTUnwrap(changes.last { $0.commandId == command.commandId })
         XCTAssertEqual(change.cause, simulationId)
         XCTAssertEqual(change.changes.map(\.path), ["/parameters/tau"])
+        let status = await h.request(.get, "/v1/commands/\(command.commandId)")
+        XCTAssertEqual(status.json["cause"]?.stringValue, simulationId, status.text)
+        XCTAssertEqual(status.json["status"]?.stringValue, "applied", status.text)
 
         // Calibrated again from the same readings, the twin is already right: not better, refused.
         let again = try await calibrate(h, "room-1")
