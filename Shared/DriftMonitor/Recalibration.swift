@@ -195,7 +195,10 @@ extension DriftMonitor {
         let id = Self.recalibrationId(alertId: alert.alertId, firstTime: first)
         var parameters: [String: Double] = [:]
         for (i, name) in plan.parameterNames.enumerated() where i < watch.parameters.count { parameters[name] = watch.parameters[i] }
-        let spec = SimulationSpec(kind: .calibrate, fit: pending.fit, properties: [pending.property], history: history)
+        // A drifting state's starting value is fitted too: started at its first (noisy) observation,
+        // an error decaying over one time constant would bias the parameters (seen: 2-7 standard errors).
+        let startsFitted = plan.behaviour?.states.contains { $0.name == pending.property } == true ? [pending.property] : []
+        let spec = SimulationSpec(kind: .calibrate, fit: pending.fit + startsFitted, properties: [pending.property], history: history)
         outbox.requests.append(SimulationRequest(simulationId: id, tenant: twin.tenant, twinId: twin.twinId, requestedAt: now, requestedBy: "drift-monitor",
                                                  deadline: now + settings.timeoutMs, start: first,
                                                  twin: .init(model: plan.ref, parameters: parameters), spec: spec))

@@ -107,7 +107,7 @@ final class RecalibrationTests: XCTestCase {
         XCTAssertEqual(outbox.requests.count, 1)
         XCTAssertEqual(request.twinId, "room-drift")
         XCTAssertEqual(request.spec.kind, .calibrate)
-        XCTAssertEqual(request.spec.fit, ["tau"])
+        XCTAssertEqual(request.spec.fit, ["tau", "temperature"], "the model's calibratable parameters, and where the temperature starts")
         XCTAssertEqual(request.spec.history?["temperature"]?.count, 100, "RECALIBRATE_MIN_POINTS readings")
         XCTAssertEqual(request.spec.history?["hvacPower"]?.count, 100, "the input the readings drive")
         XCTAssertEqual(request.twin.parameters["tau"], 7200, "the fit starts from the twin's parameters")
