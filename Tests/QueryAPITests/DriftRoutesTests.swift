@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 import HTTP
 import JSON
+import JSONSchema
 import Kafka
 import QueryAPI
 import Synchronization
@@ -118,6 +119,11 @@ final class DriftRoutesTests: XCTestCase {
         XCTAssertEqual(item["recalibration"]?["parameters"]?["tau"]?.doubleValue, 3600)
         let events = h.views.events.retained(tenant: "acme", twinId: "room-1").filter { $0.kind == .alert }
         XCTAssertEqual(events.count, 3, "every message reaches the twin's event stream")
+        var root = try JSON(parsing: try XCTUnwrap(FileManager.default.contents(atPath: Harness.openAPIPath)).map { $0 })
+        root["$ref"] = .string("#/components/schemas/AlertList")
+        root["$schema"] = .string("https://json-schema.org/draft/2020-12/schema")
+        let result = try CompiledSchema(compiling: root).validate(open.json)
+        XCTAssertTrue(result.isValid, "AlertList: \(result.errors.prefix(5).map(\.description))")
     }
 
     func testTwinDriftShowsTheMonitorsPublicStateAndAlertsReachTheEventStreams() async throws {
