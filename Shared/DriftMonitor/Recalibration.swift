@@ -151,18 +151,18 @@ extension DriftMonitor {
     /// recalibration for an open residual episode, collects readings, and requests the calibration.
     mutating func followRecalibration(_ watch: inout TwinWatch, key: String, plan: ModelPlan, reading: Reading, now: Int64,
                                       into alerts: inout [DriftAlert]) {
-        let settings = self.settings.recalibration
         if let pending = watch.recalibration, watch.open[pending.alertKey] == nil {
             // The episode closed (residuals settled, or a reset): its recalibration is moot.
             watch.recalibration = nil
             awaiting.remove(key)
         }
         if watch.recalibration == nil {
-            let mode = settings.mode(model: plan.model.id)
+            // Most readings of a twin with an open episode (data, stale, or a residual one already
+            // recalibrated) find nothing to start: decided on the keys, before any lookup or copy.
+            guard watch.open.keys.contains(where: { $0.hasPrefix(Self.residualKeyPrefix) && Self.mayStart(watch.open[$0]!) }) else { return }
+            let mode = settings.recalibration.mode(model: plan.model.id)
             guard mode != .off, plan.predicts else { return }
-            if let last = watch.lastRecalibrationAt, reading.eventTime - last < settings.minIntervalMs { return }
-            // Most readings of a twin with an open episode find nothing to start: no sorting then.
-            guard watch.open.values.contains(where: { $0.kind == .residual && Self.mayStart($0) }) else { return }
+            if let last = watch.lastRecalibrationAt, reading.eventTime - last < settings.recalibration.minIntervalMs { return }
             guard let (alertKey, alert) = watch.open.sorted(by: { $0.key < $1.key }).first(where: { $0.value.kind == .residual && Self.mayStart($0.value) }),
                   let property = alert.property else { return }
             let fit = Self.calibratable(plan, property: property)
@@ -179,7 +179,7 @@ extension DriftMonitor {
         defer { watch.recalibration = pending }
         pending.times.append(reading.eventTime)
         for name in pending.names { pending.values.append(reading.values[name]?.doubleValue ?? .nan) }
-        guard pending.times.count >= settings.minPoints, var alert = watch.open[pending.alertKey], let twin = TwinKey(key) else { return }
+        guard pending.times.count >= settings.recalibration.minPoints, var alert = watch.open[pending.alertKey], let twin = TwinKey(key) else { return }
 
         // Enough readings: the calibrate request, with the twin's current parameters as the start.
         let first = pending.times[0]
@@ -200,7 +200,7 @@ extension DriftMonitor {
         let startsFitted = plan.behaviour?.states.contains { $0.name == pending.property } == true ? [pending.property] : []
         let spec = SimulationSpec(kind: .calibrate, fit: pending.fit + startsFitted, properties: [pending.property], history: history)
         outbox.requests.append(SimulationRequest(simulationId: id, tenant: twin.tenant, twinId: twin.twinId, requestedAt: now, requestedBy: "drift-monitor",
-                                                 deadline: now + settings.timeoutMs, start: first,
+                                                 deadline: now + settings.recalibration.timeoutMs, start: first,
                                                  twin: .init(model: plan.ref, parameters: parameters), spec: spec))
         let points = history[pending.property]?.count ?? 0
         pending.simulationId = id
@@ -218,6 +218,8 @@ extension DriftMonitor {
             details: ["simulationId": .string(id), "points": .int(points), "from": .string(Timestamp.format(first)),
                       "to": .string(Timestamp.format(reading.eventTime)), "fit": .array(pending.fit.map { .string($0) })]), into: &alerts)
     }
+
+    static let residualKeyPrefix = TwinWatch.key(.residual, nil)
 
     /// An episode starts a recalibration when it has none yet, or its last one came to nothing.
     static func mayStart(_ alert: DriftAlert) -> Bool {
