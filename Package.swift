@@ -49,7 +49,7 @@ let package = Package(
         shared("Drift"),
         shared("Fleet", ["Simulation", "Models", "Contracts", "JSON"]),
         shared("Simulator", ["Simulation", "Models", "Contracts", "JSON", "Kafka", "ServiceKit", "Durations"]),
-        shared("DriftMonitor", ["Drift", "Models", "Contracts", "JSON", "TwinQuery", "ServiceKit", "Durations", "Stage", "Kafka"]),
+        shared("DriftMonitor", ["Drift", "Models", "Contracts", "JSON", "TwinQuery", "ServiceKit", "Durations", "Stage", "Kafka", "Simulator"]),
         shared("Stage", ["Kafka", "Contracts", "ServiceKit", "JSON", "Durations"]),
         shared("Ingest", ["Stage", "Kafka", "Contracts", "ServiceKit", "HTTP", "JSON", "Durations"]),
         shared("Validation", ["Stage", "Kafka", "Contracts", "JSON", "Models"]),
@@ -101,7 +101,7 @@ let package = Package(
         tests("SimulationTests", ["Simulation", "Models", "JSON"]),
         tests("FleetTests", ["Fleet", "Simulation", "Simulator", "Models", "Contracts", "JSON"]),
         tests("SimulatorTests", ["Simulator", "Simulation", "Models", "Contracts", "JSON", "Kafka", "ServiceKit"]),
-        tests("DriftMonitorTests", ["DriftMonitor", "Drift", "Simulation", "Models", "ModelLoading", "Contracts", "JSON", "Kafka", "ServiceKit", "Stage"]),
+        tests("DriftMonitorTests", ["DriftMonitor", "Drift", "Simulation", "Simulator", "TestSupport", "Models", "ModelLoading", "Contracts", "JSON", "Kafka", "ServiceKit", "Stage"]),
         .testTarget(name: "DriftTests", dependencies: ["Drift"], path: "Tests/DriftTests", exclude: ["Fixtures"], swiftSettings: strict),
         tests("ModelLoadingTests", ["ModelLoading", "Models", "ServiceKit"]),
         tests("StageTests", ["Stage", "Contracts", "JSON", "Kafka", "ServiceKit", "TestSupport"]),
@@ -111,7 +111,7 @@ let package = Package(
         tests("TwinQueryTests", ["TwinQuery", "JSON", "Contracts"]),
         tests("ViewsTests", ["Views", "TwinQuery", "Contracts", "JSON", "Kafka", "ServiceKit"]),
         tests("QueryAPITests", ["QueryAPI", "Views", "TwinQuery", "TwinStore", "ModelLoading", "JSONSchema", "Contracts", "JSON", "HTTP", "ServiceKit", "Models", "Kafka", "TestSupport", "Simulator"]),
-        tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport"]),
+        tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport", "Durations"]),
         // The whole stack under faults (kills, broker outages, poison, bursts); the slow ones only
         // with FAULTS=full.
         tests("FaultTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport"]),

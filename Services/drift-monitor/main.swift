@@ -6,7 +6,9 @@ import Stage
 
 // drift-monitor: telemetry.valid.v1 (+ twin.state.v1 for each twin's model and parameters) →
 // DriftAlert episodes on drift.alerts.v1 and each twin's monitor state on the compacted
-// drift.state.v1, from which every partition assignment restores (no local state).
+// drift.state.v1, from which every partition assignment restores (no local state). Residual
+// episodes are recalibrated: calibrate requests on simulation.requests.v1, their results followed
+// on simulation.results.v1, better parameters applied on twin.commands.v1 (DRIFT_RECALIBRATE).
 await ServiceRuntime.main(name: "drift-monitor", defaultHTTPPort: 8085) { context, _ in
     let env = context.environment
     let settings = try DriftSettings.fromEnvironment(env)
@@ -19,11 +21,12 @@ await ServiceRuntime.main(name: "drift-monitor", defaultHTTPPort: 8085) { contex
     }
     let store = DriftMonitorStore(settings: settings, plans: plans, directory: directory, defaultTenant: context.defaultTenant,
                                   readState: driftStateReader(configuration: context.kafka), logger: context.logger, metrics: context.metrics)
+    let results = try recalibrationResultsFollower(context: context, store: store)
     let stage = try StreamStage(context: context, stage: DriftMonitorProcessor.stage, inputs: [.telemetryValid],
                                 processor: DriftMonitorProcessor(store: store),
                                 // A twin's state document and its alerts leave together, one batch at a time,
                                 // so a rebalance never finds an episode half published.
                                 maxInFlightBatches: 1, onRebalance: store.handle)
     // Readings are judged with each twin's parameters: the stage starts once the directory has them.
-    return ServiceGroup([follower, StartWhen({ follower.isCaughtUp }, then: stage)])
+    return ServiceGroup([follower, results, StartWhen({ follower.isCaughtUp }, then: stage)])
 }

@@ -54,6 +54,8 @@ func runUp(_ args: Arguments) async throws {
     environment["MODEL_PREFIX_RULES"] = environment["MODEL_PREFIX_RULES"] ?? "pump-=pump,room-=room,battery-=battery"
     // The ingestor's 202 links each request's dead-letters on the query API.
     environment["QUERY_API_URL"] = environment["QUERY_API_URL"] ?? "http://127.0.0.1:\(basePort)"
+    // The local stack closes the drift loop itself: residual alerts are recalibrated and applied.
+    environment["DRIFT_RECALIBRATE"] = environment["DRIFT_RECALIBRATE"] ?? "auto"
     let apiKey = try localAPIKey(stateDir: stateDir, environment: &environment)
     try record.write(bootstrap: broker.bootstrapServers, api: "http://127.0.0.1:\(basePort)")
     printNow("models from \(models.path); broker address recorded in \(record.bootstrapFile.path) (tail, produce, fleet … run from here find it)")

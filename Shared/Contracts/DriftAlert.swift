@@ -6,15 +6,21 @@ import JSON
 ///
 /// One episode per twin, property and kind is one `raised` and one `resolved` message with the same
 /// `alertId`; the `resolved` message repeats the episode's fields and carries the whole `story`, so
-/// a reader that keeps the latest message per `alertId` has the episode. Delivery is at-least-once:
-/// de-duplicate on `(alertId, status)`.
+/// a reader that keeps the latest message per `alertId` has the episode. While an episode is open,
+/// `updated` messages repeat it with a longer story (recalibration steps). Delivery is
+/// at-least-once: de-duplicate on `(alertId, status, story.count)`.
 public struct DriftAlert: ContractDocument, Sendable, Equatable {
     public static let contract = ContractName.driftAlertV1
 
     /// Where the episode is.
     public enum Status: String, Sendable, CaseIterable {
         case raised
+        /// Still open; the story grew (a recalibration was requested, its result came, ...).
+        case updated
         case resolved
+
+        /// Whether the episode is still open.
+        public var isOpen: Bool { self != .resolved }
     }
 
     /// What went wrong.
@@ -45,6 +51,44 @@ public struct DriftAlert: ContractDocument, Sendable, Equatable {
             self.at = at
             self.message = message
             self.details = details
+        }
+    }
+
+    /// Where a residual episode's recalibration stands: the latest of its story's recalibration
+    /// steps, in one place, so an operator sees the proposal (`suggest` mode) without reading the story.
+    public struct Recalibration: Sendable, Equatable {
+        /// `auto` (applied when better) or `suggest` (proposed; an operator applies it).
+        public var mode: String
+        /// `collecting`, `requested`, `applied`, `suggested`, `notApplied` or `failed`.
+        public var state: String
+        /// The calibration's simulation id (from `requested` on): what the apply call names.
+        public var simulationId: String?
+        /// Observations sent as the calibration's history.
+        public var points: Int?
+        /// The fitted parameters and their standard errors.
+        public var parameters: [String: Double]?
+        public var standardErrors: [String: Double]?
+        /// Residual RMS of the drifting property before and after the fit, in its unit.
+        public var rmsBefore: Double?
+        public var rmsAfter: Double?
+        /// `applied`: the `setParameters` command's id.
+        public var commandId: String?
+        /// `notApplied` / `failed`: machine-readable why (`not_improved`, `not_converged`, `out_of_range`, a simulation reason code).
+        public var reason: String?
+
+        public init(mode: String, state: String, simulationId: String? = nil, points: Int? = nil, parameters: [String: Double]? = nil,
+                    standardErrors: [String: Double]? = nil, rmsBefore: Double? = nil, rmsAfter: Double? = nil, commandId: String? = nil,
+                    reason: String? = nil) {
+            self.mode = mode
+            self.state = state
+            self.simulationId = simulationId
+            self.points = points
+            self.parameters = parameters
+            self.standardErrors = standardErrors
+            self.rmsBefore = rmsBefore
+            self.rmsAfter = rmsAfter
+            self.commandId = commandId
+            self.reason = reason
         }
     }
 
@@ -81,10 +125,12 @@ public struct DriftAlert: ContractDocument, Sendable, Equatable {
     public var scale: Double?
     /// The episode's steps, oldest first.
     public var story: [Step]
+    /// Residual episodes the monitor recalibrates: where that stands.
+    public var recalibration: Recalibration?
 
     public init(alertId: String, status: Status, kind: Kind, tenant: String, twinId: String, model: String? = nil, property: String? = nil,
                 detector: String, statistic: Double, threshold: Double, window: Int, changeStartedAt: Int64? = nil, eventTime: Int64,
-                message: String, scale: Double? = nil, story: [Step] = []) {
+                message: String, scale: Double? = nil, story: [Step] = [], recalibration: Recalibration? = nil) {
         self.alertId = alertId
         self.status = status
         self.kind = kind
@@ -101,6 +147,7 @@ public struct DriftAlert: ContractDocument, Sendable, Equatable {
         self.message = message
         self.scale = scale
         self.story = story
+        self.recalibration = recalibration
     }
 
     public var key: String { TwinKey(tenant: tenant, twinId: twinId).description }
@@ -145,6 +192,20 @@ public struct DriftAlert: ContractDocument, Sendable, Equatable {
             w.endObject()
         }
         w.endArray()
+        if let r = recalibration {
+            w.key("recalibration"); w.beginObject()
+            w.field("mode", r.mode)
+            w.field("state", r.state)
+            if let id = r.simulationId { w.field("simulationId", id) }
+            if let n = r.points { w.field("points", n) }
+            if let p = r.parameters { w.key("parameters"); SimulationSpec.write(p, to: &w) }
+            if let e = r.standardErrors { w.key("standardErrors"); SimulationSpec.write(e, to: &w) }
+            if let x = r.rmsBefore, x.isFinite { w.field("rmsBefore", x) }
+            if let x = r.rmsAfter, x.isFinite { w.field("rmsAfter", x) }
+            if let id = r.commandId { w.field("commandId", id) }
+            if let reason = r.reason { w.field("reason", reason) }
+            w.endObject()
+        }
         w.endObject()
     }
 
@@ -159,7 +220,7 @@ public struct DriftAlert: ContractDocument, Sendable, Equatable {
         guard !alertId.isEmpty else { throw ContractError(code: "invalid_value", pointer: f.path("alertId"), message: "alertId must not be empty") }
         let statusText = try f.string("status")
         guard let status = Status(rawValue: statusText) else {
-            throw ContractError(code: "invalid_value", pointer: f.path("status"), message: "unknown alert status", expected: "raised|resolved", actual: statusText)
+            throw ContractError(code: "invalid_value", pointer: f.path("status"), message: "unknown alert status", expected: "raised|updated|resolved", actual: statusText)
         }
         self.status = status
         let kindText = try f.string("kind")
@@ -197,6 +258,18 @@ public struct DriftAlert: ContractDocument, Sendable, Equatable {
                 throw ContractError(code: "invalid_value", pointer: sf.path("step"), message: "a step name is lower camel case", expected: "^[a-z][A-Za-z0-9]*$", actual: name)
             }
             return Step(step: name, at: try sf.time("at"), message: try sf.string("message"), details: try sf.optionalObject("details") ?? [:])
+        }
+        if let r = try f.optionalObject("recalibration") {
+            let rf = try Fields(.object(r), pointer: f.path("recalibration"))
+            let points = try rf.optionalInt("points")
+            recalibration = Recalibration(mode: try rf.string("mode"), state: try rf.string("state"), simulationId: try rf.optionalString("simulationId"),
+                                          points: points.map { Int($0) },
+                                          parameters: rf.object["parameters"] == nil ? nil : try rf.numberMap("parameters"),
+                                          standardErrors: rf.object["standardErrors"] == nil ? nil : try rf.numberMap("standardErrors"),
+                                          rmsBefore: try rf.optionalDouble("rmsBefore"), rmsAfter: try rf.optionalDouble("rmsAfter"),
+                                          commandId: try rf.optionalString("commandId"), reason: try rf.optionalString("reason"))
+        } else {
+            recalibration = nil
         }
     }
 }

@@ -91,7 +91,7 @@ public struct DriftState: ContractDocument, Sendable, Equatable {
     public var stale: Bool
     /// By property name, sorted.
     public var properties: [(name: String, property: Property)]
-    /// The raised message of every open episode.
+    /// The latest message (raised or updated) of every open episode.
     public var openAlerts: [DriftAlert]
     /// Version of the `monitor` object's layout.
     public var monitorFormat: Int

@@ -55,12 +55,14 @@ public struct TwinChange: ContractDocument, Sendable, Equatable {
     /// The command's id and type (`command`, `rejected`).
     public var commandId: String?
     public var commandType: String?
+    /// The command's `cause` (e.g. the simulation id of a recalibration): why the twin changed.
+    public var cause: String?
     public var changes: [Entry]
     /// Why a command was rejected.
     public var reason: ContractError?
 
     public init(tenant: String, twinId: String, model: String?, version: Int64, kind: Kind, at: Int64, eventId: String? = nil,
-                eventTime: Int64? = nil, commandId: String? = nil, commandType: String? = nil, changes: [Entry] = [],
+                eventTime: Int64? = nil, commandId: String? = nil, commandType: String? = nil, cause: String? = nil, changes: [Entry] = [],
                 reason: ContractError? = nil) {
         self.tenant = tenant
         self.twinId = twinId
@@ -72,6 +74,7 @@ public struct TwinChange: ContractDocument, Sendable, Equatable {
         self.eventTime = eventTime
         self.commandId = commandId
         self.commandType = commandType
+        self.cause = cause
         self.changes = changes
         self.reason = reason
     }
@@ -93,6 +96,7 @@ public struct TwinChange: ContractDocument, Sendable, Equatable {
         if let eventTime { w.field("eventTime", time: eventTime) }
         if let commandId { w.field("commandId", commandId) }
         if let commandType { w.field("commandType", commandType) }
+        if let cause { w.field("cause", cause) }
         w.knownKey("late"); w.value(late)
         w.knownKey("changes"); w.beginArray()
         for c in changes {
@@ -130,6 +134,7 @@ public struct TwinChange: ContractDocument, Sendable, Equatable {
         eventTime = try f.object["eventTime"] == nil ? nil : f.time("eventTime")
         commandId = try f.optionalString("commandId")
         commandType = try f.optionalString("commandType")
+        cause = try f.optionalString("cause")
         _ = try f.bool("late")  // derived from the entries; required so readers need not derive it
         guard case .array(let items)? = f.object["changes"] else { throw .missing("/changes", "changes") }
         changes = try items.enumerated().map { (i, item) throws(ContractError) in

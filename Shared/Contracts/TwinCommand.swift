@@ -45,10 +45,13 @@ public struct TwinCommand: ContractDocument, Sendable, Equatable {
     public var parameters: JSONObject?
     /// `relate` and `unrelate`.
     public var relationship: Relationship?
+    /// Why the command was sent, when something decided it (e.g. the simulation id of the
+    /// calibration a recalibration applies); carried into the `TwinChange` for the audit trail.
+    public var cause: String?
 
     public init(commandId: String, tenant: String, twinId: String, kind: Kind, issuedAt: Int64, ifVersion: Int64? = nil,
                 issuedBy: String? = nil, model: String? = nil, metadata: JSON? = nil, desired: JSON? = nil,
-                parameters: JSONObject? = nil, relationship: Relationship? = nil) {
+                parameters: JSONObject? = nil, relationship: Relationship? = nil, cause: String? = nil) {
         self.commandId = commandId
         self.tenant = tenant
         self.twinId = twinId
@@ -61,6 +64,7 @@ public struct TwinCommand: ContractDocument, Sendable, Equatable {
         self.desired = desired
         self.parameters = parameters
         self.relationship = relationship
+        self.cause = cause
     }
 
     public var key: String { TwinKey(tenant: tenant, twinId: twinId).description }
@@ -86,6 +90,7 @@ public struct TwinCommand: ContractDocument, Sendable, Equatable {
             if let model = relationship.targetModel { w.field("targetModel", model) }
             w.endObject()
         }
+        if let cause { w.field("cause", cause) }
         w.endObject()
         return w.bytes
     }
@@ -113,6 +118,10 @@ public struct TwinCommand: ContractDocument, Sendable, Equatable {
             relationship = Relationship(name: try rf.string("name"), target: try rf.string("target"), targetModel: try rf.optionalString("targetModel"))
         } else {
             relationship = nil
+        }
+        cause = try f.optionalString("cause")
+        if let cause, cause.isEmpty || cause.utf8.count > 256 {
+            throw ContractError(code: "invalid_value", pointer: "/cause", message: "cause must be 1-256 characters", actual: cause)
         }
         guard !commandId.isEmpty, commandId.utf8.count <= 128 else {
             throw ContractError(code: "invalid_value", pointer: "/commandId", message: "commandId must be 1-128 characters", actual: commandId)

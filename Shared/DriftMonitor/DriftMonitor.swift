@@ -83,13 +83,17 @@ public struct DriftMonitor: Sendable {
     public let settings: DriftSettings
     public let plans: ModelPlans
     let freshness: Freshness
-    private(set) var twins: [String: TwinWatch] = [:]
+    var twins: [String: TwinWatch] = [:]
     private var heap = DeadlineHeap()
     public private(set) var counters = Counters()
     /// Twins whose `drift.state.v1` document is due.
-    public private(set) var due: Set<String> = []
+    public internal(set) var due: Set<String> = []
     /// Scales frozen since the last `takeFrozenScales()`: (model, property, scale).
     private var frozenScales: [(String, String, Double)] = []
+    /// Recalibration requests, commands and outcomes not yet taken (`takeOutbox`), and the twins
+    /// waiting for a calibration result (Recalibration.swift).
+    var outbox = RecalibrationOutbox()
+    var awaiting: Set<String> = []
     // Scratch space of the residual path, reused reading after reading.
     private var predictions: [Double] = []
     private var observations: [Double] = []
@@ -136,6 +140,7 @@ public struct DriftMonitor: Sendable {
             if let offset { watch.lastOffset = offset }
             return .repeated
         }
+        let parameters = watch.reconcile(parameters)
         if watch.model != plan.ref || watch.parameters != parameters {
             let what = watch.model != plan.ref ? "the twin's model changed from \(watch.model) to \(plan.ref)"
                 : "the twin's parameters changed (\(Self.describeChange(plan, from: watch.parameters, to: parameters)))"
@@ -183,6 +188,9 @@ public struct DriftMonitor: Sendable {
             }
         }
         watch.history.append(time: t, current)
+        if !watch.open.isEmpty || watch.recalibration != nil {
+            followRecalibration(&watch, key: key, plan: plan, reading: reading, now: now, into: &alerts)
+        }
         if settings.evalEvery > 0 {
             for (i, name) in watch.dataNames.enumerated() {
                 guard let x = values[name]?.doubleValue else { continue }
@@ -323,8 +331,9 @@ public struct DriftMonitor: Sendable {
         twins[key] = watch
     }
 
-    private mutating func reset(_ watch: inout TwinWatch, key: String, plan: ModelPlan, at time: Int64, reason: String, into alerts: inout [DriftAlert]) {
+    mutating func reset(_ watch: inout TwinWatch, key: String, plan: ModelPlan, at time: Int64, reason: String, into alerts: inout [DriftAlert]) {
         counters.resets += 1
+        noteProposalApplied(&watch, at: time)
         watch.resetWatches(plan: plan, settings: settings)
         for (openKey, open) in watch.open.sorted(by: { $0.key < $1.key }) where open.kind != .stale {
             resolve(&watch, openKey, open, statistic: 0, at: time, step: "reset",
@@ -343,6 +352,7 @@ public struct DriftMonitor: Sendable {
                     message: "Resolved: the twin was decommissioned.", into: &alerts, key: key)
         }
         due.remove(key)
+        awaiting.remove(key)
         return true
     }
 
@@ -431,7 +441,7 @@ public struct DriftMonitor: Sendable {
         } catch {
             throw ContractError(code: "invalid_value", pointer: "/monitor", message: "the monitor state does not decode: \(error)")
         }
-        for alert in document.openAlerts where alert.status == .raised {
+        for alert in document.openAlerts where alert.status.isOpen {
             watch.open[TwinWatch.key(alert.kind, alert.property)] = alert
         }
         if let plan = plans.plan(watch.model), watch.watchedNames != plan.watched.map(\.name) || watch.history.width != plan.tracked.count {
@@ -443,6 +453,7 @@ public struct DriftMonitor: Sendable {
             heap.push(freshness.staleAfter(latestEventTime: last, reportingIntervalMs: plan.intervalMs), document.key)
             watch.armed = true
         }
+        if watch.recalibration?.simulationId != nil { awaiting.insert(document.key) }
         twins[document.key] = watch
     }
 
@@ -451,6 +462,7 @@ public struct DriftMonitor: Sendable {
         twins = [:]
         heap = DeadlineHeap()
         due = []
+        awaiting = []
     }
 
     // MARK: Introspection

@@ -28,6 +28,8 @@ public final class DriftMonitorStore: Sendable {
     private let logger: Logger
     private let metrics: Metrics
     private let partitions = Mutex<[Int32: DriftMonitor]>([:])
+    /// Calibration results the monitor asked for, by simulation id, until applied (bounded).
+    let results = Mutex(CalibrationResults(capacity: 10_000))
     /// Counter totals already exported (the monitors count, the metrics are told the difference).
     private let exported = Mutex(DriftMonitor.Counters())
 
@@ -45,6 +47,9 @@ public final class DriftMonitorStore: Sendable {
         }
         metrics.gauge("twinstream_drift_state_bytes", help: "Estimated memory of the watched twins' state.") { [weak self] in
             Double(self?.partitions.withLock { $0.values.reduce(0) { $0 + $1.estimatedBytes } } ?? 0)
+        }
+        metrics.gauge("twinstream_recalibration_results_held", help: "Calibration results received and not yet applied (at most 10,000; the oldest go first).") { [weak self] in
+            Double(self?.results.withLock { $0.count } ?? 0)
         }
         for kind in DriftAlert.Kind.allCases {
             metrics.gauge("twinstream_drift_open_alerts", help: "Open drift alert episodes, by kind.", labels: ["kind": kind.rawValue]) { [weak self] in
@@ -98,6 +103,7 @@ public final class DriftMonitorStore: Sendable {
                 for key in parts[p]!.takeDue().sorted() {
                     if let document = parts[p]!.document(key: key, now: now) { out.append(stateMessage(document)) }
                 }
+                out += recalibrationMessages(parts[p]!.takeOutbox())
                 scales += parts[p]!.takeFrozenScales().map { ($0.model, $0.property, $0.scale) }
                 let c = parts[p]!.counters
                 totals.late += c.late; totals.repeated += c.repeated; totals.replayed += c.replayed
@@ -124,7 +130,9 @@ public final class DriftMonitorStore: Sendable {
                     out.append(tombstone(key))
                 }
                 parts[p]!.tick(now: now, lagging: lagging, into: &alerts)
+                applyResults(&parts[p]!, now: now, into: &alerts)
                 out += alerts.map { alertMessage($0) }
+                out += recalibrationMessages(parts[p]!.takeOutbox())
                 for key in parts[p]!.takeDue().sorted() {
                     if let document = parts[p]!.document(key: key, now: now) { out.append(stateMessage(document)) }
                 }
@@ -133,13 +141,58 @@ public final class DriftMonitorStore: Sendable {
         return out
     }
 
+    // MARK: Recalibration
+
+    /// Takes a `simulation.results.v1` message (the results follower): final results of the
+    /// monitor's own calibrations (`recal-` ids, recognised from the first bytes without decoding
+    /// other results) are held until their twin's monitor applies them. False when undecodable.
+    public func offer(_ message: KafkaMessage) -> Bool {
+        guard message.value.starts(with: Self.recalibrationPrefix) else { return true }
+        guard let result = try? SimulationResult(bytes: message.value) else { return false }
+        if result.status.isFinal { results.withLock { $0.put(result) } }
+        return true
+    }
+
+    static let recalibrationPrefix = Array(#"{"simulationId":"recal-"#.utf8)
+
+    /// Applies held results to the twins waiting for them, and fails requests past their timeout.
+    private func applyResults(_ monitor: inout DriftMonitor, now: Int64, into alerts: inout [DriftAlert]) {
+        for (_, id) in monitor.awaitedSimulations() {
+            guard let result = results.withLock({ $0.take(id) }) else { continue }
+            monitor.apply(result: result, now: now, into: &alerts)
+        }
+        monitor.expireRecalibrations(now: now, into: &alerts)
+    }
+
+    private func recalibrationMessages(_ outbox: RecalibrationOutbox) -> [OutgoingMessage] {
+        guard !outbox.isEmpty else { return [] }
+        var out: [OutgoingMessage] = []
+        for request in outbox.requests {
+            logger.info("recalibration requested", ["simulationId": .string(request.simulationId), "twinId": .string(request.twinId), "tenant": .string(request.tenant)])
+            out.append(OutgoingMessage(topic: Topic.simulationRequests.name, key: request.key, value: request.encoded(),
+                                       headers: platformHeaders(SimulationRequest.contract, tenant: request.tenant)))
+        }
+        for command in outbox.commands {
+            logger.info("recalibration applied", ["commandId": .string(command.commandId), "cause": .string(command.cause ?? ""), "twinId": .string(command.twinId)])
+            out.append(OutgoingMessage(topic: Topic.twinCommands.name, key: command.key, value: command.encoded(),
+                                       headers: platformHeaders(TwinCommand.contract, tenant: command.tenant)))
+        }
+        for outcome in outbox.outcomes { metrics.recalibrations(outcome).inc() }
+        for seconds in outbox.appliedAfterSeconds { metrics.detectionToApplied.observe(seconds) }
+        return out
+    }
+
+    private func platformHeaders(_ contract: String, tenant: String) -> [KafkaHeader] {
+        [KafkaHeader(MessageHeader.traceparent, TraceContext.childHeader(of: nil)), KafkaHeader(MessageHeader.contract, contract),
+         KafkaHeader(MessageHeader.tenant, tenant)]
+    }
+
     // MARK: Messages
 
     private func alertMessage(_ alert: DriftAlert, input: KafkaMessage? = nil) -> OutgoingMessage {
         metrics.alerts(alert.kind, alert.status).inc()
         let headers = input.map { derivedHeaders(from: $0, contract: DriftAlert.contract, tenant: alert.tenant) }
-            ?? [KafkaHeader(MessageHeader.traceparent, TraceContext.childHeader(of: nil)), KafkaHeader(MessageHeader.contract, DriftAlert.contract),
-                KafkaHeader(MessageHeader.tenant, alert.tenant)]
+            ?? platformHeaders(DriftAlert.contract, tenant: alert.tenant)
         return OutgoingMessage(topic: Topic.driftAlerts.name, key: alert.key, value: alert.encoded(), headers: headers)
     }
 
@@ -239,6 +292,7 @@ public final class DriftMonitorStore: Sendable {
         let late, repeated, replayed, updates, unknownModel, undecodable, unsupportedContract: Counter
         let restoreSeconds: Gauge
         let restoreSkipped: Counter
+        let detectionToApplied: Histogram
 
         init(_ registry: MetricsRegistry) {
             self.registry = registry
@@ -251,11 +305,20 @@ public final class DriftMonitorStore: Sendable {
             updates = registry.counter("twinstream_drift_detector_updates_total", help: "Standardised residuals fed to drift detectors (rate() gives updates per second).")
             restoreSeconds = registry.gauge("twinstream_drift_restore_seconds", help: "Duration of the latest partition restore from drift.state.v1.")
             restoreSkipped = registry.counter("twinstream_drift_state_restore_skipped_total", help: "drift.state.v1 documents a restore could not use (logged with the reason); those twins start afresh.")
+            detectionToApplied = registry.histogram("twinstream_recalibration_applied_seconds",
+                                                    help: "Wall-clock seconds from a residual alert to the recalibrated parameters being sent (auto mode).",
+                                                    buckets: [1, 5, 15, 60, 300, 900, 3600, 14_400, 86_400])
+            for outcome in ["applied", "not_improved", "out_of_range", "failed", "suggested"] { _ = recalibrations(outcome) }
         }
 
         func scale(model: String, property: String) -> Histogram {
             registry.histogram("twinstream_drift_residual_scale", help: "Residual scales (standard deviation while the model was right) frozen after warm-up, by model and property.",
                                labels: ["model": model, "property": property], buckets: [0.001, 0.01, 0.1, 1, 10, 100, 1000])
+        }
+
+        func recalibrations(_ outcome: String) -> Counter {
+            registry.counter("twinstream_recalibrations_total", help: "Calibration results of residual alerts, by outcome (applied, not_improved, out_of_range, failed, suggested).",
+                             labels: ["outcome": outcome])
         }
 
         func alerts(_ kind: DriftAlert.Kind, _ status: DriftAlert.Status) -> Counter {
@@ -308,4 +371,33 @@ public struct StartWhen: Service {
         }
         try await service.run()
     }
+}
+
+/// Calibration results by simulation id, at most `capacity` (the oldest go first): a result may
+/// come before its twin's partition is restored, so it waits here until asked for.
+struct CalibrationResults: Sendable {
+    let capacity: Int
+    private var byId: [String: SimulationResult] = [:]
+    private var order: [String] = []
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    var count: Int { byId.count }
+
+    mutating func put(_ result: SimulationResult) {
+        if byId.updateValue(result, forKey: result.simulationId) == nil { order.append(result.simulationId) }
+        while byId.count > capacity, !order.isEmpty { byId[order.removeFirst()] = nil }
+        if order.count > 2 * capacity { order = order.filter { byId[$0] != nil } }
+    }
+
+    mutating func take(_ id: String) -> SimulationResult? { byId.removeValue(forKey: id) }
+}
+
+/// Follows `simulation.results.v1` for the store: the last `replay` messages of each partition at
+/// start (a restarted monitor still finds results that came while it was down), then everything new.
+public func recalibrationResultsFollower(context: ServiceContext, store: DriftMonitorStore, replay: Int = 5_000) throws -> TopicFollower {
+    let starts = Dictionary(uniqueKeysWithValues: (0..<Topic.simulationResults.partitions).map {
+        (TopicPartition(Topic.simulationResults.name, $0), KafkaConsumer.StartOffset.tail(replay))
+    })
+    return try TopicFollower(context: context, purpose: "recalibration results", reading: starts, apply: store.offer)
 }

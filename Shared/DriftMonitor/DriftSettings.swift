@@ -43,6 +43,8 @@ public struct DriftSettings: Sendable, Equatable {
     public var stateEvery = 60
     /// Event ids remembered per twin to skip repeated readings.
     public var recentEventIds = 8
+    /// What a residual episode leads to (Recalibration.swift).
+    public var recalibration = RecalibrationSettings()
 
     public init() {}
 
@@ -85,6 +87,7 @@ public struct DriftSettings: Sendable, Equatable {
         s.staleFactor = try env.staleFactor()
         s.stateEvery = try env.int("DRIFT_STATE_EVERY", default: s.stateEvery, range: 1...1_000_000,
                                    doc: "Readings of a twin between writes of its monitor state to drift.state.v1 (written at once when an alert opens or closes).")
+        s.recalibration = try RecalibrationSettings.fromEnvironment(env)
         return s
     }
 

@@ -251,9 +251,15 @@ struct TwinWatch: Codable, Equatable, Sendable {
     var open: [String: DriftAlert] = [:]
     /// On the stale timer heap (rebuilt on restore).
     var armed = false
+    /// A recalibration in progress, the event time of the last calibration request, and
+    /// parameters applied but not yet on `twin.state.v1` (Recalibration.swift).
+    var recalibration: PendingRecalibration?
+    var lastRecalibrationAt: Int64?
+    var applied: AppliedParameters?
 
     enum CodingKeys: String, CodingKey {
         case model, parameters, lastEventTime, lastOffset, recentIds, history, watchedNames, residuals, dataNames, data, late, repeated
+        case recalibration, lastRecalibrationAt, applied
     }
 
     init(plan: ModelPlan, parameters: [Double], settings: DriftSettings) {
@@ -292,6 +298,6 @@ struct TwinWatch: Codable, Equatable, Sendable {
     var estimatedBytes: Int {
         256 + model.utf8.count + parameters.capacity * 8 + recentIds.capacity * 8 + history.estimatedBytes
             + residuals.reduce(0) { $0 + $1.estimatedBytes } + data.reduce(0) { $0 + $1.estimatedBytes }
-            + open.count * 1024
+            + open.count * 1024 + (recalibration?.estimatedBytes ?? 0)
     }
 }

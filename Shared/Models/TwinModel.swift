@@ -109,6 +109,9 @@ public final class TwinModel: Sendable, CustomStringConvertible {
     public let relationships: [Relationship]
     /// Parameters in file order.
     public let parameters: [Parameter]
+    /// Parameters a recalibration fits (`calibrate` in the file); nil: the ones the behaviour uses
+    /// for the drifting property.
+    public let calibrate: [String]?
     /// The behaviour, when the model has one.
     public let behaviour: Behaviour?
     /// The model document as loaded (for `GET /v1/models`).
@@ -160,6 +163,7 @@ public final class TwinModel: Sendable, CustomStringConvertible {
         var id: String, version: Int, displayName: String?, summary: String?, reportingIntervalMs: Int, additionalTelemetry: Bool
         var completeReadings: Bool
         var telemetry: [Telemetry], properties: [Property], relationships: [Relationship], parameters: [Parameter]
+        var calibrate: [String]? = nil
         var behaviour: Behaviour?, document: JSON, file: String?
     }
 
@@ -176,6 +180,7 @@ public final class TwinModel: Sendable, CustomStringConvertible {
         properties = p.properties
         relationships = p.relationships
         parameters = p.parameters
+        calibrate = p.calibrate
         behaviour = p.behaviour
         document = p.document
         file = p.file
@@ -284,6 +289,14 @@ public final class TwinModel: Sendable, CustomStringConvertible {
             parameters.append(p)
         }
 
+        var calibrate: [String]?
+        if let list = root["calibrate"] {
+            calibrate = (list.arrayValue ?? []).compactMap(\.stringValue)
+            for (i, name) in (calibrate ?? []).enumerated() where !parameters.contains(where: { $0.name == name }) {
+                problems.add("/calibrate/\(i)", "calibrate names '\(name)', which is not a parameter of the model")
+            }
+        }
+
         var behaviour: Behaviour?
         if let b = root["behaviour"]?.objectValue {
             behaviour = Behaviour.decode(b, telemetry: telemetry, parameters: parameters, problems: &problems)
@@ -292,7 +305,7 @@ public final class TwinModel: Sendable, CustomStringConvertible {
                      summary: root["description"]?.stringValue, reportingIntervalMs: interval,
                      additionalTelemetry: root["additionalTelemetry"]?.boolValue ?? false,
                      completeReadings: root["completeReadings"]?.boolValue ?? false, telemetry: telemetry,
-                     properties: properties, relationships: relationships, parameters: parameters, behaviour: behaviour,
+                     properties: properties, relationships: relationships, parameters: parameters, calibrate: calibrate, behaviour: behaviour,
                      document: document, file: file)
     }
 }

@@ -1599,7 +1599,7 @@ public let embeddedOpenAPIDocument = ##"""
           {
             "name": "status",
             "in": "query",
-            "description": "Only open (raised, not yet resolved) or resolved episodes.",
+            "description": "Only open (raised or updated, not yet resolved) or resolved episodes.",
             "schema": {
               "enum": [
                 "open",
@@ -1721,6 +1721,72 @@ public let embeddedOpenAPIDocument = ##"""
           },
           "429": {
             "$ref": "#/components/responses/TooManyRequests"
+          }
+        }
+      }
+    },
+    "/v1/twins/{id}/recalibrations": {
+      "parameters": [
+        {
+          "$ref": "#/components/parameters/TwinIdPath"
+        }
+      ],
+      "post": {
+        "operationId": "applyRecalibration",
+        "summary": "Apply a calibration to a twin",
+        "tags": [
+          "commands"
+        ],
+        "x-required-scope": "write",
+        "description": "One call applies a calibration — the drift monitor's proposal in DRIFT_RECALIBRATE=suggest mode (the alert's recalibration.simulationId), or any completed calibration of the twin. The result is read from the simulation view and checked by the drift monitor's rule (converged, the RMS of every fitted property down by at least RECALIBRATE_MIN_GAIN, every parameter within the model's range); then a setParameters command whose cause is the simulation id goes to twin.commands.v1, so the twin's change (twin.changes.v1, the event stream) says why its parameters moved.",
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/RecalibrationRequest"
+              }
+            }
+          }
+        },
+        "responses": {
+          "202": {
+            "$ref": "#/components/responses/Accepted"
+          },
+          "400": {
+            "$ref": "#/components/responses/BadRequest",
+            "description": "Malformed twin id or body (simulationId missing or malformed)."
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "403": {
+            "$ref": "#/components/responses/Forbidden"
+          },
+          "404": {
+            "$ref": "#/components/responses/NotFound",
+            "description": "twinNotFound, or simulationNotFound (unknown, another tenant's, or older than the retained window)."
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict",
+            "description": "simulationNotFinished: the calibration is still pending or running; retry after Retry-After seconds."
+          },
+          "413": {
+            "$ref": "#/components/responses/ContentTooLarge"
+          },
+          "414": {
+            "$ref": "#/components/responses/URITooLong"
+          },
+          "422": {
+            "$ref": "#/components/responses/UnprocessableContent",
+            "description": "wrongTwin (the simulation calibrated another twin), notACalibration, simulationFailed, notConverged, notImproved (RMS gain under RECALIBRATE_MIN_GAIN), outOfRange (a parameter outside the model's range) or modelChanged."
+          },
+          "429": {
+            "$ref": "#/components/responses/TooManyRequests"
+          },
+          "503": {
+            "$ref": "#/components/responses/ServiceUnavailable",
+            "description": "The producer queue is full; retry after Retry-After seconds."
           }
         }
       }
@@ -2495,6 +2561,10 @@ public let embeddedOpenAPIDocument = ##"""
           },
           "reason": {
             "$ref": "#/components/schemas/Reason"
+          },
+          "cause": {
+            "type": "string",
+            "description": "Why the command was sent, when something decided it: the simulation id of a recalibration (drift monitor or POST /v1/twins/{id}/recalibrations)."
           }
         },
         "allOf": [
@@ -2860,6 +2930,10 @@ public let embeddedOpenAPIDocument = ##"""
           "commandType": {
             "type": "string"
           },
+          "cause": {
+            "type": "string",
+            "description": "The command's cause (e.g. the simulation id of a recalibration): why the twin changed."
+          },
           "late": {
             "type": "boolean",
             "description": "Some entry is late: an older reading recorded in history, not applied."
@@ -2976,8 +3050,10 @@ public let embeddedOpenAPIDocument = ##"""
           "status": {
             "enum": [
               "raised",
+              "updated",
               "resolved"
-            ]
+            ],
+            "description": "raised opens an episode, updated repeats it with a longer story while it is open (recalibration steps), resolved closes it."
           },
           "kind": {
             "enum": [
@@ -3053,6 +3129,71 @@ public let embeddedOpenAPIDocument = ##"""
                 "details": {
                   "type": "object"
                 }
+              }
+            }
+          },
+          "recalibration": {
+            "type": "object",
+            "description": "Residual episodes the monitor recalibrates (DRIFT_RECALIBRATE auto or suggest): where the recalibration stands. In suggest mode it carries the proposal an operator applies with POST /v1/twins/{id}/recalibrations naming simulationId.",
+            "required": [
+              "mode",
+              "state"
+            ],
+            "properties": {
+              "mode": {
+                "enum": [
+                  "auto",
+                  "suggest"
+                ]
+              },
+              "state": {
+                "enum": [
+                  "collecting",
+                  "requested",
+                  "applied",
+                  "suggested",
+                  "notApplied",
+                  "failed"
+                ]
+              },
+              "simulationId": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The calibrate request's simulation id."
+              },
+              "points": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Observations sent as the calibration's history."
+              },
+              "parameters": {
+                "type": "object",
+                "additionalProperties": {
+                  "type": "number"
+                },
+                "description": "Fitted parameters."
+              },
+              "standardErrors": {
+                "type": "object",
+                "additionalProperties": {
+                  "type": "number"
+                }
+              },
+              "rmsBefore": {
+                "type": "number",
+                "description": "Residual RMS of the property at the twin's parameters, in its unit."
+              },
+              "rmsAfter": {
+                "type": "number",
+                "description": "Residual RMS at the fitted parameters."
+              },
+              "commandId": {
+                "type": "string",
+                "description": "applied: the setParameters command (its cause is simulationId)."
+              },
+              "reason": {
+                "type": "string",
+                "description": "notApplied or failed: not_improved, not_converged, out_of_range, or the simulation's reason code."
               }
             }
           }
@@ -4340,6 +4481,21 @@ public let embeddedOpenAPIDocument = ##"""
           "2026-11-21T08:00:00Z",
           "1795248000000"
         ]
+      },
+      "RecalibrationRequest": {
+        "type": "object",
+        "required": [
+          "simulationId"
+        ],
+        "additionalProperties": false,
+        "description": "The calibration to apply: its result is read from the simulation view, checked (converged, RMS down by RECALIBRATE_MIN_GAIN, parameters within the model's ranges) and sent as setParameters whose cause is the simulation id.",
+        "properties": {
+          "simulationId": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9._:-]{1,128}$",
+            "description": "A completed calibration of this twin, e.g. the recalibration.simulationId of a drift alert in suggest mode."
+          }
+        }
       }
     },
     "parameters": {

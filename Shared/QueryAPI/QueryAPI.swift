@@ -37,6 +37,8 @@ public final class QueryAPI: Sendable {
         public var maxGraphNodes = 1_000
         /// Limits a simulation request is checked against before it is published.
         public var simulation = SimulatorLimits()
+        /// The least RMS gain a calibration must show to be applied (`RECALIBRATE_MIN_GAIN`, the drift monitor's rule).
+        public var recalibrateMinGain = 0.2
         public init() {}
 
         public static func fromEnvironment(_ env: EnvironmentReader) throws -> Configuration {
@@ -54,6 +56,7 @@ public final class QueryAPI: Sendable {
             let operators = env.string("OPERATOR_TENANTS", default: "", doc: "Comma-separated tenants whose admin keys read every tenant's dead-letters.")
             c.operatorTenants = Set(operators.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
             c.simulation = try SimulatorLimits.fromEnvironment(env)
+            c.recalibrateMinGain = try CalibrationVerdict.minGain(env)
             return c
         }
     }
@@ -116,6 +119,7 @@ public final class QueryAPI: Sendable {
         router.get("/v1/deadletters") { [self] in try await deadLetters($0) }
         registerSimulations(on: &router)
         registerDriftRoutes(on: &router)
+        registerRecalibrations(on: &router)
     }
 
     /// Authenticates, checks the scope, then the key's request rate.

@@ -174,7 +174,7 @@ extension QueryAPI {
     // MARK: Publishing
 
     /// Publishes the command, records it as pending and answers 202 with where to poll.
-    private func submit(_ command: TwinCommand, _ request: HTTPRequest) async throws -> HTTPResponse {
+    func submit(_ command: TwinCommand, _ request: HTTPRequest) async throws -> HTTPResponse {
         do {
             try await publisher.publish(command, traceparent: request.headers.first(MessageHeader.traceparent))
         } catch {

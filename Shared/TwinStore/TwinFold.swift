@@ -292,7 +292,7 @@ public struct TwinFold: Sendable {
                 twins[key] = r
             }
             return .change(TwinChange(tenant: c.tenant, twinId: c.twinId, model: record?.model, version: currentVersion, kind: .rejected,
-                                      at: c.issuedAt, commandId: c.commandId, commandType: c.kind.rawValue, reason: reason))
+                                      at: c.issuedAt, commandId: c.commandId, commandType: c.kind.rawValue, cause: c.cause, reason: reason))
         case .success(var (r, entries)):
             r.version = currentVersion + 1
             r.updatedAt = c.issuedAt
@@ -300,7 +300,7 @@ public struct TwinFold: Sendable {
             r.remember(idHash(c.commandId), window: options.dedupWindow)
             twins[key] = r
             return .change(TwinChange(tenant: c.tenant, twinId: c.twinId, model: r.model, version: r.version, kind: .command, at: c.issuedAt,
-                                      commandId: c.commandId, commandType: c.kind.rawValue, changes: entries))
+                                      commandId: c.commandId, commandType: c.kind.rawValue, cause: c.cause, changes: entries))
         }
     }
 

@@ -64,7 +64,9 @@ public final class AlertEpisodes: Sendable {
         let episode = Episode(alert: alert, bytes: bytes, raisedAt: alert.story.first?.at ?? alert.eventTime)
         state.withLock { s in
             if let known = s.episodes[key] {
-                if known.alert.status == .resolved && alert.status == .raised { return }
+                if known.alert.status == .resolved && alert.status.isOpen { return }
+                // A repeated or older message of an open episode (at-least-once) keeps the longer story.
+                if alert.status.isOpen && known.alert.status.isOpen && alert.story.count < known.alert.story.count { return }
                 s.episodes[key] = episode
                 return
             }
@@ -88,7 +90,7 @@ public final class AlertEpisodes: Sendable {
                 guard a.tenant == q.tenant else { return false }
                 if let kind = q.kind, a.kind != kind { return false }
                 if let twinId = q.twinId, a.twinId != twinId { return false }
-                if let open = q.open, (a.status == .raised) != open { return false }
+                if let open = q.open, a.status.isOpen != open { return false }
                 if let from = q.from, e.raisedAt < from { return false }
                 if let to = q.to, e.raisedAt > to { return false }
                 return true
@@ -106,7 +108,7 @@ public final class AlertEpisodes: Sendable {
     }
 
     public var sizes: (episodes: Int, open: Int, evicted: Int) {
-        state.withLock { s in (s.episodes.count, s.episodes.values.filter { $0.alert.status == .raised }.count, s.evicted) }
+        state.withLock { s in (s.episodes.count, s.episodes.values.filter { $0.alert.status.isOpen }.count, s.evicted) }
     }
 }
 

@@ -75,6 +75,8 @@ public struct CommandOutcome: Sendable, Equatable {
     public var version: Int64?
     public var appliedAt: Int64?
     public var reason: ContractError?
+    /// The command's cause (e.g. the simulation id of a recalibration).
+    public var cause: String?
 
     public func write(to w: inout JSONWriter) {
         w.beginObject()
@@ -86,6 +88,7 @@ public struct CommandOutcome: Sendable, Equatable {
         if let version { w.key("version"); w.value(version) }
         if let appliedAt { w.field("appliedAt", time: appliedAt) }
         if let reason { w.key("reason"); reason.write(to: &w) }
+        if let cause { w.field("cause", cause) }
         w.endObject()
     }
 }
@@ -112,11 +115,12 @@ public final class CommandLedger: Sendable {
         state.withLock { s in
             if var known = s.outcomes[key] {
                 known.issuedAt = known.issuedAt ?? command.issuedAt
+                known.cause = known.cause ?? command.cause
                 s.outcomes[key] = known
                 return
             }
             insert(&s, key: key, CommandOutcome(commandId: command.commandId, tenant: command.tenant, twinId: command.twinId,
-                                                kind: command.kind.rawValue, issuedAt: command.issuedAt, status: .pending))
+                                                kind: command.kind.rawValue, issuedAt: command.issuedAt, status: .pending, cause: command.cause))
         }
     }
 
@@ -135,6 +139,7 @@ public final class CommandLedger: Sendable {
                 outcome.version = change.version
             }
             outcome.appliedAt = change.at
+            outcome.cause = outcome.cause ?? change.cause
             if s.outcomes[key] == nil { insert(&s, key: key, outcome) } else { s.outcomes[key] = outcome }
         }
     }

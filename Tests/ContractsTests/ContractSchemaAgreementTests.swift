@@ -93,8 +93,10 @@ final class ContractSchemaAgreementTests: XCTestCase {
         let written = TwinCommand(commandId: "c-1", tenant: "t", twinId: "room-1", kind: .relate, issuedAt: 1_795_248_000_000, ifVersion: 4,
                                   issuedBy: "key-1", relationship: .init(name: "adjacentTo", target: "room-2", targetModel: "room@1"))
         XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())))
-        let setParameters = TwinCommand(commandId: "c-2", tenant: "t", twinId: "room-1", kind: .setParameters, issuedAt: 0, parameters: ["tau": 3600])
+        let setParameters = TwinCommand(commandId: "c-2", tenant: "t", twinId: "room-1", kind: .setParameters, issuedAt: 0, parameters: ["tau": 3600],
+                                        cause: "recal-0123456789abcdef01234567")
         XCTAssertTrue(schema.isValid(try JSON(parsing: setParameters.encoded())))
+        XCTAssertEqual(try TwinCommand(bytes: setParameters.encoded()), setParameters)
         let good = #"{"commandId":"c","tenant":"t","twinId":"p-1","type":"create","issuedAt":"2026-11-21T08:00:00Z","model":"pump@1","metadata":{"site":"a"}}"#
         try assertAgreement(schema, [
             (good, true),
@@ -104,6 +106,9 @@ final class ContractSchemaAgreementTests: XCTestCase {
             (good.replacingOccurrences(of: "2026-11-21T08:00:00Z", with: "soon"), false),
             (good.replacingOccurrences(of: #""model":"pump@1","#, with: #""model":"pump@1","parameters":{"tau":"slow"},"#), false),
             (good.replacingOccurrences(of: #""model":"pump@1","#, with: #""model":"pump@1","ifVersion":2.5,"#), false),
+            (good.replacingOccurrences(of: #""model":"pump@1","#, with: #""model":"pump@1","cause":"recal-1","#), true),
+            (good.replacingOccurrences(of: #""model":"pump@1","#, with: #""model":"pump@1","cause":"","#), false),
+            (good.replacingOccurrences(of: #""model":"pump@1","#, with: #""model":"pump@1","cause":7,"#), false),
         ]) { _ = try TwinCommand(json: $0) }
     }
 
@@ -116,6 +121,10 @@ final class ContractSchemaAgreementTests: XCTestCase {
         let rejected = TwinChange(tenant: "t", twinId: "pump-1", model: nil, version: 7, kind: .rejected, at: 0, commandId: "c-9", commandType: "patch",
                                   reason: .init(code: "version_conflict", pointer: "/ifVersion", message: "m", expected: "6", actual: "7"))
         XCTAssertTrue(schema.isValid(try JSON(parsing: rejected.encoded())))
+        let caused = TwinChange(tenant: "t", twinId: "room-1", model: "room@1", version: 8, kind: .command, at: 0, commandId: "cmd-recal-1",
+                                commandType: "setParameters", cause: "recal-1", changes: [.init(path: "/parameters/tau", old: 7200, new: 3600)])
+        XCTAssertTrue(schema.isValid(try JSON(parsing: caused.encoded())))
+        XCTAssertEqual(try TwinChange(bytes: caused.encoded()).cause, "recal-1")
         let good = #"{"tenant":"t","twinId":"p","version":2,"kind":"telemetry","at":"2026-11-21T08:00:00Z","eventId":"e","eventTime":"2026-11-21T07:59:59Z","late":false,"changes":[{"path":"/properties/x","old":1,"new":2,"late":false}]}"#
         try assertAgreement(schema, [
             (good, true),
@@ -127,6 +136,8 @@ final class ContractSchemaAgreementTests: XCTestCase {
             (good.replacingOccurrences(of: #""eventId":"e","#, with: ""), false),
             (good.replacingOccurrences(of: #""kind":"telemetry""#, with: #""kind":"rejected""#), false),
             (good.replacingOccurrences(of: #""kind":"telemetry""#, with: #""kind":"rejected","commandId":"c","reason":{"code":"x","pointer":"","message":"m"}"#), true),
+            (good.replacingOccurrences(of: #""kind":"telemetry""#, with: #""kind":"telemetry","cause":"recal-1""#), true),
+            (good.replacingOccurrences(of: #""kind":"telemetry""#, with: #""kind":"telemetry","cause":1"#), false),
         ]) { _ = try TwinChange(json: $0) }
     }
 
@@ -308,6 +319,12 @@ final class ContractSchemaAgreementTests: XCTestCase {
                                          .init(step: "resolved", at: 1_795_249_000_000, message: "r")])
         XCTAssertTrue(schema.isValid(try JSON(parsing: written.encoded())))
         XCTAssertEqual(try DriftAlert(bytes: written.encoded()), written)
+        var proposal = written
+        proposal.status = .updated
+        proposal.recalibration = .init(mode: "suggest", state: "suggested", simulationId: "recal-1", points: 100, parameters: ["tau": 3600],
+                                       standardErrors: ["tau": 12], rmsBefore: 0.5, rmsAfter: 0.05)
+        XCTAssertTrue(schema.isValid(try JSON(parsing: proposal.encoded())))
+        XCTAssertEqual(try DriftAlert(bytes: proposal.encoded()), proposal)
         let stale = DriftAlert(alertId: "a", status: .raised, kind: .stale, tenant: "t", twinId: "room-1", detector: "freshness",
                                statistic: 200_000, threshold: 180_000, window: 60_000, eventTime: 0, message: "m")
         XCTAssertTrue(schema.isValid(try JSON(parsing: stale.encoded())))
@@ -326,6 +343,10 @@ final class ContractSchemaAgreementTests: XCTestCase {
             (good.replacingOccurrences(of: #""step":"detected""#, with: #""step":"applied","details":{"commandId":"c-1"}"#), true),
             (good.replacingOccurrences(of: #""eventTime":"2026-11-21T08:00:00Z""#, with: #""eventTime":"later""#), false),
             (good.replacingOccurrences(of: #""message":"m","story""#, with: #""story""#), false),
+            (good.replacingOccurrences(of: #""status":"raised""#, with: #""status":"updated""#), true),
+            (good.replacingOccurrences(of: #""message":"m","story""#, with: #""message":"m","recalibration":{"mode":"auto","state":"applied","simulationId":"recal-1","commandId":"cmd-recal-1","parameters":{"tau":3600}},"story""#), true),
+            (good.replacingOccurrences(of: #""message":"m","story""#, with: #""message":"m","recalibration":{"mode":"auto"},"story""#), false),
+            (good.replacingOccurrences(of: #""message":"m","story""#, with: #""message":"m","recalibration":{"mode":"auto","state":"applied","parameters":{"tau":"slow"}},"story""#), false),
         ]) { _ = try DriftAlert(json: $0) }
     }
 

@@ -1,6 +1,7 @@
 import Contracts
 import Foundation
 import JSON
+import TestSupport
 import XCTest
 @testable import DriftMonitor
 

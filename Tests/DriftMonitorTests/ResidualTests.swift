@@ -11,6 +11,7 @@ import XCTest
 final class ResidualTests: XCTestCase {
     func settings(dataDrift: Bool = false) -> DriftSettings {
         var s = DriftSettings()
+        s.recalibration.defaultMode = .off  // detection alone: RecalibrationTests close the loop
         if !dataDrift { s.evalEvery = 0 }
         return s
     }

@@ -23,6 +23,7 @@ final class ServiceTests: XCTestCase {
     func startInstance(_ broker: EmbeddedBroker, group: String) throws -> Instance {
         var settings = DriftSettings()
         settings.evalEvery = 0
+        settings.recalibration.defaultMode = .off  // restart semantics of detection; RecalibrationTests close the loop
         settings.staleFactor = 1_000  // the replayed readings are hours old; staleness is tested with a controlled clock
         let environment = EnvironmentReader(["CONSUMER_GROUP": group, "MAX_BATCH": "200"])
         let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers, EmbeddedBroker.clientProperties.merging(["log_level": "0"]) { a, _ in a })

@@ -3,6 +3,7 @@ import DriftMonitor
 import Foundation
 import JSON
 import Models
+import TestSupport
 import XCTest
 
 /// Models, seeded randomness and the synthetic room the monitor tests share.
@@ -26,67 +27,22 @@ enum Fixtures {
     static func plans(_ settings: DriftSettings) -> ModelPlans { ModelPlans(registry: registry, settings: settings) }
 }
 
-/// The project's SplitMix64 with a Box–Muller normal: reproducible streams; failures print the seed.
-struct SeededRandom {
-    private var generator: SplitMix64
-    private var spare: Double?
-    init(seed: UInt64) { generator = SplitMix64(seed: seed) }
-
-    mutating func next() -> UInt64 { generator.next() }
-
-    mutating func normal() -> Double {
-        if let s = spare { spare = nil; return s }
-        let u1 = max(generator.nextUnit(), 1e-300), u2 = generator.nextUnit()
-        let r = (-2 * log(u1)).squareRoot()
-        spare = r * sin(2 * .pi * u2)
-        return r * cos(2 * .pi * u2)
-    }
-}
-
-/// A room reporting once a minute of event time: its real temperature follows
-/// dT/dt = (Ta − T)/tau + P/C exactly (closed form between readings), its HVAC power changes
-/// every 20–60 minutes among a few levels (so the temperature moves and tau matters), and its
-/// sensor adds normal noise. The real `tau` becomes `tauAfter` from reading `changeAt` on.
+/// `SyntheticRoomSeries` (TestSupport) as the monitor's readings of twin `twinId` (model room@1).
 struct SyntheticRoom {
     var twinId: String
-    var tau = 7200.0
-    var tauAfter = 7200.0
-    var changeAt = Int.max
-    var C = 5e6
-    var Ta = 10.0
-    var noise = 0.05
-    var intervalMs: Int64 = 60_000
-    var random: SeededRandom
+    var series: SyntheticRoomSeries
 
     init(twinId: String, seed: UInt64, tau: Double = 7200, tauAfter: Double? = nil, changeAt: Int = .max) {
         self.twinId = twinId
-        self.tau = tau
-        let tauAfter = tauAfter ?? tau
-        self.tauAfter = tauAfter
-        self.changeAt = changeAt
-        random = SeededRandom(seed: seed)
+        series = SyntheticRoomSeries(seed: seed, tau: tau, tauAfter: tauAfter, changeAt: changeAt)
     }
 
-    /// Readings 0..<count: (reading, event time).
+    /// Readings 0..<count.
     mutating func readings(_ count: Int, tenant: String = "acme") -> [Reading] {
-        var out: [Reading] = []
-        var T = 20.0
-        var P = 6000.0
-        var nextSwitch = 0
-        for k in 0..<count {
-            if k == nextSwitch {
-                P = [4000.0, 6000, 8000, 10000][Int(random.next() % 4)]
-                nextSwitch = k + 20 + Int(random.next() % 41)
-            }
-            let t = Fixtures.start + Int64(k) * intervalMs
-            let observed = T + noise * random.normal()
-            out.append(Reading(tenant: tenant, twinId: twinId, eventId: "\(twinId)-\(k)", eventTime: t, model: "room@1",
-                               values: ["temperature": .double(observed), "hvacPower": .double(P)]))
-            let tau = k >= changeAt ? tauAfter : self.tau
-            let teq = Ta + P * tau / C
-            T = teq + (T - teq) * exp(-Double(intervalMs) / 1000 / tau)
+        series.points(count, start: Fixtures.start).enumerated().map { k, p in
+            Reading(tenant: tenant, twinId: twinId, eventId: "\(twinId)-\(k)", eventTime: p.eventTime, model: "room@1",
+                    values: ["temperature": .double(p.temperature), "hvacPower": .double(p.hvacPower)])
         }
-        return out
     }
 }
 

@@ -283,6 +283,8 @@ struct AlertLedger {
                 if let other = open[condition] { problems.append("\(condition): \(alert.alertId) raised while \(other) is open") }
                 open[condition] = alert.alertId
                 raised[condition, default: []].append(alert.alertId)
+            case .updated:
+                break  // the episode's story grew (recalibration steps); it stays open
             case .resolved:
                 open[condition] = nil
             }

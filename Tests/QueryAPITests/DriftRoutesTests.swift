@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 import HTTP
 import JSON
+import JSONSchema
 import Kafka
 import QueryAPI
 import Synchronization
@@ -94,6 +95,35 @@ final class DriftRoutesTests: XCTestCase {
         let inverted = await h.request(.get, "/v1/alerts?from=20&to=10")
         XCTAssertEqual(inverted.status, 200)
         XCTAssertEqual(inverted.json["total"], 0)
+    }
+
+    /// A recalibration's steps arrive as `updated` messages: the episode shows its latest story
+    /// and proposal, stays open, and a repeated older message does not shorten it.
+    func testUpdatedMessagesExtendAnOpenEpisodesStory() async throws {
+        let h = try Harness()
+        let raised = Self.alert("room-1", property: "temperature", raisedAt: Harness.now - 3_600_000)
+        Self.feed(h, raised)
+        var updated = raised
+        updated.status = .updated
+        updated.story.append(.init(step: "requested", at: Harness.now - 3_000_000, message: "calibration requested", details: ["simulationId": "recal-1"]))
+        updated.story.append(.init(step: "suggested", at: Harness.now - 2_900_000, message: "proposed"))
+        updated.recalibration = .init(mode: "suggest", state: "suggested", simulationId: "recal-1", points: 100, parameters: ["tau": 3600],
+                                      standardErrors: ["tau": 20], rmsBefore: 0.5, rmsAfter: 0.05)
+        Self.feed(h, updated)
+        Self.feed(h, raised)  // at-least-once: the raised message again
+        let open = await h.request(.get, "/v1/alerts?status=open")
+        let item = try XCTUnwrap(open.json["items"]?.arrayValue?.first, open.text)
+        XCTAssertEqual(item["status"]?.stringValue, "updated")
+        XCTAssertEqual(item["story"]?.arrayValue?.compactMap { $0["step"]?.stringValue }, ["detected", "requested", "suggested"])
+        XCTAssertEqual(item["recalibration"]?["simulationId"]?.stringValue, "recal-1")
+        XCTAssertEqual(item["recalibration"]?["parameters"]?["tau"]?.doubleValue, 3600)
+        let events = h.views.events.retained(tenant: "acme", twinId: "room-1").filter { $0.kind == .alert }
+        XCTAssertEqual(events.count, 3, "every message reaches the twin's event stream")
+        var root = try JSON(parsing: try XCTUnwrap(FileManager.default.contents(atPath: Harness.openAPIPath)).map { $0 })
+        root["$ref"] = .string("#/components/schemas/AlertList")
+        root["$schema"] = .string("https://json-schema.org/draft/2020-12/schema")
+        let result = try CompiledSchema(compiling: root).validate(open.json)
+        XCTAssertTrue(result.isValid, "AlertList: \(result.errors.prefix(5).map(\.description))")
     }
 
     func testTwinDriftShowsTheMonitorsPublicStateAndAlertsReachTheEventStreams() async throws {
