@@ -213,7 +213,7 @@ public final class TwinStateStore: Sendable {
                     } else {
                         var w = JSONWriter(capacity: 512 + record.properties.count * 160)
                         let model = record.model ?? ""
-                        record.state(tenant: tenant, twinId: twinId, required: catalog.requiredTelemetry(model)).write(to: &w) { catalog.unit(model, $0) }
+                        record.write(to: &w, tenant: tenant, twinId: twinId, required: catalog.requiredTelemetry(model)) { catalog.unit(model, $0) }
                         out.append(OutgoingMessage(topic: Topic.twinState.name, key: key, value: w.bytes, headers: headers))
                     }
                 }
