@@ -78,7 +78,7 @@ let package = Package(
         // `swift build -c release --product StageBench && .build/release/StageBench [messages]`.
         .executableTarget(name: "StageBench", dependencies: ["Stage", "Ingest", "Validation", "ModelLoading", "Contracts", "JSON", "Kafka", "Models"], path: "Benchmarks/StageBench", swiftSettings: strict),
         // `swift build -c release --product StateBench && .build/release/StateBench [twins]`.
-        .executableTarget(name: "StateBench", dependencies: ["TwinStore", "Stage", "Contracts", "JSON", "Kafka", "ServiceKit"], path: "Benchmarks/StateBench", swiftSettings: strict),
+        .executableTarget(name: "StateBench", dependencies: ["TwinStore", "Stage", "Contracts", "JSON", "Kafka", "ServiceKit", "Views", "Models"], path: "Benchmarks/StateBench", swiftSettings: strict),
 
         // `Benchmarks/simulation.sh`: SimBench (release) beside a SciPy peer on one core.
         .executableTarget(name: "SimBench", dependencies: ["Simulation", "Models", "Simulator", "Contracts"], path: "Benchmarks/SimBench", swiftSettings: strict),
@@ -109,7 +109,7 @@ let package = Package(
         tests("ValidationTests", ["Validation", "Ingest", "Stage", "ModelLoading", "Contracts", "JSON", "Models", "Kafka"]),
         tests("TwinStoreTests", ["TwinStore", "Stage", "ModelLoading", "Contracts", "JSON", "Models", "ServiceKit", "Kafka", "TestSupport"]),
         tests("TwinQueryTests", ["TwinQuery", "JSON", "Contracts"]),
-        tests("ViewsTests", ["Views", "TwinQuery", "Contracts", "JSON", "Kafka", "ServiceKit"]),
+        tests("ViewsTests", ["Views", "TwinQuery", "Contracts", "JSON", "Kafka", "ServiceKit", "TwinStore", "TestSupport"]),
         tests("QueryAPITests", ["QueryAPI", "Views", "TwinQuery", "TwinStore", "ModelLoading", "JSONSchema", "Contracts", "JSON", "HTTP", "ServiceKit", "Models", "Kafka", "TestSupport", "Simulator"]),
         tests("EndToEndTests", ["Kafka", "Contracts", "ServiceKit", "JSON", "HTTP", "TestSupport", "Durations"]),
         // The whole stack under faults (kills, broker outages, poison, bursts); the slow ones only

@@ -8,6 +8,7 @@ import ServiceKit
 
 // State-updater benchmarks (not run in CI):
 //   swift build -c release --product StateBench && .build/release/StateBench [twins]
+//   .build/release/StateBench per-reading [twins] [rounds] [batch] [rate] [flush ms]   (see PerReading.swift)
 // 1. apply rate on one core: the fold alone, and the whole processor (decode the envelope bytes,
 //    fold, encode the change event, one state document per twin per 500-message batch);
 // 2. memory per twin with 10 numeric properties (resident set growth / twins);
@@ -23,6 +24,13 @@ func seconds(_ work: () -> Void) -> Double {
     let start = ContinuousClock.now
     work()
     return (ContinuousClock.now - start).seconds
+}
+
+if CommandLine.arguments.dropFirst().first == "per-reading" {
+    let args = CommandLine.arguments.dropFirst(2).compactMap { Int($0) }
+    func arg(_ i: Int, _ fallback: Int) -> Int { args.count > i ? args[i] : fallback }
+    try runPerReading(PerReadingRun(twins: arg(0, 10_000), rounds: arg(1, 2), batch: arg(2, 250), rate: arg(3, 10_000), flushMs: arg(4, 250)))
+    exit(0)
 }
 
 let twinCount = CommandLine.arguments.dropFirst().first.flatMap(Int.init) ?? 1_000_000

@@ -62,7 +62,9 @@ struct Fields {
     }
 
     func path(_ key: String) -> String {
-        pointer + "/" + key.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+        // JSONPointer.escape returns a key without `~` or `/` as it is (Foundation's replacing
+        // copied every key twice: a third of the query view's cost per state document).
+        pointer + "/" + JSONPointer.escape(key)
     }
 
     func string(_ key: String) throws(ContractError) -> String {

@@ -109,22 +109,40 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
 
     /// Writes the document; `unit` supplies units the properties do not carry (from the model).
     public func write(to w: inout JSONWriter, unit: (String) -> String? = { _ in nil }) {
+        Self.write(to: &w, tenant: tenant, twinId: twinId, model: model, version: version, updatedAt: updatedAt, created: created,
+                   decommissioned: decommissioned, propertyCount: properties.count, property: { i in
+                       let (name, p) = properties[i]
+                       return (name, p.value, p.unit ?? unit(name), p.eventTime, p.ingestTime, p.eventId)
+                   }, missing: missing, metadata: metadata, desired: desired, parameters: parameters, relationships: relationships,
+                   sync: sync)
+    }
+
+    /// Writes a document from its parts, so that a holder of the same data in another shape (the
+    /// state-updater's records) writes the same bytes without building a `TwinState` first.
+    /// `property(i)` is the i-th property, in name order.
+    @inlinable
+    public static func write(to w: inout JSONWriter, tenant: String, twinId: String, model: String?, version: Int64, updatedAt: Int64,
+                             created: Bool, decommissioned: Bool, propertyCount: Int,
+                             property: (Int) -> (name: String, value: JSON, unit: String?, eventTime: Int64, ingestTime: Int64, eventId: String),
+                             missing: [String], metadata: JSONObject, desired: JSONObject, parameters: JSONObject,
+                             relationships: [Relationship], sync: Sync) {
         w.beginObject()
-        w.field("tenant", tenant)
-        w.field("twinId", twinId)
-        if let model { w.field("model", model) }
+        w.knownField("tenant", tenant)
+        w.knownField("twinId", twinId)
+        if let model { w.knownField("model", model) }
         w.knownKey("version"); w.value(version)
-        w.field("updatedAt", time: updatedAt)
+        w.knownKey("updatedAt"); w.time(updatedAt)
         w.knownKey("created"); w.value(created)
         if decommissioned { w.knownKey("decommissioned"); w.value(true) }
         w.knownKey("properties"); w.beginObject()
-        for (name, p) in properties {
-            w.key(name); w.beginObject()
+        for i in 0..<propertyCount {
+            let p = property(i)
+            w.key(p.name); w.beginObject()
             w.knownKey("value"); w.value(p.value)
-            if let unit = p.unit ?? unit(name) { w.field("unit", unit) }
-            w.field("eventTime", time: p.eventTime)
-            w.field("ingestTime", time: p.ingestTime)
-            w.field("eventId", p.eventId)
+            if let unit = p.unit { w.knownField("unit", unit) }
+            w.knownKey("eventTime"); w.time(p.eventTime)
+            w.knownKey("ingestTime"); w.time(p.ingestTime)
+            w.knownField("eventId", p.eventId)
             w.endObject()
         }
         w.endObject()
@@ -139,7 +157,7 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
         if !relationships.isEmpty {
             w.knownKey("relationships"); w.beginArray()
             for r in relationships {
-                w.beginObject(); w.field("name", r.name); w.field("target", r.target); w.endObject()
+                w.beginObject(); w.knownField("name", r.name); w.knownField("target", r.target); w.endObject()
             }
             w.endArray()
         }
@@ -147,7 +165,8 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
         w.knownKey("telemetryOffset"); w.value(sync.telemetryOffset)
         w.knownKey("commandOffset"); w.value(sync.commandOffset)
         w.knownKey("recent"); w.beginArray()
-        for id in sync.recent { w.value(hex16(id)) }
+        // Sixteen hex digits straight into the buffer: a String per id was a tenth of a document.
+        for id in sync.recent { w.rawValue { appendQuotedHex16(id, to: &$0) } }
         w.endArray()
         w.endObject()
         w.endObject()
@@ -163,8 +182,11 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
         created = f.object["created"]?.boolValue ?? false
         decommissioned = f.object["decommissioned"]?.boolValue ?? false
         var properties: [(name: String, property: Property)] = []
-        for (name, value) in try f.object("properties") {
-            let pf = try Fields(value, pointer: f.path("properties") + "/" + name)
+        let propertiesObject = try f.object("properties")
+        properties.reserveCapacity(propertiesObject.count)
+        let propertiesPath = f.path("properties")
+        for (name, value) in propertiesObject {
+            let pf = try Fields(value, pointer: propertiesPath + "/" + JSONPointer.escape(name))
             guard let v = pf.object["value"] else { throw .missing(pf.path("value"), "value") }
             properties.append((name, Property(value: v, unit: try pf.optionalString("unit"), eventTime: try pf.time("eventTime"),
                                               ingestTime: try pf.time("ingestTime"), eventId: try pf.string("eventId"))))
@@ -213,6 +235,21 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
             && a.metadata == b.metadata && a.desired == b.desired && a.parameters == b.parameters
             && a.relationships == b.relationships && a.sync == b.sync
     }
+}
+
+/// `"` 16 lowercase hex digits `"`, as `hex16` spells them.
+@inlinable
+public func appendQuotedHex16(_ value: UInt64, to bytes: inout [UInt8]) {
+    var text: (UInt64, UInt64, UInt64) = (0, 0, 0)
+    withUnsafeMutableBytes(of: &text) { out in
+        out[0] = UInt8(ascii: "\"")
+        for i in 0..<16 {
+            let nibble = UInt8(truncatingIfNeeded: value >> (60 - 4 * UInt64(i))) & 0xF
+            out[1 + i] = nibble < 10 ? UInt8(ascii: "0") &+ nibble : UInt8(ascii: "a") &+ (nibble &- 10)
+        }
+        out[17] = UInt8(ascii: "\"")
+    }
+    withUnsafeBytes(of: &text) { bytes.append(contentsOf: $0[0..<18]) }
 }
 
 /// 16 lowercase hex digits.

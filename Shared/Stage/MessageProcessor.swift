@@ -1,3 +1,4 @@
+import Synchronization
 import Contracts
 import JSON
 import Kafka
@@ -33,6 +34,12 @@ public protocol MessageProcessor {
     /// restore a partition): the stage stops before processing more, settles what it sent, and
     /// its `run()` throws this, so the service exits non-zero and is restarted. Default nil.
     var unrecoverableError: (any Error)? { get }
+
+    /// The highest next-offset the stage may store per input partition: the offset of the first
+    /// message whose effects are not durable yet (a stateful stage that writes its state
+    /// documents later than its change events). Asked as each batch settles; the stage stores the
+    /// rest once the limit moves. Empty (the default): no limit.
+    var storeLimits: [TopicPartition: Int64] { get }
 }
 
 extension MessageProcessor {
@@ -45,8 +52,46 @@ extension MessageProcessor {
 
     public var processesMessagesIndependently: Bool { false }
     public var unrecoverableError: (any Error)? { nil }
+    public var storeLimits: [TopicPartition: Int64] { [:] }
     public var tickInterval: Duration? { nil }
     public mutating func tick(now: Int64, lagging: Bool) -> [OutgoingMessage] { [] }
     public mutating func finishBatch(now: Int64) -> [OutgoingMessage] { [] }
     public mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64) {}
+}
+
+/// Input offsets a stage consumed but may not store yet (`MessageProcessor.storeLimits`), until
+/// the processor's limit moves past them. A revoked partition's are forgotten: its next owner
+/// reads from what was stored.
+public final class HeldOffsets: Sendable {
+    private let held = Mutex<[TopicPartition: Int64]>([:])
+
+    public init() {}
+
+    /// The next-offsets to store for a settled batch of `messages` under `limits`; what a limit
+    /// holds back is kept and offered again with the next batch.
+    public func offsetsToStore(_ messages: [KafkaMessage], limits: [TopicPartition: Int64]) -> [TopicPartition: Int64] {
+        held.withLock { held in
+            var next = held
+            for m in messages {
+                let tp = TopicPartition(m.topic, m.partition)
+                next[tp] = max(next[tp] ?? 0, m.offset + 1)
+            }
+            held = [:]
+            for (tp, offset) in next {
+                if let limit = limits[tp], limit < offset {
+                    held[tp] = offset
+                    next[tp] = limit
+                }
+            }
+            return next
+        }
+    }
+
+    /// Whether nothing is held (the stage then stores a batch's offsets the usual way).
+    public var isEmpty: Bool { held.withLock { $0.isEmpty } }
+
+    /// Forgets revoked partitions.
+    public func forget(_ partitions: [TopicPartition]) {
+        held.withLock { held in for tp in partitions { held[tp] = nil } }
+    }
 }

@@ -33,6 +33,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
     private let maxInFlightBatches: Int
     private let processThreads: Int
     private let defaultTenant: String
+    private let held = HeldOffsets()
 
     /// Joins `context.consumerGroup` on `inputs` and wires readiness and metrics. `onRebalance`
     /// runs inside the poll, before the first message of newly assigned partitions and after the
@@ -59,10 +60,13 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
             doc: "Parts a batch is split into and processed at once, for stages whose messages are independent (ingestor, validator).")
         let group = context.consumerGroup
         let log = context.logger
+        let held = self.held
         consumer = try KafkaConsumer(configuration: context.kafka, groupId: group, topics: inputNames) { event in
             switch event {
             case .assigned(let tps): log.info("partitions assigned", ["partitions": .string(tps.map(\.description).joined(separator: ","))])
-            case .revoked(let tps): log.info("partitions revoked", ["partitions": .string(tps.map(\.description).joined(separator: ","))])
+            case .revoked(let tps):
+                log.info("partitions revoked", ["partitions": .string(tps.map(\.description).joined(separator: ","))])
+                held.forget(tps)
             }
             onRebalance?(event)
         }
@@ -89,6 +93,7 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         logger.info("stage started", ["stage": .string(stage), "group": .string(consumer.groupId),
                                       "maxBatch": .int(maxBatch), "maxInFlightBatches": .int(maxInFlightBatches)])
         var inFlight = InFlightWindow(capacity: maxInFlightBatches)
+        let held = self.held
         let defaultTenant = self.defaultTenant
 
         /// Settles the oldest batch: waits for its outputs, re-sends what failed for a reason
@@ -170,7 +175,12 @@ public struct StreamStage<P: MessageProcessor & Sendable>: Service {
         /// A settled batch: the processor hears of it, its offsets are stored, it is counted.
         func settle(_ batch: InFlightWindow.Batch) {
             processor.batchDelivered(batch.reports, now: Timestamp.now)
-            consumer.store(batch.batch)
+            let limits = processor.storeLimits
+            if limits.isEmpty && held.isEmpty {
+                consumer.store(batch.batch)
+            } else {
+                consumer.store(offsets: held.offsetsToStore(batch.batch, limits: limits))
+            }
             metrics.record(batch: batch.batch, outputs: batch.delivered, logger: logger)
             metrics.batchSeconds.observe((ContinuousClock.now - batch.started).seconds)
         }

@@ -83,6 +83,27 @@ public struct QueryTwin: FilterableTwin, Sendable, Equatable {
     }
 
     public var state: TwinState { storage.state }
+
+    /// The twin after a `telemetry` change event of the next version: its values replace the
+    /// properties they name (late ones do not), as the state-updater's fold did, so the view can
+    /// follow readings from `twin.changes.v1` without decoding each state document. Nil when the
+    /// change cannot be applied exactly from this version: another version, not a reading, or a
+    /// property the twin does not have yet (its unit and `missing` come with the state document).
+    /// `sync` stays the previous document's (restore bookkeeping, which readers ignore).
+    public func applying(_ change: TwinChange) -> QueryTwin? {
+        guard change.kind == .telemetry, change.version == version + 1, let eventId = change.eventId else { return nil }
+        var next = storage.state
+        for entry in change.changes where !entry.late {
+            guard entry.path.utf8.starts(with: "/properties/".utf8), let value = entry.new, let eventTime = entry.newTime ?? change.eventTime else { return nil }
+            let name = entry.path.utf8.dropFirst(12)
+            guard let i = next.properties.firstIndex(where: { $0.name.utf8.elementsEqual(name) }) else { return nil }
+            next.properties[i].property = TwinState.Property(value: value, unit: next.properties[i].property.unit, eventTime: eventTime,
+                                                             ingestTime: change.at, eventId: eventId)
+        }
+        next.version = change.version
+        next.updatedAt = change.at
+        return QueryTwin(next, reportingIntervalMs: reportingIntervalMs, freshness: freshness)
+    }
     /// The newest `eventTime` among the properties, nil without properties.
     public var latestEventTime: Int64? { storage.latestEventTime }
     public var twinId: String { storage.twinId }

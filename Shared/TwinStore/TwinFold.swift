@@ -105,6 +105,19 @@ public struct TwinRecord: Sendable, Equatable {
                          sync: .init(telemetryOffset: telemetryOffset, commandOffset: commandOffset, recent: recent))
     }
 
+    /// Writes the published document, the bytes `state(tenant:twinId:required:).write(to:unit:)`
+    /// gives, without building the `TwinState` first (one per reading at full load).
+    public func write(to w: inout JSONWriter, tenant: String, twinId: String, required: [String] = [], unit: (String) -> String? = { _ in nil }) {
+        let x = extras
+        TwinState.write(to: &w, tenant: tenant, twinId: twinId, model: model, version: version, updatedAt: updatedAt, created: created,
+                        decommissioned: decommissioned, propertyCount: properties.count, property: { i in
+                            let slot = properties[i]
+                            return (slot.name, slot.value, unit(slot.name), slot.eventTime, slot.ingestTime, slot.eventId)
+                        }, missing: decommissioned ? [] : required.filter { !slotIndex($0).found },
+                        metadata: x.metadata, desired: x.desired, parameters: x.parameters, relationships: x.relationships,
+                        sync: .init(telemetryOffset: telemetryOffset, commandOffset: commandOffset, recent: recent))
+    }
+
     /// The record a published document (or checkpoint entry) describes.
     public init(_ state: TwinState) {
         model = state.model

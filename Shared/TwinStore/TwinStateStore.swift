@@ -13,6 +13,13 @@ import Synchronization
 /// `TwinFold`. Restored on assignment from the local checkpoint and the tail of `twin.state.v1`,
 /// checkpointed periodically and on revocation, only ever with effects whose outputs the broker
 /// has acknowledged.
+///
+/// State documents are coalesced per twin over `flushInterval` when every change since the
+/// twin's last document is a reading of properties it already had: the query view applies those
+/// from `twin.changes.v1` (`QueryTwin.applying`), and `twin.state.v1` is compacted, so only the
+/// latest document matters. Any other change (a command, a new twin or property) writes the
+/// document at the end of its batch. Readings whose document waits hold back the stored input
+/// offset (`storeLimits`) and any checkpoint, so a restart reads them again: nothing is lost.
 public final class TwinStateStore: Sendable {
     /// Reads `twin.state.v1` partition `partition` from `offset` to its end, calling `handler`
     /// for each message in order.
@@ -24,6 +31,24 @@ public final class TwinStateStore: Sendable {
         var stateOffset: Int64 = -1
         /// Twins whose state document is due at the end of the batch.
         var dirty: Set<String> = []
+        /// Twins whose document waits (coalesced): key → input offset of the first reading since
+        /// its last document.
+        var deferred: [String: Int64] = [:]
+        /// The same, oldest first, with the wall time (ms) each began to wait; entries from `head`
+        /// on, of which those no longer in `deferred` with that offset were written meanwhile.
+        /// A queue, not a scan of `deferred`: scanning 10,000 waiting twins per batch cost more
+        /// than the documents it saved.
+        var waiting: [(key: String, since: Int64, offset: Int64)] = []
+        var head = 0
+
+        /// The first entry of `waiting` still waiting, from `head` on.
+        func firstWaiting() -> Int {
+            var i = head
+            while i < waiting.count && deferred[waiting[i].key] != waiting[i].offset { i += 1 }
+            return i
+        }
+        /// A checkpoint is due: write every waiting document first.
+        var flushAll = false
         /// Effects not yet acknowledged by the broker: no checkpoint may include them.
         var undelivered = false
         var changedSinceCheckpoint = false
@@ -37,6 +62,9 @@ public final class TwinStateStore: Sendable {
     /// `capacity_exceeded` (state cannot be evicted without losing exactness).
     public let maxTwins: Int
     public let checkpointInterval: Duration
+    /// How long a twin's state document may wait for more readings (zero: every batch).
+    public let flushInterval: Duration
+    private let flushIntervalMs: Int64
     private let checkpoints: CheckpointDirectory?
     private let readState: StateReader?
     private let logger: Logger
@@ -50,9 +78,11 @@ public final class TwinStateStore: Sendable {
     let restoreBackoff: Duration
 
     public init(options: TwinFold.Options, defaultTenant: String, maxTwins: Int = 1_000_000, checkpoints: CheckpointDirectory?, checkpointInterval: Duration = .seconds(30),
-                readState: StateReader?, restoreAttempts: Int = 5, restoreBackoff: Duration = .milliseconds(200),
+                flushInterval: Duration = .zero, readState: StateReader?, restoreAttempts: Int = 5, restoreBackoff: Duration = .milliseconds(200),
                 logger: Logger, metrics: MetricsRegistry) {
         self.options = options
+        self.flushInterval = flushInterval
+        flushIntervalMs = flushInterval.milliseconds
         self.restoreAttempts = restoreAttempts
         self.restoreBackoff = restoreBackoff
         self.defaultTenant = defaultTenant
@@ -64,6 +94,9 @@ public final class TwinStateStore: Sendable {
         self.metrics = StoreMetrics(metrics)
         metrics.gauge("twinstream_state_twins", help: "Twins held by this state-updater (decommissioned markers included).") { [weak self] in
             Double(self?.twinCount.load(ordering: .relaxed) ?? 0)
+        }
+        metrics.gauge("twinstream_state_deferred_documents", help: "Twins whose state document waits for more readings (STATE_FLUSH_INTERVAL).") { [weak self] in
+            Double(self?.partitions.withLock { $0.values.reduce(0) { $0 + $1.deferred.count } } ?? 0)
         }
         metrics.gauge("twinstream_state_bytes", help: "Estimated memory held by twin state.") { [weak self] in
             Double(self?.partitions.withLock { $0.values.reduce(0) { sum, p in p.fold.twins.values.reduce(sum) { $0 + $1.estimatedBytes } } } ?? 0)
@@ -121,8 +154,16 @@ public final class TwinStateStore: Sendable {
             twinCount.add(parts[p]!.fold.twins.count - before, ordering: .relaxed)
             if parts[p]!.fold.lateReadings > late { metrics.late.inc() }
             if parts[p]!.fold.duplicates > dups { metrics.duplicates.inc() }
-            if case .change = result {
-                parts[p]!.dirty.insert(key)
+            if case .change(let change) = result {
+                if flushIntervalMs > 0, change.kind == .telemetry, change.changes.allSatisfy({ $0.oldTime != nil }) {
+                    // Only readings of properties the twin had: the query view applies it from the change event.
+                    if parts[p]!.deferred[key] == nil {
+                        parts[p]!.deferred[key] = message.offset
+                        parts[p]!.waiting.append((key, now, message.offset))
+                    }
+                } else {
+                    parts[p]!.dirty.insert(key)
+                }
                 parts[p]!.undelivered = true
                 parts[p]!.changedSinceCheckpoint = true
             }
@@ -144,13 +185,38 @@ public final class TwinStateStore: Sendable {
         }
     }
 
-    /// One state document (or tombstone) per twin the batch changed.
-    func finishBatch() -> [OutgoingMessage] {
+    /// One state document (or tombstone) per twin the batch changed, and per twin whose document
+    /// waited `flushInterval` (`now`, wall-clock ms); called between batches too (`tick`).
+    func finishBatch(now: Int64) -> [OutgoingMessage] {
         let catalog = options.catalog
         return partitions.withLock { parts in
             var out: [OutgoingMessage] = []
-            for p in parts.keys where !parts[p]!.dirty.isEmpty {
-                for key in parts[p]!.dirty.sorted() {
+            for p in parts.keys {
+                var due = parts[p]!.dirty
+                if !parts[p]!.deferred.isEmpty {
+                    // Written now anyway: no longer waiting.
+                    for key in due { parts[p]!.deferred[key] = nil }
+                    let all = parts[p]!.flushAll
+                    while parts[p]!.head < parts[p]!.waiting.count {
+                        let entry = parts[p]!.waiting[parts[p]!.head]
+                        if parts[p]!.deferred[entry.key] == entry.offset {
+                            guard all || now - entry.since >= flushIntervalMs else { break }
+                            due.insert(entry.key)
+                            parts[p]!.deferred[entry.key] = nil
+                        }
+                        parts[p]!.head += 1
+                    }
+                }
+                if parts[p]!.head == parts[p]!.waiting.count {
+                    parts[p]!.waiting.removeAll(keepingCapacity: true)
+                    parts[p]!.head = 0
+                } else if parts[p]!.head >= 4096 && parts[p]!.head * 2 >= parts[p]!.waiting.count {
+                    parts[p]!.waiting.removeFirst(parts[p]!.head)
+                    parts[p]!.head = 0
+                }
+                parts[p]!.flushAll = false
+                guard !due.isEmpty else { continue }
+                for key in due.sorted() {
                     guard let record = parts[p]!.fold.twins[key], let twin = TwinKey(key) else { continue }
                     let (tenant, twinId) = (twin.tenant, twin.twinId)
                     // Model and version in headers too: followers (the validator's model assignments, query
@@ -163,13 +229,27 @@ public final class TwinStateStore: Sendable {
                     } else {
                         var w = JSONWriter(capacity: 512 + record.properties.count * 160)
                         let model = record.model ?? ""
-                        record.state(tenant: tenant, twinId: twinId, required: catalog.requiredTelemetry(model)).write(to: &w) { catalog.unit(model, $0) }
+                        record.write(to: &w, tenant: tenant, twinId: twinId, required: catalog.requiredTelemetry(model)) { catalog.unit(model, $0) }
                         out.append(OutgoingMessage(topic: Topic.twinState.name, key: key, value: w.bytes, headers: headers))
                     }
                 }
                 parts[p]!.dirty = []
             }
             return out
+        }
+    }
+
+    /// Per `telemetry.valid.v1` partition with waiting documents, the offset of the first reading
+    /// they reflect: the stage stores no input offset past it.
+    var storeLimits: [TopicPartition: Int64] {
+        guard flushIntervalMs > 0 else { return [:] }
+        return partitions.withLock { parts in
+            var limits: [TopicPartition: Int64] = [:]
+            for (p, part) in parts where !part.deferred.isEmpty {
+                // Offsets grow along the queue: the first still waiting is the least.
+                limits[TopicPartition(Topic.telemetryValid.name, p)] = part.waiting[part.firstWaiting()].offset
+            }
+            return limits
         }
     }
 
@@ -183,6 +263,11 @@ public final class TwinStateStore: Sendable {
             for p in parts.keys {
                 parts[p]!.undelivered = false
                 if checkpoints != nil, parts[p]!.changedSinceCheckpoint, ContinuousClock.now - parts[p]!.lastCheckpoint >= checkpointInterval {
+                    // A checkpoint holds only effects whose documents are written: those first.
+                    guard parts[p]!.deferred.isEmpty else {
+                        parts[p]!.flushAll = true
+                        continue
+                    }
                     // The dictionary is copy-on-write: the snapshot costs nothing until the next change.
                     due.append(Checkpoint(partition: p, stateOffset: parts[p]!.stateOffset, twins: parts[p]!.fold.twins))
                     parts[p]!.changedSinceCheckpoint = false
@@ -210,9 +295,9 @@ public final class TwinStateStore: Sendable {
             let dropped = partitions.withLock { parts in revoked.compactMap { p in parts.removeValue(forKey: p).map { (p, $0) } } }
             for (p, part) in dropped {
                 twinCount.subtract(part.fold.twins.count, ordering: .relaxed)
-                if part.undelivered {
-                    logger.warning("partition revoked with undelivered effects; not checkpointed (restore uses the previous checkpoint and the topic)",
-                                   ["partition": .int(Int(p))])
+                if part.undelivered || !part.deferred.isEmpty {
+                    logger.warning("partition revoked with undelivered effects or unwritten state documents; not checkpointed (restore uses the previous checkpoint and the topic, and their readings are read again)",
+                                   ["partition": .int(Int(p)), "waitingDocuments": .int(part.deferred.count)])
                 } else if checkpoints != nil && part.changedSinceCheckpoint {
                     let checkpoint = Checkpoint(partition: p, stateOffset: part.stateOffset, twins: part.fold.twins)
                     checkpointQueue.sync { writeCheckpoint(checkpoint) }
@@ -224,7 +309,7 @@ public final class TwinStateStore: Sendable {
     /// Writes every partition's checkpoint now (on shutdown, after the last batch was delivered).
     public func checkpointAll() {
         let all = partitions.withLock { parts in
-            parts.compactMap { p, part in part.undelivered || !part.changedSinceCheckpoint ? nil : Checkpoint(partition: p, stateOffset: part.stateOffset, twins: part.fold.twins) }
+            parts.compactMap { p, part in part.undelivered || !part.deferred.isEmpty || !part.changedSinceCheckpoint ? nil : Checkpoint(partition: p, stateOffset: part.stateOffset, twins: part.fold.twins) }
         }
         guard checkpoints != nil else { return }
         checkpointQueue.sync { for c in all { writeCheckpoint(c) } }
@@ -355,8 +440,12 @@ public struct StateUpdateProcessor: MessageProcessor, Sendable {
     public mutating func process(_ message: KafkaMessage, now: Int64, into outputs: inout [OutgoingMessage]) {
         outputs += store.process(message, now: now)
     }
-    public mutating func finishBatch(now: Int64) -> [OutgoingMessage] { store.finishBatch() }
+    public mutating func finishBatch(now: Int64) -> [OutgoingMessage] { store.finishBatch(now: now) }
     public mutating func batchDelivered(_ reports: [DeliveryReport], now: Int64) { store.batchDelivered(reports) }
+    public var storeLimits: [TopicPartition: Int64] { store.storeLimits }
+    /// Waiting state documents go out between batches too, so a quiet partition's are not late.
+    public var tickInterval: Duration? { store.flushInterval > .zero ? store.flushInterval / 2 : nil }
+    public mutating func tick(now: Int64, lagging: Bool) -> [OutgoingMessage] { store.finishBatch(now: now) }
     public var unrecoverableError: (any Error)? { store.failure }
 }
 

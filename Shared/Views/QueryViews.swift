@@ -155,6 +155,7 @@ public final class QueryViews: Sendable {
 
     /// Applies a change event (also used by tests that feed changes without a broker).
     public func applyChange(_ change: TwinChange, id: String, bytes: [UInt8]? = nil) {
+        twins.apply(change: change)
         history.record(change)
         if change.commandId != nil { commands.settled(by: change) }
         events.append(ViewEvent(id: id, kind: .change, tenant: change.tenant, twinId: change.twinId, data: bytes ?? change.encoded()))

@@ -126,6 +126,24 @@ public final class TwinReadModel: Sendable {
         return accepted
     }
 
+    /// Applies a `telemetry` change event to the twin of the version before it (see
+    /// `QueryTwin.applying`), so a reading is visible without its state document, which is then
+    /// skipped by its version header. False when it does not apply (the state document will).
+    @discardableResult
+    public func apply(change: TwinChange) -> Bool {
+        guard change.kind == .telemetry, let current = twin(tenant: change.tenant, id: change.twinId),
+              let next = current.applying(change) else { return false }
+        let tenant = change.tenant, twinId = change.twinId
+        let woken: [CheckedContinuation<Void, Never>]? = state.withLock { s in
+            // Applied only onto the version it was built from (relationships are unchanged).
+            guard s.tenants[tenant]?[twinId]?.version == current.version else { return nil }
+            s.tenants[tenant]!.set(twinId, next)
+            return Self.takeWaiters(&s, key: change.key, version: next.version)
+        }
+        for continuation in woken ?? [] { continuation.resume() }
+        return woken != nil
+    }
+
     private func remove(tenant: String, twinId: String) {
         state.withLock { s in
             guard let previous = s.tenants[tenant]?.remove(twinId) else { return }

@@ -158,6 +158,33 @@ final class TwinFoldTests: XCTestCase {
         let document = record.state(tenant: "t", twinId: "pump-1").encoded()
         XCTAssertEqual(TwinRecord(try TwinState(bytes: document)), record)
     }
+
+    /// The store writes documents straight from its records (`TwinRecord.write`): the bytes must
+    /// be those of building the `TwinState` and writing it, whatever the record holds.
+    func testARecordWritesTheBytesOfItsStateDocument() throws {
+        let catalog = ModelCatalog(resolve: { $0 }, relationshipTarget: { _, _ in "*" }, hasParameter: { _, _ in true },
+                                   unit: { _, name in name == "flow" ? "m3/h" : nil })
+        var fold = TwinFold(options: .init(autoCreate: true, catalog: catalog))
+        _ = fold.apply(command: command(.create, id: "c1", model: "pump@1", metadata: ["site": "n\"/~"], parameters: ["ratedFlow": 3]), offset: 0)
+        _ = fold.apply(command: command(.relate, id: "c2", relationship: .init(name: "feeds", target: "tank-1")), offset: 1)
+        for i in 0..<20 {
+            _ = fold.apply(reading: envelope(id: "id-\(i)", at: 1_000 + Int64(i), ["flow": .number(JSONNumber(1.5 + Double(i))), "on": true, "na\"me/~": "x"]), offset: Int64(3 + i))
+        }
+        var records = [try XCTUnwrap(fold.twins["t/pump-1"])]
+        var hexes = TwinRecord(model: nil)
+        hexes.recent = [0, 1, 0xf, 0x10, 0xdead_beef, 0x0123_4567_89ab_cdef, .max]
+        records.append(hexes)
+        _ = fold.apply(command: command(.decommission, id: "c3"), offset: 2)
+        records.append(try XCTUnwrap(fold.twins["t/pump-1"]))
+        for (i, record) in records.enumerated() {
+            for required in [[], ["flow", "pressure", "rpm"]] {
+                var built = JSONWriter(), direct = JSONWriter()
+                record.state(tenant: "t", twinId: "pump-1", required: required).write(to: &built) { catalog.unit("pump@1", $0) }
+                record.write(to: &direct, tenant: "t", twinId: "pump-1", required: required) { catalog.unit("pump@1", $0) }
+                XCTAssertEqual(direct.string, built.string, "record \(i), required \(required)")
+            }
+        }
+    }
 }
 
 extension TwinFoldTests {

@@ -31,10 +31,10 @@ final class TwinStateStoreTests: XCTestCase {
     }
 
     func store(maxTwins: Int = 1_000, readState: TwinStateStore.StateReader? = nil, lines: Lines = Lines(),
-               metrics: MetricsRegistry = MetricsRegistry(), catalog: ModelCatalog = .permissive) throws -> TwinStateStore {
+               metrics: MetricsRegistry = MetricsRegistry(), catalog: ModelCatalog = .permissive, flushInterval: Duration = .zero) throws -> TwinStateStore {
         TwinStateStore(options: .init(autoCreate: true, catalog: catalog), defaultTenant: "default", maxTwins: maxTwins,
                        checkpoints: try CheckpointDirectory(path: directory), checkpointInterval: .seconds(3600),
-                       readState: readState, restoreAttempts: 3, restoreBackoff: .milliseconds(1),
+                       flushInterval: flushInterval, readState: readState, restoreAttempts: 3, restoreBackoff: .milliseconds(1),
                        logger: Logger(service: "state-updater", sink: lines.sink), metrics: metrics)
     }
 
@@ -75,6 +75,55 @@ final class TwinStateStoreTests: XCTestCase {
         let complete = try XCTUnwrap(batch(&processor, [reading("pump-1", id: "c", at: 3_000, offset: 2, ["pressure": 3.1])]).last { $0.topic == Topic.twinState.name })
         XCTAssertEqual(try TwinState(bytes: complete.value).missing, [])
         XCTAssertNil(try JSON(parsing: complete.value)["missing"], "a complete twin's document has no missing member")
+    }
+
+    /// `STATE_FLUSH_INTERVAL`: readings of properties a twin has wait for the interval and leave as
+    /// one document, the one a document per batch would have ended with; until then the input
+    /// offset is held at the first of them and no checkpoint is written. A new twin, a new property
+    /// and a command are written at the end of their batch.
+    func testAWaitingStateDocumentGoesOutOnceItsIntervalHasPassedAndHoldsTheOffsetTillThen() throws {
+        let coalescing = try store(flushInterval: .seconds(1))
+        coalescing.handle(.assigned([tp]))
+        var processor = StateUpdateProcessor(store: coalescing)
+        var every = StateUpdateProcessor(store: TwinStateStore(options: .init(autoCreate: true), defaultTenant: "default", checkpoints: nil,
+                                                               readState: nil, logger: Logger(service: "t", level: .error, sink: .init { _ in }),
+                                                               metrics: MetricsRegistry()))
+        func run(_ messages: [KafkaMessage], at now: Int64) -> [OutgoingMessage] {
+            var outputs: [OutgoingMessage] = []
+            for m in messages {
+                processor.process(m, now: now, into: &outputs)
+                _ = every.process(m, now: now)
+            }
+            outputs += processor.finishBatch(now: now)
+            processor.batchDelivered([], now: now)
+            return outputs.filter { $0.topic == Topic.twinState.name }
+        }
+        XCTAssertEqual(run([reading("pump-1", id: "a", at: 1_000, offset: 0)], at: 10_000).count, 1, "a new twin's document goes at once")
+        _ = every.finishBatch(now: 10_000)
+        XCTAssertTrue(run([reading("pump-1", id: "b", at: 2_000, offset: 1)], at: 10_100).isEmpty, "a reading of a known property waits")
+        XCTAssertEqual(processor.storeLimits, [tp: 1], "no input offset is stored past the waiting reading")
+        XCTAssertTrue(run([reading("pump-1", id: "c", at: 3_000, offset: 2, ["flow": 3])], at: 10_500).isEmpty)
+        XCTAssertEqual(processor.storeLimits, [tp: 1], "held at the first reading the document waits for")
+        coalescing.checkpointAll()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: try CheckpointDirectory(path: directory).file(0)),
+                       "a checkpoint would hold effects twin.state.v1 does not have yet")
+        XCTAssertTrue(processor.tick(now: 11_099, lagging: false).isEmpty, "not before the interval")
+        let flushed = processor.tick(now: 11_100, lagging: false)
+        XCTAssertEqual(flushed.count, 1, "once the interval has passed")
+        XCTAssertEqual(flushed.first.map { String(decoding: $0.value, as: UTF8.self) },
+                       every.finishBatch(now: 10_500).last.map { String(decoding: $0.value, as: UTF8.self) },
+                       "the one document equals the last of a document per batch")
+        processor.batchDelivered([], now: 11_100)
+        XCTAssertEqual(processor.storeLimits, [:], "nothing held once it is out")
+        XCTAssertEqual(run([reading("pump-1", id: "d", at: 4_000, offset: 3, ["pressure": 2])], at: 11_200).count, 1,
+                       "a new property's document goes at once (its unit and missing are in the document only)")
+        let patch = TwinCommand(commandId: "p", tenant: "t", twinId: "pump-1", kind: .patch, issuedAt: 5_000, metadata: ["site": "x"])
+        XCTAssertTrue(run([reading("pump-1", id: "e", at: 5_000, offset: 4)], at: 11_300).isEmpty)
+        let afterCommand = run([KafkaMessage(topic: Topic.twinCommands.name, partition: 0, offset: 0, key: Array(patch.key.utf8),
+                                             value: patch.encoded(), headers: [])], at: 11_400)
+        XCTAssertEqual(afterCommand.count, 1, "a command's document goes at the end of its batch, with the waiting readings")
+        XCTAssertEqual(try TwinState(bytes: afterCommand[0].value).version, 6)
+        XCTAssertEqual(processor.storeLimits, [:])
     }
 
     func testRevocationCheckpointsDeliveredStateAndANewOwnerRestoresIt() throws {
