@@ -245,9 +245,9 @@ public struct ADWIN: ChangeDetector, Equatable {
         acceptedCount += 1
         pending[pendingCount] = x
         pendingCount += 1
+        if pendingCount == Self.pendingCapacity { settle() }
         clockPhase += 1
         guard clockPhase == configuration.clock else {
-            if pendingCount == Self.pendingCapacity { settle() }
             driftDetected = false
             return false
         }
