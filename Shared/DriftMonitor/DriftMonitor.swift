@@ -200,11 +200,11 @@ public struct DriftMonitor: Sendable {
     private mutating func residual(_ watch: inout TwinWatch, _ w: Int, _ r: Double, plan: ModelPlan, reading: Reading, key twinKey: String,
                                    into alerts: inout [DriftAlert]) {
         let name = plan.watched[w].name
-        var rw = watch.residuals[w]
-        defer { watch.residuals[w] = rw }
-        guard let center = rw.center, let scale = rw.scale else {
-            if rw.warm(r, needed: settings.warmup) {
-                frozenScales.append((plan.ref, name, rw.scale!))
+        // The common case works on the watch in place: a copy would share the detector's and the event
+        // times' buffers, and its first write would copy them (two allocations a reading).
+        guard let center = watch.residuals[w].center, let scale = watch.residuals[w].scale else {
+            if watch.residuals[w].warm(r, needed: settings.warmup) {
+                frozenScales.append((plan.ref, name, watch.residuals[w].scale!))
                 due.insert(twinKey)
             }
             return
@@ -212,13 +212,11 @@ public struct DriftMonitor: Sendable {
         guard r.isFinite else { return }
         let z = (r - center) / scale
         let t = reading.eventTime
-        rw.remember(time: t)
-        let alarm = rw.detector.update(z)
-        rw.fed += 1
+        let alarm = watch.residuals[w].feed(z, at: t, resolveWindow: settings.resolveWindow)
         counters.detectorUpdates += 1
-        rw.recentMean += (z - rw.recentMean) * 2 / Double(settings.resolveWindow + 1)
-        if alarm { rw.detections += 1 }
         guard alarm || !watch.open.isEmpty else { return }  // the common case: nothing to decide
+        var rw = watch.residuals[w]
+        defer { watch.residuals[w] = rw }
         let key = TwinWatch.key(.residual, name)
         let unit = plan.watched[w].unit.map { " " + $0 } ?? ""
         if let open = watch.open[key] {
