@@ -57,8 +57,16 @@ func makeReadings() -> [Reading] {
 
 let readings = makeReadings()
 
-func measure(_ label: String, evalEvery: Int) -> (rate: Double, monitor: DriftMonitor) {
+/// `DRIFT_DATA_PROPERTIES=all` watches every numeric telemetry for data drift, as before the default
+/// became `modelled` (the control input hvacPower included), to compare the alerts.
+func benchSettings() -> DriftSettings {
     var settings = DriftSettings()
+    if ProcessInfo.processInfo.environment["DRIFT_DATA_PROPERTIES"] == "all" { settings.defaultDataProperties = .all }
+    return settings
+}
+
+func measure(_ label: String, evalEvery: Int) -> (rate: Double, monitor: DriftMonitor) {
+    var settings = benchSettings()
     settings.evalEvery = evalEvery
     var monitor = DriftMonitor(settings: settings, plans: ModelPlans(registry: registry, settings: settings))
     var alerts: [DriftAlert] = []
@@ -68,6 +76,9 @@ func measure(_ label: String, evalEvery: Int) -> (rate: Double, monitor: DriftMo
     let rate = Double(readings.count) / seconds
     print(String(format: "%-52@ %10.0f readings/s  (%d readings, %.2f s CPU, %d detector updates, %d alerts)",
                  label as NSString, rate, readings.count, seconds, monitor.counters.detectorUpdates, alerts.count))
+    var byKind: [String: Int] = [:]
+    for a in alerts where a.status == .raised { byKind["\(a.kind.rawValue) \(a.property ?? "-")", default: 0] += 1 }
+    if !byKind.isEmpty { print("    episodes raised: " + byKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) }
     return (rate, monitor)
 }
 
@@ -83,9 +94,8 @@ let envelopes: [[UInt8]] = readings.map {
                       ingestTime: $0.eventTime, source: .init(kind: "kafka", ref: "telemetry.raw.v1/0/1"), values: $0.values).encoded()
 }
 do {
-    var settings = DriftSettings()
+    let settings = benchSettings()
     var monitor = DriftMonitor(settings: settings, plans: ModelPlans(registry: registry, settings: settings))
-    settings.evalEvery = 50
     var alerts: [DriftAlert] = []
     let t0 = cpuSeconds()
     for bytes in envelopes {
