@@ -247,11 +247,3 @@ public final class ModelPlan: Sendable {
         }
     }
 }
-
-extension Behaviour {
-    /// Recomputes the output slots in place (the buffer form of `evaluateOutputs(_:)`).
-    func evaluateOutputs(_ v: UnsafeMutableBufferPointer<Double>) {
-        let o = outputSlots.lowerBound
-        for i in outputPrograms.indices { v[o + i] = outputPrograms[i].evaluate(UnsafeBufferPointer(v)) }
-    }
-}
