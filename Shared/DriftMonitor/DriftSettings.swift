@@ -132,7 +132,7 @@ public struct DriftSettings: Sendable, Equatable {
             case "modelled": return .modelled
             case "all": return .all
             default:
-                let names = word.split(separator: "+").map { $0.trimmingCharacters(in: .whitespaces) }
+                let names = word.split(separator: "+", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
                 guard !names.isEmpty, names.allSatisfy({ !$0.isEmpty && !$0.contains("=") }) else { throw invalid() }
                 return .named(Set(names))
             }
