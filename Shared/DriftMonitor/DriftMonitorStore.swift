@@ -190,7 +190,7 @@ public final class DriftMonitorStore: Sendable {
         }
         for (key, value) in latest where !value.isEmpty {
             do {
-                try monitor.restore(DriftState(bytes: value))
+                try monitor.restore(bytes: value)
             } catch {
                 failed += 1
                 logger.warning("drift.state.v1 document not restored", ["key": .string(key), "error": .string("\(error)")])

@@ -154,6 +154,11 @@ final class MonitorTests: XCTestCase {
         var restored = DriftMonitor(settings: s, plans: plans)
         try restored.restore(DriftState(bytes: saved))
         XCTAssertEqual(restored.openAlerts(key), original.openAlerts(key))
+        var fromBytes = DriftMonitor(settings: s, plans: plans)
+        try fromBytes.restore(bytes: saved)  // what the service does: one parse, same twin
+        XCTAssertEqual(fromBytes.document(key: key, now: 42).map { String(decoding: $0.encoded(), as: UTF8.self) },
+                       original.document(key: key, now: 42).map { String(decoding: $0.encoded(), as: UTF8.self) })
+        XCTAssertThrowsError(try fromBytes.restore(bytes: Array(#"{"tenant":"acme"}"#.utf8)))
         XCTAssertEqual(restored.document(key: key, now: 42).map { String(decoding: $0.encoded(), as: UTF8.self) },
                        original.document(key: key, now: 42).map { String(decoding: $0.encoded(), as: UTF8.self) })
         let rest = Array(readings[800...])
