@@ -68,6 +68,10 @@ if [[ -n "${START_GATE:-}" ]]; then
 fi
 
 export KAFKA_BROKERS="$B" LOG_LEVEL=warning MODELS_DIR="$ROOT/Schemas/models"
+# The fleet fills ticks × reporting interval of event time ahead of the clock (--interval-ms 0):
+# with the ingestor's default 5-minute MAX_FUTURE_SKEW all but the first ticks were dead-lettered
+# as future_timestamp, and the run measured dead-lettering.
+export MAX_FUTURE_SKEW=${MAX_FUTURE_SKEW:-1000h}
 # As `twinctl up` runs them (EmbeddedBroker.clientProperties): the mock broker holds a fetch that
 # found nothing for the whole fetch.wait.max.ms even when data arrives meanwhile (a real broker
 # answers at once), so with the 500 ms default the validator starts half a second late.
@@ -162,10 +166,14 @@ if t90 is not None and t90 > t10:
 if drift_port:
     d_cpu = drift_cpu_end[3] - cpu_start[3]
     updates = metric(drift_port, "twinstream_drift_detector_updates_total")
+    d_batches = metric(drift_port, "twinstream_batch_process_seconds_count")
+    d_logic = metric(drift_port, "twinstream_batch_process_seconds_sum")
+    d_states = metric(drift_port, "twinstream_messages_produced_total", "drift.state.v1")
     alerts = metric(drift_port, "twinstream_drift_alerts_total")
     print(f"drift-monitor on telemetry.valid.v1: {valid} readings in {drift_end - start:.2f} s = {valid / (drift_end - start):.0f} readings/s "
           f"(validator: {valid / (end - start):.0f}); lag behind the validator {lag_at_end} readings when it finished, at most {max_lag}; "
           f"done {drift_end - end:.2f} s after it; CPU {d_cpu / hz / max(valid, 1) * 1e6:.1f} us per reading "
-          f"({d_cpu / hz / (drift_end - start):.2f} cores busy); {updates} detector updates, {alerts} alert messages")
+          f"({d_cpu / hz / (drift_end - start):.2f} cores busy); {updates} detector updates, {alerts} alert messages, "
+          f"{d_states} drift.state documents; {d_batches} batches, about {d_logic} s in the stage's logic")
     print("drift-monitor keeps up" if drift_end - end <= max(1.0, 0.1 * (end - start)) else "drift-monitor does NOT keep up")
 EOF
