@@ -7,17 +7,26 @@
 #   N=500000 PARTITIONS=48 Benchmarks/pipeline-throughput.sh
 #   BIN=.build/release Benchmarks/pipeline-throughput.sh   # skip `swift build`
 #   PORT=28181 ...                                          # HTTP ports PORT and PORT+1 (two runs at once)
+#   DRIFT=1 Benchmarks/pipeline-throughput.sh              # also one drift-monitor on telemetry.valid.v1 (HTTP PORT+2)
 #
 # The raw topic is filled first (the fleet simulator: pumps, rooms and batteries with valid
 # values), then both services start; the rate is N over the time from the ingestor's first
 # consumed message to the moment valid + dead-lettered readings reach N. When nothing more is
 # accounted for during STALL_SECONDS (default 60; e.g. a mock broker whose partitions are full),
 # it says how far it got and fails instead of waiting forever.
+#
+# With DRIFT=1 one drift-monitor (default settings) follows telemetry.valid.v1 from the start, as in
+# production, and the run waits until it has taken every valid reading: its rate, its lag behind the
+# validator (readings valid but not yet taken by the monitor) when the validator finished and at
+# most, how long it needed after that, and its CPU per reading are printed beside the validator's.
+# It keeps up when its lag stays bounded and it finishes about when the validator does.
 set -euo pipefail
 
 N=${N:-200000}
 PORT=${PORT:-18181}
 VPORT=$(( PORT + 1 ))
+DPORT=$(( PORT + 2 ))
+DRIFT=${DRIFT:-0}
 TWINS=${TWINS:-1000}
 PARTITIONS=${PARTITIONS:-24}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,6 +44,7 @@ trap cleanup EXIT INT TERM
 
 if [[ -z "${BIN:-}" ]]; then
     (cd "$ROOT" && swift build -c release --product twinctl >&2 && swift build -c release --product ingestor >&2 && swift build -c release --product validator >&2)
+    if [[ "$DRIFT" == 1 ]]; then (cd "$ROOT" && swift build -c release --product drift-monitor >&2); fi
     BIN="$ROOT/.build/release"
 fi
 
@@ -58,6 +68,10 @@ if [[ -n "${START_GATE:-}" ]]; then
 fi
 
 export KAFKA_BROKERS="$B" LOG_LEVEL=warning MODELS_DIR="$ROOT/Schemas/models"
+# The fleet fills ticks × reporting interval of event time ahead of the clock (--interval-ms 0):
+# with the ingestor's default 5-minute MAX_FUTURE_SKEW all but the first ticks were dead-lettered
+# as future_timestamp, and the run measured dead-lettering.
+export MAX_FUTURE_SKEW=${MAX_FUTURE_SKEW:-1000h}
 # As `twinctl up` runs them (EmbeddedBroker.clientProperties): the mock broker holds a fetch that
 # found nothing for the whole fetch.wait.max.ms even when data arrives meanwhile (a real broker
 # answers at once), so with the 500 ms default the validator starts half a second late.
@@ -66,15 +80,21 @@ HTTP_PORT=$PORT "$BIN/ingestor" >"$WORK/ingestor.log" 2>&1 &
 PIDS+=($!)
 HTTP_PORT=$VPORT "$BIN/validator" >"$WORK/validator.log" 2>&1 &
 PIDS+=($!)
+if [[ "$DRIFT" == 1 ]]; then
+    HTTP_PORT=$DPORT "$BIN/drift-monitor" >"$WORK/drift-monitor.log" 2>&1 &
+    PIDS+=($!)
+else
+    DPORT=0
+fi
 
 # One long-lived poller (Python's standard library, keep-alive connections) measures: a shell loop
 # spawning curl and awk twenty times a second used a quarter of this 2-core machine itself.
-python3 - "$N" "${STALL_SECONDS:-60}" "$PORT" "$VPORT" "${PIDS[@]}" <<'EOF'
+python3 - "$N" "${STALL_SECONDS:-60}" "$PORT" "$VPORT" "$DPORT" "${PIDS[@]}" <<'EOF'
 import http.client, os, sys, time
 
 n, stall_seconds = int(sys.argv[1]), float(sys.argv[2])
-ingestor_port, validator_port = int(sys.argv[3]), int(sys.argv[4])
-pids = [int(p) for p in sys.argv[5:8]]  # broker, ingestor, validator
+ingestor_port, validator_port, drift_port = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+pids = [int(p) for p in sys.argv[6:10]]  # broker, ingestor, validator (, drift-monitor)
 hz = os.sysconf("SC_CLK_TCK")
 connections = {}
 
@@ -97,7 +117,8 @@ def ticks(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
 
-start = t10 = t90 = None
+start = t10 = t90 = end = drift_start = None
+max_lag, drift_progress = 0, -1
 progress, progress_at = -1, time.monotonic()  # readings accounted for, and since when
 while True:
     now = time.monotonic()
@@ -119,8 +140,16 @@ while True:
     # no warm-up, no tail), reported beside the whole-run figure.
     if t10 is None and total >= n // 10: t10, n10 = now, total
     if t90 is None and total >= n * 9 // 10: t90, n90 = now, total
-    if total >= n:
+    if drift_port:
+        drift = metric(drift_port, "twinstream_messages_consumed_total", "telemetry.valid.v1")
+        if drift_start is None and drift > 0: drift_start = now
+        max_lag = max(max_lag, valid - drift)
+        if drift != drift_progress: drift_progress, progress_at = drift, now
+    if total >= n and end is None:
         end, cpu_end = now, [ticks(p) for p in pids]
+        if drift_port: lag_at_end = valid - drift
+    if end is not None and (not drift_port or drift >= valid):
+        drift_end, drift_cpu_end = now, [ticks(p) for p in pids]
         break
     time.sleep(0.02)
 
@@ -134,4 +163,17 @@ batches = [metric(port, "twinstream_batch_process_seconds_count") for port in (i
 print(f"batches: ingestor {batches[0]} (mean {n // max(batches[0], 1)} messages), validator {batches[1]} (mean {n // max(batches[1], 1)} messages)")
 if t90 is not None and t90 > t10:
     print(f"steady state (10% to 90% of the readings): {(n90 - n10) / (t90 - t10):.0f} readings/s")
+if drift_port:
+    d_cpu = drift_cpu_end[3] - cpu_start[3]
+    updates = metric(drift_port, "twinstream_drift_detector_updates_total")
+    d_batches = metric(drift_port, "twinstream_batch_process_seconds_count")
+    d_logic = metric(drift_port, "twinstream_batch_process_seconds_sum")
+    d_states = metric(drift_port, "twinstream_messages_produced_total", "drift.state.v1")
+    alerts = metric(drift_port, "twinstream_drift_alerts_total")
+    print(f"drift-monitor on telemetry.valid.v1: {valid} readings in {drift_end - start:.2f} s = {valid / (drift_end - start):.0f} readings/s "
+          f"(validator: {valid / (end - start):.0f}); lag behind the validator {lag_at_end} readings when it finished, at most {max_lag}; "
+          f"done {drift_end - end:.2f} s after it; CPU {d_cpu / hz / max(valid, 1) * 1e6:.1f} us per reading "
+          f"({d_cpu / hz / (drift_end - start):.2f} cores busy); {updates} detector updates, {alerts} alert messages, "
+          f"{d_states} drift.state documents; {d_batches} batches, about {d_logic} s in the stage's logic")
+    print("drift-monitor keeps up" if drift_end - end <= max(1.0, 0.1 * (end - start)) else "drift-monitor does NOT keep up")
 EOF

@@ -14,6 +14,7 @@ await ServiceRuntime.main(name: "drift-monitor", defaultHTTPPort: 8085) { contex
     let settings = try DriftSettings.fromEnvironment(env)
     let models = try LoadedModels(env, logger: context.logger).registry
     let plans = ModelPlans(registry: models, settings: settings)
+    try plans.checkDataProperties(settings)
     let directory = TwinDirectory(plans: plans)
     let follower = try TopicFollower.stateTopic(context: context, purpose: "drift twins") { message in
         guard let key = message.keyString else { return false }

@@ -24,6 +24,13 @@ import Foundation
 ///
 /// Memory is O(maxBuckets · log n): rows are preallocated fixed-size rings held in two flat arrays that
 /// only grow when a new row (2× older data) is needed, so `update` does not allocate.
+///
+/// Values are settled in batches: `update` only keeps the value in a small pending buffer, and the
+/// histogram and the window's width, total and variance take the pending values (River's per-insert
+/// operations, in order, so bit for bit the same) before anything reads them — at each cut test, when
+/// the buffer is full, and in every accessor. Why: River's variance update needs two dependent
+/// divisions per value, whose latency stalled a one-value-at-a-time `update`; in a batch they overlap,
+/// and one borrow of the buffers serves eight values (see Benchmarks/README.md's ledger).
 public struct ADWIN: ChangeDetector, Equatable {
     /// ADWIN's parameters; the defaults are River's.
     public struct Configuration: Sendable, Codable, Equatable {
@@ -74,13 +81,18 @@ public struct ADWIN: ChangeDetector, Equatable {
     /// The parameters this detector runs with.
     public let configuration: Configuration
 
-    // Window summary, kept exactly as River keeps it (width as Double because River compares it as f64).
+    // Window summary, kept exactly as River keeps it (width as Double because River compares it as f64),
+    // as of the last settled value: the `pendingCount` newest values are in the histogram but not yet here.
     private var total: Double = 0
     private var squaredDeviations: Double = 0
     private var windowWidth: Double = 0
     // Largest |value| since the last restart: an upper bound on every value in the window, used by the
     // cut screen's rounding allowance (never by River's arithmetic itself).
     private var maxMagnitude: Double = 0
+    // Values accepted but not yet added to the sums above (oldest first).
+    private static let pendingCapacity = 8
+    private var pending = InlineArray<8, Double>(repeating: 0)
+    private var pendingCount = 0
     // River tests every `clock`-th update (tick % clock == 0); we keep tick % clock incrementally, which
     // avoids an integer division per update.
     private var clockPhase: Int = 0
@@ -127,29 +139,96 @@ public struct ADWIN: ChangeDetector, Equatable {
     public var threshold: Double { 0 }
 
     /// Number of values in the current window.
-    public var width: Int { Int(windowWidth) }
+    public var width: Int { Int(windowWidth) + pendingCount }
 
     /// Mean of the window (0 when empty, like River's `estimation`).
-    public var mean: Double { windowWidth > 0 ? total / windowWidth : 0 }
+    public var mean: Double {
+        let s = settled
+        return s.windowWidth > 0 ? s.total / s.windowWidth : 0
+    }
 
     /// Population variance of the window (sum of squared deviations / width; 0 when empty).
-    public var variance: Double { windowWidth > 0 ? squaredDeviations / windowWidth : 0 }
+    public var variance: Double {
+        let s = settled
+        return s.windowWidth > 0 ? s.squaredDeviations / s.windowWidth : 0
+    }
 
     /// Sum of squared deviations from the window mean: what River's `ADWIN.variance` property returns.
-    public var sumOfSquaredDeviations: Double { squaredDeviations }
+    public var sumOfSquaredDeviations: Double { settled.squaredDeviations }
 
     /// Sum of the values in the window (River's `total`).
-    public var sum: Double { total }
+    public var sum: Double { settled.total }
 
-    /// Number of exponential-histogram rows in use (≈ log₂(width / maxBuckets)); memory is O(this).
+    /// Number of exponential-histogram rows in use (≈ log₂(width / maxBuckets)) as of the last settled
+    /// value (at most eight values behind); memory is O(this).
     public var rows: Int { rowCount }
 
     /// Index (in accepted values) of the oldest value in the window.
-    public var windowStartIndex: Int { acceptedCount - Int(windowWidth) }
+    public var windowStartIndex: Int { acceptedCount - width }
 
     /// Forgets the window and all counters, keeping the configuration.
     public mutating func reset() {
         self = ADWIN(configuration: configuration)
+    }
+
+    /// This detector with every pending value added to the window's sums.
+    private var settled: ADWIN {
+        var copy = self
+        copy.settle()
+        return copy
+    }
+
+    /// Adds the pending values to the histogram and to width, total and squared deviations with River's
+    /// per-insert operations, in order (so buckets and sums are bit for bit River's). One borrow of the
+    /// buffers serves the whole batch, and the values' divisions, independent of each other here,
+    /// overlap instead of each waiting for the one before.
+    private mutating func settle() {
+        guard pendingCount > 0 else { return }
+        // The histogram first: the kernel works on raw pointers into the two buffers (distinct stored
+        // properties, so borrowing both at once is allowed). A merge cascade adds at most one row per
+        // insert; when no spare row is left the borrow ends, the buffers grow, and the inserts go on.
+        var inserted = 0
+        while inserted < pendingCount {
+            if meta.count < 2 * (rowCount + 1) {
+                cells.append(contentsOf: repeatElement(0, count: 2 * rowCapacity))
+                meta.append(contentsOf: [0, 0])
+            }
+            var kernel = Kernel(capacity: rowCapacity, maxBuckets: configuration.maxBuckets, rowCount: rowCount)
+            let allocatedRows = meta.count / 2
+            cells.withUnsafeMutableBufferPointer { cp in
+                meta.withUnsafeMutableBufferPointer { mp in
+                    kernel.cells = cp.baseAddress!
+                    kernel.meta = mp.baseAddress!
+                    while inserted < pendingCount && kernel.rowCount < allocatedRows {
+                        kernel.insert(pending[inserted])
+                        inserted += 1
+                    }
+                }
+            }
+            rowCount = kernel.rowCount
+        }
+        // Then the sums, in two passes: the increments first (each needs only the running total), then their sum. In one
+        // loop the compiler packed total and variance into one vector register, which chained every
+        // division to the one before it.
+        var increments = InlineArray<8, Double>(repeating: 0)
+        var width = windowWidth, total = total, largest = maxMagnitude
+        for j in 0..<pendingCount {
+            let value = pending[j]
+            width += 1
+            if width > 1 {
+                let d = value - total / (width - 1)
+                increments[j] = (width - 1) * d * d / width
+            }
+            total += value
+            largest = Swift.max(largest, abs(value))
+        }
+        var deviations = squaredDeviations
+        for j in 0..<pendingCount { deviations += increments[j] }
+        windowWidth = width
+        self.total = total
+        squaredDeviations = deviations
+        maxMagnitude = largest
+        pendingCount = 0
     }
 
     /// Feeds one value; returns `true` if ADWIN cut its window at this value. Rejected values (see
@@ -164,36 +243,32 @@ public struct ADWIN: ChangeDetector, Equatable {
             restartWindow()
         }
         acceptedCount += 1
-        maxMagnitude = Swift.max(maxMagnitude, abs(x))
-        // A merge cascade adds at most one row per insert: make sure it is allocated before borrowing.
-        if meta.count < 2 * (rowCount + 1) {
-            cells.append(contentsOf: repeatElement(0, count: 2 * rowCapacity))
-            meta.append(contentsOf: [0, 0])
-        }
+        pending[pendingCount] = x
+        pendingCount += 1
+        if pendingCount == Self.pendingCapacity { settle() }
         clockPhase += 1
-        let test = clockPhase == configuration.clock
-        if test { clockPhase = 0 }
-        // The kernel works on raw pointers into the two buffers (distinct stored properties, so borrowing
-        // both at once is allowed) and on a copy of the scalars, which is written back afterwards.
-        var kernel = Kernel(capacity: rowCapacity, maxBuckets: configuration.maxBuckets, rowCount: rowCount,
-                            total: total, squaredDeviations: squaredDeviations, width: windowWidth)
+        guard clockPhase == configuration.clock else {
+            driftDetected = false
+            return false
+        }
+        clockPhase = 0
+        guard windowWidth + Double(pendingCount) > Double(configuration.gracePeriod) else {
+            driftDetected = false
+            return false
+        }
+        settle()
+        var kernel = Kernel(capacity: rowCapacity, maxBuckets: configuration.maxBuckets, rowCount: rowCount)
+        kernel.total = total
+        kernel.squaredDeviations = squaredDeviations
+        kernel.width = windowWidth
         var dropped = 0.0
         cells.withUnsafeMutableBufferPointer { cp in
             meta.withUnsafeMutableBufferPointer { mp in
                 kernel.cells = cp.baseAddress!
                 kernel.meta = mp.baseAddress!
-                kernel.insert(x)
-            }
-        }
-        if test && kernel.width > Double(configuration.gracePeriod) {
-            cells.withUnsafeMutableBufferPointer { cp in
-                meta.withUnsafeMutableBufferPointer { mp in
-                    kernel.cells = cp.baseAddress!
-                    kernel.meta = mp.baseAddress!
-                    dropped = kernel.detectChange(delta: configuration.delta,
-                                                  minLength: Double(configuration.minWindowLength),
-                                                  maxMagnitude: maxMagnitude)
-                }
+                dropped = kernel.detectChange(delta: configuration.delta,
+                                              minLength: Double(configuration.minWindowLength),
+                                              maxMagnitude: maxMagnitude)
             }
         }
         let meanBefore = kernel.meanBeforeCut
@@ -216,6 +291,7 @@ public struct ADWIN: ChangeDetector, Equatable {
     /// Clears the window after an alarm, as River's wrapper does by building a new helper.
     private mutating func restartWindow() {
         pendingRestart = false
+        pendingCount = 0
         total = 0
         squaredDeviations = 0
         windowWidth = 0
@@ -232,6 +308,7 @@ public struct ADWIN: ChangeDetector, Equatable {
     /// most significant cut is from River's threshold (drift when > 0 at a clock tick); 0 while the window
     /// is too small to have a cut point. Computed on demand in O(log n) so `update` does not pay for it.
     public var statistic: Double {
+        guard pendingCount == 0 else { return settled.statistic }
         guard windowWidth > 1 else { return 0 }
         let minLength = Double(configuration.minWindowLength)
         let deltaPrime = log(2.0 * log(windowWidth) / configuration.delta)
@@ -261,6 +338,73 @@ public struct ADWIN: ChangeDetector, Equatable {
     }
 }
 
+extension ADWIN {
+    // The encoded form is the settled state (no pending values), with the keys and layout this detector
+    // had before sums were settled in batches, so saved states read the same either way.
+    private enum CodingKeys: String, CodingKey {
+        case configuration, total, squaredDeviations, windowWidth, maxMagnitude, clockPhase, rowCapacity, rowCount,
+             cells, meta, pendingRestart, driftDetected, acceptedCount, rejectedCount, detectionCount, lastCut
+    }
+
+    /// Decodes a settled state (see `encode(to:)`).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        configuration = try c.decode(Configuration.self, forKey: .configuration)
+        total = try c.decode(Double.self, forKey: .total)
+        squaredDeviations = try c.decode(Double.self, forKey: .squaredDeviations)
+        windowWidth = try c.decode(Double.self, forKey: .windowWidth)
+        maxMagnitude = try c.decode(Double.self, forKey: .maxMagnitude)
+        clockPhase = try c.decode(Int.self, forKey: .clockPhase)
+        rowCapacity = try c.decode(Int.self, forKey: .rowCapacity)
+        rowCount = try c.decode(Int.self, forKey: .rowCount)
+        cells = try c.decode([Double].self, forKey: .cells)
+        meta = try c.decode([Int].self, forKey: .meta)
+        pendingRestart = try c.decode(Bool.self, forKey: .pendingRestart)
+        driftDetected = try c.decode(Bool.self, forKey: .driftDetected)
+        acceptedCount = try c.decode(Int.self, forKey: .acceptedCount)
+        rejectedCount = try c.decode(Int.self, forKey: .rejectedCount)
+        detectionCount = try c.decode(Int.self, forKey: .detectionCount)
+        lastCut = try c.decodeIfPresent(Cut.self, forKey: .lastCut)
+        guard rowCapacity == configuration.maxBuckets + 1, rowCount >= 1, meta.count >= 2 * rowCount,
+              cells.count == meta.count * rowCapacity else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "ADWIN rows do not match their buffers"))
+        }
+    }
+
+    /// Encodes the settled state: pending values are added to the sums first.
+    public func encode(to encoder: any Encoder) throws {
+        let s = settled
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(s.configuration, forKey: .configuration)
+        try c.encode(s.total, forKey: .total)
+        try c.encode(s.squaredDeviations, forKey: .squaredDeviations)
+        try c.encode(s.windowWidth, forKey: .windowWidth)
+        try c.encode(s.maxMagnitude, forKey: .maxMagnitude)
+        try c.encode(s.clockPhase, forKey: .clockPhase)
+        try c.encode(s.rowCapacity, forKey: .rowCapacity)
+        try c.encode(s.rowCount, forKey: .rowCount)
+        try c.encode(s.cells, forKey: .cells)
+        try c.encode(s.meta, forKey: .meta)
+        try c.encode(s.pendingRestart, forKey: .pendingRestart)
+        try c.encode(s.driftDetected, forKey: .driftDetected)
+        try c.encode(s.acceptedCount, forKey: .acceptedCount)
+        try c.encode(s.rejectedCount, forKey: .rejectedCount)
+        try c.encode(s.detectionCount, forKey: .detectionCount)
+        try c.encodeIfPresent(s.lastCut, forKey: .lastCut)
+    }
+
+    /// Two detectors are equal when their settled states are (where the pending batch ends does not matter).
+    public static func == (lhs: ADWIN, rhs: ADWIN) -> Bool {
+        let a = lhs.settled, b = rhs.settled
+        return a.configuration == b.configuration && a.total == b.total
+            && a.squaredDeviations == b.squaredDeviations && a.windowWidth == b.windowWidth
+            && a.maxMagnitude == b.maxMagnitude && a.clockPhase == b.clockPhase && a.rowCount == b.rowCount
+            && a.cells == b.cells && a.meta == b.meta && a.pendingRestart == b.pendingRestart && a.driftDetected == b.driftDetected
+            && a.acceptedCount == b.acceptedCount && a.rejectedCount == b.rejectedCount && a.detectionCount == b.detectionCount
+            && a.lastCut == b.lastCut
+    }
+}
+
 /// The exponential histogram's hot path on raw buffers (see `ADWIN.cells` / `ADWIN.meta` for the layout).
 /// Every floating-point expression mirrors River's `AdaptiveWindowing` operation for operation.
 private struct Kernel {
@@ -269,18 +413,16 @@ private struct Kernel {
     let capacity: Int
     let maxBuckets: Int
     var rowCount: Int
-    var total: Double
-    var squaredDeviations: Double
-    var width: Double
+    // The window's settled sums, set by the caller before `detectChange` (`insert` does not use them).
+    var total: Double = 0
+    var squaredDeviations: Double = 0
+    var width: Double = 0
     var meanBeforeCut: Double = 0
 
-    init(capacity: Int, maxBuckets: Int, rowCount: Int, total: Double, squaredDeviations: Double, width: Double) {
+    init(capacity: Int, maxBuckets: Int, rowCount: Int) {
         self.capacity = capacity
         self.maxBuckets = maxBuckets
         self.rowCount = rowCount
-        self.total = total
-        self.squaredDeviations = squaredDeviations
-        self.width = width
     }
 
     /// Index in `cells` of the k-th oldest bucket total of a row (its squared deviations are `capacity` later).
@@ -310,14 +452,7 @@ private struct Kernel {
     @inline(__always)
     mutating func insert(_ value: Double) {
         append(row: 0, total: value, variance: 0)
-        width += 1
-        var increment = 0.0
-        if width > 1 {
-            let d = value - total / (width - 1)
-            increment = (width - 1) * d * d / width
-        }
-        squaredDeviations += increment
-        total += value
+        // (The window's width, total and variance are River's next lines; `ADWIN.settle` does them.)
         // Merge the two oldest buckets of every full row into the next row, as River does after each insert.
         var row = 0
         while meta[2 * row + 1] == capacity {

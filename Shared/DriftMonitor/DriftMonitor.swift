@@ -208,11 +208,11 @@ public struct DriftMonitor: Sendable {
     private mutating func residual(_ watch: inout TwinWatch, _ w: Int, _ r: Double, plan: ModelPlan, reading: Reading, key twinKey: String,
                                    into alerts: inout [DriftAlert]) {
         let name = plan.watched[w].name
-        var rw = watch.residuals[w]
-        defer { watch.residuals[w] = rw }
-        guard let center = rw.center, let scale = rw.scale else {
-            if rw.warm(r, needed: settings.warmup) {
-                frozenScales.append((plan.ref, name, rw.scale!))
+        // The common case works on the watch in place: a copy would share the detector's and the event
+        // times' buffers, and its first write would copy them (two allocations a reading).
+        guard let center = watch.residuals[w].center, let scale = watch.residuals[w].scale else {
+            if watch.residuals[w].warm(r, needed: settings.warmup) {
+                frozenScales.append((plan.ref, name, watch.residuals[w].scale!))
                 due.insert(twinKey)
             }
             return
@@ -220,13 +220,11 @@ public struct DriftMonitor: Sendable {
         guard r.isFinite else { return }
         let z = (r - center) / scale
         let t = reading.eventTime
-        rw.remember(time: t)
-        let alarm = rw.detector.update(z)
-        rw.fed += 1
+        let alarm = watch.residuals[w].feed(z, at: t, resolveWindow: settings.resolveWindow)
         counters.detectorUpdates += 1
-        rw.recentMean += (z - rw.recentMean) * 2 / Double(settings.resolveWindow + 1)
-        if alarm { rw.detections += 1 }
         guard alarm || !watch.open.isEmpty else { return }  // the common case: nothing to decide
+        var rw = watch.residuals[w]
+        defer { watch.residuals[w] = rw }
         let key = TwinWatch.key(.residual, name)
         let unit = plan.watched[w].unit.map { " " + $0 } ?? ""
         if let open = watch.open[key] {
@@ -432,16 +430,41 @@ public struct DriftMonitor: Sendable {
     /// Restores a twin from its `drift.state.v1` document (on partition assignment): its detectors
     /// continue exactly, and its open episodes stay open (so none is lost or raised again).
     public mutating func restore(_ document: DriftState) throws {
-        guard document.monitorFormat == Self.monitorFormat else {
-            throw ContractError(code: "unsupported_format", pointer: "/monitorFormat", message: "monitor format \(document.monitorFormat) is not \(Self.monitorFormat)")
+        try restore(key: document.key, format: document.monitorFormat, openAlerts: document.openAlerts) {
+            try StateCoding.decode(TwinWatch.self, from: document.monitor)
+        }
+    }
+
+    /// Restores a twin from the bytes of its `drift.state.v1` document, as `restore(_:)` does, parsing
+    /// them once. Why: `DriftState` keeps its `monitor` object as text, so going through it parsed
+    /// the monitor twice and wrote it once in between, most of a restore's cost; the document's
+    /// public part (summaries for the query API) is not read here.
+    public mutating func restore(bytes: [UInt8]) throws {
+        let json: JSON
+        do { json = try JSON(parsing: bytes) } catch {
+            throw ContractError(code: "invalid_json", pointer: "", message: "the drift.state document does not parse: \(error)")
+        }
+        guard case .object(let o) = json, case .string(let tenant)? = o["tenant"], case .string(let twinId)? = o["twinId"],
+              let format = o["monitorFormat"]?.intValue, case .array(let alerts)? = o["openAlerts"], let monitor = o["monitor"] else {
+            throw ContractError(code: "invalid_value", pointer: "", message: "a drift.state document needs tenant, twinId, monitorFormat, openAlerts and monitor")
+        }
+        let openAlerts = try alerts.enumerated().map { (i, a) throws(ContractError) in try DriftAlert(json: a, pointer: "/openAlerts/\(i)") }
+        try restore(key: TwinKey(tenant: tenant, twinId: twinId).description, format: format, openAlerts: openAlerts) {
+            try StateCoding.decode(TwinWatch.self, from: monitor)
+        }
+    }
+
+    private mutating func restore(key: String, format: Int, openAlerts: [DriftAlert], watch decode: () throws -> TwinWatch) throws {
+        guard format == Self.monitorFormat else {
+            throw ContractError(code: "unsupported_format", pointer: "/monitorFormat", message: "monitor format \(format) is not \(Self.monitorFormat)")
         }
         var watch: TwinWatch
         do {
-            watch = try StateCoding.decode(TwinWatch.self, from: document.monitor)
+            watch = try decode()
         } catch {
             throw ContractError(code: "invalid_value", pointer: "/monitor", message: "the monitor state does not decode: \(error)")
         }
-        for alert in document.openAlerts where alert.status.isOpen {
+        for alert in openAlerts where alert.status.isOpen {
             watch.open[TwinWatch.key(alert.kind, alert.property)] = alert
         }
         if let plan = plans.plan(watch.model), watch.watchedNames != plan.watched.map(\.name) || watch.history.width != plan.tracked.count {
@@ -450,11 +473,11 @@ public struct DriftMonitor: Sendable {
         }
         watch.armed = false
         if let last = watch.lastEventTime, let plan = plans.plan(watch.model) {
-            heap.push(freshness.staleAfter(latestEventTime: last, reportingIntervalMs: plan.intervalMs), document.key)
+            heap.push(freshness.staleAfter(latestEventTime: last, reportingIntervalMs: plan.intervalMs), key)
             watch.armed = true
         }
-        if watch.recalibration?.simulationId != nil { awaiting.insert(document.key) }
-        twins[document.key] = watch
+        if watch.recalibration?.simulationId != nil { awaiting.insert(key) }
+        twins[key] = watch
     }
 
     /// Drops every twin (a revoked partition).

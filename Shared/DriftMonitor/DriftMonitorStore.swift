@@ -255,7 +255,7 @@ public final class DriftMonitorStore: Sendable {
         }
         for (key, value) in latest where !value.isEmpty {
             do {
-                try monitor.restore(DriftState(bytes: value))
+                try monitor.restore(bytes: value)
             } catch {
                 failed += 1
                 metrics.restoreSkipped.inc()

@@ -22,6 +22,23 @@ public struct DriftSettings: Sendable, Equatable {
     /// Detector per model id; `defaultDetector` for the rest.
     public var detectors: [String: Detector] = [:]
     public var defaultDetector = Detector.adwin
+    /// Which numeric telemetry of a model gets a data-drift watch.
+    public enum DataProperties: Sendable, Equatable {
+        /// What the model computes or observes: every numeric telemetry except those its behaviour
+        /// takes as an input (a model without behaviour: all of them). Why the default: an input such
+        /// as a room's `hvacPower` is switched by a controller, so its distribution moves whenever the
+        /// controller acts, and Evidently's rule alerted on it thousands of times on a healthy fleet;
+        /// the model already accounts for its inputs in the residuals.
+        case modelled
+        /// Every numeric telemetry, inputs included.
+        case all
+        /// Exactly these telemetry names.
+        case named(Set<String>)
+    }
+
+    /// Data-drift properties per model id; `defaultDataProperties` for the rest.
+    public var dataProperties: [String: DataProperties] = [:]
+    public var defaultDataProperties = DataProperties.modelled
     /// Readings between data-drift evaluations of a property; 0 turns data drift off.
     public var evalEvery = 50
     /// Values in each data-drift window (reference and current).
@@ -56,6 +73,9 @@ public struct DriftSettings: Sendable, Equatable {
     /// The detector of a model id.
     public func detector(model id: String) -> Detector { detectors[id] ?? defaultDetector }
 
+    /// The data-drift properties of a model id.
+    public func dataProperties(model id: String) -> DataProperties { dataProperties[id] ?? defaultDataProperties }
+
     /// Data-drift configuration.
     public var dataDrift: DataDriftDetector.Configuration {
         DataDriftDetector.Configuration(windowSize: window, method: dataMethod, ksPValueThreshold: ksPValueThreshold,
@@ -73,6 +93,9 @@ public struct DriftSettings: Sendable, Equatable {
         let detectorText = env.string("DRIFT_DETECTOR", default: "adwin",
                                       doc: "Residual detector: adwin, cusum or pageHinkley, for all models or per model (e.g. adwin,room=cusum).")
         (s.defaultDetector, s.detectors) = try parseDetectors(detectorText)
+        let propertiesText = env.string("DRIFT_DATA_PROPERTIES", default: "modelled",
+                                        doc: "Telemetry with data drift: modelled (all but the behaviour's inputs, e.g. not a room's hvacPower), all, or names joined by +; for all models or per model (e.g. modelled,room=temperature+hvacPower).")
+        (s.defaultDataProperties, s.dataProperties) = try parseDataProperties(propertiesText)
         s.evalEvery = try env.int("DRIFT_EVAL_EVERY", default: s.evalEvery, range: 0...1_000_000, doc: "Readings between data-drift evaluations of a property (0: no data drift).")
         s.window = try env.int("DRIFT_WINDOW", default: s.window, range: 10...100_000, doc: "Values in each data-drift window (reference and current) per twin and property.")
         s.dataMethod = try env.choice("DRIFT_DATA_METHOD", default: s.dataMethod,
@@ -98,6 +121,37 @@ public struct DriftSettings: Sendable, Equatable {
             throw ConfigurationError(code: .invalidValue, variable: name, value: text, expected: "a positive duration such as 30s, 10m or 1h")
         }
         return d.milliseconds
+    }
+
+    /// `modelled`, `all`, or `temperature+humidity`, each for all models or per model:
+    /// `modelled,room=temperature+hvacPower,pump=all`.
+    static func parseDataProperties(_ text: String) throws -> (DataProperties, [String: DataProperties]) {
+        func invalid() -> ConfigurationError {
+            ConfigurationError(code: .invalidValue, variable: "DRIFT_DATA_PROPERTIES", value: text,
+                               expected: "modelled, all or telemetry names joined by +, optionally per model: modelled,room=temperature+hvacPower")
+        }
+        func scope(_ word: String) throws -> DataProperties {
+            switch word {
+            case "modelled": return .modelled
+            case "all": return .all
+            default:
+                let names = word.split(separator: "+", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard !names.isEmpty, names.allSatisfy({ !$0.isEmpty && !$0.contains("=") }) else { throw invalid() }
+                return .named(Set(names))
+            }
+        }
+        var fallback = DataProperties.modelled
+        var perModel: [String: DataProperties] = [:]
+        for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
+            let pieces = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            if pieces.count == 2 {
+                guard !pieces[0].isEmpty else { throw invalid() }
+                perModel[pieces[0]] = try scope(pieces[1])
+            } else {
+                fallback = try scope(pieces[0])
+            }
+        }
+        return (fallback, perModel)
     }
 
     /// `adwin` or `adwin,room=cusum,pump=pageHinkley`.

@@ -37,8 +37,10 @@ public final class ModelPlan: Sendable {
     public let ref: String
     public let tracked: [Tracked]
     public let watched: [Watched]
-    /// Numeric telemetry, each watched for data drift, in file order.
+    /// Numeric telemetry, in file order.
     public let numeric: [String]
+    /// The numeric telemetry watched for data drift (`DRIFT_DATA_PROPERTIES`), in file order.
+    public let dataProperties: [String]
     /// Slot vector at the start of a prediction (defaults), without parameters.
     let template: [Double]
     /// Model parameter names in slot order.
@@ -72,6 +74,14 @@ public final class ModelPlan: Sendable {
         numeric = model.telemetry.filter { $0.type.isNumeric }.map(\.name)
         parameterNames = model.parameters.map(\.name)
         defaultParameters = model.parameters.map(\.defaultValue)
+        // Telemetry the behaviour takes as an input (bound to an input, or read by a derivative).
+        let inputs = Set((model.behaviour?.inputs.compactMap(\.telemetry) ?? [])
+            + (model.behaviour.map { b in b.telemetrySlots.map { b.variables[$0] } } ?? []))
+        switch settings.dataProperties(model: model.id) {
+        case .modelled: dataProperties = numeric.filter { !inputs.contains($0) }
+        case .all: dataProperties = numeric
+        case .named(let names): dataProperties = numeric.filter { names.contains($0) }
+        }
         guard let b = model.behaviour else {
             behaviour = nil
             tracked = []
@@ -235,13 +245,5 @@ public final class ModelPlan: Sendable {
             for w in watchedSlots.indices { out[w] = v[watchedSlots[w]] }
         }
         }
-    }
-}
-
-extension Behaviour {
-    /// Recomputes the output slots in place (the buffer form of `evaluateOutputs(_:)`).
-    func evaluateOutputs(_ v: UnsafeMutableBufferPointer<Double>) {
-        let o = outputSlots.lowerBound
-        for i in outputPrograms.indices { v[o + i] = outputPrograms[i].evaluate(UnsafeBufferPointer(v)) }
     }
 }

@@ -1,5 +1,6 @@
 import Contracts
 import Models
+import ServiceKit
 import Synchronization
 
 /// Every loaded model's `ModelPlan`, made once at start-up.
@@ -16,6 +17,22 @@ public final class ModelPlans: Sendable {
         }
         self.byRef = byRef
         self.latest = latest
+    }
+
+    /// Refuses a `DRIFT_DATA_PROPERTIES` that names a model no file defines, or a telemetry that is
+    /// numeric in no version of its model (a typo would silently watch nothing).
+    public func checkDataProperties(_ settings: DriftSettings) throws {
+        for (id, scope) in settings.dataProperties.sorted(by: { $0.key < $1.key }) {
+            let versions = byRef.values.filter { $0.model.id == id }
+            var unknown: [String] = []
+            if case .named(let names) = scope {
+                unknown = names.filter { name in !versions.contains { $0.numeric.contains(name) } }.sorted()
+            }
+            guard versions.isEmpty || !unknown.isEmpty else { continue }
+            let what = versions.isEmpty ? "no loaded model has the id \(id)" : "model \(id) has no numeric telemetry \(unknown.joined(separator: ", "))"
+            throw ConfigurationError(code: .invalidValue, variable: "DRIFT_DATA_PROPERTIES", value: "\(id)=…",
+                                     expected: "model ids and numeric telemetry names of the loaded models (\(what))")
+        }
     }
 
     /// The plan of `id@version`, or of the latest version for a bare `id`.

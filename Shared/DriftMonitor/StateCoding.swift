@@ -180,24 +180,23 @@ struct TreeDecoder: Decoder {
     func singleValueContainer() throws -> any SingleValueDecodingContainer { SingleReader(value: value) }
 }
 
-/// Reads one JSON value as `T`: primitives directly, everything else through its `Decodable`.
+/// Reads one JSON value as `T`: primitives and arrays of numbers directly, everything else through
+/// its `Decodable`. Why the direct paths: restoring a partition decodes thousands of twins, each with
+/// arrays of hundreds of doubles (detector buckets, data-drift windows, history); one element at a
+/// time through an unkeyed container and a dynamic cast per value made a restore cost about as much
+/// as the JSON parse. The checks compare metatypes, so the casts below are between identical types.
 func decodeValue<T: Decodable>(_ type: T.Type, _ value: JSON) throws -> T {
     func fail() -> StateCoding.Failure { StateCoding.Failure(description: "expected \(T.self), found \(value.typeName)") }
+    if T.self == Double.self { return unsafeBitCast(try StateCoding.double(value, fail), to: T.self) }
+    if T.self == Int.self { return unsafeBitCast(Int(try StateCoding.int64(value, fail)), to: T.self) }
+    if T.self == Int64.self { return unsafeBitCast(try StateCoding.int64(value, fail), to: T.self) }
+    if T.self == [Double].self { return unsafeBitCast(try StateCoding.array(value, fail) { try StateCoding.double($0, fail) }, to: T.self) }
+    if T.self == [Int].self { return unsafeBitCast(try StateCoding.array(value, fail) { Int(try StateCoding.int64($0, fail)) }, to: T.self) }
+    if T.self == [Int64].self { return unsafeBitCast(try StateCoding.array(value, fail) { try StateCoding.int64($0, fail) }, to: T.self) }
+    if T.self == [UInt64].self { return unsafeBitCast(try StateCoding.array(value, fail) { try StateCoding.uint64($0, fail) }, to: T.self) }
     switch type {
-    case is Double.Type:
-        guard case .number(let n) = value, let bits = n.int64Value else { throw fail() }
-        return Double(bitPattern: UInt64(bitPattern: bits)) as! T
-    case is Int.Type:
-        guard case .number(let n) = value, let i = n.int64Value else { throw fail() }
-        return Int(i) as! T
-    case is Int64.Type:
-        guard case .number(let n) = value, let i = n.int64Value else { throw fail() }
-        return i as! T
     case is UInt64.Type:
-        guard case .number(let n) = value else { throw fail() }
-        if let i = n.int64Value, i >= 0 { return UInt64(i) as! T }
-        guard let text = n.bigIntegerText, let u = UInt64(text) else { throw fail() }
-        return u as! T
+        return try StateCoding.uint64(value, fail) as! T
     case is Bool.Type:
         guard case .bool(let b) = value else { throw fail() }
         return b as! T
@@ -206,6 +205,37 @@ func decodeValue<T: Decodable>(_ type: T.Type, _ value: JSON) throws -> T {
         return s as! T
     default:
         return try T(from: TreeDecoder(value: value))
+    }
+}
+
+extension StateCoding {
+    /// A double written as the integer of its bit pattern.
+    @inline(__always)
+    static func double(_ value: JSON, _ fail: () -> Failure) throws -> Double {
+        guard case .number(let n) = value, let bits = n.int64Value else { throw fail() }
+        return Double(bitPattern: UInt64(bitPattern: bits))
+    }
+
+    @inline(__always)
+    static func int64(_ value: JSON, _ fail: () -> Failure) throws -> Int64 {
+        guard case .number(let n) = value, let i = n.int64Value else { throw fail() }
+        return i
+    }
+
+    static func uint64(_ value: JSON, _ fail: () -> Failure) throws -> UInt64 {
+        guard case .number(let n) = value else { throw fail() }
+        if let i = n.int64Value, i >= 0 { return UInt64(i) }
+        guard let text = n.bigIntegerText, let u = UInt64(text) else { throw fail() }
+        return u
+    }
+
+    @inline(__always)
+    static func array<E>(_ value: JSON, _ fail: () -> Failure, _ element: (JSON) throws -> E) throws -> [E] {
+        guard case .array(let items) = value else { throw fail() }
+        var out: [E] = []
+        out.reserveCapacity(items.count)
+        for item in items { out.append(try element(item)) }
+        return out
     }
 }
 

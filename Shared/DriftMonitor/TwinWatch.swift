@@ -96,7 +96,9 @@ enum ResidualDetector: Codable, Equatable, Sendable {
     }
 
     mutating func update(_ z: Double) -> Bool {
-        switch self {
+        // `consume`: the detector moves out and back, so its buffers stay uniquely referenced and are
+        // updated in place (a copy of the payload would make the next write copy them).
+        switch consume self {
         case .adwin(var d): let r = d.update(z); self = .adwin(d); return r
         case .cusum(var d): let r = d.update(z); self = .cusum(d); return r
         case .pageHinkley(var d): let r = d.update(z); self = .pageHinkley(d); return r
@@ -194,6 +196,16 @@ struct ResidualWatch: Codable, Equatable, Sendable {
         return firstTime + Int64(Double(oldest - firstTime) * Double(max(0, index)) / Double(oldestKept))
     }
 
+    /// Feeds a standardised residual of event time `time` to the detector; true on an alarm.
+    mutating func feed(_ z: Double, at time: Int64, resolveWindow: Int) -> Bool {
+        remember(time: time)
+        let alarm = detector.update(z)
+        fed += 1
+        recentMean += (z - recentMean) * 2 / Double(resolveWindow + 1)
+        if alarm { detections += 1 }
+        return alarm
+    }
+
     /// Records the event time of the residual about to be fed (index `fed`).
     mutating func remember(time: Int64) {
         if firstTime == nil { firstTime = time }
@@ -268,7 +280,7 @@ struct TwinWatch: Codable, Equatable, Sendable {
         history = History(capacity: 20, width: plan.tracked.count, minimumSpacingMs: max(1, plan.horizonMs / 16))
         watchedNames = plan.watched.map(\.name)
         residuals = plan.watched.map { _ in ResidualWatch(detector: plan.detector) }
-        dataNames = settings.evalEvery > 0 ? plan.numeric : []
+        dataNames = settings.evalEvery > 0 ? plan.dataProperties : []
         data = dataNames.map { _ in DataWatch(configuration: settings.dataDrift) }
     }
 

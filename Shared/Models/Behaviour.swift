@@ -76,6 +76,30 @@ public struct Behaviour: Sendable {
     public let outputPrograms: [CompiledExpression]
     /// Parameter defaults in parameter-slot order.
     public let parameterDefaults: [Double]
+    /// `derivatives` and `outputPrograms` as program sets, which the hot paths evaluate without copies.
+    public let derivativeSet: ProgramSet
+    public let outputSet: ProgramSet
+
+    init(states: [State], inputs: [Input], outputs: [Output], variables: [String], slots: [String: Int],
+         stateSlots: Range<Int>, inputSlots: Range<Int>, parameterSlots: Range<Int>, outputSlots: Range<Int>,
+         telemetrySlots: Range<Int>, derivatives: [CompiledExpression], outputPrograms: [CompiledExpression],
+         parameterDefaults: [Double]) {
+        self.states = states
+        self.inputs = inputs
+        self.outputs = outputs
+        self.variables = variables
+        self.slots = slots
+        self.stateSlots = stateSlots
+        self.inputSlots = inputSlots
+        self.parameterSlots = parameterSlots
+        self.outputSlots = outputSlots
+        self.telemetrySlots = telemetrySlots
+        self.derivatives = derivatives
+        self.outputPrograms = outputPrograms
+        self.parameterDefaults = parameterDefaults
+        derivativeSet = ProgramSet(derivatives)
+        outputSet = ProgramSet(outputPrograms)
+    }
 
     /// The slot vector at the start of a run: states at `initial` (0 when not given), inputs at their
     /// defaults, parameters at their defaults, then the overrides by name (any kind of slot),
@@ -92,11 +116,14 @@ public struct Behaviour: Sendable {
 
     /// Recomputes the output slots from the others, in order.
     public func evaluateOutputs(_ variables: inout [Double]) {
-        variables.withUnsafeMutableBufferPointer { buffer in
-            for (i, program) in outputPrograms.enumerated() {
-                buffer[outputSlots.lowerBound + i] = program.evaluate(UnsafeBufferPointer(buffer))
-            }
-        }
+        variables.withUnsafeMutableBufferPointer { evaluateOutputs($0) }
+    }
+
+    /// Recomputes the output slots in place, in order (the buffer form: allocates and retains nothing).
+    @inline(__always)
+    public func evaluateOutputs(_ variables: UnsafeMutableBufferPointer<Double>) {
+        guard !outputPrograms.isEmpty else { return }
+        outputSet.withEvaluator { $0.evaluateAll(into: variables, from: outputSlots.lowerBound) }
     }
 
     /// d(state)/dt for every state (in `states` order) at the point `variables`, after
@@ -114,12 +141,11 @@ public struct Behaviour: Sendable {
     /// `variables.count` must be `self.variables.count`, `out.count` at least `states.count`.
     @inline(__always)
     public func derivatives(at variables: UnsafeMutableBufferPointer<Double>, into out: UnsafeMutableBufferPointer<Double>) {
-        let o = outputSlots.lowerBound
-        for i in outputPrograms.indices {
-            variables[o + i] = outputPrograms[i].evaluate(UnsafeBufferPointer(variables))
-        }
+        evaluateOutputs(variables)
         let read = UnsafeBufferPointer(variables)
-        for i in derivatives.indices { out[i] = derivatives[i].evaluate(read) }
+        derivativeSet.withEvaluator { programs in
+            for i in 0..<states.count { out[i] = programs.evaluate(i, read) }
+        }
     }
 
     /// d(state)/dt of the listed states only (`states[0..<count]`, indices into `states`), each
@@ -129,17 +155,12 @@ public struct Behaviour: Sendable {
     @inline(__always)
     public func derivatives(at variables: UnsafeMutableBufferPointer<Double>, into out: UnsafeMutablePointer<Double>,
                             only states: UnsafePointer<Int>, count: Int, outputsFirst: Bool) {
-        if outputsFirst {
-            let o = outputSlots.lowerBound
-            for i in outputPrograms.indices {
-                variables[o + i] = outputPrograms[i].evaluate(UnsafeBufferPointer(variables))
-            }
-        }
+        if outputsFirst { evaluateOutputs(variables) }
         let read = UnsafeBufferPointer(variables)
-        derivatives.withUnsafeBufferPointer { programs in
+        derivativeSet.withEvaluator { programs in
             for k in 0..<count {
                 let i = states[k]
-                out[i] = programs[i].evaluate(read)
+                out[i] = programs.evaluate(i, read)
             }
         }
     }

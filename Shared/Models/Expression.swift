@@ -479,3 +479,67 @@ public struct CompiledExpression: Sendable, Hashable {
         self.source = source
     }
 }
+
+/// Several compiled expressions (a behaviour's derivatives, or its outputs) in one instruction
+/// buffer, evaluated without copying any of them. Why: taking a `CompiledExpression` out of an array
+/// per call copied it — a retain and release of its program and of its source text each time — which
+/// was a quarter of the drift monitor's residual path and of every simulation's right-hand side.
+public struct ProgramSet: Sendable {
+    let code: [CompiledExpression.Instruction]
+    /// Program i is `code[bounds[i] ..< bounds[i + 1]]`.
+    let bounds: [Int]
+    let stackSize: Int
+    /// The highest slot index any program reads (+1): the variables must be at least this many.
+    public let slotCount: Int
+
+    /// The programs of `expressions`, in order.
+    public init(_ expressions: [CompiledExpression]) {
+        var code: [CompiledExpression.Instruction] = []
+        var bounds = [0]
+        for e in expressions {
+            code.append(contentsOf: e.program)
+            bounds.append(code.count)
+        }
+        self.code = code
+        self.bounds = bounds
+        stackSize = expressions.map(\.stackSize).max() ?? 1
+        slotCount = expressions.map(\.slotCount).max() ?? 0
+    }
+
+    /// Number of programs.
+    public var count: Int { bounds.count - 1 }
+
+    /// Calls `body` with an evaluator of these programs, valid only during the call (it borrows the
+    /// instruction buffer instead of retaining it).
+    @inline(__always)
+    public func withEvaluator<R>(_ body: (Evaluator) throws -> R) rethrows -> R {
+        try code.withUnsafeBufferPointer { code in
+            try bounds.withUnsafeBufferPointer { bounds in
+                try body(Evaluator(code: code, bounds: bounds, stackSize: stackSize, slotCount: slotCount))
+            }
+        }
+    }
+
+    /// Evaluates the programs of a `ProgramSet` inside its `withEvaluator`.
+    public struct Evaluator {
+        let code: UnsafeBufferPointer<CompiledExpression.Instruction>
+        let bounds: UnsafeBufferPointer<Int>
+        let stackSize: Int
+        let slotCount: Int
+
+        /// Program `i` with `variables[slot]` as each variable's value (`variables.count` is checked
+        /// against every program's slots).
+        @inline(__always)
+        public func evaluate(_ i: Int, _ variables: UnsafeBufferPointer<Double>) -> Double {
+            precondition(variables.count >= slotCount, "expressions need \(slotCount) variables, got \(variables.count)")
+            return CompiledExpression.run(UnsafeBufferPointer(rebasing: code[bounds[i]..<bounds[i + 1]]), stackSize: stackSize, variables)
+        }
+
+        /// Evaluates every program in order, program i into `variables[first + i]` (each sees the ones
+        /// before it: outputs in file order).
+        @inline(__always)
+        public func evaluateAll(into variables: UnsafeMutableBufferPointer<Double>, from first: Int) {
+            for i in 0..<(bounds.count - 1) { variables[first + i] = evaluate(i, UnsafeBufferPointer(variables)) }
+        }
+    }
+}

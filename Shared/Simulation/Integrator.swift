@@ -173,11 +173,7 @@ final class Integrator {
         if needsScheduleValues {
             v.update(from: state, count: n)
             for s in system.schedules { v[s.slot] = s.value(at: t) }
-            if needsOutputs {
-                let o = behaviour.outputSlots.lowerBound
-                let read = UnsafeBufferPointer(vBuffer)
-                for i in behaviour.outputPrograms.indices { v[o + i] = behaviour.outputPrograms[i].evaluate(read) }
-            }
+            if needsOutputs { behaviour.evaluateOutputs(vBuffer) }
             for r in 0..<recordCount { out[r * gridCount + j] = v[record[r]] }
         } else {
             for r in 0..<recordCount {

@@ -42,9 +42,7 @@ public final class IntervalStepper {
     /// Recomputes the outputs from the current states, inputs and parameters (after an input changed).
     public func refreshOutputs() {
         let b = system.behaviour
-        let variables = UnsafeMutableBufferPointer(start: integrator.start, count: b.variables.count)
-        let o = b.outputSlots.lowerBound
-        for i in b.outputPrograms.indices { variables[o + i] = b.outputPrograms[i].evaluate(UnsafeBufferPointer(variables)) }
+        b.evaluateOutputs(UnsafeMutableBufferPointer(start: integrator.start, count: b.variables.count))
     }
 
     /// Integrates one interval with the current inputs; the states (and outputs) move to its end.

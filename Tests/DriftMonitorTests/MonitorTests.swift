@@ -93,6 +93,53 @@ final class MonitorTests: XCTestCase {
         XCTAssertEqual(data.reference["mean"]?.doubleValue ?? 0, 45, accuracy: 1)
     }
 
+    /// A room's HVAC power switches among levels (a controller at work) while its humidity sensor is
+    /// steady, then stuck at a new value: by default only the humidity episode is raised, none for the
+    /// switching input; with DRIFT_DATA_PROPERTIES=all the same readings alert on hvacPower too.
+    func testASwitchingControlInputRaisesNoDataAlertByDefaultAndARealShiftStillRaisesOne() {
+        func alerts(_ properties: DriftSettings.DataProperties) -> [DriftAlert] {
+            var s = DriftSettings()
+            s.defaultDataProperties = properties
+            var monitor = DriftMonitor(settings: s, plans: Fixtures.plans(s))
+            var room = SyntheticRoom(twinId: "room-1", seed: Fixtures.seed &+ 7)
+            var random = SeededRandom(seed: Fixtures.seed &+ 8)
+            let readings = room.readings(900).enumerated().map { k, r in
+                var r = r
+                r.values["humidity"] = .double((400..<650).contains(k) ? 51 : 45 + 2 * random.normal())
+                return r
+            }
+            return monitor.run(readings).filter { $0.kind == .data }
+        }
+        let byDefault = alerts(.modelled)
+        XCTAssertEqual(byDefault.filter { $0.property == "hvacPower" }, [], "seed \(Fixtures.seed): the control input is not watched")
+        let humidity = byDefault.filter { $0.property == "humidity" }
+        XCTAssertEqual(humidity.map(\.status), [.raised, .resolved], "seed \(Fixtures.seed): the stuck humidity sensor is one episode")
+        XCTAssertGreaterThanOrEqual(humidity.first?.eventTime ?? 0, Fixtures.start + 400 * 60_000)
+        let all = alerts(.all)
+        XCTAssertGreaterThan(all.filter { $0.property == "hvacPower" && $0.status == .raised }.count, 0,
+                             "seed \(Fixtures.seed): with every property watched the switching input alerts")
+    }
+
+    func testDataPropertiesSettingChoosesTheWatchedTelemetry() throws {
+        var s = DriftSettings()
+        XCTAssertEqual(Fixtures.plans(s).plan("room@2")?.dataProperties, ["temperature", "humidity", "co2"],
+                       "modelled: inputs (hvacPower, outdoorTemperature) are left out")
+        (s.defaultDataProperties, s.dataProperties) = try DriftSettings.parseDataProperties("modelled, room=temperature+hvacPower, pump=all")
+        let plans = Fixtures.plans(s)
+        XCTAssertEqual(plans.plan("room@2")?.dataProperties, ["temperature", "hvacPower"])
+        XCTAssertEqual(plans.plan("pump")?.dataProperties, plans.plan("pump")?.numeric)
+        XCTAssertNoThrow(try plans.checkDataProperties(s))
+        for bad in ["room=", "room=temperature+", "=all"] {
+            XCTAssertThrowsError(try DriftSettings.parseDataProperties(bad), bad)
+        }
+        (s.defaultDataProperties, s.dataProperties) = try DriftSettings.parseDataProperties("room=temprature")
+        XCTAssertThrowsError(try Fixtures.plans(s).checkDataProperties(s)) { error in
+            XCTAssertTrue("\(error)".contains("temprature"), "\(error)")
+        }
+        (s.defaultDataProperties, s.dataProperties) = try DriftSettings.parseDataProperties("toaster=all")
+        XCTAssertThrowsError(try Fixtures.plans(s).checkDataProperties(s))
+    }
+
     func testStateDocumentRoundTripContinuesExactly() throws {
         // Two monitors on the same readings; one is saved to drift.state.v1 bytes halfway (with an
         // open episode) and restored into a fresh monitor: both go on to the same alerts and the same state.
@@ -108,6 +155,11 @@ final class MonitorTests: XCTestCase {
         var restored = DriftMonitor(settings: s, plans: plans)
         try restored.restore(DriftState(bytes: saved))
         XCTAssertEqual(restored.openAlerts(key), original.openAlerts(key))
+        var fromBytes = DriftMonitor(settings: s, plans: plans)
+        try fromBytes.restore(bytes: saved)  // what the service does: one parse, same twin
+        XCTAssertEqual(fromBytes.document(key: key, now: 42).map { String(decoding: $0.encoded(), as: UTF8.self) },
+                       original.document(key: key, now: 42).map { String(decoding: $0.encoded(), as: UTF8.self) })
+        XCTAssertThrowsError(try fromBytes.restore(bytes: Array(#"{"tenant":"acme"}"#.utf8)))
         XCTAssertEqual(restored.document(key: key, now: 42).map { String(decoding: $0.encoded(), as: UTF8.self) },
                        original.document(key: key, now: 42).map { String(decoding: $0.encoded(), as: UTF8.self) })
         let rest = Array(readings[800...])

@@ -130,4 +130,27 @@ final class ADWINTests: XCTestCase {
         XCTAssertEqual(dirty.mean, clean.mean)
         XCTAssertNoThrow(try JSONEncoder().encode(dirty))
     }
+
+    /// Values are settled in batches; every accessor still sees every value, with River's per-insert
+    /// arithmetic bit for bit (width, total and sum of squared deviations after each value, as River's
+    /// `_insert_element` computes them one at a time).
+    func testAccessorsSeeEveryValueWithRiversArithmetic() {
+        var adwin = ADWIN(configuration: .init(clock: 1_000_000))  // no cut test: the window only grows
+        var rng = SeededRandom(seed: 15)
+        var width = 0.0, total = 0.0, variance = 0.0
+        for i in 0..<300 {
+            let x = 100 + 3 * rng.normal()
+            width += 1
+            var increment = 0.0
+            if width > 1 { increment = (width - 1) * (x - total / (width - 1)) * (x - total / (width - 1)) / width }
+            variance += increment
+            total += x
+            adwin.update(x)
+            XCTAssertEqual(adwin.width, i + 1, "seed 15, value \(i)")
+            XCTAssertEqual(adwin.sum.bitPattern, total.bitPattern, "seed 15, value \(i)")
+            XCTAssertEqual(adwin.sumOfSquaredDeviations.bitPattern, variance.bitPattern, "seed 15, value \(i)")
+            XCTAssertEqual(adwin.windowStartIndex, 0)
+        }
+        XCTAssertGreaterThan(adwin.rows, 1)
+    }
 }
