@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -156,13 +157,15 @@ def event_ages(s0, s1):
     return out
 
 
-def run_step(ctx, rate, seconds, label):
+def run_step(ctx, rate, seconds, label, perf=False):
     """Offers `rate` readings/s for `seconds`, then drains. Sustained: everything offered was
-    delivered to the broker and no stage's lag grew."""
+    delivered to the broker and no stage's lag grew. With `perf`, the middle of the step is
+    sampled by `perf record` in the state-updater and the query API."""
     stack, sampler, prober = ctx["stack"], ctx["sampler"], ctx["prober"]
     s0 = sampler.sample()
     host0 = host_cpu()
     load = Load(ctx["bin"], stack.bootstrap, rate, ctx["twins"], seconds, ctx["prefix"])
+    profiles = profile(stack, ["state-updater", "query-api"], min(20, seconds / 2), delay=seconds / 4) if perf else {}
     summary = load.wait()
     s1 = sampler.sample()
     host1 = host_cpu()
@@ -187,6 +190,8 @@ def run_step(ctx, rate, seconds, label):
         "hostCoresBusy": host_busy, "otherCoresBusy": max(0.0, host_busy - ours),
         "freshness": freshness(prober.samples, t_start + min(5, elapsed / 4), t_end), "eventAgeMs": event_ages(s0, s1),
     }
+    if profiles:
+        step["profiles"] = {name: fn() for name, fn in profiles.items()}
     ctx["steps"].append(step)
     f = step["freshness"]
     log(f"  {label}: {rate:.0f}/s × {elapsed:.0f} s over {ctx['twins']} twins: delivered {step['deliveredRate']:.0f}/s, "
@@ -197,6 +202,25 @@ def run_step(ctx, rate, seconds, label):
         f"state-updater {step['cpuUsPerReading'].get('state-updater', 0):.1f} µs, query-api {step['cpuUsPerReading'].get('query-api', 0):.1f} µs CPU per reading; "
         f"drained in {fmt(drained)} s; other load on the host {step['otherCoresBusy']:.2f} cores")
     return step
+
+
+def profile(stack, services, seconds, delay):
+    """Starts `perf record` (499 Hz, user and kernel) on each service after `delay` seconds for
+    `seconds`; returns, per service, a function giving its top symbols (self time) once done."""
+    out = {}
+    for name in services:
+        path = os.path.join(stack.work, f"perf-{name}.data")
+        cmd = f"sleep {delay:.1f}; exec perf record -F 499 -o {path} -p {stack.pids[name]} -- sleep {seconds:.1f}"
+        proc = subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def top(proc=proc, path=path):
+            proc.wait()
+            r = subprocess.run(f"perf report -i {path} --stdio --no-children --sort dso,symbol --percent-limit 1.5 2>/dev/null"
+                               " | grep -v '^#' | grep -v '^$' | head -25 | (swift demangle --simplified 2>/dev/null || cat)",
+                               shell=True, capture_output=True, text=True)
+            return [" ".join(line.split())[:200] for line in r.stdout.splitlines() if line.strip()]
+        out[name] = top
+    return out
 
 
 def fmt(v, digits=0):
@@ -335,12 +359,20 @@ def on_stack(args, name, twins, prefix, port_offset, body, sample_period=1.0):
     return out, seen, ctx
 
 
+def warm_up(ctx):
+    """Every twin created first (a twin's first reading costs more than the next ones, in the
+    query view most), at a rate every stage holds; reported as the step `warm-up`."""
+    warm_rate = min(2000, max(200, ctx["twins"] * 2))
+    return run_step(ctx, warm_rate, max(5, 2 * ctx["twins"] / warm_rate), "warm-up")
+
+
 def configuration(args, twins, first_rates, port_offset, freshness_rates=()):
     """One stack: steps at `first_rates`, a short search for the highest sustained rate, 60 s at
     it, then the accounting and the reference fold."""
     log(f"# {twins} twins")
 
     def body(ctx):
+        warm_up(ctx)
         good, bad = None, None
         for rate in first_rates:
             st = run_step(ctx, rate, args.step_seconds, "freshness" if rate in freshness_rates else "search")
@@ -348,7 +380,6 @@ def configuration(args, twins, first_rates, port_offset, freshness_rates=()):
                 good = max(good or 0, rate)
             else:
                 bad = min(bad or rate, rate)
-                break
         # Up by half again until a rate is not sustained, then halve the gap a few times.
         tries = 0
         while bad is None and tries < args.search_steps:
@@ -368,7 +399,7 @@ def configuration(args, twins, first_rates, port_offset, freshness_rates=()):
             else:
                 bad = rate
         good = good or max(200, (bad or 1000) // 4)
-        hold = run_step(ctx, good, args.hold_seconds, "hold")
+        hold = run_step(ctx, good, args.hold_seconds, "hold", perf=args.perf)
         if not hold["sustained"]:
             good = int(good * 0.85)
             log(f"  hold not sustained; once more at {good}/s")
@@ -381,7 +412,7 @@ def configuration(args, twins, first_rates, port_offset, freshness_rates=()):
 def configuration_at(args, twins, rate):
     """`--rate R --twins N --seconds S`: one hold at R, no search."""
     log(f"# {twins} twins at {rate:,.0f}/s")
-    body = lambda ctx: (rate, run_step(ctx, rate, args.hold_seconds, "hold"), verify(ctx))
+    body = lambda ctx: (rate, warm_up(ctx) and run_step(ctx, rate, args.hold_seconds, "hold", perf=args.perf), verify(ctx))
     return configuration_result(twins, *on_stack(args, f"{twins}twins", twins, f"t{twins}-", 0, body))
 
 
@@ -549,6 +580,8 @@ def report(args, info, results, baselines, stamp):
             md += ["CPU per reading at the freshness steps (µs): " + "; ".join(
                 f"{s['rate']:,.0f}/s: " + ", ".join(f"{p} {v:.1f}" for p, v in s["cpuUsPerReading"].items()) for s in fresh_steps), ""]
         md += ["Per-hop event age during the hold (`twinstream_event_age_seconds`: message's Kafka timestamp to its processing):", "", age_rows(r["hold"]), ""]
+        for name, lines in r["hold"].get("profiles", {}).items():
+            md += [f"`perf record` of the {name} during the hold (self time by symbol, ≥ 1.5 %):", "", "```", *lines, "```", ""]
         md += ["Peak RSS (VmHWM): " + ", ".join(f"{p} {v / 2**20:,.0f} MiB" for p, v in r["peakRSS"].items()), ""]
         a = r["accounting"]
         md += [f"Accounting: load sent {a['loadSent']:,}, probes {a['probesPosted']:,}; ingestor consumed {a['ingestorConsumedRaw']:,.0f} raw + "
@@ -686,7 +719,12 @@ def main():
     p.add_argument("--baseline-n", type=int, help="readings of raw → valid alone and the relay (default 200,000; --quick 100,000)")
     p.add_argument("--results", default=os.path.join(ROOT, "Benchmarks", "results"))
     p.add_argument("--keep-work", action="store_true")
+    p.add_argument("--perf", action="store_true", help="perf record the state-updater and the query API during the hold; top symbols in the report")
     args = p.parse_args()
+
+    def terminated(*_):
+        raise KeyboardInterrupt  # the stacks' finally blocks stop every process they started
+    signal.signal(signal.SIGTERM, terminated)
     if not args.bin:
         raise SystemExit("e2e: give the release executables' directory (--bin or TWINSTREAM_BIN_DIR)")
     args.bin = os.path.abspath(args.bin)
