@@ -271,6 +271,11 @@ class Load:
             elif line.startswith("summary "):
                 self.summary = json.loads(line[len("summary "):])
 
+    def stop(self):
+        """Ends the load early (SIGTERM): it still prints its summary."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
     def delivered(self):
         return int(self.progress[-1][1]["delivered"]) if self.progress else 0
 
