@@ -62,7 +62,7 @@ def render(title, panels, bands=(), width=1100, panel_height=230, subtitle=""):
         out.append(f'<text x="{left}" y="{py - 6}" font-weight="bold">{escape(p["title"])}</text>')
         for b0, b1, text in bands:
             out.append(f'<rect x="{sx(b0):.1f}" y="{py}" width="{max(1, sx(b1) - sx(b0)):.1f}" height="{panel_height}" fill="#f0f0f0" stroke="#ddd"/>')
-            if i == 0:
+            if i == 0 and sx(b1) - sx(b0) > 6.5 * len(text):  # a narrow band's label would overlap its neighbours
                 out.append(f'<text x="{(sx(b0) + sx(b1)) / 2:.1f}" y="{py + panel_height - 5}" text-anchor="middle" font-size="10" fill="#666">{escape(text)}</text>')
         out.append(f'<rect x="{left}" y="{py}" width="{plot_w}" height="{panel_height}" fill="none" stroke="#333"/>')
         for t in ticks:
