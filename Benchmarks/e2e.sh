@@ -6,8 +6,8 @@
 # benchmark's own reference fold; beside it raw → valid alone and the raw relay ceiling.
 # Results (markdown, SVG, JSON) in Benchmarks/results/. Not run in CI. See Benchmarks/README.md.
 #
-#   Benchmarks/e2e.sh                               # builds release (.build-release), ~20 min
-#   Benchmarks/e2e.sh --quick                       # ~10 min
+#   Benchmarks/e2e.sh                               # builds release (.build-release), then ~8-10 min
+#   Benchmarks/e2e.sh --quick                       # ~5 min
 #   Benchmarks/e2e.sh --rate 8000 --twins 10000 --seconds 60    # one rate, no search
 #   TWINSTREAM_BIN_DIR=/path/.build/release Benchmarks/e2e.sh   # skip the build (or --bin DIR)
 #   Benchmarks/e2e.sh --soak 30m [--rate R]         # the soak (= Benchmarks/soak.sh)
