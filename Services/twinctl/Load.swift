@@ -9,9 +9,10 @@ import Synchronization
 /// `twinctl load --rate R --twins N --seconds S [--prefix load-] [--tick-ms 10] [--max-behind-ms 1000]`:
 /// offers pre-made `pump@1` readings to `telemetry.raw.v1` at a fixed rate, round-robin over N
 /// twins (`LoadSchedule`), each stamped with the wall clock (moved on a millisecond when a twin's
-/// previous reading has the same time, so nothing is late). Much cheaper than `twinctl fleet`,
-/// which steps every twin's model: on a shared 2-core machine the load generator's own CPU is
-/// taken from the pipeline it measures.
+/// previous reading has the same time, so nothing is late). Unlike `twinctl fleet` it steps no
+/// model, and it reports its own CPU (`cpuSeconds`): on a shared 2-core machine the load
+/// generator's CPU is taken from the pipeline it measures (4-20 µs per reading in
+/// `Benchmarks/e2e.sh` runs, depending on the rate).
 ///
 /// Prints a `progress` line every `--progress-ms` and a final `summary {json}` line: offered
 /// (rate × seconds), sent, delivered, failed, and skipped (readings the schedule was more than
