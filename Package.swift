@@ -47,6 +47,7 @@ let package = Package(
         shared("ModelLoading", ["Models", "ServiceKit"]),
         shared("Simulation", ["Models", "JSON"]),
         shared("Drift"),
+        shared("LoadGen"),
         shared("Fleet", ["Simulation", "Models", "Contracts", "JSON"]),
         shared("Simulator", ["Simulation", "Models", "Contracts", "JSON", "Kafka", "ServiceKit", "Durations"]),
         shared("DriftMonitor", ["Drift", "Models", "Contracts", "JSON", "TwinQuery", "ServiceKit", "Durations", "Stage", "Kafka", "Simulator"]),
@@ -64,7 +65,7 @@ let package = Package(
         service("simulator-worker", ["Simulator", "ModelLoading", "ServiceKit"]),
         service("query-api", ["QueryAPI", "Views", "TwinQuery", "ModelLoading", "ServiceKit", "Kafka", "Durations"]),
         service("drift-monitor", ["DriftMonitor", "Stage", "ModelLoading", "ServiceKit", "Contracts"]),
-        service("twinctl", ["ServiceKit", "Kafka", "Contracts", "HTTP", "JSON", "JSONSchema", "Models", "Durations", "Fleet", "Simulation", "Sockets"]),
+        service("twinctl", ["ServiceKit", "Kafka", "Contracts", "HTTP", "JSON", "JSONSchema", "Models", "Durations", "Fleet", "Simulation", "Sockets", "LoadGen"]),
 
         // Fuzz targets: built with `-Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING` they are libFuzzer
         // binaries; built normally they replay the corpus files given as arguments.
@@ -99,6 +100,7 @@ let package = Package(
         tests("ServiceKitTests", ["ServiceKit", "HTTP", "Kafka", "Contracts"]),
         tests("ModelsTests", ["Models", "JSON", "JSONSchema", "Contracts"]),
         tests("SimulationTests", ["Simulation", "Models", "JSON"]),
+        tests("LoadGenTests", ["LoadGen"]),
         tests("FleetTests", ["Fleet", "Simulation", "Simulator", "Models", "Contracts", "JSON"]),
         tests("SimulatorTests", ["Simulator", "Simulation", "Models", "Contracts", "JSON", "Kafka", "ServiceKit"]),
         tests("DriftMonitorTests", ["DriftMonitor", "Drift", "Simulation", "Simulator", "TestSupport", "Models", "ModelLoading", "Contracts", "JSON", "Kafka", "ServiceKit", "Stage"]),

@@ -57,7 +57,11 @@ for _ in $(seq 1 100); do
 done
 [[ -n "$B" ]] || { cat "$WORK/broker.err" >&2; exit 1; }
 echo "# broker at $B, $PARTITIONS partitions per topic; filling telemetry.raw.v1 with $N readings" >&2
-"$BIN/twinctl" fleet --brokers "$B" --twins "$TWINS" --ticks $(( N / TWINS )) --interval-ms 0 >/dev/null
+# A backlog is a minute of simulated time per tick: it starts that many minutes ago, so no reading
+# is further ahead of the clock than the ingestor's MAX_FUTURE_SKEW (5 min) — from now on, all but
+# the first five ticks would be dead-lettered as future_timestamp and the run would measure that.
+"$BIN/twinctl" fleet --brokers "$B" --twins "$TWINS" --ticks $(( N / TWINS )) --interval-ms 0 \
+    --start $(( $(date +%s%3N) - N / TWINS * 60000 )) >/dev/null
 N=$(( N / TWINS * TWINS ))
 # Side by side (pipeline-ab.sh): say the raw topic is full, and start the services only when the
 # other run's is too, so both measure over the same seconds (filling takes longer than measuring).

@@ -1,3 +1,4 @@
+import Contracts
 import Durations
 import Foundation
 import Kafka
@@ -62,9 +63,54 @@ func runBench(_ args: Arguments) async throws {
         await consumer.close()
         let seconds = elapsed.seconds
         printNow("consumed \(received) messages in \(String(format: "%.3f", seconds)) seconds: \(Int(Double(received) / seconds)) msg/s (\(bytes) bytes)")
+    case "relay":
+        try await runRelay(args, from: topic, count: count, config: config)
     default:
-        throw UsageError("bench needs 'produce' or 'consume'")
+        throw UsageError("bench needs 'produce', 'consume' or 'relay'")
     }
+}
+
+/// `twinctl bench relay --topic FROM --to TO --count N --partitions P`: the ceiling of a stage hop
+/// on this Kafka layer. Reads FROM's partitions 0..<P from the beginning and sends each message's
+/// key, value and headers unchanged to the same partition of TO — a stage with no parsing and no
+/// work — batches pipelined as the stages do (up to 8 awaiting the broker). Two relays in a chain
+/// (raw → ingested → valid) are the "raw relay ceiling" of `Benchmarks/e2e.sh`. Prints the epoch
+/// milliseconds of the first message read and of the last delivery report, so a chain's rate is
+/// measured from its first hop's start to its last hop's end.
+func runRelay(_ args: Arguments, from topic: String, count: Int, config: KafkaConfiguration) async throws {
+    guard let to = args.string("to") else { throw UsageError("bench relay needs --to TOPIC") }
+    let partitions = try args.int("partitions", default: 1)
+    let consumer = try KafkaConsumer(configuration: config, readingFromBeginning: (0..<partitions).map { TopicPartition(topic, Int32($0)) })
+    let producer = try KafkaProducer(configuration: config)
+    var pending: [PendingBatch] = []
+    var (relayed, failed) = (0, 0)
+    var firstRead: Int64?
+    let deadline = ContinuousClock.now + .seconds(Double(try args.int("timeout", default: 300)))
+    while relayed < count && ContinuousClock.now < deadline {
+        let batch = try await consumer.poll(maxMessages: 4000, timeout: .milliseconds(100))
+        guard !batch.isEmpty else { continue }
+        if firstRead == nil { firstRead = Timestamp.now }
+        let out = batch.prefix(count - relayed).map { OutgoingMessage(topic: to, key: $0.key, value: $0.value, headers: $0.headers, partition: $0.partition) }
+        relayed += out.count
+        pending.append(await producer.enqueueAll(out, queueFullTimeout: .seconds(60)))
+        if pending.count >= 8 { failed += await settle(pending.removeFirst()).failed }
+    }
+    for batch in pending { failed += await settle(batch).failed }
+    let lastDelivered = Timestamp.now
+    await consumer.close()
+    await producer.close()
+    printNow("relayed \(relayed) messages from \(topic) to \(to): first-read-ms=\(firstRead ?? 0) last-delivered-ms=\(lastDelivered) failed=\(failed)")
+    if relayed < count || failed > 0 { throw BenchFailure(description: "relayed \(relayed) of \(count) messages, \(failed) not delivered") }
+}
+
+/// How many messages of a batch were delivered and how many failed, once none is in flight.
+func settle(_ batch: PendingBatch) async -> (delivered: Int, failed: Int) {
+    let outcome = await batch.outcome()
+    var delivered = 0
+    for result in outcome.results {
+        if case .success? = result { delivered += 1 }
+    }
+    return (delivered, outcome.results.count - delivered)
 }
 
 /// A telemetry-like JSON reading padded to `size` bytes.

@@ -35,7 +35,11 @@ usage: twinctl COMMAND [options]
                                                 publish --value or each stdin line as a message
   tail     --topic T [--group G] [--count N] [--timeout SECONDS]    print messages as JSON lines
   topics   create|list [--replication-factor N]  create the platform topics on a real cluster
-  bench    produce|consume --topic T [--count N] [--size BYTES] [--partitions N]
+  bench    produce|consume|relay --topic T [--count N] [--size BYTES] [--partitions N] [--to T2]
+                                                raw Kafka client rates; relay copies T to T2 unparsed
+  load     --rate R --twins N --seconds S [--prefix load-] [--tick-ms 10] [--max-behind-ms 1000]
+                                                offer pre-made pump@1 readings to telemetry.raw.v1 at a
+                                                fixed rate (benchmarks); prints offered/sent/delivered
   seed-twins [--brokers B] --count N [--tenant T] [--model pump@1] [--prefix pump-] [--relate-every K]
                                                 publish N twin states (<prefix>000000…) to twin.state.v1
   keys     add --tenant T --scopes read,write,ingest,simulate,admin [--file PATH]
@@ -63,7 +67,7 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 // How `twinctl up` starts a service (see `runChild`); not a command for users.
 if arguments.first == "__child" { runChild(Array(arguments.dropFirst())) }
 /// Commands that talk to a Kafka broker: checked to answer before they start (see `BrokerAddress`).
-let brokerCommands: Set<String> = ["fleet", "produce", "tail", "bench", "seed-twins"]
+let brokerCommands: Set<String> = ["fleet", "produce", "tail", "bench", "seed-twins", "load"]
 do {
     var args = try Arguments(arguments)
     if let command = args.positionals.first, args.flag("help") || arguments.contains("-h") {
@@ -85,6 +89,7 @@ do {
     case "tail": try await runTail(args)
     case "topics": try await runTopics(args)
     case "bench": try await runBench(args)
+    case "load": try await runLoad(args)
     case "seed-twins": try await runSeedTwins(args)
     case "health": try await runHealth(args)
     case "simulate": try await runSimulate(args)
