@@ -377,6 +377,16 @@ public struct DriftMonitor: Sendable {
         alert.statistic = Self.finite(statistic)
         alert.eventTime = time
         alert.message = message
+        if var r = alert.recalibration, r.state == "collecting" || r.state == "requested" {
+            // The episode closed before its calibration was applied: the story says so, and the
+            // pending recalibration is dropped with the episode (followRecalibration).
+            r.state = "notApplied"
+            r.reason = "episode_resolved"
+            alert.recalibration = r
+            alert.story.append(DriftAlert.Step(step: "notApplied", at: time,
+                                               message: "Recalibration dropped: the episode closed before a calibration was applied.",
+                                               details: ["reason": .string("episode_resolved")]))
+        }
         alert.story.append(DriftAlert.Step(step: step, at: time, message: message, details: ["statistic": .double(Self.finite(statistic))]))
         if step != "resolved" {
             alert.story.append(DriftAlert.Step(step: "resolved", at: time, message: "Episode closed."))

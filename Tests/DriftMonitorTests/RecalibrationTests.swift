@@ -156,6 +156,32 @@ final class RecalibrationTests: XCTestCase {
         XCTAssertTrue((alerts + more).allSatisfy { $0.twinId == "room-drift" }, "the control room raises nothing")
     }
 
+    /// An episode that closes while its recalibration still collects readings (here: new
+    /// parameters reset the twin) says in its story that the recalibration was dropped, and why.
+    func testAnEpisodeClosingBeforeItsCalibrationSaysTheRecalibrationWasDropped() throws {
+        let seed = Fixtures.seed
+        var s = settings(.auto)
+        s.recalibration.minPoints = 10_000
+        var monitor = DriftMonitor(settings: s, plans: Fixtures.plans(s))
+        var drifting = SyntheticRoom(twinId: "room-drift", seed: seed, tauAfter: 3600, changeAt: 600)
+        let a = drifting.readings(1200)
+        let (raised, _) = feed(&monitor, [a], from: 0) { _ in false }
+        XCTAssertEqual(raised.map(\.status), [.raised], "seed \(seed): collecting, nothing requested yet")
+        XCTAssertEqual(monitor.counters.resets, 0)
+        let plan = monitor.plans.plan("room@1")!
+        let directory = TwinDirectory(plans: monitor.plans)
+        directory.set("acme/room-drift", TwinInfo(model: "room@1", parameters: ["tau": 3600], vector: plan.parameters(["tau": 3600])))
+        var drifting2 = SyntheticRoom(twinId: "room-drift", seed: seed, tauAfter: 3600, changeAt: 600)
+        let later = drifting2.readings(1201)
+        var alerts: [DriftAlert] = []
+        monitor.observe(later[1200], twin: directory.info("acme/room-drift"), now: later[1200].eventTime + 1_000, into: &alerts)
+        let resolved = try XCTUnwrap(alerts.last, "seed \(seed)")
+        XCTAssertEqual(resolved.status, .resolved)
+        XCTAssertEqual(resolved.recalibration?.state, "notApplied")
+        XCTAssertEqual(resolved.recalibration?.reason, "episode_resolved")
+        XCTAssertEqual(resolved.story.map(\.step), ["detected", "notApplied", "reset", "resolved"])
+    }
+
     /// `suggest`: the alert carries the proposal and nothing is applied; the parameters arriving
     /// (the operator's call) close the episode with an `applied` step.
     func testSuggestModeProposesAndTheOperatorsApplyClosesTheEpisode() throws {
