@@ -147,9 +147,10 @@ class Stack:
     broker timings, auto-created twins, the models) and no API keys (AUTH_DISABLED): the
     benchmark measures the pipeline, not key checks."""
 
-    def __init__(self, bin_dir, models, work, base_port, partitions, log=print, extra_env=None):
+    def __init__(self, bin_dir, models, work, base_port, partitions, log=print, extra_env=None, broker_args=()):
         self.bin, self.models, self.work, self.base, self.partitions, self.log = bin_dir, models, work, base_port, partitions, log
         self.extra_env = extra_env or {}
+        self.broker_args = list(broker_args)
         self.pids = {}
         self.procs = {}
         self.ports = {name: base_port + i for i, name in enumerate(SERVICES)}
@@ -160,15 +161,20 @@ class Stack:
     def start(self, ready_timeout=120):
         os.makedirs(self.work, exist_ok=True)
         broker_out = open(os.path.join(self.work, "broker.out"), "w+")
-        p = subprocess.Popen([os.path.join(self.bin, "twinctl"), "broker", "--partitions", str(self.partitions)],
+        p = subprocess.Popen([os.path.join(self.bin, "twinctl"), "broker", "--partitions", str(self.partitions)] + self.broker_args,
                              stdout=broker_out, stderr=open(os.path.join(self.work, "broker.err"), "w"))
         self.procs["broker"], self.pids["broker"] = p, p.pid
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with open(broker_out.name) as f:
-                m = re.search(r"bootstrap\.servers=(\S+)", f.read())
+                printed = f.read()
+            m = re.search(r"bootstrap\.servers=(\S+)", printed)
             if m:
                 self.bootstrap = m.group(1)
+                # The client settings `twinctl up` gives its services (EmbeddedBroker.clientProperties),
+                # printed before the address; an older twinctl that prints none gets the old ones.
+                self.client_env = dict(re.findall(r"^client (KAFKA_[A-Z0-9_]+)=(\S*)$", printed, re.M)) or {
+                    "KAFKA_SESSION_TIMEOUT_MS": "3000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "KAFKA_FETCH_WAIT_MAX_MS": "50"}
                 break
             if p.poll() is not None:
                 raise RuntimeError("twinctl broker exited: " + open(os.path.join(self.work, "broker.err")).read())
@@ -180,8 +186,8 @@ class Stack:
             "KAFKA_BROKERS": self.bootstrap, "LOG_LEVEL": "warning", "MODELS_DIR": self.models,
             "AUTO_CREATE_TWINS": "true", "AUTH_DISABLED": "true", "DEFAULT_TENANT": "default",
             "MODEL_PREFIX_RULES": "pump-=pump,room-=room,battery-=battery",
-            "KAFKA_SESSION_TIMEOUT_MS": "3000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "KAFKA_FETCH_WAIT_MAX_MS": "50",
         })
+        env.update(self.client_env)
         env.update(self.extra_env)
         for name in SERVICES:
             e = dict(env, HTTP_PORT=str(self.ports[name]), STATE_DIR=os.path.join(self.work, "state", name))

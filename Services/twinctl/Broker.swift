@@ -12,7 +12,8 @@ func runBroker(_ args: Arguments) async throws {
     // More partitions than the platform's 6 let benchmarks hold more data: the mock broker keeps
     // only the last ~5 MiB of each partition.
     let partitions = Int32(try args.int("partitions", default: Int(Topic.partitionCount)))
-    let broker = try EmbeddedBroker(brokers: try args.int("brokers-count", default: 1), topics: Topic.allCases.map { ($0.name, partitions) })
+    let broker = try EmbeddedBroker(brokers: try args.int("brokers-count", default: 1), topics: Topic.allCases.map { ($0.name, partitions) },
+                                    debug: args.string("debug"))
     for extra in args.strings("topic") {
         let parts = extra.split(separator: ":")
         guard let name = parts.first, let partitions = parts.count > 1 ? Int32(parts[1]) : Topic.partitionCount else {
@@ -27,6 +28,11 @@ func runBroker(_ args: Arguments) async throws {
         do { port = try server.start() } catch { throw CommandFailure("cannot listen on the admin port: \(error)") }
         admin = server
         printNow("admin=http://127.0.0.1:\(port)")
+    }
+    // The KAFKA_* settings `twinctl up` gives its services for this broker, one `client NAME=VALUE`
+    // line each, so scripts that start services themselves (Benchmarks/e2e) run them the same way.
+    for (property, value) in EmbeddedBroker.clientProperties.sorted(by: { $0.key < $1.key }) {
+        printNow("client \(EnvironmentReader.kafkaVariable(forProperty: property))=\(value)")
     }
     printNow("bootstrap.servers=\(broker.bootstrapServers)")
     printError("embedded broker running; topics: \(Topic.allCases.map(\.name).joined(separator: ", ")). Ctrl-C stops it.")

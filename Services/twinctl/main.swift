@@ -3,9 +3,12 @@ import Foundation
 // twinctl: the operator CLI — embedded broker, local stack, fleet simulator, topic tools.
 let usage = """
 usage: twinctl COMMAND [options]
-  broker   [--topic NAME[:PARTITIONS]]... [--partitions N] [--brokers-count N] [--admin-port P]
+  broker   [--topic NAME[:PARTITIONS]]... [--partitions N] [--brokers-count N] [--admin-port P] [--debug CONTEXTS]
                                                 run the embedded broker (platform topics with N partitions,
-                                                default 6); prints bootstrap.servers=... With --admin-port
+                                                default 6); prints `client KAFKA_...=...` (the settings
+                                                `up` gives its services for it), then bootstrap.servers=...
+                                                --debug mock,protocol: librdkafka debug of the cluster
+                                                (every log append, every request) on stderr. With --admin-port
                                                 (0: any free port) prints admin=URL and takes fault
                                                 injections on 127.0.0.1: POST /down[?broker=N] and
                                                 /up[?broker=N] (the broker refuses connections, then

@@ -30,9 +30,13 @@ public final class EmbeddedBroker: Sendable {
         "session.timeout.ms": "3000", "heartbeat.interval.ms": "500", "fetch.wait.max.ms": "50",
     ]
 
-    /// Starts `brokers` mock brokers and creates `topics` (name → partition count).
-    public init(brokers: Int = 1, topics: [(name: String, partitions: Int32)] = []) throws {
-        let config = KafkaConfiguration(properties: ["log_level": "3"])
+    /// Starts `brokers` mock brokers and creates `topics` (name → partition count). `debug`:
+    /// librdkafka debug contexts of the cluster (`mock` logs every log append with its topic,
+    /// partition and message count; `protocol` every request), written to standard error.
+    public init(brokers: Int = 1, topics: [(name: String, partitions: Int32)] = [], debug: String? = nil) throws {
+        var properties = ["log_level": "3"]
+        if let debug { properties.merge(["debug": debug, "log_level": "7"]) { _, new in new } }
+        let config = KafkaConfiguration(properties: properties)
         let conf = try config.makeNativeConfig(for: RD_KAFKA_PRODUCER)
         rk = try makeClient(RD_KAFKA_PRODUCER, conf)
         guard let cluster = rd_kafka_mock_cluster_new(rk, Int32(brokers)) else {

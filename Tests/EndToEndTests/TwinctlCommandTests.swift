@@ -1,4 +1,6 @@
 import Foundation
+import Kafka
+import ServiceKit
 import TestSupport
 import XCTest
 
@@ -61,5 +63,20 @@ final class TwinctlCommandTests: XCTestCase {
         let simulate = try await twinctl(["simulate", "room-1", "--api", "http://127.0.0.1:\(port)"], in: dir)
         XCTAssertEqual(simulate.status, 1)
         XCTAssertTrue(simulate.error.contains("nothing answers at http://127.0.0.1:\(port) (--api)") && simulate.error.contains("--api"), simulate.error)
+    }
+
+    /// Scripts that start the services themselves (Benchmarks/e2e) read the client settings from
+    /// `twinctl broker`, so they run the services as `twinctl up` does, whatever those settings become.
+    func testBrokerPrintsTheClientSettingsUpGivesItsServicesBeforeItsAddress() async throws {
+        let broker = try ChildProcess("twinctl", ["broker", "--partitions", "1"])
+        defer { broker.signal(SIGTERM) }
+        let up = await Harness.eventually(timeout: .seconds(20)) { broker.output.contains { $0.hasPrefix("bootstrap.servers=") } }
+        XCTAssertTrue(up, "no address: \(broker.output)")
+        let lines = broker.output
+        let address = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("bootstrap.servers=") })
+        let printed = lines[..<address].filter { $0.hasPrefix("client ") }.map { $0.dropFirst("client ".count).split(separator: "=", maxSplits: 1) }
+        let settings = Dictionary(uniqueKeysWithValues: printed.map { (String($0[0]), String($0[1])) })
+        XCTAssertEqual(settings, EnvironmentReader.addingKafkaDefaults(EmbeddedBroker.clientProperties, to: [:]))
+        XCTAssertEqual(settings["KAFKA_FETCH_WAIT_MAX_MS"], EmbeddedBroker.clientProperties["fetch.wait.max.ms"])
     }
 }
