@@ -165,7 +165,7 @@ def run_step(ctx, rate, seconds, label, perf=False):
     stack, sampler, prober = ctx["stack"], ctx["sampler"], ctx["prober"]
     s0 = sampler.sample()
     host0 = host_cpu()
-    load = Load(ctx["bin"], stack.bootstrap, rate, ctx["twins"], seconds, ctx["prefix"])
+    load = Load(ctx["bin"], stack.bootstrap, rate, ctx["twins"], seconds, ctx["prefix"], extra=["--tick-ms", str(ctx["loadTickMs"])])
     profiles = profile(stack, ["state-updater", "query-api"], min(20, seconds / 2), delay=seconds / 4) if perf else {}
     # The mock broker keeps ~5 MiB per partition: a consumer further behind loses what it has not
     # read (and the query view's follower then stays stuck at the lost offset). A step whose lag
@@ -362,7 +362,7 @@ def on_stack(args, name, twins, prefix, port_offset, body, sample_period=1.0):
     stack = start_stack(args, name, port_offset)
     prober = Prober(stack, interval=args.probe_interval)
     sampler = Sampler(stack, period=sample_period)
-    ctx = {"stack": stack, "sampler": sampler, "prober": prober, "twins": twins, "prefix": prefix, "bin": args.bin,
+    ctx = {"stack": stack, "sampler": sampler, "prober": prober, "twins": twins, "prefix": prefix, "bin": args.bin, "loadTickMs": args.load_tick_ms,
            "runs": [], "steps": [], "t0": time.monotonic()}
     sampler.start()
     prober.start()
@@ -576,7 +576,7 @@ def report(args, info, results, baselines, stamp):
           f"on {info['branch']}; binaries {info['binDir']} built {info['binariesBuilt']}; load average at start {info['loadAverageAtStart']:.2f}. "
           f"Command: `{' '.join(sys.argv[1:]) or '(defaults)'}`; {args.partitions} partitions per topic on the stack's embedded broker "
           f"({args.baseline_partitions} for the baselines, as pipeline-throughput.sh runs); STALE_FACTOR={args.stale_factor:g}; "
-          f"release build; every process on the same 2 cores. \"Other load\" is the host's busy cores minus this benchmark's processes "
+          f"load ticks of {args.load_tick_ms} ms; release build; every process on the same 2 cores. \"Other load\" is the host's busy cores minus this benchmark's processes "
           f"(other engineers' builds): figures taken under it are low.", ""]
     summary = []
     rv = baselines.get("rawToValid", {}).get("steady") or baselines.get("rawToValid", {}).get("rate")
@@ -764,6 +764,12 @@ def main():
     # documents per reading measured at 800/s), which the query view then follows: an alert storm
     # that costs more than the pipeline. 3 reproduces it.
     p.add_argument("--stale-factor", type=float, default=1000, help="STALE_FACTOR of the stack (platform default 3)")
+    # The mock broker's work per fetch grows with the message sets a partition holds (it walks the
+    # partition's log from its oldest set): with 10 ms ticks the load wrote sets of 4-5 readings
+    # (~900 bytes), telemetry.raw.v1 held ~6,000 of them per partition, and walking them was most
+    # of the broker's CPU (perf: 77 %). 50 ms ticks write sets of ~18 and halved the broker's CPU
+    # per reading at 2,000/s (Benchmarks/e2e/cost.py); the probes, not the load, measure freshness.
+    p.add_argument("--load-tick-ms", type=int, default=50, help="twinctl load's --tick-ms: one write per partition per tick")
     p.add_argument("--no-baselines", action="store_true", help="skip raw → valid alone and the relay ceiling")
     p.add_argument("--baseline-n", type=int, help="readings of raw → valid alone and the relay (default 200,000; --quick 100,000)")
     p.add_argument("--results", default=os.path.join(ROOT, "Benchmarks", "results"))
