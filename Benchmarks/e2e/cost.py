@@ -38,6 +38,15 @@ def env_pairs(items):
     return out
 
 
+def record(stack, args, label, seconds):
+    """`perf record -g` of each process of `--perf-of` for `seconds`, into `--perf`/<label>-<name>.data."""
+    if not args.perf:
+        return []
+    return [subprocess.Popen(["perf", "record", "-g", "-o", os.path.join(args.perf, f"{label}-{name}.data"), "-p", str(stack.pids[name]),
+                              "--", "sleep", str(seconds)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name in args.perf_of.split(",")]
+
+
 def measure(bin_dir, env, load_args, args, label, port):
     work = tempfile.mkdtemp(prefix="twinstream-idle-")
     stack = Stack(bin_dir, args.models, work, port, args.partitions, log=log, extra_env=dict({"STALE_FACTOR": "1000"}, **env),
@@ -45,15 +54,11 @@ def measure(bin_dir, env, load_args, args, label, port):
     try:
         stack.start()
         time.sleep(args.settle)
-        perf = None
-        if args.perf:
-            perf = subprocess.Popen(["perf", "record", "-g", "-o", os.path.join(args.perf, f"{label}-broker.data"), "-p",
-                                     str(stack.pids["broker"]), "--", "sleep", str(args.seconds)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        perfs = record(stack, args, f"{label}-idle", args.seconds)
         t0, ticks0, host0 = time.monotonic(), {n: proc_ticks(p) for n, p in stack.pids.items()}, host_busy()
         time.sleep(args.seconds)
         t1, ticks1, host1 = time.monotonic(), {n: proc_ticks(p) for n, p in stack.pids.items()}, host_busy()
-        if perf:
+        for perf in perfs:
             perf.wait()
         cpu = {n: (ticks1[n] - ticks0[n]) / HZ / (t1 - t0) * 1000 for n in stack.pids}
         ours = sum(ticks1[n] - ticks0[n] for n in stack.pids)
@@ -69,13 +74,9 @@ def measure(bin_dir, env, load_args, args, label, port):
             load = Load(bin_dir, stack.bootstrap, args.rate, args.twins, args.load_seconds, "cost-", extra=load_args)
             time.sleep(args.load_seconds / 3)
             t0, ticks0, host0, sent0 = time.monotonic(), {n: proc_ticks(p) for n, p in stack.pids.items()}, host_busy(), load.delivered()
-            perf = None
-            if args.perf:
-                perf = subprocess.Popen(["perf", "record", "-g", "-o", os.path.join(args.perf, f"{label}-broker-load.data"), "-p",
-                                         str(stack.pids["broker"]), "--", "sleep", str(args.load_seconds / 3)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            perfs = record(stack, args, f"{label}-load", args.load_seconds / 3)
             time.sleep(args.load_seconds * 2 / 3 - 1)
-            if perf:
+            for perf in perfs:
                 perf.wait()
             t1, ticks1, host1, sent1 = time.monotonic(), {n: proc_ticks(p) for n, p in stack.pids.items()}, host_busy(), load.delivered()
             summary = load.wait()
@@ -137,7 +138,8 @@ def main():
     p.add_argument("--twins", type=int, default=10000)
     p.add_argument("--load-seconds", type=float, default=45)
     p.add_argument("--appends", action="store_true", help="count the broker's log appends per topic (twinctl broker --debug mock)")
-    p.add_argument("--perf", help="directory for `perf record -g` of the broker during each idle window")
+    p.add_argument("--perf", help="directory for `perf record -g` of the broker (or --perf-of) while idle and under load")
+    p.add_argument("--perf-of", default="broker", help="processes to record, e.g. broker,ingestor,validator")
     p.add_argument("--json", help="write every round's figures here")
     p.add_argument("--keep-work", action="store_true")
     args = p.parse_args()

@@ -196,4 +196,27 @@ final class ValidatorTests: XCTestCase {
         XCTAssertTrue(followModelAssignment(tombstone, resolver: resolver))
         XCTAssertNil(resolver.assignment(tenant: "default", twinId: "pump-9"))
     }
+
+    /// The follower's fast paths (an ASCII key decoded directly, the model header compared as
+    /// bytes with the assigned model's) give what decoding gives: ASCII and non-ASCII twin ids are
+    /// assigned, a repeated document keeps the assignment, another model replaces it, and a key
+    /// that is not UTF-8 or has no tenant is refused.
+    func testModelAssignmentFollowerReadsEveryKindOfKeyAndHeader() throws {
+        let (_, resolver) = try makeValidator()
+        func state(_ key: [UInt8], _ model: String) -> KafkaMessage {
+            KafkaMessage(topic: Topic.twinState.name, partition: 0, offset: 0, key: key, value: Array("{}".utf8), headers: [KafkaHeader("model", model)])
+        }
+        for twin in ["pump-1", "pumpé-2/side"] {
+            let key = Array("default/\(twin)".utf8)
+            XCTAssertTrue(followModelAssignment(state(key, "pump@1"), resolver: resolver), twin)
+            XCTAssertEqual(resolver.assignment(tenant: "default", twinId: twin)?.description, "pump@1", twin)
+            XCTAssertTrue(followModelAssignment(state(key, "pump@1"), resolver: resolver), twin)
+            XCTAssertEqual(resolver.assignment(tenant: "default", twinId: twin)?.description, "pump@1", twin)
+            XCTAssertTrue(followModelAssignment(state(key, "pump@2"), resolver: resolver), twin)
+            XCTAssertEqual(resolver.assignment(tenant: "default", twinId: twin)?.description, "pump@2", twin)
+        }
+        XCTAssertFalse(followModelAssignment(state([0xFF, UInt8(ascii: "/"), UInt8(ascii: "a")], "pump@1"), resolver: resolver))
+        XCTAssertFalse(followModelAssignment(state(Array("no-tenant".utf8), "pump@1"), resolver: resolver))
+        XCTAssertEqual(resolver.assignmentCount, 2)
+    }
 }
