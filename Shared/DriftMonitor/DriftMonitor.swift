@@ -75,6 +75,8 @@ public struct DriftMonitor: Sendable {
         public var unknownModel = 0
         /// Standardised residuals fed to detectors.
         public var detectorUpdates = 0
+        /// Residuals skipped because the prediction was not finite.
+        public var nonFinite = 0
         /// Data-drift evaluations.
         public var evaluations = 0
         public var resets = 0
@@ -208,6 +210,9 @@ public struct DriftMonitor: Sendable {
     private mutating func residual(_ watch: inout TwinWatch, _ w: Int, _ r: Double, plan: ModelPlan, reading: Reading, key twinKey: String,
                                    into alerts: inout [DriftAlert]) {
         let name = plan.watched[w].name
+        // A prediction that overflowed (a model diverging under its parameters) says nothing: it must
+        // not reach the warm-up, whose mean and scale it would turn into NaN for good.
+        guard r.isFinite else { counters.nonFinite += 1; return }
         // The common case works on the watch in place: a copy would share the detector's and the event
         // times' buffers, and its first write would copy them (two allocations a reading).
         guard let center = watch.residuals[w].center, let scale = watch.residuals[w].scale else {
@@ -217,7 +222,6 @@ public struct DriftMonitor: Sendable {
             }
             return
         }
-        guard r.isFinite else { return }
         let z = (r - center) / scale
         let t = reading.eventTime
         let alarm = watch.residuals[w].feed(z, at: t, resolveWindow: settings.resolveWindow)

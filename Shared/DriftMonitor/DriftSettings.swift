@@ -15,8 +15,13 @@ public struct DriftSettings: Sendable, Equatable {
     public var horizonMs: Int64?
     public var horizonIntervals = 10
     public var minimumHorizonMs: Int64 = 300_000
-    /// Longest integration step; nil: the model's reporting interval.
+    /// Longest integration step; nil: `defaultStep` (the model's reporting interval, or a
+    /// `horizonSteps`th of the horizon when that is longer).
     public var stepMs: Int64?
+    /// Steps a prediction takes over the horizon at least, by default: a pump reporting every second
+    /// has a 5-minute horizon, and 300 steps of its interval were most of the monitor's cost; a
+    /// sixteenth of it is the history's own resolution (one kept reading per sixteenth).
+    public var horizonSteps: Int64 = 16
     /// Residuals the standardising scale is estimated from (then frozen until a reset).
     public var warmup = 200
     /// Detector per model id; `defaultDetector` for the rest.
@@ -70,6 +75,12 @@ public struct DriftSettings: Sendable, Equatable {
         horizonMs ?? max(Int64(horizonIntervals) * intervalMs, minimumHorizonMs)
     }
 
+    /// The default longest integration step of a model: its interval, or a `horizonSteps`th of
+    /// the horizon when that is longer.
+    public func defaultStep(intervalMs: Int64, horizonMs: Int64) -> Int64 {
+        max(intervalMs, horizonMs / horizonSteps)
+    }
+
     /// The detector of a model id.
     public func detector(model id: String) -> Detector { detectors[id] ?? defaultDetector }
 
@@ -88,7 +99,7 @@ public struct DriftSettings: Sendable, Equatable {
         var s = DriftSettings()
         s.horizonMs = try optionalDuration(env, "DRIFT_HORIZON",
                                            doc: "Prediction horizon of the residual (e.g. 10m); default 10 reporting intervals of the twin's model, at least 5 minutes.")
-        s.stepMs = try optionalDuration(env, "DRIFT_STEP", doc: "Longest integration step of the prediction (e.g. 30s); default the model's reporting interval.")
+        s.stepMs = try optionalDuration(env, "DRIFT_STEP", doc: "Longest integration step of the prediction (e.g. 30s); default the model's reporting interval or a sixteenth of the horizon, whichever is longer (RK4, or the L-stable ROS2 where RK4 would be unstable at that step).")
         s.warmup = try env.int("DRIFT_WARMUP", default: s.warmup, range: 2...1_000_000, doc: "Residuals a property's scale is estimated from, then frozen until the twin is reset.")
         let detectorText = env.string("DRIFT_DETECTOR", default: "adwin",
                                       doc: "Residual detector: adwin, cusum or pageHinkley, for all models or per model (e.g. adwin,room=cusum).")
