@@ -58,8 +58,18 @@ public struct DriftSettings: Sendable, Equatable {
     /// back under `resolveLevel` (in σ).
     public var resolveWindow = 50
     public var resolveLevel = 0.5
-    /// Stale after this many reporting intervals without a reading (the query API's `stale` flag uses the same).
+    /// Stale after this many reporting intervals without a reading (the query API's `stale` flag uses
+    /// the same factor); the interval is the model's, or the twin's observed one when it is longer.
     public var staleFactor = 3.0
+    /// The reporting interval a twin is expected to keep before its pace is observed (fewer than two
+    /// gaps seen; the model's when that is longer). Why: a fleet that reports slower than its model
+    /// declares would otherwise raise and resolve a stale episode on every twin at start.
+    public var staleFirstIntervalMs: Int64 = 60_000
+    /// Event time after a twin's first reading that data drift waits before it takes its reference
+    /// window. Why: a fleet started from cold warms up meanwhile (a pump's casing by ~8 K with a
+    /// 10-minute time constant: after 30 minutes 0.4 K, four times its sensor noise, is still to
+    /// come; after an hour 0.02 K), and a reference taken then made data drift fire on every twin.
+    public var settleMs: Int64 = 3_600_000
     /// A twin's monitor state goes to `drift.state.v1` after this many readings (and at once when an
     /// alert opens or closes).
     public var stateEvery = 60
@@ -119,6 +129,10 @@ public struct DriftSettings: Sendable, Equatable {
                                       doc: "Readings over which a residual alert's mean standardised residual must be back under DRIFT_RESOLVE_LEVEL to resolve.")
         s.resolveLevel = try env.double("DRIFT_RESOLVE_LEVEL", default: s.resolveLevel, range: 0.01...100, doc: "Mean standardised residual (in sigma) under which a residual alert resolves.")
         s.staleFactor = try env.staleFactor()
+        s.staleFirstIntervalMs = try optionalDuration(env, "DRIFT_STALE_FIRST_INTERVAL",
+                                                      doc: "Reporting interval a twin is expected to keep until its own pace is observed (default 1m, or the model's interval when longer); afterwards the twin's observed interval counts when it is longer than the model's.") ?? s.staleFirstIntervalMs
+        s.settleMs = try durationOrZero(env, "DRIFT_SETTLE", default: s.settleMs,
+                                        doc: "Event time after a twin's first reading before data drift takes its reference window (default 1h: a fleet started from cold warms up meanwhile; 0: at once).")
         s.stateEvery = try env.int("DRIFT_STATE_EVERY", default: s.stateEvery, range: 1...1_000_000,
                                    doc: "Readings of a twin between writes of its monitor state to drift.state.v1 (written at once when an alert opens or closes).")
         s.recalibration = try RecalibrationSettings.fromEnvironment(env)
@@ -130,6 +144,16 @@ public struct DriftSettings: Sendable, Equatable {
         guard let text = env.optionalString(name, doc: doc) else { return nil }
         guard let d = EnvironmentReader.parseDuration(text), d > .zero else {
             throw ConfigurationError(code: .invalidValue, variable: name, value: text, expected: "a positive duration such as 30s, 10m or 1h")
+        }
+        return d.milliseconds
+    }
+
+    /// A duration in milliseconds, 0 allowed (`0` or `0s`), `fallback` when the variable is unset.
+    static func durationOrZero(_ env: EnvironmentReader, _ name: String, default fallback: Int64, doc: String) throws -> Int64 {
+        guard let text = env.optionalString(name, doc: doc) else { return fallback }
+        if text == "0" { return 0 }
+        guard let d = EnvironmentReader.parseDuration(text), d >= .zero else {
+            throw ConfigurationError(code: .invalidValue, variable: name, value: text, expected: "a duration such as 0, 30s, 10m or 1h")
         }
         return d.milliseconds
     }
