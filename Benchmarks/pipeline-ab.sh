@@ -11,6 +11,7 @@
 #
 #   Benchmarks/pipeline-ab.sh /tmp/old-release .build/release [ROUNDS]
 #   A_ENV="GLIBC_TUNABLES=..." Benchmarks/pipeline-ab.sh .build/release .build/release   # a setting, not a build
+#   DRIFT=1 Benchmarks/pipeline-ab.sh /tmp/old-release .build/release   # with a drift-monitor each: its CPU per reading too
 set -euo pipefail
 
 A=$1
@@ -34,7 +35,8 @@ for (( r = 1; r <= ROUNDS; r++ )); do
     wait "$b" || status=$?
     (( status == 0 )) || { cat "$OUT/a" "$OUT/b" >&2; exit "$status"; }
     for side in a b; do
-        echo "round $r $side: $(grep -o '= [0-9]* readings/s' "$OUT/$side") | $(grep 'CPU per reading:' "$OUT/$side")" | tee -a "$OUT/all"
+        drift=$(grep -o 'readings/s (validator: [0-9]*); .*CPU [0-9.]* us per reading' "$OUT/$side" | grep -o 'CPU [0-9.]* us' | sed 's/CPU/drift-monitor/' || true)
+        echo "round $r $side: $(grep -o '= [0-9]* readings/s' "$OUT/$side" | head -1) | $(grep 'CPU per reading:' "$OUT/$side")${drift:+, $drift}" | tee -a "$OUT/all"
     done
 done
 python3 - "$OUT/all" <<'PY'
@@ -42,7 +44,7 @@ import re, sys, statistics
 cpu = {"a": {}, "b": {}}
 for line in open(sys.argv[1]):
     side = line.split()[2].rstrip(":")
-    for name, value in re.findall(r"(broker|ingestor|validator) ([\d.]+) us", line):
+    for name, value in re.findall(r"(broker|ingestor|validator|drift-monitor) ([\d.]+) us", line):
         cpu[side].setdefault(name, []).append(float(value))
 for side in "ab":
     print(f"{side}: mean CPU per reading " + ", ".join(f"{n} {statistics.mean(v):.2f} us" for n, v in cpu[side].items()))

@@ -6,6 +6,9 @@
 //
 // Build and run (from the package root):
 //   swift build -c release --product DriftMonitorBench && taskset -c 0 .build/release/DriftMonitorBench [twins] [readings per twin]
+//   BENCH_MODEL=pump .build/release/DriftMonitorBench 200 600   # pumps (pump@1, a reading a second, started
+//       from rest as the fleet starts them): the horizon rule gives them 300 intervals to integrate per reading
+// `DRIFT_STEP_MS` sets `DriftSettings.stepMs` (the longest integration step) for a run.
 // `Benchmarks/drift.sh` runs it after the detector table.
 import Contracts
 import DriftMonitor
@@ -30,8 +33,10 @@ let twins = args.count > 1 ? Int(args[1]) ?? 2000 : 2000
 let perTwin = args.count > 2 ? Int(args[2]) ?? 600 : 600
 let registry = try ModelRegistry(directory: ProcessInfo.processInfo.environment["MODELS_DIR"] ?? "Schemas/models")
 
+let pumps = ProcessInfo.processInfo.environment["BENCH_MODEL"] == "pump"
+
 /// Readings of `twins` rooms, interleaved (one reading of every room, then the next round).
-func makeReadings() -> [Reading] {
+func makeRoomReadings() -> [Reading] {
     var random = SplitMix64(seed: 42)
     func next() -> UInt64 { random.next() }
     func normal() -> Double {
@@ -55,13 +60,48 @@ func makeReadings() -> [Reading] {
     return out
 }
 
-let readings = makeReadings()
+/// Readings of `twins` pumps (pump@1 with its default parameters), one every `BENCH_SPACING_S` (1)
+/// seconds, started from rest towards the default speed as the fleet starts them, with the fleet's
+/// sensor noise.
+func makePumpReadings() -> [Reading] {
+    let spacing = ProcessInfo.processInfo.environment["BENCH_SPACING_S"].flatMap { Int($0) } ?? 1
+    var random = SplitMix64(seed: 42)
+    func normal() -> Double {
+        let u1 = max(random.nextUnit(), 1e-300), u2 = random.nextUnit()
+        return (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
+    }
+    var rpm = [Double](repeating: 0, count: twins), flow = rpm, temperature = [Double](repeating: 15, count: twins)
+    var out: [Reading] = []
+    out.reserveCapacity(twins * perTwin)
+    let start: Int64 = 1_795_219_200_000
+    for k in 0..<perTwin {
+        for i in 0..<twins {
+            let r = rpm[i] / 1450
+            let pressure = max(0, 6.5 * r * r - 0.0007 * flow[i] * flow[i])
+            out.append(Reading(tenant: "bench", twinId: "pump-\(i)", eventId: "p\(i)-\(k)", eventTime: start + Int64(k * spacing) * 1000, model: "pump@1",
+                               values: ["rpm": .double(rpm[i] + 2 * normal()), "flow": .double(flow[i] + 0.2 * normal()),
+                                        "pressure": .double(pressure + 0.02 * normal()), "temperature": .double(temperature[i] + 0.1 * normal()),
+                                        "vibration": .double(2.8 * r * r + 0.05 * normal()), "running": .bool(true)]))
+            for _ in 0..<(100 * spacing) {  // Euler steps of 10 ms (time constants 1.5 s and more)
+                let dt = 0.01
+                let rr = rpm[i] / 1450
+                rpm[i] += dt * (1450 - rpm[i]) / 2
+                flow[i] += dt * (60 * rr - flow[i]) / 1.5
+                temperature[i] += dt * (15 + 8 * rr * rr * rr - temperature[i]) / 600
+            }
+        }
+    }
+    return out
+}
+
+let readings = pumps ? makePumpReadings() : makeRoomReadings()
 
 /// `DRIFT_DATA_PROPERTIES=all` watches every numeric telemetry for data drift, as before the default
 /// became `modelled` (the control input hvacPower included), to compare the alerts.
 func benchSettings() -> DriftSettings {
     var settings = DriftSettings()
     if ProcessInfo.processInfo.environment["DRIFT_DATA_PROPERTIES"] == "all" { settings.defaultDataProperties = .all }
+    if let step = ProcessInfo.processInfo.environment["DRIFT_STEP_MS"].flatMap({ Int64($0) }) { settings.stepMs = step }
     return settings
 }
 
@@ -82,7 +122,8 @@ func measure(_ label: String, evalEvery: Int) -> (rate: Double, monitor: DriftMo
     return (rate, monitor)
 }
 
-print("DriftMonitorBench: \(twins) room twins × \(perTwin) readings (one a minute of event time), one core\n")
+print(pumps ? "DriftMonitorBench: \(twins) pump twins × \(perTwin) readings (one a second of event time), one core\n"
+      : "DriftMonitorBench: \(twins) room twins × \(perTwin) readings (one a minute of event time), one core\n")
 let rssBefore = residentBytes()
 let residual = measure("residual path (prediction + detector), no data drift", evalEvery: 0)
 let rssAfterFirst = residentBytes()
@@ -113,12 +154,12 @@ print("\nmemory per twin: \(estimate) bytes (the monitor's estimate, data drift 
 var bytes = 0
 let t0 = cpuSeconds()
 for i in 0..<twins {
-    bytes += full.monitor.document(key: "bench/room-\(i)", now: 0)?.encoded().count ?? 0
+    bytes += full.monitor.document(key: "bench/\(pumps ? "pump" : "room")-\(i)", now: 0)?.encoded().count ?? 0
 }
 let encodeSeconds = cpuSeconds() - t0
 print(String(format: "drift.state document: %d bytes per twin, %.1f µs to make (written every DRIFT_STATE_EVERY=60 readings: %.2f µs per reading)",
              bytes / max(1, twins), encodeSeconds / Double(twins) * 1e6, encodeSeconds / Double(twins) * 1e6 / 60))
-let sample = full.monitor.document(key: "bench/room-0", now: 0)!.encoded()
+let sample = full.monitor.document(key: pumps ? "bench/pump-0" : "bench/room-0", now: 0)!.encoded()
 var restored = DriftMonitor(settings: full.monitor.settings, plans: full.monitor.plans)
 var r0 = cpuSeconds()
 for _ in 0..<200 { try restored.restore(bytes: sample) }

@@ -40,8 +40,8 @@ public struct Reading: Sendable {
 /// current parameters. Residuals are centred and scaled by the mean and standard deviation of the
 /// first `warmup` of them (frozen until a reset) and fed to the model's detector. Every numeric
 /// telemetry is also compared with a reference window taken after the last reset (data drift), and
-/// each twin is stale after `staleFactor` reporting intervals without a reading (the same rule as
-/// the query API's `stale` flag, `Freshness`).
+/// each twin is stale after `staleFactor` reporting intervals without a reading — the model's
+/// interval, or the twin's observed one when it reports slower (`TwinWatch.expectedIntervalMs`).
 ///
 /// Alerts have hysteresis: per twin, property and kind at most one episode is open; it is one
 /// `raised` and one `resolved` message. A residual episode resolves when the mean standardised
@@ -75,6 +75,8 @@ public struct DriftMonitor: Sendable {
         public var unknownModel = 0
         /// Standardised residuals fed to detectors.
         public var detectorUpdates = 0
+        /// Residuals skipped because the prediction was not finite.
+        public var nonFinite = 0
         /// Data-drift evaluations.
         public var evaluations = 0
         public var resets = 0
@@ -82,7 +84,6 @@ public struct DriftMonitor: Sendable {
 
     public let settings: DriftSettings
     public let plans: ModelPlans
-    let freshness: Freshness
     var twins: [String: TwinWatch] = [:]
     private var heap = DeadlineHeap()
     public private(set) var counters = Counters()
@@ -101,7 +102,6 @@ public struct DriftMonitor: Sendable {
     public init(settings: DriftSettings, plans: ModelPlans) {
         self.settings = settings
         self.plans = plans
-        freshness = Freshness(factor: settings.staleFactor)
     }
 
     // MARK: Readings
@@ -148,6 +148,12 @@ public struct DriftMonitor: Sendable {
             watch.parameters = parameters
             reset(&watch, key: key, plan: plan, at: t, reason: what, into: &alerts)
         }
+        if let last = watch.lastEventTime {
+            watch.note(gap: t - last)
+        } else if watch.settleUntil == nil {
+            // The twin's first reading: data drift's reference waits for the asset to settle.
+            watch.settleUntil = t + settings.settleMs
+        }
         watch.lastEventTime = t
         if let offset { watch.lastOffset = offset }
         if watch.recentIds.count < settings.recentEventIds { watch.recentIds.append(idHash) } else {
@@ -157,13 +163,13 @@ public struct DriftMonitor: Sendable {
 
         // Freshness: a reading makes a stale twin fresh again once it is recent by the same rule.
         let staleKey = TwinWatch.staleKey
-        if !watch.open.isEmpty, let open = watch.open[staleKey], !freshness.isStale(latestEventTime: t, reportingIntervalMs: plan.intervalMs, now: now) {
+        if !watch.open.isEmpty, let open = watch.open[staleKey], !isStale(watch, plan: plan, last: t, now: now) {
             resolve(&watch, staleKey, open, statistic: Double(max(0, now - t)), at: now,
                     message: "\(reading.twinId) reports again (a reading of \(Timestamp.format(t))); it had been silent since \(open.changeStartedAt.map(Timestamp.format) ?? "?").",
                     into: &alerts, key: key)
         }
         if !watch.armed {
-            heap.push(freshness.staleAfter(latestEventTime: t, reportingIntervalMs: plan.intervalMs), key)
+            heap.push(staleAfter(watch, plan: plan, last: t), key)
             watch.armed = true
         }
 
@@ -191,7 +197,7 @@ public struct DriftMonitor: Sendable {
         if !watch.open.isEmpty || watch.recalibration != nil {
             followRecalibration(&watch, key: key, plan: plan, reading: reading, now: now, into: &alerts)
         }
-        if settings.evalEvery > 0 {
+        if settings.evalEvery > 0, t >= watch.settleUntil ?? .min {
             for (i, name) in watch.dataNames.enumerated() {
                 guard let x = values[name]?.doubleValue else { continue }
                 watch.data[i].add(x)
@@ -208,6 +214,9 @@ public struct DriftMonitor: Sendable {
     private mutating func residual(_ watch: inout TwinWatch, _ w: Int, _ r: Double, plan: ModelPlan, reading: Reading, key twinKey: String,
                                    into alerts: inout [DriftAlert]) {
         let name = plan.watched[w].name
+        // A prediction that overflowed (a model diverging under its parameters) says nothing: it must
+        // not reach the warm-up, whose mean and scale it would turn into NaN for good.
+        guard r.isFinite else { counters.nonFinite += 1; return }
         // The common case works on the watch in place: a copy would share the detector's and the event
         // times' buffers, and its first write would copy them (two allocations a reading).
         guard let center = watch.residuals[w].center, let scale = watch.residuals[w].scale else {
@@ -217,7 +226,6 @@ public struct DriftMonitor: Sendable {
             }
             return
         }
-        guard r.isFinite else { return }
         let z = (r - center) / scale
         let t = reading.eventTime
         let alarm = watch.residuals[w].feed(z, at: t, resolveWindow: settings.resolveWindow)
@@ -302,21 +310,40 @@ public struct DriftMonitor: Sendable {
             defer { twins[top.key] = watch }
             watch.armed = false
             guard let plan = plans.plan(watch.model), let last = watch.lastEventTime else { continue }
-            guard freshness.isStale(latestEventTime: last, reportingIntervalMs: plan.intervalMs, now: now) else {
-                heap.push(freshness.staleAfter(latestEventTime: last, reportingIntervalMs: plan.intervalMs), top.key)
+            guard isStale(watch, plan: plan, last: last, now: now) else {
+                heap.push(staleAfter(watch, plan: plan, last: last), top.key)
                 watch.armed = true
                 continue
             }
             let key = TwinWatch.key(.stale, nil)
             guard watch.open[key] == nil, let twin = TwinKey(top.key) else { continue }
-            let limit = settings.staleFactor * Double(plan.intervalMs)
-            let message = "\(twin.twinId) has sent no reading since \(Timestamp.format(last)) (\(Self.duration(now - last)), more than \(Self.number(settings.staleFactor)) reporting intervals of \(Self.duration(plan.intervalMs))): "
+            let expected = expectedInterval(watch, plan: plan)
+            let limit = settings.staleFactor * Double(expected)
+            let pace = expected > plan.intervalMs ? "its own pace of \(Self.duration(expected)) (the model declares \(Self.duration(plan.intervalMs)))" : Self.duration(plan.intervalMs)
+            let message = "\(twin.twinId) has sent no reading since \(Timestamp.format(last)) (\(Self.duration(now - last)), more than \(Self.number(settings.staleFactor)) reporting intervals of \(pace)): "
                 + "check the device, its power, its network or its gateway; its twin shows old values meanwhile."
             raise(&watch, key: top.key, kind: .stale, property: nil, model: plan.ref, detector: "freshness", statistic: Double(now - last),
-                  threshold: limit, window: Int(plan.intervalMs), started: last, at: now, message: message, scale: nil,
+                  threshold: limit, window: Int(expected), started: last, at: now, message: message, scale: nil,
                   details: ["lastReading": .string(Timestamp.format(last)), "reportingIntervalMs": .int(Int(plan.intervalMs)),
-                            "staleFactor": .double(settings.staleFactor)], into: &alerts)
+                            "expectedIntervalMs": .int(Int(expected)), "staleFactor": .double(settings.staleFactor)], into: &alerts)
         }
+    }
+
+    /// The interval a twin's next reading is expected within (ms).
+    func expectedInterval(_ watch: TwinWatch, plan: ModelPlan) -> Int64 {
+        watch.expectedIntervalMs(model: plan.intervalMs, firstIntervalMs: settings.staleFirstIntervalMs)
+    }
+
+    /// When a twin whose newest reading is at `last` becomes stale.
+    func staleAfter(_ watch: TwinWatch, plan: ModelPlan, last: Int64) -> Int64 {
+        last + Int64((settings.staleFactor * Double(expectedInterval(watch, plan: plan))).rounded(.down))
+    }
+
+    /// Whether a twin whose newest reading is at `last` is stale at `now`: more than `staleFactor`
+    /// expected intervals without a reading (a model without an interval: never).
+    func isStale(_ watch: TwinWatch, plan: ModelPlan, last: Int64, now: Int64) -> Bool {
+        guard plan.intervalMs > 0 else { return false }
+        return Double(now) - Double(last) > settings.staleFactor * Double(expectedInterval(watch, plan: plan))
     }
 
     // MARK: Resets and forgetting
@@ -483,7 +510,7 @@ public struct DriftMonitor: Sendable {
         }
         watch.armed = false
         if let last = watch.lastEventTime, let plan = plans.plan(watch.model) {
-            heap.push(freshness.staleAfter(latestEventTime: last, reportingIntervalMs: plan.intervalMs), key)
+            heap.push(staleAfter(watch, plan: plan, last: last), key)
             watch.armed = true
         }
         if watch.recalibration?.simulationId != nil { awaiting.insert(key) }

@@ -15,8 +15,13 @@ public struct DriftSettings: Sendable, Equatable {
     public var horizonMs: Int64?
     public var horizonIntervals = 10
     public var minimumHorizonMs: Int64 = 300_000
-    /// Longest integration step; nil: the model's reporting interval.
+    /// Longest integration step; nil: `defaultStep` (the model's reporting interval, or a
+    /// `horizonSteps`th of the horizon when that is longer).
     public var stepMs: Int64?
+    /// Steps a prediction takes over the horizon at least, by default: a pump reporting every second
+    /// has a 5-minute horizon, and 300 steps of its interval were most of the monitor's cost; a
+    /// sixteenth of it is the history's own resolution (one kept reading per sixteenth).
+    public var horizonSteps: Int64 = 16
     /// Residuals the standardising scale is estimated from (then frozen until a reset).
     public var warmup = 200
     /// Detector per model id; `defaultDetector` for the rest.
@@ -53,8 +58,18 @@ public struct DriftSettings: Sendable, Equatable {
     /// back under `resolveLevel` (in σ).
     public var resolveWindow = 50
     public var resolveLevel = 0.5
-    /// Stale after this many reporting intervals without a reading (the query API's `stale` flag uses the same).
+    /// Stale after this many reporting intervals without a reading (the query API's `stale` flag uses
+    /// the same factor); the interval is the model's, or the twin's observed one when it is longer.
     public var staleFactor = 3.0
+    /// The reporting interval a twin is expected to keep before its pace is observed (fewer than two
+    /// gaps seen; the model's when that is longer). Why: a fleet that reports slower than its model
+    /// declares would otherwise raise and resolve a stale episode on every twin at start.
+    public var staleFirstIntervalMs: Int64 = 60_000
+    /// Event time after a twin's first reading that data drift waits before it takes its reference
+    /// window. Why: a fleet started from cold warms up meanwhile (a pump's casing by ~8 K with a
+    /// 10-minute time constant: after 30 minutes 0.4 K, four times its sensor noise, is still to
+    /// come; after an hour 0.02 K), and a reference taken then made data drift fire on every twin.
+    public var settleMs: Int64 = 3_600_000
     /// A twin's monitor state goes to `drift.state.v1` after this many readings (and at once when an
     /// alert opens or closes).
     public var stateEvery = 60
@@ -68,6 +83,12 @@ public struct DriftSettings: Sendable, Equatable {
     /// The prediction horizon of a model with reporting interval `intervalMs`.
     public func horizon(intervalMs: Int64) -> Int64 {
         horizonMs ?? max(Int64(horizonIntervals) * intervalMs, minimumHorizonMs)
+    }
+
+    /// The default longest integration step of a model: its interval, or a `horizonSteps`th of
+    /// the horizon when that is longer.
+    public func defaultStep(intervalMs: Int64, horizonMs: Int64) -> Int64 {
+        max(intervalMs, horizonMs / horizonSteps)
     }
 
     /// The detector of a model id.
@@ -88,7 +109,7 @@ public struct DriftSettings: Sendable, Equatable {
         var s = DriftSettings()
         s.horizonMs = try optionalDuration(env, "DRIFT_HORIZON",
                                            doc: "Prediction horizon of the residual (e.g. 10m); default 10 reporting intervals of the twin's model, at least 5 minutes.")
-        s.stepMs = try optionalDuration(env, "DRIFT_STEP", doc: "Longest integration step of the prediction (e.g. 30s); default the model's reporting interval.")
+        s.stepMs = try optionalDuration(env, "DRIFT_STEP", doc: "Longest integration step of the prediction (e.g. 30s); default the model's reporting interval or a sixteenth of the horizon, whichever is longer (RK4, or the L-stable ROS2 where RK4 would be unstable at that step).")
         s.warmup = try env.int("DRIFT_WARMUP", default: s.warmup, range: 2...1_000_000, doc: "Residuals a property's scale is estimated from, then frozen until the twin is reset.")
         let detectorText = env.string("DRIFT_DETECTOR", default: "adwin",
                                       doc: "Residual detector: adwin, cusum or pageHinkley, for all models or per model (e.g. adwin,room=cusum).")
@@ -108,6 +129,10 @@ public struct DriftSettings: Sendable, Equatable {
                                       doc: "Readings over which a residual alert's mean standardised residual must be back under DRIFT_RESOLVE_LEVEL to resolve.")
         s.resolveLevel = try env.double("DRIFT_RESOLVE_LEVEL", default: s.resolveLevel, range: 0.01...100, doc: "Mean standardised residual (in sigma) under which a residual alert resolves.")
         s.staleFactor = try env.staleFactor()
+        s.staleFirstIntervalMs = try optionalDuration(env, "DRIFT_STALE_FIRST_INTERVAL",
+                                                      doc: "Reporting interval a twin is expected to keep until its own pace is observed (default 1m, or the model's interval when longer); afterwards the twin's observed interval counts when it is longer than the model's.") ?? s.staleFirstIntervalMs
+        s.settleMs = try durationOrZero(env, "DRIFT_SETTLE", default: s.settleMs,
+                                        doc: "Event time after a twin's first reading before data drift takes its reference window (default 1h: a fleet started from cold warms up meanwhile; 0: at once).")
         s.stateEvery = try env.int("DRIFT_STATE_EVERY", default: s.stateEvery, range: 1...1_000_000,
                                    doc: "Readings of a twin between writes of its monitor state to drift.state.v1 (written at once when an alert opens or closes).")
         s.recalibration = try RecalibrationSettings.fromEnvironment(env)
@@ -119,6 +144,16 @@ public struct DriftSettings: Sendable, Equatable {
         guard let text = env.optionalString(name, doc: doc) else { return nil }
         guard let d = EnvironmentReader.parseDuration(text), d > .zero else {
             throw ConfigurationError(code: .invalidValue, variable: name, value: text, expected: "a positive duration such as 30s, 10m or 1h")
+        }
+        return d.milliseconds
+    }
+
+    /// A duration in milliseconds, 0 allowed (`0` or `0s`), `fallback` when the variable is unset.
+    static func durationOrZero(_ env: EnvironmentReader, _ name: String, default fallback: Int64, doc: String) throws -> Int64 {
+        guard let text = env.optionalString(name, doc: doc) else { return fallback }
+        if text == "0" { return 0 }
+        guard let d = EnvironmentReader.parseDuration(text), d >= .zero else {
+            throw ConfigurationError(code: .invalidValue, variable: name, value: text, expected: "a duration such as 0, 30s, 10m or 1h")
         }
         return d.milliseconds
     }

@@ -268,10 +268,43 @@ struct TwinWatch: Codable, Equatable, Sendable {
     var recalibration: PendingRecalibration?
     var lastRecalibrationAt: Int64?
     var applied: AppliedParameters?
+    /// The last `gapCount` gaps between the event times of consecutive readings (ms), oldest first:
+    /// the twin's observed reporting interval. Optional in the document: states written before it
+    /// restore without it.
+    var gaps: [Int64]?
+    /// Event time of the first reading data drift may use (`DriftSettings.settleMs` after the twin's
+    /// first reading); nil: no settling (states written before it restore and go on as they were).
+    var settleUntil: Int64?
 
     enum CodingKeys: String, CodingKey {
         case model, parameters, lastEventTime, lastOffset, recentIds, history, watchedNames, residuals, dataNames, data, late, repeated
-        case recalibration, lastRecalibrationAt, applied
+        case recalibration, lastRecalibrationAt, applied, gaps, settleUntil
+    }
+
+    static let gapCount = 8
+
+    /// Notes the gap between the newest reading and the one before it.
+    mutating func note(gap: Int64) {
+        guard gap > 0 else { return }
+        var g = gaps ?? []
+        if g.count >= Self.gapCount { g.removeFirst() }
+        g.append(gap)
+        gaps = g
+    }
+
+    /// The interval the twin's next reading is expected within (ms): the model's, or the twin's
+    /// observed one when longer. Observed: the second-longest of the last `gapCount` gaps, so one
+    /// silence (already alerted on) does not stretch it, while a fleet slower than declared is judged
+    /// by its own pace; with one gap, that gap up to `firstIntervalMs`; with none, `firstIntervalMs`
+    /// (a twin not yet seen twice has not shown its pace).
+    func expectedIntervalMs(model: Int64, firstIntervalMs: Int64) -> Int64 {
+        guard let g = gaps, !g.isEmpty else { return max(model, firstIntervalMs) }
+        if g.count == 1 { return max(model, min(g[0], firstIntervalMs)) }
+        var longest: Int64 = 0, second: Int64 = 0
+        for x in g {
+            if x > longest { second = longest; longest = x } else if x > second { second = x }
+        }
+        return max(model, second)
     }
 
     init(plan: ModelPlan, parameters: [Double], settings: DriftSettings) {

@@ -190,4 +190,86 @@ final class MonitorTests: XCTestCase {
         XCTAssertLessThan(monitor.estimatedBytes, 20_000)
         XCTAssertLessThanOrEqual(monitor.estimatedBytes, after3000 + 512, "state stops growing once windows are full (ADWIN grows a row per doubling)")
     }
+
+    /// A pump (model interval 1 s) that reports every 10 s, ticked every second as the service does:
+    /// judged by its own pace, it raises nothing; when it goes silent for 5 minutes it raises one
+    /// episode, resolved by its next reading, and its next ordinary gaps raise nothing again. Under
+    /// the model's interval alone (STALE_FACTOR 3) it raised and resolved an episode on every gap.
+    func testATwinReportingSlowerThanItsModelRaisesNothingAndASilentOneRaisesOnceAndResolvesOnce() {
+        var monitor = DriftMonitor(settings: DriftSettings(), plans: Fixtures.plans(DriftSettings()))
+        var alerts: [DriftAlert] = []
+        var clock = Fixtures.start
+        func pump(_ k: Int) -> Reading {
+            Reading(tenant: "acme", twinId: "pump-1", eventId: "p\(k)", eventTime: clock, model: "pump@1",
+                    values: ["rpm": 1450, "flow": 60, "pressure": 3.98, "temperature": 23, "vibration": 2.8])
+        }
+        var k = 0
+        func run(seconds: Int, reporting: Bool) {
+            for second in 0..<seconds {
+                if reporting && second % 10 == 0 { monitor.observe(pump(k), now: clock + 200, into: &alerts); k += 1 }
+                clock += 1000
+                monitor.tick(now: clock, into: &alerts)
+            }
+        }
+        run(seconds: 600, reporting: true)
+        XCTAssertEqual(alerts.map(\.message), [], "a twin keeping its own pace is not stale")
+        run(seconds: 300, reporting: false)
+        XCTAssertEqual(alerts.map(\.status), [.raised], "silent for 5 minutes: one episode")
+        XCTAssertEqual(alerts.first?.kind, .stale)
+        XCTAssertEqual(alerts.first?.window, 10_000, "judged by its pace of 10 s")
+        XCTAssertTrue(alerts.first?.message.contains("its own pace of 10 s (the model declares 1 s)") == true, alerts.first?.message ?? "")
+        run(seconds: 600, reporting: true)
+        XCTAssertEqual(alerts.map(\.status), [.raised, .resolved], "resolved by the next reading, not raised again on the following gaps")
+        XCTAssertEqual(alerts.last?.eventTime, Fixtures.start + 900_000 + 200)
+    }
+
+    /// A reference window taken while the asset warms up from cold (humidity settling from 53 % to
+    /// 45 % with a 10-minute time constant) made data drift fire once the warm-up was over; after the
+    /// default settle period (DRIFT_SETTLE, 1 h of event time) the reference is the settled asset.
+    func testDataDriftWaitsForTheSettlePeriodBeforeItsReference() {
+        func alerts(settleMs: Int64) -> [DriftAlert] {
+            var s = DriftSettings()
+            s.evalEvery = 25
+            s.settleMs = settleMs
+            var monitor = DriftMonitor(settings: s, plans: Fixtures.plans(s))
+            var random = SeededRandom(seed: Fixtures.seed &+ 11)
+            var out: [DriftAlert] = []
+            for k in 0..<900 {
+                let t = Double(k) * 10  // a reading every 10 s for 2.5 h
+                let humidity = 45 + 8 * exp(-t / 600) + 0.5 * random.normal()
+                let r = Reading(tenant: "acme", twinId: "room-1", eventId: "e\(k)", eventTime: Fixtures.start + Int64(t * 1000), model: "room@1",
+                                values: ["humidity": .double(humidity)])
+                monitor.observe(r, now: r.eventTime, into: &out)
+            }
+            return out.filter { $0.kind == .data }
+        }
+        XCTAssertGreaterThan(alerts(settleMs: 0).filter { $0.status == .raised }.count, 0, "seed \(Fixtures.seed): a reference taken at once sees the warm-up")
+        XCTAssertEqual(alerts(settleMs: DriftSettings().settleMs).map(\.message), [], "seed \(Fixtures.seed)")
+        XCTAssertEqual(DriftSettings().settleMs, 3_600_000)
+    }
+
+    /// A drift.state document written before the observed reporting gaps and the settle period
+    /// existed (no `gaps`, no `settleUntil` in its monitor object) still restores, and the twin goes on
+    /// as the one that wrote it (its settle period long over, its windows as they were).
+    func testAStateDocumentWithoutGapsOrSettleRestores() throws {
+        var s = DriftSettings()
+        s.evalEvery = 40
+        let plans = Fixtures.plans(s)
+        var original = DriftMonitor(settings: s, plans: plans)
+        var room = SyntheticRoom(twinId: "room-1", seed: Fixtures.seed &+ 5)
+        let readings = room.readings(400)
+        _ = original.run(Array(readings[..<200]))
+        let saved = try XCTUnwrap(original.document(key: key, now: 42)).encoded()
+        guard case .object(var document) = try JSON(parsing: saved), case .object(var monitor)? = document["monitor"] else { return XCTFail("no monitor object") }
+        XCTAssertNotNil(monitor["gaps"])
+        XCTAssertNotNil(monitor["settleUntil"])
+        monitor["gaps"] = nil
+        monitor["settleUntil"] = nil
+        document["monitor"] = .object(monitor)
+        var restored = DriftMonitor(settings: s, plans: plans)
+        try restored.restore(bytes: JSON.object(document).serialized())
+        XCTAssertTrue(restored.holds(key))
+        XCTAssertEqual(restored.run(Array(readings[200...])), original.run(Array(readings[200...])), "seed \(Fixtures.seed): it goes on as the twin it was")
+        XCTAssertEqual(restored.lastEventTime(key), readings.last?.eventTime)
+    }
 }
