@@ -121,7 +121,11 @@ public struct DriftMonitor: Sendable {
         var table = twins
         twins = [:]
         defer { twins = table }
-        if table.index(forKey: key) == nil { table[key] = TwinWatch(plan: plan, parameters: parameters, settings: settings) }
+        if table.index(forKey: key) == nil {
+            var fresh = TwinWatch(plan: plan, parameters: parameters, settings: settings)
+            fresh.stagger(key: key, settings: settings)
+            table[key] = fresh
+        }
         return apply(reading, key: key, to: &table[key]!, plan: plan, parameters: parameters, offset: offset, now: now, into: &alerts)
     }
 
@@ -514,6 +518,8 @@ public struct DriftMonitor: Sendable {
             watch.armed = true
         }
         if watch.recalibration?.simulationId != nil { awaiting.insert(key) }
+        // Not saved: a restored fleet starts its cycles spread, as a new one does.
+        watch.sinceWrite = TwinWatch.phase(of: key, period: settings.stateEvery)
         twins[key] = watch
     }
 
