@@ -88,15 +88,13 @@ public final class QueryViews: Sendable {
         driftStates = LatestDocuments(capacity: limits.driftStates)
     }
 
-    /// Where each partition of each followed topic starts.
-    public func startOffsets(partitions: Int32 = Topic.partitionCount) -> [TopicPartition: KafkaConsumer.StartOffset] {
-        var starts: [TopicPartition: KafkaConsumer.StartOffset] = [:]
-        for p in 0..<partitions {
-            starts[TopicPartition(Topic.twinState.name, p)] = .beginning
-            starts[TopicPartition(Topic.driftState.name, p)] = .beginning
-            for topic in [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationRequests, .simulationResults, .telemetryDeadLetter] {
-                starts[TopicPartition(topic.name, p)] = .tail(limits.replayPerPartition)
-            }
+    /// Where every partition of each followed topic starts (how many partitions a topic has is
+    /// the cluster's answer, not `Topic.partitionCount`: a view that read only the platform's
+    /// default 6 of 24 held a quarter of the twins).
+    public func topicStarts() -> [String: KafkaConsumer.StartOffset] {
+        var starts: [String: KafkaConsumer.StartOffset] = [Topic.twinState.name: .beginning, Topic.driftState.name: .beginning]
+        for topic in [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationRequests, .simulationResults, .telemetryDeadLetter] {
+            starts[topic.name] = .tail(limits.replayPerPartition)
         }
         return starts
     }
@@ -208,11 +206,12 @@ public final class QueryViews: Sendable {
 }
 
 extension TopicFollower {
-    /// Follows every topic of `QueryViews` (each partition from its start in `startOffsets`) and
-    /// applies each message; registers the view sizes in `/metrics`.
+    /// Follows every partition of every topic of `QueryViews` (each from its start in
+    /// `topicStarts`) and applies each message; registers the view sizes in `/metrics`.
     public static func queryViews(context: ServiceContext, views: QueryViews) throws -> TopicFollower {
         views.registerMetrics(context.metrics)
-        return try TopicFollower(context: context, purpose: "query views", reading: views.startOffsets(),
+        return try TopicFollower(context: context, purpose: "query views", readingEveryPartitionOf: views.topicStarts(),
+                                 fallbackPartitions: Topic.partitionCount,
                                  apply: views.apply, onStop: views.events.close)
     }
 }
