@@ -158,3 +158,88 @@ public struct TwinChange: ContractDocument, Sendable, Equatable {
         }
     }
 }
+
+extension TwinChange {
+    /// The change read member by member, without a JSON tree (the query view reads one per
+    /// reading). Nil for anything but the plain shape the state-updater writes — a `reason`, a
+    /// null or wrong type where the contract wants a value, damaged JSON: `init(bytes:)` then
+    /// decides, and names the problem. What it returns equals what `init(bytes:)` decodes
+    /// (`ContractsTests.testTwinChangeReadDirectlyAgreesWithDecodingTheTree`).
+    public static func readDirectly(_ bytes: [UInt8]) -> TwinChange? {
+        var paths = StringInterner(capacity: 1)
+        return readDirectly(bytes, paths: &paths)
+    }
+
+    /// `readDirectly(_:)` with the entries' paths taken from `paths` (the same few, change after
+    /// change: no allocation per path).
+    public static func readDirectly(_ bytes: [UInt8], paths: inout StringInterner) -> TwinChange? {
+        try? JSONMemberReader.read(bytes) { r in
+            var tenant: String?, twinId: String?, model: String?, version: Int64?, kind: Kind?, at: Int64?
+            var eventId: String?, eventTime: Int64?, commandId: String?, commandType: String?, cause: String?
+            var late: Bool?, changes: [Entry]?
+            try r.beginObject()
+            while let key = try r.nextKey() {
+                if key == "tenant" { tenant = try r.requireString() }
+                else if key == "twinId" { twinId = try r.requireString() }
+                else if key == "version" { version = try r.requireInt64() }
+                else if key == "kind" { kind = try r.requireKind() }
+                else if key == "at" { at = try r.requireTime() }
+                else if key == "eventId" { eventId = try r.requireOptionalString() }
+                else if key == "eventTime" { eventTime = try r.requireTime() }
+                else if key == "late" { late = try r.requireBool() }
+                else if key == "changes" { changes = try r.requireEntries(paths: &paths) }
+                else if key == "model" { model = try r.requireOptionalString() }
+                else if key == "commandId" { commandId = try r.requireOptionalString() }
+                else if key == "commandType" { commandType = try r.requireOptionalString() }
+                else if key == "cause" { cause = try r.requireOptionalString() }
+                else if key == "reason" { throw NotDirectlyReadable() }  // rejected commands: rare, the tree reads them
+                else { try r.skipValue() }
+            }
+            try r.finish()
+            guard let tenant, let twinId, let version, version >= 0, let kind, let at, late != nil, let changes else { throw NotDirectlyReadable() }
+            switch kind {
+            case .telemetry where eventId == nil || eventTime == nil: throw NotDirectlyReadable()
+            case .rejected: throw NotDirectlyReadable()  // needs a reason
+            default: break
+            }
+            return TwinChange(tenant: tenant, twinId: twinId, model: model, version: version, kind: kind, at: at, eventId: eventId,
+                              eventTime: eventTime, commandId: commandId, commandType: commandType, cause: cause, changes: changes)
+        }
+    }
+}
+
+extension JSONMemberReader {
+    /// A change kind's name.
+    fileprivate mutating func requireKind() throws -> TwinChange.Kind {
+        guard let name = try readStringBytes() else { throw NotDirectlyReadable() }
+        if name == "telemetry" { return .telemetry }
+        if name == "command" { return .command }
+        if name == "rejected" { return .rejected }
+        throw NotDirectlyReadable()
+    }
+
+    /// The `changes` array, each entry as `TwinChange.init(json:)` reads it.
+    fileprivate mutating func requireEntries(paths: inout StringInterner) throws -> [TwinChange.Entry] {
+        try beginArray()
+        var entries: [TwinChange.Entry] = []
+        while try nextElement() {
+            try beginObject()
+            var path: String?, old: JSON?, new: JSON?, oldTime: Int64?, newTime: Int64?, late: Bool?
+            while let key = try nextKey() {
+                if key == "path" {
+                    guard let read = try readString(interning: &paths) else { throw NotDirectlyReadable() }
+                    path = read
+                }
+                else if key == "new" { new = try readValue() }
+                else if key == "old" { old = try readValue() }
+                else if key == "newTime" { newTime = try requireTime() }
+                else if key == "oldTime" { oldTime = try requireTime() }
+                else if key == "late" { late = try requireBool() }
+                else { try skipValue() }
+            }
+            guard let path, path.hasPrefix("/"), let late else { throw NotDirectlyReadable() }
+            entries.append(TwinChange.Entry(path: path, old: old, new: new, oldTime: oldTime, newTime: newTime, late: late))
+        }
+        return entries
+    }
+}

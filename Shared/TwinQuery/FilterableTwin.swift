@@ -48,12 +48,14 @@ public struct Freshness: Sendable, Equatable {
 /// shared box, so copying a record (as every filter and sort pass does) costs one reference
 /// count, not one per field of the state.
 public struct QueryTwin: FilterableTwin, Sendable, Equatable {
-    final class Storage: Sendable {
-        let state: TwinState
-        let latestEventTime: Int64?
+    /// Mutated only while uniquely referenced (`apply(_:)`, under the view's lock), so no reader
+    /// ever sees it change: every holder of a shared one keeps it as it was.
+    final class Storage: @unchecked Sendable {
+        var state: TwinState
+        var latestEventTime: Int64?
         // Names and values apart: a lookup then touches neither units nor event ids.
         let names: [String]
-        let values: [JSON]
+        var values: [JSON]
         let twinId: String
         let model: String?
         let metadata: JSONObject
@@ -72,7 +74,7 @@ public struct QueryTwin: FilterableTwin, Sendable, Equatable {
         }
     }
 
-    let storage: Storage
+    var storage: Storage
     public let reportingIntervalMs: Int64?
     public let freshness: Freshness
 
@@ -84,26 +86,58 @@ public struct QueryTwin: FilterableTwin, Sendable, Equatable {
 
     public var state: TwinState { storage.state }
 
-    /// The twin after a `telemetry` change event of the next version: its values replace the
-    /// properties they name (late ones do not), as the state-updater's fold did, so the view can
-    /// follow readings from `twin.changes.v1` without decoding each state document. Nil when the
-    /// change cannot be applied exactly from this version: another version, not a reading, or a
-    /// property the twin does not have yet (its unit and `missing` come with the state document).
-    /// `sync` stays the previous document's (restore bookkeeping, which readers ignore).
+    /// The twin after a `telemetry` change event of the next version (see `apply(_:)`); nil
+    /// when the change does not apply exactly.
     public func applying(_ change: TwinChange) -> QueryTwin? {
-        guard change.kind == .telemetry, change.version == version + 1, let eventId = change.eventId else { return nil }
-        var next = storage.state
-        for entry in change.changes where !entry.late {
-            guard entry.path.utf8.starts(with: "/properties/".utf8), let value = entry.new, let eventTime = entry.newTime ?? change.eventTime else { return nil }
-            let name = entry.path.utf8.dropFirst(12)
-            guard let i = next.properties.firstIndex(where: { $0.name.utf8.elementsEqual(name) }) else { return nil }
-            next.properties[i].property = TwinState.Property(value: value, unit: next.properties[i].property.unit, eventTime: eventTime,
-                                                             ingestTime: change.at, eventId: eventId)
-        }
-        next.version = change.version
-        next.updatedAt = change.at
-        return QueryTwin(next, reportingIntervalMs: reportingIntervalMs, freshness: freshness)
+        var next = self
+        return next.apply(change) ? next : nil
     }
+
+    /// Applies a `telemetry` change event of the next version: its values replace the properties
+    /// they name (late ones do not), as the state-updater's fold did, so the view can follow
+    /// readings from `twin.changes.v1` without decoding each state document. False, with the
+    /// twin unchanged, when the change cannot be applied exactly from this version: another
+    /// version, not a reading, or a property the twin does not have yet (its unit and `missing`
+    /// come with the state document). `sync` stays the previous document's (restore bookkeeping,
+    /// which readers ignore). The state is updated in place when this record is its only holder
+    /// (the view's, once readers let go), else copied first.
+    public mutating func apply(_ change: TwinChange) -> Bool {
+        guard change.kind == .telemetry, change.version == version + 1, let eventId = change.eventId else { return false }
+        // Checked in full before anything changes.
+        for entry in change.changes where !entry.late {
+            guard entry.new != nil, entry.newTime ?? change.eventTime != nil, propertyIndex(entry.path) != nil else { return false }
+        }
+        if !isKnownUniquelyReferenced(&storage) { storage = Storage(storage.state) }
+        let s = storage
+        for entry in change.changes where !entry.late {
+            let i = propertyIndex(entry.path)!, value = entry.new!
+            s.state.properties[i].property = TwinState.Property(value: value, unit: s.state.properties[i].property.unit,
+                                                                eventTime: entry.newTime ?? change.eventTime!, ingestTime: change.at, eventId: eventId)
+            s.values[i] = value
+        }
+        s.state.version = change.version
+        s.state.updatedAt = change.at
+        s.latestEventTime = s.state.properties.lazy.map(\.property.eventTime).max()
+        return true
+    }
+
+    /// The index of the property a change path (`/properties/<name>`) names; nil for another path.
+    private func propertyIndex(_ path: String) -> Int? {
+        var path = path
+        return path.withUTF8 { p -> Int? in
+            guard p.count > 12, p.starts(with: "/properties/".utf8) else { return nil }
+            let name = UnsafeBufferPointer(rebasing: p[12...])
+            let names = storage.names
+            var i = 0
+            while i < names.count {
+                var n = names[i]
+                if n.withUTF8({ $0.count == name.count && $0.elementsEqual(name) }) { return i }
+                i += 1
+            }
+            return nil
+        }
+    }
+
     /// The newest `eventTime` among the properties, nil without properties.
     public var latestEventTime: Int64? { storage.latestEventTime }
     public var twinId: String { storage.twinId }

@@ -228,20 +228,33 @@ public struct TwinHistory: Sendable {
     }
 
     /// Records every property entry (`/properties/<name>` with a new value and event time) of
-    /// `change`, late ones included.
-    public mutating func record(_ change: TwinChange) {
-        guard change.kind == .telemetry || change.kind == .command else { return }
+    /// `change`, late ones included; returns how many points the twin holds more than before
+    /// (fewer when bounds evicted some).
+    @discardableResult
+    public mutating func record(_ change: TwinChange) -> Int {
+        guard change.kind == .telemetry || change.kind == .command else { return 0 }
+        var added = 0
         for entry in change.changes {
-            guard entry.path.hasPrefix("/properties/"), let value = entry.new,
-                  let time = entry.newTime ?? change.eventTime else { continue }
-            let name = String(entry.path.dropFirst("/properties/".count))
-            if properties[name] == nil {
+            guard entry.path.utf8.starts(with: "/properties/".utf8), let value = entry.new,
+                  let time = entry.newTime ?? change.eventTime, let name = String(entry.path.utf8.dropFirst(12)) else { continue }
+            let point = HistoryPoint(eventTime: time, value: value, late: entry.late)
+            if let i = properties.index(forKey: name) {
+                let before = properties.values[i].count
+                properties.values[i].insert(point)
+                added += properties.values[i].count - before
+            } else {
                 guard properties.count < maxProperties else { ignored += 1; continue }
-                properties[name] = PropertyHistory(retention: retention)
+                var history = PropertyHistory(retention: retention)
+                history.insert(point)
+                properties[name] = history
+                added += history.count
             }
-            properties[name]!.insert(HistoryPoint(eventTime: time, value: value, late: entry.late))
         }
+        return added
     }
+
+    /// Points held over all properties.
+    public var pointCount: Int { properties.values.reduce(0) { $0 + $1.count } }
 
     public subscript(property name: String) -> PropertyHistory? { properties[name] }
 
