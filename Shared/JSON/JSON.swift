@@ -199,3 +199,12 @@ func memcmpBytes(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int)
     }
     return true
 }
+
+extension JSON {
+    /// Whether two byte runs are equal (eight bytes at a time): for readers that compare what
+    /// they read with what they hold without making Strings.
+    @inlinable
+    public static func bytesEqual(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        a.count == b.count && (a.isEmpty || memcmpBytes(a.baseAddress!, b.baseAddress!, a.count))
+    }
+}

@@ -36,8 +36,13 @@ public struct JSONMemberReader {
 
     /// Enters the object that must come next (the document itself, or the value of the key just read).
     public mutating func beginObject() throws {
+        try enter(UInt8(ascii: "{"), expecting: "an object")
+    }
+
+    /// Consumes the opening `bracket` of a container that must come next.
+    private mutating func enter(_ bracket: UInt8, expecting what: String) throws {
         parser.skipWhitespace()
-        guard parser.pos < parser.end, parser.buf[parser.pos] == UInt8(ascii: "{") else { throw parser.unexpected("an object") }
+        guard parser.pos < parser.end, parser.buf[parser.pos] == bracket else { throw parser.unexpected(what) }
         openObjects += 1
         try parser.checkDepth(openObjects)
         parser.pos += 1
@@ -74,12 +79,7 @@ public struct JSONMemberReader {
 
     /// Enters the array that must come next; its elements follow `nextElement` returning true.
     public mutating func beginArray() throws {
-        parser.skipWhitespace()
-        guard parser.pos < parser.end, parser.buf[parser.pos] == UInt8(ascii: "[") else { throw parser.unexpected("an array") }
-        openObjects += 1
-        try parser.checkDepth(openObjects)
-        parser.pos += 1
-        atFirstMember = true
+        try enter(UInt8(ascii: "["), expecting: "an array")
     }
 
     /// True when the innermost open array has another element (its `,` consumed): read it next,
@@ -189,6 +189,14 @@ public struct JSONStringBytes {
 
     public var string: String { withBytes { String(decoding: $0, as: UTF8.self) } }
 
+    /// The bytes where they stand in the input (valid inside `read`); nil when escapes were
+    /// decoded into a buffer the next read reuses.
+    @inlinable
+    public var inPlace: UnsafeBufferPointer<UInt8>? {
+        if case .input(let bytes) = storage { return bytes }
+        return nil
+    }
+
     /// True when the bytes are exactly `name`'s UTF-8.
     @inlinable
     public static func == (bytes: JSONStringBytes, name: StaticString) -> Bool {
@@ -229,9 +237,7 @@ public struct StringInterner: Sendable {
         var k = 0
         while k < n {
             let i = next + k < n ? next + k : next + k - n
-            let hit = known[i].bytes.withUnsafeBufferPointer { b in
-                b.count == bytes.count && (b.isEmpty || memcmpBytes(b.baseAddress!, bytes.baseAddress!, b.count))
-            }
+            let hit = known[i].bytes.withUnsafeBufferPointer { JSON.bytesEqual($0, bytes) }
             if hit {
                 next = i + 1 < n ? i + 1 : 0
                 return known[i].string

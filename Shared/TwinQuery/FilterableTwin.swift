@@ -61,6 +61,13 @@ public struct QueryTwin: FilterableTwin, Sendable, Equatable {
         let metadata: JSONObject
         let desired: JSONObject
         let parameters: JSONObject
+        /// Changes the state and the values in one access each (a class's stored properties are
+        /// checked for exclusive access at every access), then the latest event time.
+        func update(_ body: (inout TwinState, inout [JSON]) -> Void) {
+            body(&state, &values)
+            latestEventTime = state.properties.lazy.map(\.property.eventTime).max()
+        }
+
         init(_ state: TwinState) {
             self.state = state
             twinId = state.twinId
@@ -103,39 +110,45 @@ public struct QueryTwin: FilterableTwin, Sendable, Equatable {
     /// (the view's, once readers let go), else copied first.
     public mutating func apply(_ change: TwinChange) -> Bool {
         guard change.kind == .telemetry, change.version == version + 1, let eventId = change.eventId else { return false }
-        // Checked in full before anything changes.
-        for entry in change.changes where !entry.late {
-            guard entry.new != nil, entry.newTime ?? change.eventTime != nil, propertyIndex(entry.path) != nil else { return false }
+        return change.changes.withUnsafeBufferPointer { entries in
+            // Every entry checked, and its property found, before anything changes.
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: entries.count) { index in
+                for k in entries.indices {
+                    index[k] = -1
+                    guard !entries[k].late else { continue }
+                    guard entries[k].new != nil, entries[k].newTime ?? change.eventTime != nil,
+                          let i = propertyIndex(entries[k].path) else { return false }
+                    index[k] = i
+                }
+                if !isKnownUniquelyReferenced(&storage) { storage = Storage(storage.state) }
+                storage.update { state, values in
+                    for k in entries.indices where index[k] >= 0 {
+                        let i = index[k], value = entries[k].new!
+                        state.properties[i].property = TwinState.Property(value: value, unit: state.properties[i].property.unit,
+                                                                          eventTime: entries[k].newTime ?? change.eventTime!,
+                                                                          ingestTime: change.at, eventId: eventId)
+                        values[i] = value
+                    }
+                    state.version = change.version
+                    state.updatedAt = change.at
+                }
+                return true
+            }
         }
-        if !isKnownUniquelyReferenced(&storage) { storage = Storage(storage.state) }
-        let s = storage
-        for entry in change.changes where !entry.late {
-            let i = propertyIndex(entry.path)!, value = entry.new!
-            s.state.properties[i].property = TwinState.Property(value: value, unit: s.state.properties[i].property.unit,
-                                                                eventTime: entry.newTime ?? change.eventTime!, ingestTime: change.at, eventId: eventId)
-            s.values[i] = value
-        }
-        s.state.version = change.version
-        s.state.updatedAt = change.at
-        s.latestEventTime = s.state.properties.lazy.map(\.property.eventTime).max()
-        return true
     }
 
     /// The index of the property a change path (`/properties/<name>`) names; nil for another path.
     private func propertyIndex(_ path: String) -> Int? {
-        var path = path
-        return path.withUTF8 { p -> Int? in
-            guard p.count > 12, p.starts(with: "/properties/".utf8) else { return nil }
-            let name = UnsafeBufferPointer(rebasing: p[12...])
+        TwinChange.withPropertyName(path) { name -> Int? in
             let names = storage.names
             var i = 0
             while i < names.count {
                 var n = names[i]
-                if n.withUTF8({ $0.count == name.count && $0.elementsEqual(name) }) { return i }
+                if n.withUTF8({ JSON.bytesEqual($0, name) }) { return i }
                 i += 1
             }
             return nil
-        }
+        } ?? nil
     }
 
     /// The newest `eventTime` among the properties, nil without properties.

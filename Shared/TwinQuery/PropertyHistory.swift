@@ -219,13 +219,19 @@ public struct PropertyHistory: Sendable {
 public struct TwinHistory: Sendable {
     public let retention: HistoryRetention
     public let maxProperties: Int
-    public private(set) var properties: [String: PropertyHistory] = [:]
+    // Names and histories side by side, found by a byte compare of the name (a few properties:
+    // cheaper than hashing each name of every reading).
+    private var names: [String] = []
+    private var histories: [PropertyHistory] = []
     public private(set) var ignored = 0
 
     public init(retention: HistoryRetention = HistoryRetention(), maxProperties: Int = 256) {
         self.retention = retention
         self.maxProperties = maxProperties
     }
+
+    /// Every property's history by name.
+    public var properties: [String: PropertyHistory] { Dictionary(uniqueKeysWithValues: zip(names, histories)) }
 
     /// Records every property entry (`/properties/<name>` with a new value and event time) of
     /// `change`, late ones included; returns how many points the twin holds more than before
@@ -235,31 +241,49 @@ public struct TwinHistory: Sendable {
         guard change.kind == .telemetry || change.kind == .command else { return 0 }
         var added = 0
         for entry in change.changes {
-            guard entry.path.utf8.starts(with: "/properties/".utf8), let value = entry.new,
-                  let time = entry.newTime ?? change.eventTime, let name = String(entry.path.utf8.dropFirst(12)) else { continue }
+            guard let value = entry.new, let time = entry.newTime ?? change.eventTime,
+                  let found = TwinChange.withPropertyName(entry.path, { name -> (Int?, String?) in
+                      // The name becomes a String only for a property seen the first time.
+                      if let i = index(of: name) { return (i, nil) }
+                      return (nil, String(decoding: name, as: UTF8.self))
+                  }) else { continue }
             let point = HistoryPoint(eventTime: time, value: value, late: entry.late)
-            if let i = properties.index(forKey: name) {
-                let before = properties.values[i].count
-                properties.values[i].insert(point)
-                added += properties.values[i].count - before
+            if let i = found.0 {
+                let before = histories[i].count
+                histories[i].insert(point)
+                added += histories[i].count - before
             } else {
-                guard properties.count < maxProperties else { ignored += 1; continue }
+                guard names.count < maxProperties else { ignored += 1; continue }
                 var history = PropertyHistory(retention: retention)
                 history.insert(point)
-                properties[name] = history
+                names.append(found.1!)
+                histories.append(history)
                 added += history.count
             }
         }
         return added
     }
 
-    /// Points held over all properties.
-    public var pointCount: Int { properties.values.reduce(0) { $0 + $1.count } }
+    private func index(of name: UnsafeBufferPointer<UInt8>) -> Int? {
+        var i = 0
+        while i < names.count {
+            var n = names[i]
+            if n.withUTF8({ JSON.bytesEqual($0, name) }) { return i }
+            i += 1
+        }
+        return nil
+    }
 
-    public subscript(property name: String) -> PropertyHistory? { properties[name] }
+    public subscript(property name: String) -> PropertyHistory? {
+        var name = name
+        return name.withUTF8 { index(of: $0) }.map { histories[$0] }
+    }
+
+    /// Points held over all properties.
+    public var pointCount: Int { histories.reduce(0) { $0 + $1.count } }
 
     /// Approximate bytes held by all properties.
     public var estimatedBytes: Int {
-        properties.reduce(64) { $0 + 64 + $1.key.utf8.count + $1.value.estimatedBytes }
+        zip(names, histories).reduce(64) { $0 + 64 + $1.0.utf8.count + $1.1.estimatedBytes }
     }
 }

@@ -25,7 +25,7 @@ public final class HistoryStore: Sendable {
     }
 
     public func record(_ change: TwinChange) {
-        guard change.kind != .rejected, change.changes.contains(where: { $0.path.utf8.starts(with: "/properties/".utf8) }) else { return }
+        guard change.kind != .rejected, change.changes.contains(where: \.isProperty) else { return }
         let key = TwinKey(tenant: change.tenant, twinId: change.twinId)
         state.withLock { s in
             if let i = s.twins.index(forKey: key) {

@@ -222,6 +222,8 @@ final class ContractsTests: XCTestCase {
             #"{"tenant":"t","twinId":"p","version":2,"version":1,"kind":"command","at":"x","at":"2026-11-21T08:00:00Z","late":false,"changes":[],"changes":[{"path":"/b","late":true}]}"#,
             #"{"t\u0065nant":"t","twinId":"p\u00e9","version":1,"kind":"comm\u0061nd","at":"2026-11-21T08:00:00+01:00","late":true,"changes":[{"p\u0061th":"/\u00e9","late":false}]}"#,
             #"[{"tenant":"t","twinId":"p","version":1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[]}]"#,
+            #"{"tenant":"t","twinId":"p","version":1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[{"path":"/\u0301a","late":false}]}"#,
+            #"{"tenant":"t","twinId":"p","version":1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[{"path":"/é","late":false},{"path":"/","late":false}]}"#,
         ]
         documents += damagedCopies(of: documents[0], seed: 11) + damagedCopies(of: documents[1], seed: 12, count: 500)
         var direct = 0
