@@ -52,15 +52,7 @@ public struct JSONMemberReader {
     /// The next key of the innermost open object, its `:` consumed; nil once its `}` is read
     /// (the object is then closed). Escapes are decoded.
     public mutating func nextKey() throws -> JSONStringBytes? {
-        parser.skipWhitespace()
-        guard parser.pos < parser.end else { throw parser.unexpected(atFirstMember ? "a string key or '}'" : "',' or '}'") }
-        let b = parser.buf[parser.pos]
-        if b == UInt8(ascii: "}") {
-            parser.pos += 1
-            openObjects -= 1
-            atFirstMember = false  // the enclosing object, if any, has just had a member
-            return nil
-        }
+        guard let b = try nextOrClose(UInt8(ascii: "}"), expecting: atFirstMember ? "a string key or '}'" : "',' or '}'") else { return nil }
         if atFirstMember {
             guard b == UInt8(ascii: "\"") else { throw parser.unexpected("a string key or '}'") }
         } else {
@@ -77,6 +69,21 @@ public struct JSONMemberReader {
         return key
     }
 
+    /// The next byte after whitespace; nil when it is `bracket`, which is then consumed and closes
+    /// the innermost container (the enclosing one, if any, has just had a member).
+    private mutating func nextOrClose(_ bracket: UInt8, expecting what: String) throws -> UInt8? {
+        parser.skipWhitespace()
+        guard parser.pos < parser.end else { throw parser.unexpected(what) }
+        let b = parser.buf[parser.pos]
+        guard b != bracket else {
+            parser.pos += 1
+            openObjects -= 1
+            atFirstMember = false
+            return nil
+        }
+        return b
+    }
+
     /// Enters the array that must come next; its elements follow `nextElement` returning true.
     public mutating func beginArray() throws {
         try enter(UInt8(ascii: "["), expecting: "an array")
@@ -85,15 +92,7 @@ public struct JSONMemberReader {
     /// True when the innermost open array has another element (its `,` consumed): read it next,
     /// as a value or with `beginObject`. False once its `]` is read (the array is then closed).
     public mutating func nextElement() throws -> Bool {
-        parser.skipWhitespace()
-        guard parser.pos < parser.end else { throw parser.unexpected(atFirstMember ? "a value or ']'" : "',' or ']'") }
-        let b = parser.buf[parser.pos]
-        if b == UInt8(ascii: "]") {
-            parser.pos += 1
-            openObjects -= 1
-            atFirstMember = false
-            return false
-        }
+        guard let b = try nextOrClose(UInt8(ascii: "]"), expecting: atFirstMember ? "a value or ']'" : "',' or ']'") else { return false }
         if !atFirstMember {
             guard b == UInt8(ascii: ",") else { throw parser.unexpected("',' or ']'") }
             parser.pos += 1  // a `]` right after it is refused by the element's read, as the parser refuses `[1,]`

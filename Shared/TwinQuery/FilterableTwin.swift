@@ -139,16 +139,7 @@ public struct QueryTwin: FilterableTwin, Sendable, Equatable {
 
     /// The index of the property a change path (`/properties/<name>`) names; nil for another path.
     private func propertyIndex(_ path: String) -> Int? {
-        TwinChange.withPropertyName(path) { name -> Int? in
-            let names = storage.names
-            var i = 0
-            while i < names.count {
-                var n = names[i]
-                if n.withUTF8({ JSON.bytesEqual($0, name) }) { return i }
-                i += 1
-            }
-            return nil
-        } ?? nil
+        TwinChange.withPropertyName(path) { JSON.index(of: $0, in: storage.names) } ?? nil
     }
 
     /// The newest `eventTime` among the properties, nil without properties.

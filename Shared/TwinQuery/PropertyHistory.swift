@@ -264,15 +264,7 @@ public struct TwinHistory: Sendable {
         return added
     }
 
-    private func index(of name: UnsafeBufferPointer<UInt8>) -> Int? {
-        var i = 0
-        while i < names.count {
-            var n = names[i]
-            if n.withUTF8({ JSON.bytesEqual($0, name) }) { return i }
-            i += 1
-        }
-        return nil
-    }
+    private func index(of name: UnsafeBufferPointer<UInt8>) -> Int? { JSON.index(of: name, in: names) }
 
     public subscript(property name: String) -> PropertyHistory? {
         var name = name
