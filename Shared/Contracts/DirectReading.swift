@@ -26,6 +26,18 @@ extension JSONMemberReader {
         return ms
     }
 
+    /// An integer that fits in 64 bits (as `Fields.int` reads it).
+    mutating func requireInt64() throws -> Int64 {
+        guard case .number(let n) = try readValue(), let i = n.int64Value else { throw NotDirectlyReadable() }
+        return i
+    }
+
+    /// `true` or `false`.
+    mutating func requireBool() throws -> Bool {
+        guard case .bool(let b) = try readValue() else { throw NotDirectlyReadable() }
+        return b
+    }
+
     /// An object.
     mutating func requireObject() throws -> JSONObject {
         guard let value = try readObject() else { throw NotDirectlyReadable() }

@@ -103,9 +103,13 @@ public struct TwinKey: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses a message key's bytes; nil when they are not UTF-8 or have no `/`.
     public init?(bytes: [UInt8]) {
-        guard let slash = bytes.firstIndex(of: UInt8(ascii: "/")),
-              let tenant = String(validating: bytes[..<slash], as: UTF8.self),
-              let twinId = String(validating: bytes[(slash + 1)...], as: UTF8.self) else { return nil }
+        // Validated from a buffer: the generic slice path cost ~1,200 instructions per key.
+        guard let (tenant, twinId) = bytes.withUnsafeBufferPointer({ p -> (String, String)? in
+            guard let slash = p.firstIndex(of: UInt8(ascii: "/")),
+                  let tenant = String(validating: UnsafeBufferPointer(rebasing: p[..<slash]), as: UTF8.self),
+                  let twinId = String(validating: UnsafeBufferPointer(rebasing: p[(slash + 1)...]), as: UTF8.self) else { return nil }
+            return (tenant, twinId)
+        }) else { return nil }
         self.tenant = tenant
         self.twinId = twinId
     }

@@ -158,3 +158,151 @@ public struct TwinChange: ContractDocument, Sendable, Equatable {
         }
     }
 }
+
+extension TwinChange {
+    /// The change read member by member, without a JSON tree (the query view reads one per
+    /// reading). Nil for anything but the plain shape the state-updater writes — a `reason`, a
+    /// null or wrong type where the contract wants a value, damaged JSON: `init(bytes:)` then
+    /// decides, and names the problem. What it returns equals what `init(bytes:)` decodes
+    /// (`ContractsTests.testTwinChangeReadDirectlyAgreesWithDecodingTheTree`).
+    public static func readDirectly(_ bytes: [UInt8]) -> TwinChange? {
+        var paths = StringInterner(capacity: 1)
+        return readDirectly(bytes, paths: &paths)
+    }
+
+    /// `readDirectly(_:)` with the entries' paths taken from `paths` (the same few, change after
+    /// change: no allocation per path).
+    public static func readDirectly(_ bytes: [UInt8], paths: inout StringInterner) -> TwinChange? {
+        try? JSONMemberReader.read(bytes) { r in
+            var times = TimeMemo()
+            var tenant: String?, twinId: String?, model: String?, version: Int64?, kind: Kind?, at: Int64?
+            var eventId: String?, eventTime: Int64?, commandId: String?, commandType: String?, cause: String?
+            var late: Bool?, changes: [Entry]?
+            try r.beginObject()
+            while let key = try r.nextKey() {
+                if key == "tenant" { tenant = try r.requireString() }
+                else if key == "twinId" { twinId = try r.requireString() }
+                else if key == "version" { version = try r.requireInt64() }
+                else if key == "kind" { kind = try r.requireKind() }
+                else if key == "at" { at = try times.read(&r) }
+                else if key == "eventId" { eventId = try r.requireOptionalString() }
+                else if key == "eventTime" { eventTime = try times.read(&r) }
+                else if key == "late" { late = try r.requireBool() }
+                else if key == "changes" { changes = try r.requireEntries(paths: &paths, times: &times) }
+                else if key == "model" { model = try r.requireOptionalString() }
+                else if key == "commandId" { commandId = try r.requireOptionalString() }
+                else if key == "commandType" { commandType = try r.requireOptionalString() }
+                else if key == "cause" { cause = try r.requireOptionalString() }
+                else if key == "reason" { throw NotDirectlyReadable() }  // rejected commands: rare, the tree reads them
+                else { try r.skipValue() }
+            }
+            try r.finish()
+            guard let tenant, let twinId, let version, version >= 0, let kind, let at, late != nil, let changes else { throw NotDirectlyReadable() }
+            switch kind {
+            case .telemetry where eventId == nil || eventTime == nil: throw NotDirectlyReadable()
+            case .rejected: throw NotDirectlyReadable()  // needs a reason
+            default: break
+            }
+            return TwinChange(tenant: tenant, twinId: twinId, model: model, version: version, kind: kind, at: at, eventId: eventId,
+                              eventTime: eventTime, commandId: commandId, commandType: commandType, cause: cause, changes: changes)
+        }
+    }
+}
+
+extension JSONMemberReader {
+    /// A change kind's name.
+    fileprivate mutating func requireKind() throws -> TwinChange.Kind {
+        guard let name = try readStringBytes() else { throw NotDirectlyReadable() }
+        if name == "telemetry" { return .telemetry }
+        if name == "command" { return .command }
+        if name == "rejected" { return .rejected }
+        throw NotDirectlyReadable()
+    }
+
+    /// `path.hasPrefix("/")` as the tree path checks it (by Character), settled from the bytes
+    /// when the `/` is followed by nothing or an ASCII byte (which never joins it in one Character).
+    private static func isPointer(_ path: String) -> Bool {
+        var path = path
+        let settled: Bool? = path.withUTF8 { p in
+            guard p.first == UInt8(ascii: "/") else { return false }
+            return p.count == 1 || p[1] < 0x80 ? true : nil
+        }
+        return settled ?? path.hasPrefix("/")
+    }
+
+    /// The `changes` array, each entry as `TwinChange.init(json:)` reads it.
+    fileprivate mutating func requireEntries(paths: inout StringInterner, times: inout TimeMemo) throws -> [TwinChange.Entry] {
+        try beginArray()
+        var entries: [TwinChange.Entry] = []
+        entries.reserveCapacity(8)
+        while try nextElement() {
+            try beginObject()
+            var path: String?, old: JSON?, new: JSON?, oldTime: Int64?, newTime: Int64?, late: Bool?
+            while let key = try nextKey() {
+                if key == "path" {
+                    guard let read = try readString(interning: &paths) else { throw NotDirectlyReadable() }
+                    path = read
+                }
+                else if key == "new" { new = try readValue() }
+                else if key == "old" { old = try readValue() }
+                else if key == "newTime" { newTime = try times.read(&self) }
+                else if key == "oldTime" { oldTime = try times.read(&self) }
+                else if key == "late" { late = try requireBool() }
+                else { try skipValue() }
+            }
+            guard let path, Self.isPointer(path), let late else { throw NotDirectlyReadable() }
+            entries.append(TwinChange.Entry(path: path, old: old, new: new, oldTime: oldTime, newTime: newTime, late: late))
+        }
+        return entries
+    }
+}
+
+/// The last two times read from one document, by their text where it stands in the input: a
+/// change's times repeat (each entry's `newTime` is the reading's `eventTime`, its `oldTime`
+/// mostly the previous reading's), and a compare costs a fraction of a parse.
+private struct TimeMemo {
+    var last: (text: UnsafeBufferPointer<UInt8>, ms: Int64)?
+    var before: (text: UnsafeBufferPointer<UInt8>, ms: Int64)?
+
+    /// An RFC 3339 time as ms since the epoch (as `JSONMemberReader.requireTime` reads it).
+    mutating func read(_ r: inout JSONMemberReader) throws -> Int64 {
+        guard let text = try r.readStringBytes() else { throw NotDirectlyReadable() }
+        guard let inPlace = text.inPlace else {
+            guard let ms = text.withBytes({ Timestamp.parse(bytes: $0) }) else { throw NotDirectlyReadable() }
+            return ms
+        }
+        if let last, JSON.bytesEqual(last.text, inPlace) { return last.ms }
+        if let before, JSON.bytesEqual(before.text, inPlace) { return before.ms }
+        guard let ms = Timestamp.parse(bytes: inPlace) else { throw NotDirectlyReadable() }
+        (before, last) = (last, (inPlace, ms))
+        return ms
+    }
+}
+
+extension TwinChange {
+    /// Lends the name of the property a `/properties/<name>` path names (its UTF-8 bytes, not
+    /// empty) to `body`; nil for any other path. A byte compare: the generic
+    /// `utf8.starts(with:)` cost more than the rest of a history insert.
+    @inlinable
+    public static func withPropertyName<R>(_ path: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R? {
+        var path = path
+        return try path.withUTF8 { p -> R? in
+            let prefix: StaticString = "/properties/"
+            let n = prefix.utf8CodeUnitCount
+            guard p.count > n else { return nil }
+            let q = prefix.utf8Start
+            var i = 0
+            while i < n {
+                if p[i] != q[i] { return nil }
+                i += 1
+            }
+            return try body(UnsafeBufferPointer(rebasing: p[n...]))
+        }
+    }
+}
+
+extension TwinChange.Entry {
+    /// Whether the path is `/properties/<name>`.
+    @inlinable
+    public var isProperty: Bool { TwinChange.withPropertyName(path) { _ in true } ?? false }
+}

@@ -199,3 +199,25 @@ func memcmpBytes(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int)
     }
     return true
 }
+
+extension JSON {
+    /// Whether two byte runs are equal (eight bytes at a time): for readers that compare what
+    /// they read with what they hold without making Strings.
+    @inlinable
+    public static func bytesEqual(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        a.count == b.count && (a.isEmpty || memcmpBytes(a.baseAddress!, b.baseAddress!, a.count))
+    }
+
+    /// The index of the first of `strings` whose UTF-8 is `bytes`, by byte compares (for a few
+    /// names, cheaper than hashing them into a dictionary).
+    @inlinable
+    public static func index(of bytes: UnsafeBufferPointer<UInt8>, in strings: [String]) -> Int? {
+        var i = 0
+        while i < strings.count {
+            var s = strings[i]
+            if s.withUTF8({ bytesEqual($0, bytes) }) { return i }
+            i += 1
+        }
+        return nil
+    }
+}

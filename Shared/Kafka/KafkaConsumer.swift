@@ -123,8 +123,26 @@ public final class KafkaConsumer: Sendable {
 
     /// A consumer outside any group that reads each partition from its own start (see
     /// `readingFromBeginning:`); readiness (`isCaughtUp`) means every partition reached its end once.
-    public init(configuration: KafkaConfiguration, reading starts: [TopicPartition: StartOffset]) throws {
-        let partitions = starts.keys.sorted()
+    public convenience init(configuration: KafkaConfiguration, reading starts: [TopicPartition: StartOffset]) throws {
+        try self.init(configuration: configuration, assigning: .partitions(starts))
+    }
+
+    /// A consumer outside any group that reads every partition of each topic from the topic's
+    /// start: the partition counts come from the cluster's metadata (asked on the consumer's
+    /// queue, so the caller does not wait; not ready until assigned). A topic the cluster does not
+    /// describe within a few attempts is read on `fallbackPartitions` partitions.
+    public convenience init(configuration: KafkaConfiguration, readingEveryPartitionOf topics: [String: StartOffset],
+                            fallbackPartitions: Int32) throws {
+        try self.init(configuration: configuration, assigning: .topics(topics, fallback: fallbackPartitions))
+    }
+
+    /// What a group-less reader is assigned.
+    private enum Assignment {
+        case partitions([TopicPartition: StartOffset])
+        case topics([String: StartOffset], fallback: Int32)
+    }
+
+    private init(configuration: KafkaConfiguration, assigning assignment: Assignment) throws {
         groupId = "unassigned-\(UInt64.random(in: 0...UInt64.max))"
         let config = configuration.withDefaults(Self.defaultProperties)
             .with(Self.requiredProperties).with(["group.id": groupId, "enable.auto.commit": "false"])
@@ -138,18 +156,68 @@ public final class KafkaConsumer: Sendable {
             throw error
         }
         rd_kafka_poll_set_consumer(rk)
-        ctx.markAssigned(partitions)
-        let list = UnsafeSendable(makePartitionList(partitions, offsets: starts.mapValues(\.logical)))
-        let topics = Set(partitions.map(\.topic))
+        if case .partitions(let starts) = assignment { ctx.markAssigned(Array(starts.keys)) }
         // Captures self: the client outlives this block, so deinit cannot destroy it underneath.
         queue.async { [self] in
-            defer { rd_kafka_topic_partition_list_destroy(list.value) }
-            awaitLeaders(rk, of: topics, timeoutMs: 2000)
-            resolveTimes(starts, into: list.value)
-            let err = rd_kafka_assign(rk, list.value)
+            let starts: [TopicPartition: StartOffset]
+            switch assignment {
+            case .partitions(let given):
+                starts = given
+                awaitLeaders(rk, of: Set(given.keys.map(\.topic)), timeoutMs: 2000)
+            case .topics(let topics, let fallback):
+                var counts: [String: Int32] = [:]
+                for attempt in 0..<5 where counts.count < topics.count && !closed.isSet {
+                    if attempt > 0 { Thread.sleep(forTimeInterval: 0.5) }
+                    counts.merge(awaitLeaders(rk, of: Set(topics.keys).subtracting(counts.keys), timeoutMs: 2000)) { a, _ in a }
+                }
+                var all: [TopicPartition: StartOffset] = [:]
+                for (topic, start) in topics {
+                    for p in 0..<(counts[topic] ?? fallback) { all[TopicPartition(topic, p)] = start }
+                }
+                starts = all
+                ctx.markAssigned(Array(all.keys))
+            }
+            let partitions = starts.keys.sorted()
+            let list = makePartitionList(partitions, offsets: starts.mapValues(\.logical))
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            resolveTimes(starts, into: list)
+            resolveTails(starts, into: list)
+            let err = rd_kafka_assign(rk, list)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 ctx.errorHandler?(KafkaError(err, context: "assign \(partitions)"))
             }
+        }
+    }
+
+    /// Replaces the start of every `.tail(n)` partition in `list` by the absolute offset n before
+    /// its end (never before its beginning), from the cluster's watermarks (blocking; runs on the
+    /// consumer's queue before the assignment). librdkafka (2.0.2, and still upstream) keeps a
+    /// logical tail start as the partition's query offset and takes n off every later offset
+    /// reset too: a reader that fell behind the broker's retention was reset to the log start
+    /// minus n, out of range again, forever ("offset reset … to cached BEGINNING offset" in a
+    /// loop, its lag stuck). An absolute start leaves nothing to take off. Left logical when the
+    /// cluster does not answer.
+    private func resolveTails(_ starts: [TopicPartition: StartOffset], into list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+        var tails: [TopicPartition: Int64] = [:]
+        for (tp, start) in starts { if case .tail(let n) = start { tails[tp] = Int64(max(0, n)) } }
+        guard !tails.isEmpty else { return }
+        // A ListOffsets "time" of -2 asks for the log start, -1 for the end: two requests in all.
+        func ask(_ logical: Int64) -> [TopicPartition: Int64] {
+            let query = makePartitionList(tails.keys, offsets: tails.mapValues { _ in logical })
+            defer { rd_kafka_topic_partition_list_destroy(query) }
+            guard rd_kafka_offsets_for_times(rk, query, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR else { return [:] }
+            var answer: [TopicPartition: Int64] = [:]
+            for i in 0..<Int(query.pointee.cnt) {
+                let e = query.pointee.elems[i]
+                if e.err == RD_KAFKA_RESP_ERR_NO_ERROR && e.offset >= 0 { answer[TopicPartition(String(cString: e.topic), e.partition)] = e.offset }
+            }
+            return answer
+        }
+        let low = ask(-2), high = ask(-1)
+        for i in 0..<Int(list.pointee.cnt) {
+            let e = list.pointee.elems[i]
+            let tp = TopicPartition(String(cString: e.topic), e.partition)
+            if let n = tails[tp], let lo = low[tp], let hi = high[tp] { list.pointee.elems[i].offset = max(lo, hi - n) }
         }
     }
 
@@ -294,6 +362,17 @@ public final class KafkaConsumer: Sendable {
             result[tp] = position >= 0 ? max(0, high - position) : max(0, high - low)
         }
         return result
+    }
+
+    /// The log start and end offsets librdkafka last saw for `partition` (from fetch responses; no
+    /// broker round trip); nil before it has seen any.
+    public func cachedWatermarks(_ partition: TopicPartition) -> (low: Int64, high: Int64)? {
+        guard !closed.isSet, gate.enter() else { return nil }
+        defer { gate.leave() }
+        var low: Int64 = -1, high: Int64 = -1
+        guard rd_kafka_get_watermark_offsets(rk, partition.topic, partition.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR,
+              low >= 0, high >= 0 else { return nil }
+        return (low, high)
     }
 
     /// Commits stored offsets, leaves the group (revoking the assignment so peers take over at
@@ -457,18 +536,26 @@ struct TopicNameCache {
 }
 
 /// Asks the cluster for the leaders of `topics`, waiting at most `timeoutMs` in all. The answer
-/// lands in librdkafka's metadata cache, where fetchers and offset lookups find it.
-func awaitLeaders(_ rk: OpaquePointer, of topics: Set<String>, timeoutMs: Int32) {
+/// lands in librdkafka's metadata cache, where fetchers and offset lookups find it. Returns the
+/// partition count of each topic the cluster described.
+@discardableResult
+func awaitLeaders(_ rk: OpaquePointer, of topics: Set<String>, timeoutMs: Int32) -> [String: Int32] {
     let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+    var counts: [String: Int32] = [:]
     for topic in topics.sorted() {
         let remaining = milliseconds(deadline - ContinuousClock.now)
-        guard remaining > 0, let rkt = rd_kafka_topic_new(rk, topic, nil) else { return }
+        guard remaining > 0, let rkt = rd_kafka_topic_new(rk, topic, nil) else { break }
         defer { rd_kafka_topic_destroy(rkt) }
         var metadata: UnsafePointer<rd_kafka_metadata>?
         if rd_kafka_metadata(rk, 0, rkt, &metadata, remaining) == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata {
-            rd_kafka_metadata_destroy(metadata)
+            defer { rd_kafka_metadata_destroy(metadata) }
+            for i in 0..<Int(metadata.pointee.topic_cnt) {
+                let t = metadata.pointee.topics[i]
+                if t.err == RD_KAFKA_RESP_ERR_NO_ERROR, t.partition_cnt > 0, String(cString: t.topic) == topic { counts[topic] = t.partition_cnt }
+            }
         }
     }
+    return counts
 }
 
 /// Copies a librdkafka message into Swift values; `raw` stays owned by the caller.

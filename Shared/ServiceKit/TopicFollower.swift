@@ -11,19 +11,39 @@ public struct TopicFollower: Service {
     private let logger: Logger
     private let rejected: Counter
     private let applied: Counter
+    private let skipped: Counter
 
     public init(context: ServiceContext, purpose: String, reading starts: [TopicPartition: KafkaConsumer.StartOffset],
                 apply: @escaping @Sendable (KafkaMessage) -> Bool, onStop: @escaping @Sendable () -> Void = {}) throws {
+        try self.init(context: context, purpose: purpose, topics: Set(starts.keys.map(\.topic)), apply: apply, onStop: onStop) {
+            try KafkaConsumer(configuration: context.kafka, reading: starts)
+        }
+    }
+
+    /// Follows every partition of each topic, as many as the cluster says it has (see
+    /// `KafkaConsumer.init(configuration:readingEveryPartitionOf:fallbackPartitions:)`), each from
+    /// its topic's start.
+    public init(context: ServiceContext, purpose: String, readingEveryPartitionOf topics: [String: KafkaConsumer.StartOffset],
+                fallbackPartitions: Int32, apply: @escaping @Sendable (KafkaMessage) -> Bool, onStop: @escaping @Sendable () -> Void = {}) throws {
+        try self.init(context: context, purpose: purpose, topics: Set(topics.keys), apply: apply, onStop: onStop) {
+            try KafkaConsumer(configuration: context.kafka, readingEveryPartitionOf: topics, fallbackPartitions: fallbackPartitions)
+        }
+    }
+
+    private init(context: ServiceContext, purpose: String, topics: Set<String>, apply: @escaping @Sendable (KafkaMessage) -> Bool,
+                 onStop: @escaping @Sendable () -> Void, consumer makeConsumer: () throws -> KafkaConsumer) throws {
         self.apply = apply
         self.onStop = onStop
         logger = context.logger.with(metadata: ["follower": .string(purpose)])
-        consumer = try KafkaConsumer(configuration: context.kafka, reading: starts)
+        consumer = try makeConsumer()
         let consumer = self.consumer
-        let topics = Set(starts.keys.map(\.topic)).sorted().joined(separator: ", ")
-        context.readiness.add("\(purpose) caught up with \(topics)") { consumer.isReady }
+        context.readiness.add("\(purpose) caught up with \(topics.sorted().joined(separator: ", "))") { consumer.isReady }
         rejected = context.metrics.counter("twinstream_follower_rejected_total", help: "Messages a follower could not use (undecodable or over a limit).",
                                            labels: ["purpose": purpose])
         applied = context.metrics.counter("twinstream_follower_applied_total", help: "Messages a follower applied.", labels: ["purpose": purpose])
+        skipped = context.metrics.counter("twinstream_follower_skipped_total",
+                                          help: "Messages the broker's retention dropped before a follower read them: it went on from the oldest one left, without them.",
+                                          labels: ["purpose": purpose])
         context.metrics.gauge("twinstream_consumer_lag_messages", help: ConsumerLag.help, labels: ["consumer": purpose]) {
             Double(consumer.lag().values.reduce(0, +))
         }
@@ -34,10 +54,23 @@ public struct TopicFollower: Service {
 
     public func run() async throws {
         defer { onStop() }
+        // The offset expected next per partition: a message past it, with the broker's log now
+        // starting past it too, means the retention dropped what lay between (gaps a compacted
+        // topic leaves keep the log start where it was, and are not counted).
+        var expected: [TopicPartition: Int64] = [:]
         while !Task.isCancelled {
             let batch = try await consumer.poll(maxMessages: 1000, timeout: .milliseconds(200))
             var ok = 0
+            var current: (topic: String, partition: Int32, next: Int64)?
             for message in batch {
+                if let c = current, c.partition == message.partition, c.topic == message.topic {
+                    if message.offset != c.next { noteGap(TopicPartition(c.topic, c.partition), expected: c.next, got: message.offset) }
+                } else {
+                    if let c = current { expected[TopicPartition(c.topic, c.partition)] = c.next }
+                    let tp = TopicPartition(message.topic, message.partition)
+                    if let next = expected[tp], message.offset != next { noteGap(tp, expected: next, got: message.offset) }
+                }
+                current = (message.topic, message.partition, message.offset + 1)
                 if apply(message) {
                     ok += 1
                 } else {
@@ -46,9 +79,20 @@ public struct TopicFollower: Service {
                                                            "offset": .int(Int(message.offset)), "key": .string(message.keyString ?? "")])
                 }
             }
+            if let c = current { expected[TopicPartition(c.topic, c.partition)] = c.next }
             applied.inc(by: Double(ok))
         }
         await consumer.close()
+    }
+
+    /// Counts and logs the messages between `expected` and `got` that the broker no longer has.
+    private func noteGap(_ tp: TopicPartition, expected: Int64, got: Int64) {
+        guard got > expected, let low = consumer.cachedWatermarks(tp)?.low, low > expected else { return }
+        let lost = min(got, low) - expected
+        skipped.inc(by: Double(lost))
+        logger.warning("messages dropped by the broker's retention before they were read: went on from the oldest one left",
+                       ["topic": .string(tp.topic), "partition": .int(Int(tp.partition)), "from": .int(Int(expected)),
+                        "resumedAt": .int(Int(got)), "skipped": .int(Int(lost))])
     }
 }
 

@@ -48,17 +48,26 @@ public struct Freshness: Sendable, Equatable {
 /// shared box, so copying a record (as every filter and sort pass does) costs one reference
 /// count, not one per field of the state.
 public struct QueryTwin: FilterableTwin, Sendable, Equatable {
-    final class Storage: Sendable {
-        let state: TwinState
-        let latestEventTime: Int64?
+    /// Mutated only while uniquely referenced (`apply(_:)`, under the view's lock), so no reader
+    /// ever sees it change: every holder of a shared one keeps it as it was.
+    final class Storage: @unchecked Sendable {
+        var state: TwinState
+        var latestEventTime: Int64?
         // Names and values apart: a lookup then touches neither units nor event ids.
         let names: [String]
-        let values: [JSON]
+        var values: [JSON]
         let twinId: String
         let model: String?
         let metadata: JSONObject
         let desired: JSONObject
         let parameters: JSONObject
+        /// Changes the state and the values in one access each (a class's stored properties are
+        /// checked for exclusive access at every access), then the latest event time.
+        func update(_ body: (inout TwinState, inout [JSON]) -> Void) {
+            body(&state, &values)
+            latestEventTime = state.properties.lazy.map(\.property.eventTime).max()
+        }
+
         init(_ state: TwinState) {
             self.state = state
             twinId = state.twinId
@@ -72,7 +81,7 @@ public struct QueryTwin: FilterableTwin, Sendable, Equatable {
         }
     }
 
-    let storage: Storage
+    var storage: Storage
     public let reportingIntervalMs: Int64?
     public let freshness: Freshness
 
@@ -84,26 +93,55 @@ public struct QueryTwin: FilterableTwin, Sendable, Equatable {
 
     public var state: TwinState { storage.state }
 
-    /// The twin after a `telemetry` change event of the next version: its values replace the
-    /// properties they name (late ones do not), as the state-updater's fold did, so the view can
-    /// follow readings from `twin.changes.v1` without decoding each state document. Nil when the
-    /// change cannot be applied exactly from this version: another version, not a reading, or a
-    /// property the twin does not have yet (its unit and `missing` come with the state document).
-    /// `sync` stays the previous document's (restore bookkeeping, which readers ignore).
+    /// The twin after a `telemetry` change event of the next version (see `apply(_:)`); nil
+    /// when the change does not apply exactly.
     public func applying(_ change: TwinChange) -> QueryTwin? {
-        guard change.kind == .telemetry, change.version == version + 1, let eventId = change.eventId else { return nil }
-        var next = storage.state
-        for entry in change.changes where !entry.late {
-            guard entry.path.utf8.starts(with: "/properties/".utf8), let value = entry.new, let eventTime = entry.newTime ?? change.eventTime else { return nil }
-            let name = entry.path.utf8.dropFirst(12)
-            guard let i = next.properties.firstIndex(where: { $0.name.utf8.elementsEqual(name) }) else { return nil }
-            next.properties[i].property = TwinState.Property(value: value, unit: next.properties[i].property.unit, eventTime: eventTime,
-                                                             ingestTime: change.at, eventId: eventId)
-        }
-        next.version = change.version
-        next.updatedAt = change.at
-        return QueryTwin(next, reportingIntervalMs: reportingIntervalMs, freshness: freshness)
+        var next = self
+        return next.apply(change) ? next : nil
     }
+
+    /// Applies a `telemetry` change event of the next version: its values replace the properties
+    /// they name (late ones do not), as the state-updater's fold did, so the view can follow
+    /// readings from `twin.changes.v1` without decoding each state document. False, with the
+    /// twin unchanged, when the change cannot be applied exactly from this version: another
+    /// version, not a reading, or a property the twin does not have yet (its unit and `missing`
+    /// come with the state document). `sync` stays the previous document's (restore bookkeeping,
+    /// which readers ignore). The state is updated in place when this record is its only holder
+    /// (the view's, once readers let go), else copied first.
+    public mutating func apply(_ change: TwinChange) -> Bool {
+        guard change.kind == .telemetry, change.version == version + 1, let eventId = change.eventId else { return false }
+        return change.changes.withUnsafeBufferPointer { entries in
+            // Every entry checked, and its property found, before anything changes.
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: entries.count) { index in
+                for k in entries.indices {
+                    index[k] = -1
+                    guard !entries[k].late else { continue }
+                    guard entries[k].new != nil, entries[k].newTime ?? change.eventTime != nil,
+                          let i = propertyIndex(entries[k].path) else { return false }
+                    index[k] = i
+                }
+                if !isKnownUniquelyReferenced(&storage) { storage = Storage(storage.state) }
+                storage.update { state, values in
+                    for k in entries.indices where index[k] >= 0 {
+                        let i = index[k], value = entries[k].new!
+                        state.properties[i].property = TwinState.Property(value: value, unit: state.properties[i].property.unit,
+                                                                          eventTime: entries[k].newTime ?? change.eventTime!,
+                                                                          ingestTime: change.at, eventId: eventId)
+                        values[i] = value
+                    }
+                    state.version = change.version
+                    state.updatedAt = change.at
+                }
+                return true
+            }
+        }
+    }
+
+    /// The index of the property a change path (`/properties/<name>`) names; nil for another path.
+    private func propertyIndex(_ path: String) -> Int? {
+        TwinChange.withPropertyName(path) { JSON.index(of: $0, in: storage.names) } ?? nil
+    }
+
     /// The newest `eventTime` among the properties, nil without properties.
     public var latestEventTime: Int64? { storage.latestEventTime }
     public var twinId: String { storage.twinId }

@@ -219,7 +219,10 @@ public struct PropertyHistory: Sendable {
 public struct TwinHistory: Sendable {
     public let retention: HistoryRetention
     public let maxProperties: Int
-    public private(set) var properties: [String: PropertyHistory] = [:]
+    // Names and histories side by side, found by a byte compare of the name (a few properties:
+    // cheaper than hashing each name of every reading).
+    private var names: [String] = []
+    private var histories: [PropertyHistory] = []
     public private(set) var ignored = 0
 
     public init(retention: HistoryRetention = HistoryRetention(), maxProperties: Int = 256) {
@@ -227,26 +230,52 @@ public struct TwinHistory: Sendable {
         self.maxProperties = maxProperties
     }
 
+    /// Every property's history by name.
+    public var properties: [String: PropertyHistory] { Dictionary(uniqueKeysWithValues: zip(names, histories)) }
+
     /// Records every property entry (`/properties/<name>` with a new value and event time) of
-    /// `change`, late ones included.
-    public mutating func record(_ change: TwinChange) {
-        guard change.kind == .telemetry || change.kind == .command else { return }
+    /// `change`, late ones included; returns how many points the twin holds more than before
+    /// (fewer when bounds evicted some).
+    @discardableResult
+    public mutating func record(_ change: TwinChange) -> Int {
+        guard change.kind == .telemetry || change.kind == .command else { return 0 }
+        var added = 0
         for entry in change.changes {
-            guard entry.path.hasPrefix("/properties/"), let value = entry.new,
-                  let time = entry.newTime ?? change.eventTime else { continue }
-            let name = String(entry.path.dropFirst("/properties/".count))
-            if properties[name] == nil {
-                guard properties.count < maxProperties else { ignored += 1; continue }
-                properties[name] = PropertyHistory(retention: retention)
+            guard let value = entry.new, let time = entry.newTime ?? change.eventTime,
+                  let found = TwinChange.withPropertyName(entry.path, { name -> (Int?, String?) in
+                      // The name becomes a String only for a property seen the first time.
+                      if let i = index(of: name) { return (i, nil) }
+                      return (nil, String(decoding: name, as: UTF8.self))
+                  }) else { continue }
+            let point = HistoryPoint(eventTime: time, value: value, late: entry.late)
+            if let i = found.0 {
+                let before = histories[i].count
+                histories[i].insert(point)
+                added += histories[i].count - before
+            } else {
+                guard names.count < maxProperties else { ignored += 1; continue }
+                var history = PropertyHistory(retention: retention)
+                history.insert(point)
+                names.append(found.1!)
+                histories.append(history)
+                added += history.count
             }
-            properties[name]!.insert(HistoryPoint(eventTime: time, value: value, late: entry.late))
         }
+        return added
     }
 
-    public subscript(property name: String) -> PropertyHistory? { properties[name] }
+    private func index(of name: UnsafeBufferPointer<UInt8>) -> Int? { JSON.index(of: name, in: names) }
+
+    public subscript(property name: String) -> PropertyHistory? {
+        var name = name
+        return name.withUTF8 { index(of: $0) }.map { histories[$0] }
+    }
+
+    /// Points held over all properties.
+    public var pointCount: Int { histories.reduce(0) { $0 + $1.count } }
 
     /// Approximate bytes held by all properties.
     public var estimatedBytes: Int {
-        properties.reduce(64) { $0 + 64 + $1.key.utf8.count + $1.value.estimatedBytes }
+        zip(names, histories).reduce(64) { $0 + 64 + $1.0.utf8.count + $1.1.estimatedBytes }
     }
 }

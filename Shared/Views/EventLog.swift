@@ -40,8 +40,50 @@ public struct ViewEvent: Sendable, Equatable {
         self.data = data
     }
 
+    /// The event at `offset` of `partition` of the topic with code `code` (its id built, not parsed).
+    public init(code: Character, partition: Int32, offset: Int64, kind: Kind, tenant: String, twinId: String, data: [UInt8]) {
+        stream = Self.text(code: code, partition: partition, offset: nil)
+        id = Self.text(code: code, partition: partition, offset: offset)
+        self.offset = offset
+        self.kind = kind
+        self.tenant = tenant
+        self.twinId = twinId
+        self.data = data
+    }
+
     /// The id of the event at `offset` of `partition` of a topic with code `code`.
-    public static func id(code: Character, partition: Int32, offset: Int64) -> String { "\(code)-\(partition)-\(offset)" }
+    public static func id(code: Character, partition: Int32, offset: Int64) -> String { text(code: code, partition: partition, offset: offset) }
+
+    /// `<code>-<partition>-<offset>`, or `<code><partition>` without an offset, written digit by
+    /// digit (string interpolation cost more than the rest of an event's append).
+    static func text(code: Character, partition: Int32, offset: Int64?) -> String {
+        let codeByte = code.asciiValue ?? UInt8(ascii: "?")
+        return String(unsafeUninitializedCapacity: 48) { buffer in
+            var n = 0
+            func put(_ b: UInt8) { buffer[n] = b; n += 1 }
+            func number(_ value: Int64) {
+                if value < 0 { put(UInt8(ascii: "-")) }
+                var rest = value.magnitude
+                var start = n
+                repeat {
+                    put(UInt8(ascii: "0") + UInt8(rest % 10))
+                    rest /= 10
+                } while rest > 0
+                var end = n - 1
+                while start < end { buffer.swapAt(start, end); start += 1; end -= 1 }
+            }
+            put(codeByte)
+            if let offset {
+                put(UInt8(ascii: "-"))
+                number(Int64(partition))
+                put(UInt8(ascii: "-"))
+                number(offset)
+            } else {
+                number(Int64(partition))
+            }
+            return n
+        }
+    }
 }
 
 /// Where an event stream stands in every topic partition it follows — `c0.17,c3.9,a2.4`: the

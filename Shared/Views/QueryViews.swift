@@ -5,6 +5,7 @@ import JSON
 import Kafka
 import TwinQuery
 import ServiceKit
+import Synchronization
 
 /// Every view the query API materialises, and the dispatch of consumed messages to them:
 ///
@@ -74,6 +75,8 @@ public final class QueryViews: Sendable {
     public let driftStates: LatestDocuments
     /// When a twin is stale (`STALE_FACTOR`, shared with the drift monitor).
     public let freshness: Freshness
+    /// The change events' paths read so far (one follower applies: never contended).
+    private let changePaths = Mutex(StringInterner())
 
     public init(limits: Limits = Limits(), freshness: Freshness = Freshness(), reportingInterval: @escaping @Sendable (String?) -> Int64? = { _ in nil }) {
         self.limits = limits
@@ -88,15 +91,13 @@ public final class QueryViews: Sendable {
         driftStates = LatestDocuments(capacity: limits.driftStates)
     }
 
-    /// Where each partition of each followed topic starts.
-    public func startOffsets(partitions: Int32 = Topic.partitionCount) -> [TopicPartition: KafkaConsumer.StartOffset] {
-        var starts: [TopicPartition: KafkaConsumer.StartOffset] = [:]
-        for p in 0..<partitions {
-            starts[TopicPartition(Topic.twinState.name, p)] = .beginning
-            starts[TopicPartition(Topic.driftState.name, p)] = .beginning
-            for topic in [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationRequests, .simulationResults, .telemetryDeadLetter] {
-                starts[TopicPartition(topic.name, p)] = .tail(limits.replayPerPartition)
-            }
+    /// Where every partition of each followed topic starts (how many partitions a topic has is
+    /// the cluster's answer, not `Topic.partitionCount`: a view that read only the platform's
+    /// default 6 of 24 held a quarter of the twins).
+    public func topicStarts() -> [String: KafkaConsumer.StartOffset] {
+        var starts: [String: KafkaConsumer.StartOffset] = [Topic.twinState.name: .beginning, Topic.driftState.name: .beginning]
+        for topic in [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationRequests, .simulationResults, .telemetryDeadLetter] {
+            starts[topic.name] = .tail(limits.replayPerPartition)
         }
         return starts
     }
@@ -113,8 +114,11 @@ public final class QueryViews: Sendable {
             }
             return applied
         case Topic.twinChanges.name:
-            guard let change = try? TwinChange(bytes: message.value) else { return false }
-            applyChange(change, id: ViewEvent.id(code: "c", partition: message.partition, offset: message.offset), bytes: message.value)
+            // The member-by-member read covers what the state-updater writes; the tree decodes the rest.
+            let direct = changePaths.withLock { TwinChange.readDirectly(message.value, paths: &$0) }
+            guard let change = direct ?? (try? TwinChange(bytes: message.value)) else { return false }
+            applyChange(change, event: ViewEvent(code: "c", partition: message.partition, offset: message.offset, kind: .change,
+                                                 tenant: change.tenant, twinId: change.twinId, data: message.value))
             return true
         case Topic.twinCommands.name:
             guard let command = try? TwinCommand(bytes: message.value) else { return false }
@@ -155,10 +159,15 @@ public final class QueryViews: Sendable {
 
     /// Applies a change event (also used by tests that feed changes without a broker).
     public func applyChange(_ change: TwinChange, id: String, bytes: [UInt8]? = nil) {
+        applyChange(change, event: ViewEvent(id: id, kind: .change, tenant: change.tenant, twinId: change.twinId, data: bytes ?? change.encoded()))
+    }
+
+    /// Applies a change event whose streamed event is already made.
+    func applyChange(_ change: TwinChange, event: ViewEvent) {
         twins.apply(change: change)
         history.record(change)
         if change.commandId != nil { commands.settled(by: change) }
-        events.append(ViewEvent(id: id, kind: .change, tenant: change.tenant, twinId: change.twinId, data: bytes ?? change.encoded()))
+        events.append(event)
     }
 
     /// Applies a simulation result and, when it changes what the view shows, streams a
@@ -208,11 +217,12 @@ public final class QueryViews: Sendable {
 }
 
 extension TopicFollower {
-    /// Follows every topic of `QueryViews` (each partition from its start in `startOffsets`) and
-    /// applies each message; registers the view sizes in `/metrics`.
+    /// Follows every partition of every topic of `QueryViews` (each from its start in
+    /// `topicStarts`) and applies each message; registers the view sizes in `/metrics`.
     public static func queryViews(context: ServiceContext, views: QueryViews) throws -> TopicFollower {
         views.registerMetrics(context.metrics)
-        return try TopicFollower(context: context, purpose: "query views", reading: views.startOffsets(),
+        return try TopicFollower(context: context, purpose: "query views", readingEveryPartitionOf: views.topicStarts(),
+                                 fallbackPartitions: Topic.partitionCount,
                                  apply: views.apply, onStop: views.events.close)
     }
 }

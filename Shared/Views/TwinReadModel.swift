@@ -42,6 +42,15 @@ public final class TwinReadModel: Sendable {
             }
         }
 
+        /// The version of twin `id`, without a copy of its record.
+        func version(of id: String) -> Int64? { index[id].map { list[$0].version } }
+
+        /// Applies a reading to twin `id` in place (`QueryTwin.apply`); false when it does not apply.
+        mutating func apply(_ change: TwinChange, to id: String) -> Bool {
+            guard let i = index[id] else { return false }
+            return list[i].apply(change)
+        }
+
         mutating func remove(_ id: String) -> QueryTwin? {
             guard let i = index.removeValue(forKey: id) else { return nil }
             let removed = list[i]
@@ -88,15 +97,16 @@ public final class TwinReadModel: Sendable {
     /// a new twin past `maxTwins`), which the caller counts and logs.
     @discardableResult
     public func apply(_ message: KafkaMessage) -> Bool {
-        guard let key = message.keyString.flatMap(TwinKey.init) else { return false }
+        guard let key = message.key.flatMap(TwinKey.init(bytes:)) else { return false }
         let (tenant, twinId) = (key.tenant, key.twinId)
         if message.value.isEmpty {
             remove(tenant: tenant, twinId: twinId)
             return true
         }
-        // Skip the decode of a replayed or older document: the version rides in a header.
-        if let header = message.headers.string(MessageHeader.version), let version = Int64(header),
-           let current = twin(tenant: tenant, id: twinId), current.version >= version {
+        // Skip the decode of a replayed or older document (or one whose reading the change event
+        // already applied): the version rides in a header, read from its bytes.
+        if let version = Self.versionHeader(message.headers),
+           let current = state.withLock({ $0.tenants[tenant]?.version(of: twinId) }), current >= version {
             return true
         }
         guard let decoded = try? TwinState(bytes: message.value), decoded.tenant == tenant, decoded.twinId == twinId else {
@@ -104,6 +114,20 @@ public final class TwinReadModel: Sendable {
             return false
         }
         return apply(decoded)
+    }
+
+    /// The `version` header's decimal digits as a number; nil when absent or not a plain
+    /// non-negative integer (as `Int64(String)` would read it, without the String).
+    static func versionHeader(_ headers: [KafkaHeader]) -> Int64? {
+        guard let header = headers.last(where: { $0.name == MessageHeader.version }) else { return nil }
+        let digits = header.value
+        guard !digits.isEmpty, digits.count <= 18 else { return digits.isEmpty ? nil : String(validating: digits, as: UTF8.self).flatMap { Int64($0) } }
+        var value: Int64 = 0
+        for d in digits {
+            guard d &- UInt8(ascii: "0") < 10 else { return String(validating: digits, as: UTF8.self).flatMap { Int64($0) } }
+            value = value * 10 + Int64(d &- UInt8(ascii: "0"))
+        }
+        return value
     }
 
     /// Applies a decoded state (tests and tools); false past `maxTwins`.
@@ -127,18 +151,16 @@ public final class TwinReadModel: Sendable {
     }
 
     /// Applies a `telemetry` change event to the twin of the version before it (see
-    /// `QueryTwin.applying`), so a reading is visible without its state document, which is then
-    /// skipped by its version header. False when it does not apply (the state document will).
+    /// `QueryTwin.apply`), in place under the lock, so a reading is visible without its state
+    /// document, which is then skipped by its version header. False when it does not apply (the
+    /// state document will).
     @discardableResult
     public func apply(change: TwinChange) -> Bool {
-        guard change.kind == .telemetry, let current = twin(tenant: change.tenant, id: change.twinId),
-              let next = current.applying(change) else { return false }
-        let tenant = change.tenant, twinId = change.twinId
+        guard change.kind == .telemetry else { return false }
         let woken: [CheckedContinuation<Void, Never>]? = state.withLock { s in
-            // Applied only onto the version it was built from (relationships are unchanged).
-            guard s.tenants[tenant]?[twinId]?.version == current.version else { return nil }
-            s.tenants[tenant]!.set(twinId, next)
-            return Self.takeWaiters(&s, key: change.key, version: next.version)
+            // Relationships are unchanged by a reading: no reindex.
+            guard s.tenants[change.tenant]?.apply(change, to: change.twinId) == true else { return nil }
+            return s.waiters.isEmpty ? [] : Self.takeWaiters(&s, key: change.key, version: change.version)
         }
         for continuation in woken ?? [] { continuation.resume() }
         return woken != nil

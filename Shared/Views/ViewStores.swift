@@ -11,7 +11,7 @@ public final class HistoryStore: Sendable {
     public let maxTwins: Int
     public let maxProperties: Int
     private struct State {
-        var twins: [String: TwinHistory] = [:]
+        var twins: [TwinKey: TwinHistory] = [:]
         var untracked = 0
         /// Points held in all, kept up to date by `record` and `remove` (metrics read it often).
         var points = 0
@@ -25,32 +25,31 @@ public final class HistoryStore: Sendable {
     }
 
     public func record(_ change: TwinChange) {
-        guard change.kind != .rejected, change.changes.contains(where: { $0.path.hasPrefix("/properties/") }) else { return }
-        let key = change.key
+        guard change.kind != .rejected, change.changes.contains(where: \.isProperty) else { return }
+        let key = TwinKey(tenant: change.tenant, twinId: change.twinId)
         state.withLock { s in
-            if s.twins[key] == nil {
-                guard s.twins.count < maxTwins else { s.untracked += 1; return }
-                s.twins[key] = TwinHistory(retention: retention, maxProperties: maxProperties)
+            if let i = s.twins.index(forKey: key) {
+                s.points += s.twins.values[i].record(change)
+                return
             }
-            let before = Self.points(in: s.twins[key]!)
-            s.twins[key]!.record(change)
-            s.points += Self.points(in: s.twins[key]!) - before
+            guard s.twins.count < maxTwins else { s.untracked += 1; return }
+            var history = TwinHistory(retention: retention, maxProperties: maxProperties)
+            s.points += history.record(change)
+            s.twins[key] = history
         }
     }
 
     /// Forgets a twin (decommissioned: its state tombstone arrived).
     public func remove(tenant: String, twinId: String) {
         state.withLock { s in
-            if let removed = s.twins.removeValue(forKey: TwinKey(tenant: tenant, twinId: twinId).description) { s.points -= Self.points(in: removed) }
+            if let removed = s.twins.removeValue(forKey: TwinKey(tenant: tenant, twinId: twinId)) { s.points -= removed.pointCount }
         }
     }
 
     /// A copy of one property's history (copy-on-write: cheap until the store changes it).
     public func history(tenant: String, twinId: String, property: String) -> PropertyHistory? {
-        state.withLock { $0.twins[TwinKey(tenant: tenant, twinId: twinId).description]?[property: property] }
+        state.withLock { $0.twins[TwinKey(tenant: tenant, twinId: twinId)]?[property: property] }
     }
-
-    private static func points(in history: TwinHistory) -> Int { history.properties.values.reduce(0) { $0 + $1.count } }
 
     public var sizes: (twins: Int, points: Int, untracked: Int) {
         state.withLock { ($0.twins.count, $0.points, $0.untracked) }

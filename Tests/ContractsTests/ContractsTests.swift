@@ -192,6 +192,56 @@ final class ContractsTests: XCTestCase {
         XCTAssertGreaterThan(direct, 100, "the direct path is taken for well-formed readings")
     }
 
+    /// The query view reads change events member by member (`TwinChange.readDirectly`) and falls
+    /// back to the tree for what that path leaves out: whatever it returns equals the tree's
+    /// decode, it returns nothing the tree refuses, and it takes the documents the state-updater writes.
+    func testTwinChangeReadDirectlyAgreesWithDecodingTheTree() {
+        let reading = TwinChange(tenant: "acme", twinId: "pump-1", model: "pump@1", version: 7, kind: .telemetry, at: 1_795_248_000_300,
+                                 eventId: "0f1e2d3c4b5a69788796a5b4c3d2e1f0", eventTime: 1_795_248_000_250, changes: [
+                                     .init(path: "/properties/flow", old: 12.5, new: 13, oldTime: 1_795_248_000_000, newTime: 1_795_248_000_250),
+                                     .init(path: "/properties/temperature", old: 80, new: 79.5, oldTime: 1_795_248_000_900, newTime: 1_795_248_000_250, late: true),
+                                     .init(path: "/properties/mode", old: nil, new: "auto", newTime: 1_795_248_000_250),
+                                 ])
+        let command = TwinChange(tenant: "acme", twinId: "pump-1", model: nil, version: 8, kind: .command, at: 5, commandId: "c-1", commandType: "setDesired",
+                                 cause: "sim-1", changes: [.init(path: "/desired/rpm", old: nil, new: ["a": 1, "b": [true, nil]])])
+        let rejected = TwinChange(tenant: "acme", twinId: "pump-1", model: nil, version: 8, kind: .rejected, at: 5, commandId: "c-2",
+                                  reason: ContractError(code: "unknown_twin", pointer: "", message: "no such twin"))
+        var documents = [reading, command, rejected].map { String(decoding: $0.encoded(), as: UTF8.self) } + [
+            #"{"tenant":"t","twinId":"p","version":1,"kind":"telemetry","at":"2026-11-21T08:00:00Z","eventId":"e","eventTime":"2026-11-21T08:00:00Z","late":false,"changes":[],"extra":[1,{"a":2}]}"#,
+            #"{"tenant":"t","twinId":"p","version":1,"kind":"telemetry","at":"2026-11-21T08:00:00Z","eventId":"e","late":false,"changes":[]}"#,
+            #"{"tenant":"t","twinId":"p","version":-1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[]}"#,
+            #"{"tenant":"t","twinId":"p","version":1.5,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[]}"#,
+            #"{"tenant":"t","twinId":"p","version":1,"kind":"other","at":"2026-11-21T08:00:00Z","late":false,"changes":[]}"#,
+            #"{"tenant":"t","twinId":"p","model":null,"version":1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[{"path":"/a","old":null,"late":false}]}"#,
+            #"{"tenant":"t","twinId":"p","version":1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[{"path":"a","late":false}]}"#,
+            #"{"tenant":"t","twinId":"p","version":1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[{"path":"/a","late":null}]}"#,
+            #"{"tenant":"t","twinId":"p","version":1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[{"path":"/a","late":false,"newTime":null}]}"#,
+            #"{"tenant":"t","twinId":"p","version":1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":{}}"#,
+            #"{"tenant":"t","twinId":"p","version":1,"kind":"command","at":"2026-11-21T08:00:00Z","changes":[]}"#,
+            #"{"tenant":"t","tenant":null,"twinId":"p","version":1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[]}"#,
+            #"{"tenant":"t","twinId":"p","version":2,"version":1,"kind":"command","at":"x","at":"2026-11-21T08:00:00Z","late":false,"changes":[],"changes":[{"path":"/b","late":true}]}"#,
+            #"{"t\u0065nant":"t","twinId":"p\u00e9","version":1,"kind":"comm\u0061nd","at":"2026-11-21T08:00:00+01:00","late":true,"changes":[{"p\u0061th":"/\u00e9","late":false}]}"#,
+            #"[{"tenant":"t","twinId":"p","version":1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[]}]"#,
+            #"{"tenant":"t","twinId":"p","version":1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[{"path":"/\u0301a","late":false}]}"#,
+            #"{"tenant":"t","twinId":"p","version":1,"kind":"command","at":"2026-11-21T08:00:00Z","late":false,"changes":[{"path":"/é","late":false},{"path":"/","late":false}]}"#,
+        ]
+        documents += damagedCopies(of: documents[0], seed: 11) + damagedCopies(of: documents[1], seed: 12, count: 500)
+        var direct = 0
+        for text in documents {
+            let bytes = Array(text.utf8)
+            let tree = try? TwinChange(bytes: bytes)
+            let read = TwinChange.readDirectly(bytes)
+            if let read {
+                XCTAssertEqual(read, tree, text)
+                direct += 1
+            }
+        }
+        XCTAssertNotNil(TwinChange.readDirectly(reading.encoded()), "a reading's change is read directly")
+        XCTAssertEqual(TwinChange.readDirectly(reading.encoded()), reading)
+        XCTAssertEqual(TwinChange.readDirectly(command.encoded()), command)
+        XCTAssertGreaterThan(direct, 500, "the direct path is taken for well-formed changes")
+    }
+
     func testDeadLetterKeepsBinaryOriginals() throws {
         let letter = DeadLetter(stage: "ingestor", tenant: "t", origin: .init(topic: "a", partition: 1, offset: 2), deadLetteredAt: 5,
                                 reasons: [.init(code: "invalid_json", pointer: "", message: "m", actual: "byte 0")], original: [0xFF, 0x00, 0x80])

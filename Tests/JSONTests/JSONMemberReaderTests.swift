@@ -8,21 +8,24 @@ final class JSONMemberReaderTests: XCTestCase {
     /// values read as trees: the reader's view of the document as a tree.
     func walk(_ bytes: [UInt8]) throws -> JSON {
         try JSONMemberReader.read(bytes) { r in
+            // Objects are walked member by member, arrays element by element, strings read as
+            // bytes, the rest as trees.
+            func value(_ r: inout JSONMemberReader) throws -> JSON {
+                if r.nextValueIsObject() { return .object(try object(&r)) }
+                if r.nextValueIsArray() {
+                    try r.beginArray()
+                    var elements: [JSON] = []
+                    while try r.nextElement() { elements.append(try value(&r)) }
+                    return .array(elements)
+                }
+                if r.nextValueIsString(), let string = try r.readStringBytes() { return .string(string.string) }
+                return try r.readValue()
+            }
             func object(_ r: inout JSONMemberReader) throws -> JSONObject {
                 try r.beginObject()
                 var members = JSONObject()
                 while let key = try r.nextKey() {
-                    let name = key.string
-                    // Objects are walked member by member, strings read as bytes, the rest as trees.
-                    let value: JSON
-                    if r.nextValueIsObject() {
-                        value = .object(try object(&r))
-                    } else if r.nextValueIsString(), let string = try r.readStringBytes() {
-                        value = .string(string.string)
-                    } else {
-                        value = try r.readValue()
-                    }
-                    members[name] = value
+                    members[key.string] = try value(&r)
                 }
                 return members
             }
@@ -111,5 +114,15 @@ final class JSONMemberReaderTests: XCTestCase {
             if walked != expected { disagreements.append(String(decoding: bytes, as: UTF8.self)) }
         }
         XCTAssertEqual(disagreements, [], "first: \(disagreements.first ?? "")")
+    }
+
+    /// Interned strings are the strings read, whatever came before (a full interner replaces its entries).
+    func testInternedStringsAreTheStringsRead() throws {
+        var interner = StringInterner(capacity: 3)
+        let names = ["/properties/flow", "/properties/pressure", "/properties/flow", "/x", "/y", "/z", "/properties/pressure", "", "caf\u{e9}"]
+        for name in names + names.reversed() {
+            var copy = name
+            XCTAssertEqual(copy.withUTF8 { interner.string($0) }, name)
+        }
     }
 }

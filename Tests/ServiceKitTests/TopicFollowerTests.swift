@@ -43,4 +43,53 @@ final class TopicFollowerTests: XCTestCase {
         task.cancel()
         _ = await task.result
     }
+
+    /// The broker's retention drops messages a follower has not read yet (the embedded broker
+    /// keeps ~5 MiB per partition): the follower goes on from the oldest message left, counts what
+    /// it skipped and logs it. With a tail start (the query views' windowed topics) it used to be
+    /// reset to the log start minus the tail, out of range again, forever: lag stuck.
+    func testAFollowerBehindTheRetentionGoesOnFromTheOldestMessageLeftAndCountsWhatItSkipped() async throws {
+        let topic = "twin.changes.v1"
+        let broker = try EmbeddedBroker(topics: [(topic, 1)])
+        defer { broker.shutdown() }
+        let properties = EmbeddedBroker.clientProperties.merging(["log_level": "0", "queued.max.messages.kbytes": "256"]) { _, b in b }
+        let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers, properties)
+        let producer = try KafkaProducer(configuration: kafka)
+        _ = try await producer.sendAll((0..<10).map { OutgoingMessage(topic: topic, key: "t/twin-\($0)", value: Array("{}".utf8)) })
+        // The first message blocks until the broker has dropped what the follower has not fetched.
+        let gate = DispatchSemaphore(value: 0)
+        let seen = Mutex<[Int64]>([])
+        let logged = Mutex<[String]>([])
+        let metrics = MetricsRegistry()
+        let context = ServiceContext(name: "query-api", environment: EnvironmentReader([:]),
+                                     logger: Logger(service: "t", sink: .lines { line in logged.withLock { $0.append(line) } }),
+                                     metrics: metrics, kafka: kafka, readiness: Readiness())
+        let follower = try TopicFollower(context: context, purpose: "query views", reading: [TopicPartition(topic, 0): .tail(5)]) { message in
+            if seen.withLock({ $0.append(message.offset); return $0.count == 1 }) { gate.wait() }
+            return true
+        }
+        let task = Task { try await follower.run() }
+        defer { task.cancel() }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while seen.withLock({ $0.isEmpty }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        XCTAssertEqual(seen.withLock { $0.first }, 5, "the tail of 5 starts at offset 5")
+        // 12 MB in 200 KB messages: the broker keeps the last ~5 MiB, the follower's prefetch holds 256 KB.
+        let big = [UInt8](repeating: UInt8(ascii: "x"), count: 200_000)
+        for _ in 0..<6 {
+            _ = try await producer.sendAll((0..<10).map { _ in OutgoingMessage(topic: topic, key: "t/big", value: big) })
+        }
+        await producer.close()
+        gate.signal()
+        let last: Int64 = 69
+        while seen.withLock({ $0.last }) != last, ContinuousClock.now < deadline + .seconds(30) { try await Task.sleep(for: .milliseconds(50)) }
+        let offsets = seen.withLock { $0 }
+        XCTAssertEqual(offsets.last, last, "the follower reached the end: \(offsets.count) messages read, last \(offsets.last ?? -1)")
+        let skippedLine = metrics.render().split(separator: "\n").first { $0.hasPrefix(#"twinstream_follower_skipped_total{purpose="query views"}"#) }
+        let skipped = Int(Double(skippedLine?.split(separator: " ").last ?? "") ?? 0)
+        XCTAssertGreaterThan(skipped, 0, "the retention dropped unread messages: \(skippedLine ?? "no skipped metric")")
+        XCTAssertEqual(offsets.count + skipped, Int(last) + 1 - 5, "every offset from the start was read or counted as skipped")
+        XCTAssertEqual(offsets, offsets.sorted(), "in order")
+        XCTAssertTrue(logged.withLock { $0.contains { $0.contains("dropped by the broker's retention") && $0.contains("\"skipped\":\(skipped)") } },
+                      logged.withLock { $0.joined(separator: "\n") })
+    }
 }

@@ -3,7 +3,7 @@ import Foundation
 import JSON
 import Kafka
 import TestSupport
-import TwinQuery
+@testable import TwinQuery
 import TwinStore
 import Views
 import XCTest
@@ -85,6 +85,33 @@ final class ChangeFollowingTests: XCTestCase {
         XCTAssertEqual(twin?.state[property: "flow"], .init(value: 2, unit: "m3/h", eventTime: 20, ingestTime: 30, eventId: "b"))
         XCTAssertEqual(twin?.latestEventTime, 20)
         XCTAssertFalse(views.twins.apply(change: change(2)), "a replayed change")
+    }
+
+    /// A reading updates the view's twin in place (no copy of its state per reading) unless a
+    /// reader still holds that twin: the reader's copy then stays as it was.
+    func testAReadingUpdatesTheTwinInPlaceAndLeavesWhatAReaderHoldsUnchanged() {
+        let views = QueryViews()
+        views.twins.apply(TwinState(tenant: "acme", twinId: "pump-1", model: "pump@1", version: 1, updatedAt: 10,
+                                    properties: [("flow", .init(value: 1, unit: "m3/h", eventTime: 5, ingestTime: 10, eventId: "a")),
+                                                 ("rpm", .init(value: 900, eventTime: 7, ingestTime: 10, eventId: "a"))]))
+        func reading(_ version: Int64, flow: JSON) -> TwinChange {
+            TwinChange(tenant: "acme", twinId: "pump-1", model: "pump@1", version: version, kind: .telemetry, at: 10 * version, eventId: "e\(version)",
+                       eventTime: 10 * version - 1, changes: [.init(path: "/properties/flow", old: 1, new: flow, oldTime: 5, newTime: 10 * version - 1)])
+        }
+        let storage = ObjectIdentifier(views.twins.twin(tenant: "acme", id: "pump-1")!.storage)
+        XCTAssertTrue(views.twins.apply(change: reading(2, flow: 2)))
+        XCTAssertEqual(ObjectIdentifier(views.twins.twin(tenant: "acme", id: "pump-1")!.storage), storage, "updated in place")
+        let held = views.twins.twin(tenant: "acme", id: "pump-1")!
+        XCTAssertTrue(views.twins.apply(change: reading(3, flow: 3)))
+        XCTAssertEqual(held.version, 2, "a reader's twin does not change under it")
+        XCTAssertEqual(held.propertyValue("flow"), 2)
+        XCTAssertEqual(held.state[property: "flow"]?.eventId, "e2")
+        let now = views.twins.twin(tenant: "acme", id: "pump-1")!
+        XCTAssertEqual(now.version, 3)
+        XCTAssertEqual(now.propertyValue("flow"), 3)
+        XCTAssertEqual(now.propertyValue("rpm"), 900)
+        XCTAssertEqual(now.latestEventTime, 29)
+        XCTAssertEqual(now.state[property: "flow"], .init(value: 3, unit: "m3/h", eventTime: 29, ingestTime: 30, eventId: "e3"))
     }
 
     /// A reader waiting for a version (`?minVersion=`) is answered by the change event.

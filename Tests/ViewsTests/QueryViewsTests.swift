@@ -1,6 +1,7 @@
 import Contracts
 import JSON
 import Kafka
+import ServiceKit
 import TwinQuery
 import Views
 import XCTest
@@ -80,13 +81,42 @@ final class QueryViewsTests: XCTestCase {
     func testTheStateTopicIsReadWholeAndTheWindowedTopicsFromTheirTail() {
         var limits = QueryViews.Limits()
         limits.replayPerPartition = 123
-        let starts = QueryViews(limits: limits).startOffsets(partitions: 2)
-        XCTAssertEqual(starts[TopicPartition(Topic.twinState.name, 1)], .beginning)
-        XCTAssertEqual(starts[TopicPartition(Topic.driftState.name, 1)], .beginning, "compacted: the whole topic is the state")
+        let starts = QueryViews(limits: limits).topicStarts()
+        XCTAssertEqual(starts[Topic.twinState.name], .beginning)
+        XCTAssertEqual(starts[Topic.driftState.name], .beginning, "compacted: the whole topic is the state")
         let windowed = [Topic.twinChanges, .twinCommands, .driftAlerts, .simulationRequests, .simulationResults, .telemetryDeadLetter]
         for topic in windowed {
-            XCTAssertEqual(starts[TopicPartition(topic.name, 0)], .tail(123), topic.name)
+            XCTAssertEqual(starts[topic.name], .tail(123), topic.name)
         }
-        XCTAssertEqual(starts.count, 2 * (windowed.count + 2))
+        XCTAssertEqual(starts.count, windowed.count + 2)
+    }
+
+    /// The view reads every partition the cluster has, not the platform's default 6: on a
+    /// cluster of 24 it used to hold a quarter of the twins.
+    func testTheViewFollowsEveryPartitionOfATopicWithMorePartitionsThanTheDefault() async throws {
+        let broker = try EmbeddedBroker(topics: Topic.allCases.map { ($0.name, $0 == .twinState ? 24 : 3) })
+        defer { broker.shutdown() }
+        let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers, EmbeddedBroker.clientProperties.merging(["log_level": "0"]) { _, b in b })
+        let producer = try KafkaProducer(configuration: kafka)
+        _ = try await producer.sendAll((0..<48).map { i in
+            let state = TwinState(tenant: "acme", twinId: "pump-\(i)", model: "pump@1", version: 1, updatedAt: 10, created: true)
+            return OutgoingMessage(topic: Topic.twinState.name, key: state.key, value: state.encoded(),
+                                   headers: [KafkaHeader(MessageHeader.version, "1")], partition: Int32(i % 24))
+        })
+        await producer.close()
+        let views = QueryViews()
+        let readiness = Readiness()
+        let context = ServiceContext(name: "query-api", environment: EnvironmentReader([:]), logger: Logger(service: "t", sink: .discard),
+                                     metrics: MetricsRegistry(), kafka: kafka, readiness: readiness)
+        let follower = try TopicFollower.queryViews(context: context, views: views)
+        let task = Task { try await follower.run() }
+        defer { task.cancel() }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !(readiness.evaluate().ready && views.twins.sizes.twins == 48), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        XCTAssertTrue(readiness.evaluate().ready, "caught up: \(readiness.evaluate().failing)")
+        XCTAssertEqual(views.twins.sizes.twins, 48, "every twin, from all 24 partitions")
+        XCTAssertNotNil(views.twins.twin(tenant: "acme", id: "pump-23"), "partition 23")
     }
 }
