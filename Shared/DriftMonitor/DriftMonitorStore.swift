@@ -396,8 +396,8 @@ struct CalibrationResults: Sendable {
 /// Follows `simulation.results.v1` for the store: the last `replay` messages of each partition at
 /// start (a restarted monitor still finds results that came while it was down), then everything new.
 public func recalibrationResultsFollower(context: ServiceContext, store: DriftMonitorStore, replay: Int = 5_000) throws -> TopicFollower {
-    let starts = Dictionary(uniqueKeysWithValues: (0..<Topic.simulationResults.partitions).map {
-        (TopicPartition(Topic.simulationResults.name, $0), KafkaConsumer.StartOffset.tail(replay))
-    })
-    return try TopicFollower(context: context, purpose: "recalibration results", reading: starts, apply: store.offer)
+    // Every partition the cluster lists (a results topic with more partitions than the platform's
+    // default would otherwise hide the results written to the others).
+    try TopicFollower(context: context, purpose: "recalibration results", readingEveryPartitionOf: [Topic.simulationResults.name: .tail(replay)],
+                      fallbackPartitions: Topic.simulationResults.partitions, apply: store.offer)
 }
