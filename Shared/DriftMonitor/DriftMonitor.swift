@@ -172,9 +172,12 @@ public struct DriftMonitor: Sendable {
                     message: "\(reading.twinId) reports again (a reading of \(Timestamp.format(t))); it had been silent since \(open.changeStartedAt.map(Timestamp.format) ?? "?").",
                     into: &alerts, key: key)
         }
-        if !watch.armed {
-            heap.push(staleAfter(watch, plan: plan, last: t), key)
-            watch.armed = true
+        // Re-armed lazily (a reading moves only the last event time), except when the limit has
+        // shrunk: a twin's first gaps bring its expected interval down from the first-reading floor.
+        let deadline = staleAfter(watch, plan: plan, last: t)
+        if watch.armedDeadline.map({ deadline < $0 }) ?? true {
+            heap.push(deadline, key)
+            watch.armedDeadline = deadline
         }
 
         let values = reading.values
@@ -310,19 +313,21 @@ public struct DriftMonitor: Sendable {
         guard !lagging else { return }
         while let top = heap.peek, top.deadline < now {
             heap.pop()
-            guard var watch = twins[top.key] else { continue }
+            // An entry replaced by an earlier deadline is dropped when it comes up.
+            guard var watch = twins[top.key], watch.armedDeadline == top.deadline else { continue }
             defer { twins[top.key] = watch }
-            watch.armed = false
+            watch.armedDeadline = nil
             guard let plan = plans.plan(watch.model), let last = watch.lastEventTime else { continue }
             guard isStale(watch, plan: plan, last: last, now: now) else {
-                heap.push(staleAfter(watch, plan: plan, last: last), top.key)
-                watch.armed = true
+                let deadline = staleAfter(watch, plan: plan, last: last)
+                heap.push(deadline, top.key)
+                watch.armedDeadline = deadline
                 continue
             }
             let key = TwinWatch.key(.stale, nil)
             guard watch.open[key] == nil, let twin = TwinKey(top.key) else { continue }
             let expected = expectedInterval(watch, plan: plan)
-            let limit = settings.staleFactor * Double(expected)
+            let limit = staleLimit(watch, plan: plan)
             let pace = expected > plan.intervalMs ? "its own pace of \(Self.duration(expected)) (the model declares \(Self.duration(plan.intervalMs)))" : Self.duration(plan.intervalMs)
             let message = "\(twin.twinId) has sent no reading since \(Timestamp.format(last)) (\(Self.duration(now - last)), more than \(Self.number(settings.staleFactor)) reporting intervals of \(pace)): "
                 + "check the device, its power, its network or its gateway; its twin shows old values meanwhile."
@@ -335,19 +340,24 @@ public struct DriftMonitor: Sendable {
 
     /// The interval a twin's next reading is expected within (ms).
     func expectedInterval(_ watch: TwinWatch, plan: ModelPlan) -> Int64 {
-        watch.expectedIntervalMs(model: plan.intervalMs, firstIntervalMs: settings.staleFirstIntervalMs)
+        watch.expectedIntervalMs(model: plan.intervalMs, firstMs: settings.staleFirstIntervalMs)
+    }
+
+    /// Silence (ms) after which a twin is stale.
+    func staleLimit(_ watch: TwinWatch, plan: ModelPlan) -> Double {
+        watch.staleLimitMs(model: plan.intervalMs, factor: settings.staleFactor, firstMs: settings.staleFirstIntervalMs)
     }
 
     /// When a twin whose newest reading is at `last` becomes stale.
     func staleAfter(_ watch: TwinWatch, plan: ModelPlan, last: Int64) -> Int64 {
-        last + Int64((settings.staleFactor * Double(expectedInterval(watch, plan: plan))).rounded(.down))
+        last + Int64(staleLimit(watch, plan: plan).rounded(.down))
     }
 
-    /// Whether a twin whose newest reading is at `last` is stale at `now`: more than `staleFactor`
-    /// expected intervals without a reading (a model without an interval: never).
+    /// Whether a twin whose newest reading is at `last` is stale at `now` (a model without an
+    /// interval: never).
     func isStale(_ watch: TwinWatch, plan: ModelPlan, last: Int64, now: Int64) -> Bool {
         guard plan.intervalMs > 0 else { return false }
-        return Double(now) - Double(last) > settings.staleFactor * Double(expectedInterval(watch, plan: plan))
+        return Double(now) - Double(last) > staleLimit(watch, plan: plan)
     }
 
     // MARK: Resets and forgetting
@@ -512,10 +522,11 @@ public struct DriftMonitor: Sendable {
             // The model file changed under the saved state: keep the episodes, restart the watches.
             watch.resetWatches(plan: plan, settings: settings)
         }
-        watch.armed = false
+        watch.armedDeadline = nil
         if let last = watch.lastEventTime, let plan = plans.plan(watch.model) {
-            heap.push(staleAfter(watch, plan: plan, last: last), key)
-            watch.armed = true
+            let deadline = staleAfter(watch, plan: plan, last: last)
+            heap.push(deadline, key)
+            watch.armedDeadline = deadline
         }
         if watch.recalibration?.simulationId != nil { awaiting.insert(key) }
         // Not saved: a restored fleet starts its cycles spread, as a new one does.
@@ -589,9 +600,10 @@ public struct DriftMonitor: Sendable {
     }
 }
 
-/// Twins by the time they go stale: a binary min-heap with one entry per watched twin, re-armed
+/// Twins by the time they go stale: a binary min-heap with one live entry per watched twin, re-armed
 /// lazily (a reading only moves the twin's last event time; the entry is checked and pushed again
-/// when it comes due), so a reading costs no heap operation and a million twins cost a million entries.
+/// when it comes due), so a reading costs no heap operation (unless its twin's limit shrank: a
+/// replaced entry is dropped when it comes up) and a million twins cost about a million entries.
 struct DeadlineHeap: Sendable {
     private(set) var entries: [(deadline: Int64, key: String)] = []
 

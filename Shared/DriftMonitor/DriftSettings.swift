@@ -61,9 +61,9 @@ public struct DriftSettings: Sendable, Equatable {
     /// Stale after this many reporting intervals without a reading (the query API's `stale` flag uses
     /// the same factor); the interval is the model's, or the twin's observed one when it is longer.
     public var staleFactor = 3.0
-    /// The reporting interval a twin is expected to keep before its pace is observed (fewer than two
-    /// gaps seen; the model's when that is longer). Why: a fleet that reports slower than its model
-    /// declares would otherwise raise and resolve a stale episode on every twin at start.
+    /// Least silence before a twin seen only once is stale (it has not shown its pace yet), and the
+    /// most one gap counts as its pace. Why: a fleet that reports slower than its model declares
+    /// would otherwise raise and resolve a stale episode on every twin at start.
     public var staleFirstIntervalMs: Int64 = 60_000
     /// Event time after a twin's first reading that data drift waits before it takes its reference
     /// window. Why: a fleet started from cold warms up meanwhile (a pump's casing by ~8 K with a
@@ -130,7 +130,7 @@ public struct DriftSettings: Sendable, Equatable {
         s.resolveLevel = try env.double("DRIFT_RESOLVE_LEVEL", default: s.resolveLevel, range: 0.01...100, doc: "Mean standardised residual (in sigma) under which a residual alert resolves.")
         s.staleFactor = try env.staleFactor()
         s.staleFirstIntervalMs = try optionalDuration(env, "DRIFT_STALE_FIRST_INTERVAL",
-                                                      doc: "Reporting interval a twin is expected to keep until its own pace is observed (default 1m, or the model's interval when longer); afterwards the twin's observed interval counts when it is longer than the model's.") ?? s.staleFirstIntervalMs
+                                                      doc: "Least silence before a twin seen only once is stale (default 1m), and the most its first gap counts as its pace; afterwards the twin's observed interval counts when it is longer than the model's.") ?? s.staleFirstIntervalMs
         s.settleMs = try durationOrZero(env, "DRIFT_SETTLE", default: s.settleMs,
                                         doc: "Event time after a twin's first reading before data drift takes its reference window (default 1h: a fleet started from cold warms up meanwhile; 0: at once).")
         s.stateEvery = try env.int("DRIFT_STATE_EVERY", default: s.stateEvery, range: 1...1_000_000,

@@ -261,8 +261,8 @@ struct TwinWatch: Codable, Equatable, Sendable {
     var repeated = 0
     /// Open episodes by `kind/property` (not encoded here: the document's `openAlerts` carry them).
     var open: [String: DriftAlert] = [:]
-    /// On the stale timer heap (rebuilt on restore).
-    var armed = false
+    /// The deadline of the twin's live entry on the stale timer heap (rebuilt on restore); nil: none.
+    var armedDeadline: Int64?
     /// A recalibration in progress, the event time of the last calibration request, and
     /// parameters applied but not yet on `twin.state.v1` (Recalibration.swift).
     var recalibration: PendingRecalibration?
@@ -295,16 +295,22 @@ struct TwinWatch: Codable, Equatable, Sendable {
     /// The interval the twin's next reading is expected within (ms): the model's, or the twin's
     /// observed one when longer. Observed: the second-longest of the last `gapCount` gaps, so one
     /// silence (already alerted on) does not stretch it, while a fleet slower than declared is judged
-    /// by its own pace; with one gap, that gap up to `firstIntervalMs`; with none, `firstIntervalMs`
-    /// (a twin not yet seen twice has not shown its pace).
-    func expectedIntervalMs(model: Int64, firstIntervalMs: Int64) -> Int64 {
-        guard let g = gaps, !g.isEmpty else { return max(model, firstIntervalMs) }
-        if g.count == 1 { return max(model, min(g[0], firstIntervalMs)) }
+    /// by its own pace; with one gap, that gap up to `firstMs` (one gap may be a silence).
+    func expectedIntervalMs(model: Int64, firstMs: Int64) -> Int64 {
+        guard let g = gaps, !g.isEmpty else { return model }
+        if g.count == 1 { return max(model, min(g[0], firstMs)) }
         var longest: Int64 = 0, second: Int64 = 0
         for x in g {
             if x > longest { second = longest; longest = x } else if x > second { second = x }
         }
         return max(model, second)
+    }
+
+    /// Silence (ms) after which the twin is stale: `factor` expected intervals; a twin seen only once
+    /// has not shown its pace, so not before `firstMs` either.
+    func staleLimitMs(model: Int64, factor: Double, firstMs: Int64) -> Double {
+        let limit = factor * Double(expectedIntervalMs(model: model, firstMs: firstMs))
+        return gaps?.isEmpty == false ? limit : max(limit, Double(firstMs))
     }
 
     init(plan: ModelPlan, parameters: [Double], settings: DriftSettings) {
