@@ -171,6 +171,7 @@ def run_step(ctx, rate, seconds, label, perf=False):
     # read (and the query view's follower then stays stuck at the lost offset). A step whose lag
     # passes ABORT_LAG is not sustained anyway; it ends there, before anything is lost.
     aborted = None
+    began = next_progress = time.monotonic()
     while load.proc.poll() is None:
         time.sleep(0.5)
         last = sampler.samples[-1] if sampler.samples else None
@@ -178,6 +179,13 @@ def run_step(ctx, rate, seconds, label, perf=False):
         if over and aborted is None:
             aborted = over
             load.stop()
+        # Long steps (a soak) say how they are going once a minute.
+        if seconds >= 300 and last and time.monotonic() >= next_progress + 60:
+            next_progress = time.monotonic()
+            f = freshness(prober.samples, next_progress - 60)
+            log(f"  {label} {(next_progress - began) / 60:.0f} of {seconds / 60:.0f} min: post → visible p50/p99 {fmt(f['p50'])}/{fmt(f['p99'])} ms "
+                f"over the last minute ({f['missed']} missed); lag {', '.join(f'{svc} {lag_of(last, svc):,.0f}' for svc in STAGES)}; "
+                f"RSS MiB {', '.join(f'{name} {v[1] / 2**20:,.0f}' for name, v in last['procs'].items())}")
     summary = load.wait()
     s1 = sampler.sample()
     host1 = host_cpu()
