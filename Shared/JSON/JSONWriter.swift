@@ -64,10 +64,23 @@ public struct JSONWriter: Sendable {
         separator()
         let text = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
         assert(text.allSatisfy { $0 >= 0x20 && $0 != 0x22 && $0 != 0x5C && $0 < 0x80 }, "knownKey(\(name)) needs escaping")
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(contentsOf: text)
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
+        guard text.count <= 60 else {
+            bytes.append(UInt8(ascii: "\""))
+            bytes.append(contentsOf: text)
+            bytes.append(contentsOf: "\":".utf8)
+            needsComma = false
+            return
+        }
+        // `"name":` assembled on the stack and appended at once: one capacity check, not four
+        // (a state document writes some thirty keys).
+        var scratch: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &scratch) { out in
+            out[0] = UInt8(ascii: "\"")
+            UnsafeMutableRawBufferPointer(rebasing: out[1..<(1 + text.count)]).copyMemory(from: UnsafeRawBufferPointer(text))
+            out[1 + text.count] = UInt8(ascii: "\"")
+            out[2 + text.count] = UInt8(ascii: ":")
+            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: out[0..<(3 + text.count)]))
+        }
         needsComma = false
     }
 
