@@ -37,7 +37,8 @@ public enum Timestamp {
             out[0] = digit(year / 1000); out[1] = digit(year / 100 % 10); out[2] = digit(year / 10 % 10); out[3] = digit(year % 10)
             writeTime(m, d, secOfDay, millis, to: out)
         }
-        withUnsafeBytes(of: &text) { bytes.append(contentsOf: $0) }
+        // As typed bytes: a raw buffer is appended byte by byte, a typed one copied at once.
+        withUnsafeBytes(of: &text) { $0.withMemoryRebound(to: UInt8.self) { bytes.append(contentsOf: $0) } }
     }
 
     /// `-MM-DDTHH:MM:SS.mmmZ`.
@@ -200,8 +201,9 @@ public struct TimeTextMemo: Sendable {
     @inlinable
     public mutating func appendQuoted(_ ms: Int64, to bytes: inout [UInt8]) {
         // `.min` marks an empty slot (and is no time of a four-digit year, so never kept).
-        if ms != .min, times.0 == ms { return withUnsafeBytes(of: &texts.0) { bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[0..<26])) } }
-        if ms != .min, times.1 == ms { return withUnsafeBytes(of: &texts.1) { bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[0..<26])) } }
+        // Typed bytes: a raw buffer is appended byte by byte, a typed one copied at once.
+        if ms != .min, times.0 == ms { return withUnsafeBytes(of: &texts.0) { $0.withMemoryRebound(to: UInt8.self) { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: $0[0..<26])) } } }
+        if ms != .min, times.1 == ms { return withUnsafeBytes(of: &texts.1) { $0.withMemoryRebound(to: UInt8.self) { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: $0[0..<26])) } } }
         let start = bytes.count
         bytes.append(UInt8(ascii: "\""))
         Timestamp.append(ms, to: &bytes)
