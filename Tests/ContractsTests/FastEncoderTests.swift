@@ -148,4 +148,16 @@ final class FastEncoderTests: XCTestCase {
             }
         }
     }
+
+    /// A key splits at its first `/` byte, as a `String` or a `Substring`, and gives back its text.
+    func testATwinKeySplitsAtItsFirstSlash() {
+        for (key, tenant, twinId) in [("acme/pump-1", "acme", "pump-1"), ("acme/site/pump/1", "acme", "site/pump/1"), ("/x", "", "x"),
+                                      ("acme/", "acme", ""), ("温度/é/\u{301}x", "温度", "é/\u{301}x"), ("a/\u{301}b", "a", "\u{301}b")] {
+            XCTAssertEqual(TwinKey(key), TwinKey(tenant: tenant, twinId: twinId), key)
+            XCTAssertEqual(TwinKey(Substring(key)), TwinKey(tenant: tenant, twinId: twinId), key)
+            XCTAssertEqual(TwinKey(key)?.description, key)
+        }
+        XCTAssertNil(TwinKey("no-slash"))
+        XCTAssertNil(TwinKey(Substring("")))
+    }
 }
