@@ -16,12 +16,15 @@ if [ -z "${BIN:-}" ]; then
     swift build -c release --product StateBench >&2
     BIN=.build/release/StateBench
 fi
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+# KEEP=dir keeps the callgrind outputs there (for callgrind_annotate --inclusive=yes).
+if [ -n "${KEEP:-}" ]; then out=$KEEP; mkdir -p "$out"; else out=$(mktemp -d); trap 'rm -rf "$out"' EXIT; fi
 readings=$((TWINS * ROUNDS))
 "$BIN" per-reading "$TWINS" "$ROUNDS" "$BATCH" "$RATE" "$FLUSH_MS"
 for part in measuredStateUpdaterPass measuredQueryViewsPass; do
-    valgrind --tool=callgrind --callgrind-out-file="$out/$part.out" --collect-atstart=no --toggle-collect="*$part*" \
+    # Swift mangles `measuredStateUpdaterPass` in module StateBench as `measuredA11UpdaterPass`
+    # (the module name's "State" is a substitution), so the pattern skips that word.
+    pattern=$(echo "$part" | sed 's/State/*/')
+    valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$out/$part.out" --collect-atstart=no --toggle-collect="*$pattern*" \
         "$BIN" per-reading "$TWINS" "$ROUNDS" "$BATCH" "$RATE" "$FLUSH_MS" > "$out/$part.log" 2>&1 &
 done
 wait

@@ -16,7 +16,7 @@ await ServiceRuntime.main(name: "state-updater", defaultHTTPPort: 8083) { contex
     let stateDir = env.string("STATE_DIR", default: "state", doc: "Directory of this instance's partition checkpoints; empty disables them (restore reads twin.state.v1 only).")
     let interval = try env.duration("CHECKPOINT_INTERVAL", default: .seconds(30), range: .milliseconds(100)...(.seconds(86_400)),
                                     doc: "Minimum time between checkpoints of a partition that changed.")
-    let flush = try env.duration("STATE_FLUSH_INTERVAL", default: .milliseconds(250), range: .zero...(.seconds(60)),
+    let flush = try env.duration("STATE_FLUSH_INTERVAL", default: .seconds(1), range: .zero...(.seconds(60)),
                                  doc: "How long a twin's state document may wait for more readings when each is a change the query view applies from twin.changes.v1 (0: one document per twin per batch). Bounds how far twin.state.v1 lags twin.changes.v1 and how many readings a restart reads again.")
     let catalog = ModelCatalog(registry: try LoadedModels(env, logger: context.logger).registry)
     let store = TwinStateStore(options: .init(autoCreate: autoCreate, dedupWindow: window, catalog: catalog), defaultTenant: context.defaultTenant, maxTwins: maxTwins,

@@ -37,7 +37,8 @@ public enum Timestamp {
             out[0] = digit(year / 1000); out[1] = digit(year / 100 % 10); out[2] = digit(year / 10 % 10); out[3] = digit(year % 10)
             writeTime(m, d, secOfDay, millis, to: out)
         }
-        withUnsafeBytes(of: &text) { bytes.append(contentsOf: $0) }
+        // As typed bytes: a raw buffer is appended byte by byte, a typed one copied at once.
+        withUnsafeBytes(of: &text) { $0.withMemoryRebound(to: UInt8.self) { bytes.append(contentsOf: $0) } }
     }
 
     /// `-MM-DDTHH:MM:SS.mmmZ`.
@@ -170,10 +171,50 @@ extension JSONWriter {
         }
     }
 
+    /// Writes epoch milliseconds as `time(ms)` does, reusing the text `memo` kept of a recent
+    /// time: a reading's times repeat in every entry of its change event and state document.
+    @inlinable
+    public mutating func time(_ ms: Int64, memo: inout TimeTextMemo) {
+        rawValue { memo.appendQuoted(ms, to: &$0) }
+    }
+
     /// `key(name)` followed by `time(ms)`.
     @inlinable
     public mutating func field(_ name: String, time ms: Int64) {
         key(name)
         time(ms)
+    }
+}
+
+/// The quoted RFC 3339 text of the two times written last, for writers that write the same few
+/// times many times over (one format instead of one per entry).
+public struct TimeTextMemo: Sendable {
+    @usableFromInline var times: (Int64, Int64) = (.min, .min)
+    /// `"YYYY-MM-DDTHH:MM:SS.mmmZ"` (26 bytes) of each time, in 32.
+    @usableFromInline var texts: ((UInt64, UInt64, UInt64, UInt64), (UInt64, UInt64, UInt64, UInt64)) = ((0, 0, 0, 0), (0, 0, 0, 0))
+    /// Which slot the next new time replaces.
+    @usableFromInline var next = 0
+
+    public init() {}
+
+    /// Appends `"` `Timestamp.append(ms)` `"`.
+    @inlinable
+    public mutating func appendQuoted(_ ms: Int64, to bytes: inout [UInt8]) {
+        // `.min` marks an empty slot (and is no time of a four-digit year, so never kept).
+        // Typed bytes: a raw buffer is appended byte by byte, a typed one copied at once.
+        if ms != .min, times.0 == ms { return withUnsafeBytes(of: &texts.0) { $0.withMemoryRebound(to: UInt8.self) { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: $0[0..<26])) } } }
+        if ms != .min, times.1 == ms { return withUnsafeBytes(of: &texts.1) { $0.withMemoryRebound(to: UInt8.self) { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: $0[0..<26])) } } }
+        let start = bytes.count
+        bytes.append(UInt8(ascii: "\""))
+        Timestamp.append(ms, to: &bytes)
+        bytes.append(UInt8(ascii: "\""))
+        // Years outside 0...9999 are longer than the slot: written, not kept.
+        guard bytes.count - start == 26 else { return }
+        var packed: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        bytes.withUnsafeBytes { written in
+            withUnsafeMutableBytes(of: &packed) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: written[start..<(start + 26)])) }
+        }
+        if next == 0 { (times.0, texts.0) = (ms, packed) } else { (times.1, texts.1) = (ms, packed) }
+        next ^= 1
     }
 }

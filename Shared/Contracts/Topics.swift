@@ -96,9 +96,18 @@ public struct TwinKey: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses `tenant/twinId`; nil when there is no `/`.
     public init?(_ key: some StringProtocol) {
-        guard let slash = key.firstIndex(of: "/") else { return nil }
+        // The first `/` byte, not the first `/` character: no grapheme breaking (4.5k instructions
+        // per state document), and a `/` a combining mark follows still ends the tenant.
+        guard let slash = key.utf8.firstIndex(of: UInt8(ascii: "/")) else { return nil }
         tenant = String(key[..<slash])
-        twinId = String(key[key.index(after: slash)...])
+        twinId = String(key[key.utf8.index(after: slash)...])
+    }
+
+    /// `init?(_:)` for a `String`, without the generic's witness calls (once per state document).
+    public init?(_ key: String) {
+        guard let slash = key.utf8.firstIndex(of: UInt8(ascii: "/")) else { return nil }
+        tenant = String(key[..<slash])
+        twinId = String(key[key.utf8.index(after: slash)...])
     }
 
     /// Parses a message key's bytes; nil when they are not UTF-8 or have no `/`.

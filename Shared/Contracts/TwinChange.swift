@@ -84,28 +84,31 @@ public struct TwinChange: ContractDocument, Sendable, Equatable {
     public var late: Bool { changes.contains { $0.late } }
 
     public func encoded() -> [UInt8] {
+        // Keys spelled here, times through a memo (a reading's event time is every entry's
+        // `newTime`, the previous one most entries' `oldTime`): one change event per reading.
         var w = JSONWriter(capacity: 192 + changes.count * 128)
+        var times = TimeTextMemo()
         w.beginObject()
-        w.field("tenant", tenant)
-        w.field("twinId", twinId)
-        if let model { w.field("model", model) }
+        w.knownField("tenant", tenant)
+        w.knownField("twinId", twinId)
+        if let model { w.knownField("model", model) }
         w.knownKey("version"); w.value(version)
-        w.field("kind", kind.rawValue)
-        w.field("at", time: at)
-        if let eventId { w.field("eventId", eventId) }
-        if let eventTime { w.field("eventTime", time: eventTime) }
-        if let commandId { w.field("commandId", commandId) }
-        if let commandType { w.field("commandType", commandType) }
-        if let cause { w.field("cause", cause) }
+        w.knownField("kind", kind.rawValue)
+        w.knownKey("at"); w.time(at, memo: &times)
+        if let eventId { w.knownField("eventId", eventId) }
+        if let eventTime { w.knownKey("eventTime"); w.time(eventTime, memo: &times) }
+        if let commandId { w.knownField("commandId", commandId) }
+        if let commandType { w.knownField("commandType", commandType) }
+        if let cause { w.knownField("cause", cause) }
         w.knownKey("late"); w.value(late)
         w.knownKey("changes"); w.beginArray()
         for c in changes {
             w.beginObject()
-            w.field("path", c.path)
+            w.knownField("path", c.path)
             if let old = c.old { w.knownKey("old"); w.value(old) }
             if let new = c.new { w.knownKey("new"); w.value(new) }
-            if let t = c.oldTime { w.field("oldTime", time: t) }
-            if let t = c.newTime { w.field("newTime", time: t) }
+            if let t = c.oldTime { w.knownKey("oldTime"); w.time(t, memo: &times) }
+            if let t = c.newTime { w.knownKey("newTime"); w.time(t, memo: &times) }
             w.knownKey("late"); w.value(c.late)
             w.endObject()
         }

@@ -131,7 +131,8 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
         w.knownField("twinId", twinId)
         if let model { w.knownField("model", model) }
         w.knownKey("version"); w.value(version)
-        w.knownKey("updatedAt"); w.time(updatedAt)
+        var times = TimeTextMemo()  // a reading's two times repeat in every property it set
+        w.knownKey("updatedAt"); w.time(updatedAt, memo: &times)
         w.knownKey("created"); w.value(created)
         if decommissioned { w.knownKey("decommissioned"); w.value(true) }
         w.knownKey("properties"); w.beginObject()
@@ -140,8 +141,8 @@ public struct TwinState: ContractDocument, Sendable, Equatable {
             w.key(p.name); w.beginObject()
             w.knownKey("value"); w.value(p.value)
             if let unit = p.unit { w.knownField("unit", unit) }
-            w.knownKey("eventTime"); w.time(p.eventTime)
-            w.knownKey("ingestTime"); w.time(p.ingestTime)
+            w.knownKey("eventTime"); w.time(p.eventTime, memo: &times)
+            w.knownKey("ingestTime"); w.time(p.ingestTime, memo: &times)
             w.knownField("eventId", p.eventId)
             w.endObject()
         }

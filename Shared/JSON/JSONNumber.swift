@@ -128,7 +128,8 @@ public struct JSONNumber: Sendable, Hashable, Comparable, CustomStringConvertibl
     @inlinable
     public static func appendInteger(_ value: Int64, to out: inout [UInt8]) {
         if value >= 0 && value < 10 { out.append(UInt8(truncatingIfNeeded: value) &+ 48); return }
-        withDigits(of: value) { out.append(contentsOf: $0) }
+        // As typed bytes: a raw buffer is appended byte by byte, a typed one copied at once.
+        withDigits(of: value) { $0.withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) } }
     }
 
     /// Lends `value`'s decimal digits (with a leading `-` when negative) to `body`, from the stack.

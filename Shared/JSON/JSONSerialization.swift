@@ -136,7 +136,14 @@ extension JSON {
         var s = s
         s.withUTF8 { bytes in
             var runStart = 0
-            for i in 0..<bytes.count {
+            let first = firstByteToEscape(bytes)
+            if first == bytes.count {
+                // Most strings (ids, names, units) need no escape: one copy, no per-byte branch.
+                out.append(contentsOf: bytes)
+                out.append(UInt8(ascii: "\""))
+                return
+            }
+            for i in first..<bytes.count {
                 let b = bytes[i]
                 guard b < 0x20 || b == 0x22 || b == 0x5C else { continue }
                 if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
@@ -157,7 +164,35 @@ extension JSON {
                 }
             }
             if runStart < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...])) }
+            out.append(UInt8(ascii: "\""))
         }
-        out.append(UInt8(ascii: "\""))
+    }
+
+    /// The index of the first byte of `bytes` a JSON string must escape (`"`, `\\`, below 0x20),
+    /// or at least the start of the eight-byte word holding it; `bytes.count` when there is none.
+    /// Eight bytes at a time: a word has such a byte exactly when one of the three "has a byte
+    /// less than / equal to" tests sets a high bit (their borrows spread only upward from a real
+    /// match, so a clean word is never flagged).
+    @inlinable
+    static func firstByteToEscape(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        @inline(__always) func flagged(_ w: UInt64) -> Bool {
+            let quote = w ^ (ones &* 0x22), backslash = w ^ (ones &* 0x5C)
+            let control = (w &- ones &* 0x20) & ~w, isQuote = (quote &- ones) & ~quote, isBackslash = (backslash &- ones) & ~backslash
+            return (control | isQuote | isBackslash) & highs != 0
+        }
+        guard let base = bytes.baseAddress else { return 0 }
+        var i = 0
+        while i + 8 <= bytes.count {
+            if flagged(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self).littleEndian) { return i }
+            i += 8
+        }
+        if i < bytes.count {
+            // The tail in a word padded with 'A', which needs no escape.
+            var w: UInt64 = ones &* 0x41
+            withUnsafeMutableBytes(of: &w) { $0.baseAddress!.copyMemory(from: base + i, byteCount: bytes.count - i) }
+            if flagged(w.littleEndian) { return i }
+        }
+        return bytes.count
     }
 }

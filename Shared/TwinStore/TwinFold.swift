@@ -108,12 +108,22 @@ public struct TwinRecord: Sendable, Equatable {
     /// Writes the published document, the bytes `state(tenant:twinId:required:).write(to:unit:)`
     /// gives, without building the `TwinState` first (one per reading at full load).
     public func write(to w: inout JSONWriter, tenant: String, twinId: String, required: [String] = [], unit: (String) -> String? = { _ in nil }) {
+        write(to: &w, tenant: tenant, twinId: twinId, required: required) { i in unit(properties[i].name) }
+    }
+
+    /// `write(to:tenant:twinId:required:unit:)` with the units of the properties by position
+    /// (`units[i]` is that of `properties[i]`), for a caller that looked them up once for many twins.
+    public func write(to w: inout JSONWriter, tenant: String, twinId: String, required: [String], units: [String?]) {
+        write(to: &w, tenant: tenant, twinId: twinId, required: required) { i in units[i] }
+    }
+
+    private func write(to w: inout JSONWriter, tenant: String, twinId: String, required: [String], unitAt unit: (Int) -> String?) {
         let x = extras
         TwinState.write(to: &w, tenant: tenant, twinId: twinId, model: model, version: version, updatedAt: updatedAt, created: created,
                         decommissioned: decommissioned, propertyCount: properties.count, property: { i in
                             let slot = properties[i]
-                            return (slot.name, slot.value, unit(slot.name), slot.eventTime, slot.ingestTime, slot.eventId)
-                        }, missing: decommissioned ? [] : required.filter { !slotIndex($0).found },
+                            return (slot.name, slot.value, unit(i), slot.eventTime, slot.ingestTime, slot.eventId)
+                        }, missing: decommissioned || required.isEmpty ? [] : required.filter { !slotIndex($0).found },
                         metadata: x.metadata, desired: x.desired, parameters: x.parameters, relationships: x.relationships,
                         sync: .init(telemetryOffset: telemetryOffset, commandOffset: commandOffset, recent: recent))
     }
@@ -209,26 +219,34 @@ public struct TwinFold: Sendable {
     /// model the validator resolved (used when the reading creates the twin).
     public mutating func apply(reading e: TelemetryEnvelope, offset: Int64, modelHint: String? = nil) -> Outcome {
         let key = e.key
-        var record: TwinRecord
-        if let existing = twins[key] {
-            record = existing
-            if offset <= record.telemetryOffset { duplicates += 1; return .duplicate }
-            if record.decommissioned {
-                return .deadLetter(ContractError(code: "unknown_twin", pointer: "/twinId", message: "twin '\(e.twinId)' was decommissioned", actual: e.twinId))
-            }
-        } else {
+        if twins[key] == nil {
             guard options.autoCreate else {
                 return .deadLetter(ContractError(code: "unknown_twin", pointer: "/twinId",
                                                  message: "twin '\(e.twinId)' does not exist and AUTO_CREATE_TWINS is false", actual: e.twinId))
             }
-            record = TwinRecord(model: (modelHint ?? e.model).map { options.catalog.resolve($0) ?? $0 })
+            // A new twin always takes its first reading (nothing to be a duplicate of).
+            twins[key] = TwinRecord(model: (modelHint ?? e.model).map { options.catalog.resolve($0) ?? $0 })
+        }
+        // The record is changed in place: a copy taken out and stored back shared its property
+        // array with the dictionary's, so the first change copied that array, for every reading.
+        let (outcome, duplicate, late) = Self.apply(reading: e, offset: offset, to: &twins[key]!, dedupWindow: options.dedupWindow)
+        if duplicate { duplicates += 1 }
+        if late { lateReadings += 1 }
+        return outcome
+    }
+
+    /// `apply(reading:offset:modelHint:)` on a twin that exists: the outcome, and whether the
+    /// reading was a duplicate or late.
+    static func apply(reading e: TelemetryEnvelope, offset: Int64, to record: inout TwinRecord, dedupWindow: Int)
+        -> (outcome: Outcome, duplicate: Bool, late: Bool) {
+        if offset <= record.telemetryOffset { return (.duplicate, true, false) }
+        if record.decommissioned {
+            return (.deadLetter(ContractError(code: "unknown_twin", pointer: "/twinId", message: "twin '\(e.twinId)' was decommissioned", actual: e.twinId)), false, false)
         }
         let hash = idHash(e.eventId)
         if record.recent.contains(hash) || record.properties.contains(where: { $0.eventId == e.eventId }) {
             record.telemetryOffset = offset
-            twins[key] = record
-            duplicates += 1
-            return .duplicate
+            return (.duplicate, true, false)
         }
         var entries: [TwinChange.Entry] = []
         entries.reserveCapacity(e.values.count)
@@ -250,14 +268,12 @@ public struct TwinFold: Sendable {
                 entries.append(.init(path: "/properties/" + name, old: nil, new: value, newTime: e.eventTime))
             }
         }
-        if late { lateReadings += 1 }
         record.version += 1
         record.updatedAt = e.ingestTime
         record.telemetryOffset = offset
-        record.remember(hash, window: options.dedupWindow)
-        twins[key] = record
-        return .change(TwinChange(tenant: e.tenant, twinId: e.twinId, model: record.model, version: record.version, kind: .telemetry,
-                                  at: e.ingestTime, eventId: e.eventId, eventTime: e.eventTime, changes: entries))
+        record.remember(hash, window: dedupWindow)
+        return (.change(TwinChange(tenant: e.tenant, twinId: e.twinId, model: record.model, version: record.version, kind: .telemetry,
+                                   at: e.ingestTime, eventId: e.eventId, eventTime: e.eventTime, changes: entries)), false, late)
     }
 
     // MARK: Commands

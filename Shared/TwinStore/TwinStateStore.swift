@@ -138,36 +138,40 @@ public final class TwinStateStore: Sendable {
         }
         let p = message.partition
         outcome = partitions.withLock { parts -> TwinFold.Outcome? in
-            if parts[p] == nil { parts[p] = Partition(fold: TwinFold(options: options)) }
-            if parts[p]!.fold.twins[key] == nil && twinCount.load(ordering: .relaxed) >= maxTwins { return nil }
             // A relationship target held on another of this instance's partitions.
             let targetModel = target.flatMap { t in parts.values.lazy.compactMap { $0.fold.twins[t] }.first.flatMap { $0.decommissioned ? nil : $0.model } }
-            let before = parts[p]!.fold.twins.count
-            let (late, dups) = (parts[p]!.fold.lateReadings, parts[p]!.fold.duplicates)
-            let result: TwinFold.Outcome
-            switch input {
-            case .reading(let e):
-                result = parts[p]!.fold.apply(reading: e, offset: message.offset, modelHint: message.headers.string(MessageHeader.model))
-            case .command(let c):
-                result = parts[p]!.fold.apply(command: c, offset: message.offset, targetModel: targetModel)
-            }
-            twinCount.add(parts[p]!.fold.twins.count - before, ordering: .relaxed)
-            if parts[p]!.fold.lateReadings > late { metrics.late.inc() }
-            if parts[p]!.fold.duplicates > dups { metrics.duplicates.inc() }
-            if case .change(let change) = result {
-                if flushIntervalMs > 0, change.kind == .telemetry, change.changes.allSatisfy({ $0.oldTime != nil }) {
-                    // Only readings of properties the twin had: the query view applies it from the change event.
-                    if parts[p]!.deferred[key] == nil {
-                        parts[p]!.deferred[key] = message.offset
-                        parts[p]!.waiting.append((key, now, message.offset))
-                    }
-                } else {
-                    parts[p]!.dirty.insert(key)
+            // The partition is changed in place: reading it through `parts[p]!` copied it (every
+            // field retained and released) several times per message.
+            func apply(to part: inout Partition) -> TwinFold.Outcome? {
+                if part.fold.twins[key] == nil && twinCount.load(ordering: .relaxed) >= maxTwins { return nil }
+                let before = part.fold.twins.count
+                let (late, dups) = (part.fold.lateReadings, part.fold.duplicates)
+                let result: TwinFold.Outcome
+                switch input {
+                case .reading(let e):
+                    result = part.fold.apply(reading: e, offset: message.offset, modelHint: message.headers.string(MessageHeader.model))
+                case .command(let c):
+                    result = part.fold.apply(command: c, offset: message.offset, targetModel: targetModel)
                 }
-                parts[p]!.undelivered = true
-                parts[p]!.changedSinceCheckpoint = true
+                twinCount.add(part.fold.twins.count - before, ordering: .relaxed)
+                if part.fold.lateReadings > late { metrics.late.inc() }
+                if part.fold.duplicates > dups { metrics.duplicates.inc() }
+                if case .change(let change) = result {
+                    if flushIntervalMs > 0, change.kind == .telemetry, change.changes.allSatisfy({ $0.oldTime != nil }) {
+                        // Only readings of properties the twin had: the query view applies it from the change event.
+                        if part.deferred[key] == nil {
+                            part.deferred[key] = message.offset
+                            part.waiting.append((key, now, message.offset))
+                        }
+                    } else {
+                        part.dirty.insert(key)
+                    }
+                    part.undelivered = true
+                    part.changedSinceCheckpoint = true
+                }
+                return result
             }
-            return result
+            return apply(to: &parts[p, default: Partition(fold: TwinFold(options: options))])
         } ?? .deadLetter(ContractError(code: "capacity_exceeded", pointer: "", message: "this state-updater holds MAX_TWINS=\(maxTwins) twins; add instances or raise the limit"))
 
         switch outcome {
@@ -191,52 +195,67 @@ public final class TwinStateStore: Sendable {
         let catalog = options.catalog
         return partitions.withLock { parts in
             var out: [OutgoingMessage] = []
-            for p in parts.keys {
-                var due = parts[p]!.dirty
-                if !parts[p]!.deferred.isEmpty {
-                    // Written now anyway: no longer waiting.
-                    for key in due { parts[p]!.deferred[key] = nil }
-                    let all = parts[p]!.flushAll
-                    while parts[p]!.head < parts[p]!.waiting.count {
-                        let entry = parts[p]!.waiting[parts[p]!.head]
-                        if parts[p]!.deferred[entry.key] == entry.offset {
-                            guard all || now - entry.since >= flushIntervalMs else { break }
-                            due.insert(entry.key)
-                            parts[p]!.deferred[entry.key] = nil
-                        }
-                        parts[p]!.head += 1
-                    }
-                }
-                if parts[p]!.head == parts[p]!.waiting.count {
-                    parts[p]!.waiting.removeAll(keepingCapacity: true)
-                    parts[p]!.head = 0
-                } else if parts[p]!.head >= 4096 && parts[p]!.head * 2 >= parts[p]!.waiting.count {
-                    parts[p]!.waiting.removeFirst(parts[p]!.head)
-                    parts[p]!.head = 0
-                }
-                parts[p]!.flushAll = false
-                guard !due.isEmpty else { continue }
-                for key in due.sorted() {
-                    guard let record = parts[p]!.fold.twins[key], let twin = TwinKey(key) else { continue }
-                    let (tenant, twinId) = (twin.tenant, twin.twinId)
-                    // Model and version in headers too: followers (the validator's model assignments, query
-                    // views) can skip decoding the document.
-                    var headers = [KafkaHeader(MessageHeader.contract, TwinState.contract), KafkaHeader(MessageHeader.tenant, tenant),
-                                   KafkaHeader(MessageHeader.version, String(record.version))]
-                    if let model = record.model { headers.append(KafkaHeader(MessageHeader.model, model)) }
-                    if record.decommissioned {
-                        out.append(OutgoingMessage(topic: Topic.twinState.name, key: key, value: [], headers: headers))
-                    } else {
-                        var w = JSONWriter(capacity: 512 + record.properties.count * 160)
-                        let model = record.model ?? ""
-                        record.write(to: &w, tenant: tenant, twinId: twinId, required: catalog.requiredTelemetry(model)) { catalog.unit(model, $0) }
-                        out.append(OutgoingMessage(topic: Topic.twinState.name, key: key, value: w.bytes, headers: headers))
-                    }
-                }
-                parts[p]!.dirty = []
+            // The keys copied first: iterating `parts.keys` while changing `parts` copied the storage.
+            for p in Array(parts.keys) {
+                // In place: `parts[p]!` read per document copied the whole partition.
+                finish(&parts[p]!, now: now, catalog: catalog, into: &out)
             }
             return out
         }
+    }
+
+    /// `finishBatch` for one partition.
+    private func finish(_ part: inout Partition, now: Int64, catalog: ModelCatalog, into out: inout [OutgoingMessage]) {
+        var due = part.dirty
+        if !part.deferred.isEmpty {
+            // Written now anyway: no longer waiting.
+            for key in due { part.deferred[key] = nil }
+            let all = part.flushAll
+            while part.head < part.waiting.count {
+                let entry = part.waiting[part.head]
+                if part.deferred[entry.key] == entry.offset {
+                    guard all || now - entry.since >= flushIntervalMs else { break }
+                    due.insert(entry.key)
+                    part.deferred[entry.key] = nil
+                }
+                part.head += 1
+            }
+        }
+        if part.head == part.waiting.count {
+            part.waiting.removeAll(keepingCapacity: true)
+            part.head = 0
+        } else if part.head >= 4096 && part.head * 2 >= part.waiting.count {
+            part.waiting.removeFirst(part.head)
+            part.head = 0
+        }
+        part.flushAll = false
+        guard !due.isEmpty else { return }
+        // The model's units for the last property list seen, and its required telemetry: twins of
+        // one model mostly have the same properties, and a look-up per property was a sixth of a document.
+        var lookedUp: (model: String, names: [String], units: [String?], required: [String])?
+        for key in due.sorted() {
+            guard let record = part.fold.twins[key], let twin = TwinKey(key) else { continue }
+            let (tenant, twinId) = (twin.tenant, twin.twinId)
+            // Model and version in headers too: followers (the validator's model assignments, query
+            // views) can skip decoding the document.
+            var headers = [KafkaHeader(MessageHeader.contract, TwinState.contract), KafkaHeader(MessageHeader.tenant, tenant),
+                           KafkaHeader(MessageHeader.version, String(record.version))]
+            if let model = record.model { headers.append(KafkaHeader(MessageHeader.model, model)) }
+            if record.decommissioned {
+                out.append(OutgoingMessage(topic: Topic.twinState.name, key: key, value: [], headers: headers))
+            } else {
+                var w = JSONWriter(capacity: 512 + record.properties.count * 160)
+                let model = record.model ?? ""
+                if lookedUp == nil || lookedUp!.model != model || !lookedUp!.names.elementsEqual(record.properties.lazy.map(\.name)) {
+                    let names = record.properties.map(\.name)
+                    lookedUp = (model, names, names.map { catalog.unit(model, $0) },
+                                lookedUp?.model == model ? lookedUp!.required : catalog.requiredTelemetry(model))
+                }
+                record.write(to: &w, tenant: tenant, twinId: twinId, required: lookedUp!.required, units: lookedUp!.units)
+                out.append(OutgoingMessage(topic: Topic.twinState.name, key: key, value: w.bytes, headers: headers))
+            }
+        }
+        part.dirty = []
     }
 
     /// Per `telemetry.valid.v1` partition with waiting documents, the offset of the first reading

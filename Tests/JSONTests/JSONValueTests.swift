@@ -123,4 +123,38 @@ final class JSONValueTests: XCTestCase {
         XCTAssertNil(try JSONPointer(parsing: "/foo/0/x").resolve(in: doc))
         XCTAssertEqual(doc[pointer: "/foo/1"], "baz")
     }
+
+    /// Strings are escaped as one character at a time would escape them, whatever byte needs it
+    /// at whatever position (the writer checks eight bytes at a time) and for non-ASCII text.
+    func testQuotedStringsEscapeEverySpecialByteAtEveryPosition() {
+        func plain(_ s: String) -> String {
+            var out = "\""
+            for u in s.unicodeScalars {
+                switch u {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                case "\u{08}": out += "\\b"
+                case "\u{0C}": out += "\\f"
+                case _ where u.value < 0x20: out += "\\u00" + (u.value < 0x10 ? "0" : "") + String(u.value, radix: 16)
+                default: out.unicodeScalars.append(u)
+                }
+            }
+            return out + "\""
+        }
+        let specials: [String] = ["\"", "\\", "\n", "\u{01}", "\u{1F}", "\u{00}", "é", "温", "🚀", " ", "~", "\u{7F}"]
+        for length in 0..<20 {
+            for position in 0...length {
+                for special in specials {
+                    let s = String(repeating: "a", count: position) + special + String(repeating: "b", count: length - position)
+                    var out: [UInt8] = [UInt8(ascii: "[")]
+                    JSON.appendQuoted(s, to: &out)
+                    XCTAssertEqual(String(decoding: out.dropFirst(), as: UTF8.self), plain(s), s.debugDescription)
+                    XCTAssertEqual(try parseDocument(Array(plain(s).utf8)), .string(s))
+                }
+            }
+        }
+    }
 }
