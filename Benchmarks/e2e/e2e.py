@@ -760,8 +760,9 @@ def main():
     p.add_argument("--seconds", type=float, help="seconds of --rate (default 60)")
     p.add_argument("--soak", type=duration, help="soak for this long (30m) at --rate, else half the last sustained rate")
     p.add_argument("--soak-sample", type=float, default=5.0)
-    # The query view reads partitions 0..<Topic.partitionCount (6) of its topics: a stack on more
-    # partitions loses the twins of the others from its view.
+    # The platform's topics have 6 partitions; the services read as many as the broker lists, so
+    # another count measures another layout (the mock keeps ~5 MiB per partition: more partitions
+    # hold more before a lagging consumer loses messages).
     p.add_argument("--partitions", type=int, default=6, help="partitions per topic of the stack's broker (the platform's 6)")
     p.add_argument("--baseline-partitions", type=int, default=24, help="partitions of raw → valid alone and the relay (pipeline-throughput.sh's 24)")
     p.add_argument("--base-port", type=int, default=19080)
