@@ -94,7 +94,7 @@ public struct ValidateProcessor: MessageProcessor, Sendable {
 /// the one its state names; a tombstone forgets it. Returns false for an undecodable message or
 /// a model that is not loaded.
 public func followModelAssignment(_ message: KafkaMessage, resolver: ModelResolver) -> Bool {
-    guard let key = message.key.flatMap(twinKey) else { return false }
+    guard let key = message.key.flatMap(TwinKey.init(bytes:)) else { return false }
     let (tenant, twinId) = (key.tenant, key.twinId)
     if message.value.isEmpty {
         resolver.unassign(tenant: tenant, twinId: twinId)
@@ -115,13 +115,4 @@ public func followModelAssignment(_ message: KafkaMessage, resolver: ModelResolv
     if let current = resolver.assignment(tenant: tenant, twinId: twinId), current.description == model { return true }
     guard let ref = ModelRef.parse(model) else { return false }
     return (try? resolver.assign(tenant: tenant, twinId: twinId, model: ref)) != nil
-}
-
-/// A message key's `tenant/twinId`. Keys are ASCII in practice and are then decoded directly:
-/// `TwinKey(bytes:)` validates UTF-8 through `String(validating:)`, which looked up generic
-/// metadata on every call (a third of the follower's instructions). Anything else goes through it.
-private func twinKey(_ bytes: [UInt8]) -> TwinKey? {
-    guard bytes.allSatisfy({ $0 < 0x80 }) else { return TwinKey(bytes: bytes) }
-    guard let slash = bytes.firstIndex(of: UInt8(ascii: "/")) else { return nil }
-    return TwinKey(tenant: String(decoding: bytes[..<slash], as: UTF8.self), twinId: String(decoding: bytes[(slash + 1)...], as: UTF8.self))
 }
