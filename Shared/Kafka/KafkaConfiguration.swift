@@ -1,5 +1,6 @@
 import Durations
 import CRdKafka
+import CrashGuard
 
 /// librdkafka settings plus the hooks through which the client reports what it sees.
 ///
@@ -126,6 +127,9 @@ func milliseconds(_ duration: Duration) -> Int32 {
 
 /// Creates an `rd_kafka_t` from a prepared configuration; `conf` is consumed either way.
 func makeClient(_ type: rd_kafka_type_t, _ conf: OpaquePointer) throws(KafkaError) -> OpaquePointer {
+    // Before librdkafka's first thread: an assertion there aborts and must kill the process at
+    // once (the constructor in CrashGuard.c has installed it already; this links it in).
+    _ = twinstream_crash_guard_install()
     var errstr = [CChar](repeating: 0, count: 512)
     guard let rk = rd_kafka_new(type, conf, &errstr, errstr.count) else {
         rd_kafka_conf_destroy(conf)
