@@ -1,4 +1,5 @@
 import Kafka
+import Synchronization
 
 /// Reads partitions without a consumer group — every replica sees every message — and hands each
 /// message to `apply`: the query views, the validator's model assignments. Ready once every
@@ -10,8 +11,12 @@ public struct TopicFollower: Service {
     private let onStop: @Sendable () -> Void
     private let logger: Logger
     private let rejected: Counter
-    private let applied: Counter
+    private let appliedCount: Counter
     private let skipped: Counter
+    /// Whether every partition had reached its end as of the last batch `apply` has finished. The
+    /// consumer learns of a partition's end while fetching, before the batch that ends it has been
+    /// applied: a restarted query API answered ready, then 404 for a twin in that batch.
+    private let applied = AppliedProgress()
 
     public init(context: ServiceContext, purpose: String, reading starts: [TopicPartition: KafkaConsumer.StartOffset],
                 apply: @escaping @Sendable (KafkaMessage) -> Bool, onStop: @escaping @Sendable () -> Void = {}) throws {
@@ -37,10 +42,13 @@ public struct TopicFollower: Service {
         logger = context.logger.with(metadata: ["follower": .string(purpose)])
         consumer = try makeConsumer()
         let consumer = self.consumer
-        context.readiness.add("\(purpose) caught up with \(topics.sorted().joined(separator: ", "))") { consumer.isReady }
+        let progress = applied
+        context.readiness.add("\(purpose) caught up with \(topics.sorted().joined(separator: ", "))") {
+            progress.caughtUp.load(ordering: .acquiring) && consumer.brokersReachable
+        }
         rejected = context.metrics.counter("twinstream_follower_rejected_total", help: "Messages a follower could not use (undecodable or over a limit).",
                                            labels: ["purpose": purpose])
-        applied = context.metrics.counter("twinstream_follower_applied_total", help: "Messages a follower applied.", labels: ["purpose": purpose])
+        appliedCount = context.metrics.counter("twinstream_follower_applied_total", help: "Messages a follower applied.", labels: ["purpose": purpose])
         skipped = context.metrics.counter("twinstream_follower_skipped_total",
                                           help: "Messages the broker's retention dropped before a follower read them: it went on from the oldest one left, without them.",
                                           labels: ["purpose": purpose])
@@ -49,8 +57,9 @@ public struct TopicFollower: Service {
         }
     }
 
-    /// Whether every partition has been read to the end it had at start.
-    public var isCaughtUp: Bool { consumer.isCaughtUp }
+    /// Whether every partition has been read to the end it had at start, and everything read
+    /// applied.
+    public var isCaughtUp: Bool { applied.caughtUp.load(ordering: .acquiring) }
 
     public func run() async throws {
         defer { onStop() }
@@ -60,6 +69,9 @@ public struct TopicFollower: Service {
         var expected: [TopicPartition: Int64] = [:]
         while !Task.isCancelled {
             let batch = try await consumer.poll(maxMessages: 1000, timeout: .milliseconds(200))
+            // Taken before applying: the ends this batch reached, published once it is applied.
+            let caughtUp = consumer.isCaughtUp
+            defer { applied.caughtUp.store(caughtUp, ordering: .releasing) }
             var ok = 0
             var current: (topic: String, partition: Int32, next: Int64)?
             for message in batch {
@@ -80,7 +92,7 @@ public struct TopicFollower: Service {
                 }
             }
             if let c = current { expected[TopicPartition(c.topic, c.partition)] = c.next }
-            applied.inc(by: Double(ok))
+            appliedCount.inc(by: Double(ok))
         }
         await consumer.close()
     }
@@ -100,4 +112,9 @@ public struct TopicFollower: Service {
 /// stage's group, or a follower's purpose (a validator has both).
 public enum ConsumerLag {
     public static let help = "Messages between this instance's position and the end of its assigned partitions, by consumer (a stage's group or a follower's purpose)."
+}
+
+/// A follower's progress, shared with its readiness check.
+private final class AppliedProgress: Sendable {
+    let caughtUp = Atomic<Bool>(false)
 }

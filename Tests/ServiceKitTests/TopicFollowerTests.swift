@@ -44,6 +44,64 @@ final class TopicFollowerTests: XCTestCase {
         _ = await task.result
     }
 
+    /// The consumer learns that a partition ended while it fetches the batch that ends it; the
+    /// follower is ready only once that batch is applied. A restarted query API answered ready,
+    /// then 404 for a twin whose document was in its last batch.
+    func testAFollowerIsNotReadyUntilItsLastBatchIsApplied() async throws {
+        let broker = try EmbeddedBroker(topics: [(Topic.twinState.name, 1)])
+        defer { broker.shutdown() }
+        let kafka = KafkaConfiguration(bootstrapServers: broker.bootstrapServers, EmbeddedBroker.clientProperties.merging(["log_level": "0"]) { _, b in b })
+        let producer = try KafkaProducer(configuration: kafka)
+        func send(_ range: Range<Int>) async throws {
+            _ = try await producer.sendAll(range.map { OutgoingMessage(topic: Topic.twinState.name, key: "t/twin-\($0)", value: Array("{}".utf8)) })
+        }
+        try await send(0..<1)
+        // The first message blocks while the rest is sent and the consumer prefetches it and the
+        // partition's end: the next batch holds the last message and the end. The last message
+        // blocks until the test has looked.
+        let first = DispatchSemaphore(value: 0), last = DispatchSemaphore(value: 0)
+        let atFirst = Mutex(false), atLast = Mutex(false), appliedKeys = Mutex(Set<String>())
+        let readiness = Readiness()
+        let context = ServiceContext(name: "query-api", environment: EnvironmentReader([:]), logger: Logger(service: "t", sink: .discard),
+                                     metrics: MetricsRegistry(), kafka: kafka, readiness: readiness)
+        let follower = try TopicFollower(context: context, purpose: "query views",
+                                         reading: [TopicPartition(Topic.twinState.name, 0): .beginning]) { message in
+            if message.keyString == "t/twin-0" {
+                atFirst.withLock { $0 = true }
+                first.wait()
+            }
+            if message.keyString == "t/twin-499" {
+                atLast.withLock { $0 = true }
+                last.wait()
+            }
+            appliedKeys.withLock { _ = $0.insert(message.keyString ?? "") }
+            return true
+        }
+        let task = Task { try await follower.run() }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !atFirst.withLock({ $0 }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        try await send(1..<500)
+        await producer.close()
+        // The prefetch (not a synchronisation of the follower: whatever it fetched, it must not be
+        // ready before the last message is applied).
+        try await Task.sleep(for: .seconds(1))
+        first.signal()
+        while !atLast.withLock({ $0 }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        XCTAssertTrue(atLast.withLock { $0 }, "the follower never reached the last message")
+        // Time for a premature readiness to show (the end is already known to the consumer).
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertFalse(readiness.evaluate().ready, "ready while the last message was still being applied")
+        XCTAssertFalse(follower.isCaughtUp)
+        last.signal()
+        let caughtUp = ContinuousClock.now + .seconds(30)
+        while !readiness.evaluate().ready, ContinuousClock.now < caughtUp { try await Task.sleep(for: .milliseconds(20)) }
+        XCTAssertTrue(readiness.evaluate().ready, "caught up")
+        XCTAssertTrue(follower.isCaughtUp)
+        XCTAssertEqual(appliedKeys.withLock { $0.count }, 500, "ready means every message read is applied")
+        task.cancel()
+        _ = await task.result
+    }
+
     /// The broker's retention drops messages a follower has not read yet (the embedded broker
     /// keeps ~5 MiB per partition): the follower goes on from the oldest message left, counts what
     /// it skipped and logs it. With a tail start (the query views' windowed topics) it used to be
