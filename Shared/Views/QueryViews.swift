@@ -35,10 +35,10 @@ public final class QueryViews: Sendable {
         public var resultBytes = 256 << 20
         /// Alert episodes and twins' drift states kept.
         public var alerts = 100_000
-        /// Estimated bytes of the alert episodes kept. Why 256 MiB: a soak's flapping storm filled
-        /// 100,000 episodes of ~6 KB each (message and decoded story) to ~600 MiB of the query API; the
-        /// same budget as the other byte-bounded views (events, results) keeps ~15,000 such episodes,
-        /// or the full 100,000 of a short story (~1 KB message, ~2.5 KB estimated).
+        /// Estimated bytes of the alert episodes kept (`AlertEpisodes.Episode.estimatedBytes`). Why
+        /// 256 MiB: a soak's flapping storm filled 100,000 episodes of ~6 KB each (message and decoded
+        /// story) to ~600 MiB of the query API; the budget of the other byte-bounded views (events,
+        /// results) keeps ~40,000 such episodes, or ~80,000 of a one-step story (~3 KB estimated).
         public var alertBytes = 256 << 20
         public var driftStates = 1_000_000
         /// Messages per partition replayed at start from the windowed topics.

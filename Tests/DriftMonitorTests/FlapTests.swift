@@ -126,6 +126,36 @@ final class FlapTests: XCTestCase {
         XCTAssertEqual(later.first?.alertId, before.first?.alertId)
     }
 
+    /// Data drift holds the same way: a humidity sensor stuck, free, stuck again and free for good is
+    /// one data episode, resolved once its windows have looked alike for the hold.
+    func testADataEpisodeThatComesBackWithinTheHoldIsOneEpisode() {
+        var s = DriftSettings()
+        s.recalibration.defaultMode = .off
+        s.window = 50
+        s.evalEvery = 10
+        s.resolveAfterMs = 90 * minute
+        var monitor = DriftMonitor(settings: s, plans: Fixtures.plans(s))
+        var random = SeededRandom(seed: Fixtures.seed &+ 12)
+        var alerts: [DriftAlert] = []
+        for k in 0..<900 {
+            // Reference from reading 60 (the settle hour) to 110; stuck at 51 % for 200..<300 and 400..<460.
+            let stuck = (200..<300).contains(k) || (400..<460).contains(k)
+            let humidity = stuck ? 51 : 45 + 2 * random.normal()
+            let r = Reading(tenant: "acme", twinId: "room-4", eventId: "e\(k)", eventTime: Fixtures.start + Int64(k) * minute, model: "room@1",
+                            values: ["humidity": .double(humidity)])
+            monitor.observe(r, now: r.eventTime, into: &alerts)
+        }
+        // Only the first episode is judged: a 50-value KS test may alarm falsely later on (5 %).
+        let all = alerts.filter { $0.kind == .data && $0.property == "humidity" }
+        let closed = (all.firstIndex { $0.status == .resolved } ?? all.count - 1) + 1
+        let humidity = Array(all[..<min(closed, all.count)])
+        XCTAssertEqual(humidity.map(\.status), [.raised, .updated, .resolved], describe(all))
+        XCTAssertEqual(Set(humidity.map(\.alertId)).count, 1, describe(all))
+        XCTAssertGreaterThanOrEqual(monitor.counters.dataFlaps, 1)
+        XCTAssertGreaterThanOrEqual(humidity.last?.eventTime ?? 0, Fixtures.start + (460 + 90) * minute, describe(humidity))
+        XCTAssertEqual(humidity.last?.story.map(\.step), ["detected", "recurred", "resolved"])
+    }
+
     /// The hold's verdicts in isolation: clear spells, resolve at the hold's end, flaps.
     func testEpisodeHoldJudgesClearSpellsAndFlaps() {
         var hold: EpisodeHold?
