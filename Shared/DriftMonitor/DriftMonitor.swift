@@ -289,21 +289,21 @@ public struct DriftMonitor: Sendable {
     }
 
     /// Passes a verdict on an open residual or data episode (`clear`: its condition is back in band)
-    /// through its hold. A clear spell starting is written at once (it must survive a restart); going
-    /// out of band during one is a flap: counted, and the first told in an `updated` step (`outOfBand`
-    /// says how), later ones only in the resolve step. Returns non-nil when the episode resolves now.
+    /// through its hold. Going out of band during a clear spell is a flap: counted, and the first told
+    /// in an `updated` step (`outOfBand` says how), later ones only in the resolve step. Returns
+    /// non-nil when the episode resolves now. The hold travels with the twin's periodic state
+    /// document, not one of its own: a flapping fleet would write a document per verdict, and a
+    /// restart that loses the last few readings of a hold only resolves that much later.
     private mutating func judge(_ hold: inout EpisodeHold?, clear: Bool, at t: Int64, watch: inout TwinWatch, key: String, alertKey: String,
                                 open: DriftAlert, outOfBand: @autoclosure () -> String, into alerts: inout [DriftAlert]) -> Held? {
         switch EpisodeHold.judge(&hold, clear: clear, at: t, holdMs: settings.resolveAfterMs) {
         case .open:
-            if clear, hold?.clearSince == t { due.insert(key) }
             return nil
         case .resolve(let clearMs):
             defer { hold = nil }
             return Held(clearMs: clearMs, flaps: hold?.flaps ?? 0)
         case .recurred(let clearMs):
             if open.kind == .data { counters.dataFlaps += 1 } else { counters.residualFlaps += 1 }
-            due.insert(key)
             guard hold?.flaps == 1 else { return nil }
             let what = (open.property.map { $0 + " of " } ?? "") + open.twinId
             update(&watch, key: key, alertKey, open, step: DriftAlert.Step(

@@ -1,6 +1,7 @@
 import Contracts
 import Foundation
 import JSON
+import Kafka
 import ServiceKit
 import TestSupport
 import XCTest
@@ -67,6 +68,30 @@ final class FlapTests: XCTestCase {
         XCTAssertEqual(atOnce.counters.residualFlaps, 0)
         print("flapping residual, seed \(Fixtures.seed): with a 60-min hold \(alerts.count) messages, 1 episode, \(monitor.counters.residualFlaps) flaps; "
               + "resolving at once \(flapping.count) messages, \(Set(flapping.map(\.alertId)).count) episodes")
+    }
+
+    /// The monitor service counts the flaps in `/metrics` (`twinstream_drift_alert_flaps_total{kind}`)
+    /// and publishes three messages for the flapping episode.
+    func testTheFlapsAreCountedInTheMetrics() {
+        let s = settings()
+        let metrics = MetricsRegistry()
+        let plans = Fixtures.plans(s)
+        let store = DriftMonitorStore(settings: s, plans: plans, directory: TwinDirectory(plans: plans), readState: nil,
+                                      logger: Logger(service: "drift-monitor", sink: .discard), metrics: metrics)
+        var published = 0
+        for (k, r) in readings(1_200, offsets: [600..<660, 720..<780, 840..<900]).enumerated() {
+            let e = TelemetryEnvelope(eventId: r.eventId, tenant: r.tenant, twinId: r.twinId, model: r.model, eventTime: r.eventTime, ingestTime: r.eventTime,
+                                      source: .kafka(topic: Topic.telemetryRaw.name, partition: 0, offset: Int64(k)), values: r.values)
+            let message = KafkaMessage(topic: Topic.telemetryValid.name, partition: 0, offset: Int64(k), key: Array(e.key.utf8), value: e.encoded(),
+                                       headers: [KafkaHeader(MessageHeader.tenant, "acme")])
+            published += store.process(message, now: r.eventTime + 1_000).filter { $0.topic == Topic.driftAlerts.name }.count
+            _ = store.finishBatch(now: r.eventTime + 1_000)
+        }
+        let text = metrics.render()
+        let flaps = text.split(separator: "\n").first { $0.hasPrefix(#"twinstream_drift_alert_flaps_total{kind="residual"} "#) }
+        XCTAssertGreaterThanOrEqual(flaps.flatMap { Int($0.split(separator: " ").last!) } ?? 0, 2, text)
+        XCTAssertTrue(text.contains(#"twinstream_drift_alert_flaps_total{kind="data"} 0"#), text)
+        XCTAssertEqual(published, 3, "raised, updated (recurred), resolved")
     }
 
     /// One excursion, then clear for good: nothing resolves before the hold is over, then exactly
