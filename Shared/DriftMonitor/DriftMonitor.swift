@@ -44,10 +44,12 @@ public struct Reading: Sendable {
 /// interval, or the twin's observed one when it reports slower (`TwinWatch.expectedIntervalMs`).
 ///
 /// Alerts have hysteresis: per twin, property and kind at most one episode is open; it is one
-/// `raised` and one `resolved` message. A residual episode resolves when the mean standardised
+/// `raised` and one `resolved` message. A residual episode is clear when the mean standardised
 /// residual over `resolveWindow` readings is back under `resolveLevel`, a data episode when an
-/// evaluation no longer finds drift, a stale one when readings are fresh again, and residual and
-/// data episodes also when the twin is reset (new parameters or model: a recalibration).
+/// evaluation no longer finds drift; either resolves once it has stayed clear for `resolveAfterMs`
+/// of event time (going out again meanwhile is a flap of the same episode: `EpisodeHold`). A stale
+/// one resolves when readings are fresh again, and residual and data episodes also at once when the
+/// twin is reset (new parameters or model: a recalibration).
 public struct DriftMonitor: Sendable {
     /// Why `observe` did what it did.
     public enum Outcome: String, Sendable, Equatable {
@@ -80,6 +82,9 @@ public struct DriftMonitor: Sendable {
         /// Data-drift evaluations.
         public var evaluations = 0
         public var resets = 0
+        /// Open residual and data episodes that went out of band again during their hold (flaps).
+        public var residualFlaps = 0
+        public var dataFlaps = 0
     }
 
     public let settings: DriftSettings
@@ -249,10 +254,12 @@ public struct DriftMonitor: Sendable {
             let mean = rw.blockSum / Double(rw.blockCount)
             rw.blockSum = 0
             rw.blockCount = 0
-            if abs(mean) < settings.resolveLevel {
+            let window = settings.resolveWindow
+            if let held = judge(&rw.hold, clear: abs(mean) < settings.resolveLevel, at: t, watch: &watch, key: twinKey, alertKey: key, open: open,
+                                outOfBand: "its residual averages \(Self.sigma(mean)) over the last \(window) readings", into: &alerts) {
                 resolve(&watch, key, open, statistic: mean, at: t,
-                        message: "\(name) of \(reading.twinId) follows model \(plan.ref) again: over the last \(settings.resolveWindow) readings its residual averages \(Self.sigma(mean)), under ±\(Self.number(settings.resolveLevel))σ.",
-                        into: &alerts, key: twinKey)
+                        message: "\(name) of \(reading.twinId) follows model \(plan.ref) again: over the last \(window) readings its residual averages \(Self.sigma(mean)), under ±\(Self.number(settings.resolveLevel))σ."
+                            + cleared(held), details: held.details, into: &alerts, key: twinKey)
             }
         } else if alarm {
             let cut = rw.detector.cut
@@ -270,7 +277,48 @@ public struct DriftMonitor: Sendable {
                   details: details, into: &alerts)
             rw.blockSum = 0
             rw.blockCount = 0
+            rw.hold = nil
         }
+    }
+
+    /// What an episode's hold came to when it resolved: clear for how long, after how many flaps.
+    struct Held {
+        var clearMs: Int64
+        var flaps: Int
+        var details: JSONObject { ["clearForMs": .int(Int(clearMs)), "flaps": .int(flaps)] }
+    }
+
+    /// Passes a verdict on an open residual or data episode (`clear`: its condition is back in band)
+    /// through its hold. Going out of band during a clear spell is a flap: counted, and the first told
+    /// in an `updated` step (`outOfBand` says how), later ones only in the resolve step. Returns
+    /// non-nil when the episode resolves now. The hold travels with the twin's periodic state
+    /// document, not one of its own: a flapping fleet would write a document per verdict, and a
+    /// restart that loses the last few readings of a hold only resolves that much later.
+    private mutating func judge(_ hold: inout EpisodeHold?, clear: Bool, at t: Int64, watch: inout TwinWatch, key: String, alertKey: String,
+                                open: DriftAlert, outOfBand: @autoclosure () -> String, into alerts: inout [DriftAlert]) -> Held? {
+        switch EpisodeHold.judge(&hold, clear: clear, at: t, holdMs: settings.resolveAfterMs) {
+        case .open:
+            return nil
+        case .resolve(let clearMs):
+            defer { hold = nil }
+            return Held(clearMs: clearMs, flaps: hold?.flaps ?? 0)
+        case .recurred(let clearMs):
+            if open.kind == .data { counters.dataFlaps += 1 } else { counters.residualFlaps += 1 }
+            guard hold?.flaps == 1 else { return nil }
+            let what = (open.property.map { $0 + " of " } ?? "") + open.twinId
+            update(&watch, key: key, alertKey, open, step: DriftAlert.Step(
+                step: "recurred", at: t,
+                message: "\(what) is out again after \(Self.duration(clearMs)) back in band: \(outOfBand()). The episode stays open until it has been clear for \(Self.duration(settings.resolveAfterMs)) (DRIFT_RESOLVE_AFTER); further flaps are counted, not told.",
+                details: ["clearForMs": .int(Int(clearMs))]), into: &alerts)
+            return nil
+        }
+    }
+
+    /// How an episode's hold ended, for its resolve message ("" without a hold).
+    private func cleared(_ held: Held) -> String {
+        guard settings.resolveAfterMs > 0 else { return "" }
+        let flaps = held.flaps == 0 ? "" : "; it went out again \(held.flaps) time\(held.flaps == 1 ? "" : "s") meanwhile, one episode all along"
+        return " Resolved after \(Self.duration(held.clearMs)) clear\(flaps)."
     }
 
     private mutating func evaluate(_ watch: inout TwinWatch, _ i: Int, plan: ModelPlan, reading: Reading, key twinKey: String, into alerts: inout [DriftAlert]) {
@@ -285,10 +333,15 @@ public struct DriftMonitor: Sendable {
         let name = watch.dataNames[i]
         let key = TwinWatch.key(.data, name)
         if let open = watch.open[key] {
-            guard !report.driftDetected else { return }
+            var hold = watch.data[i].hold
+            let held = judge(&hold, clear: !report.driftDetected, at: t, watch: &watch, key: twinKey, alertKey: key, open: open,
+                             outOfBand: "\(report.method.rawValue) \(Self.number(report.statistic)) against \(Self.number(report.threshold)), current mean \(Self.number(report.current.mean))",
+                             into: &alerts)
+            watch.data[i].hold = hold
+            guard let held else { return }
             resolve(&watch, key, open, statistic: report.statistic, at: t,
-                    message: "\(name) of \(reading.twinId) looks like its reference window again (\(report.method.rawValue) \(Self.number(report.statistic)); current mean \(Self.number(report.current.mean)), reference \(Self.number(report.reference.mean))).",
-                    into: &alerts, key: twinKey)
+                    message: "\(name) of \(reading.twinId) looks like its reference window again (\(report.method.rawValue) \(Self.number(report.statistic)); current mean \(Self.number(report.current.mean)), reference \(Self.number(report.reference.mean)))."
+                        + cleared(held), details: held.details, into: &alerts, key: twinKey)
         } else if report.driftDetected {
             let relation = report.method == .kolmogorovSmirnov ? "p = \(Self.number(report.statistic)) ≤ \(Self.number(report.threshold))"
                 : "\(Self.number(report.statistic)) ≥ \(Self.number(report.threshold))"
@@ -301,6 +354,7 @@ public struct DriftMonitor: Sendable {
             raise(&watch, key: twinKey, kind: .data, property: name, model: plan.ref, detector: report.method.rawValue, statistic: report.statistic,
                   threshold: report.threshold, window: report.current.count, started: nil, at: t, message: message, scale: nil,
                   details: details, into: &alerts)
+            watch.data[i].hold = nil
         }
     }
 
@@ -412,7 +466,7 @@ public struct DriftMonitor: Sendable {
     }
 
     private mutating func resolve(_ watch: inout TwinWatch, _ openKey: String, _ open: DriftAlert, statistic: Double, at time: Int64, step: String = "resolved",
-                                  message: String, into alerts: inout [DriftAlert], key: String) {
+                                  message: String, details: JSONObject = [:], into alerts: inout [DriftAlert], key: String) {
         var alert = open
         alert.status = .resolved
         alert.statistic = Self.finite(statistic)
@@ -428,7 +482,9 @@ public struct DriftMonitor: Sendable {
                                                message: "Recalibration dropped: the episode closed before a calibration was applied.",
                                                details: ["reason": .string("episode_resolved")]))
         }
-        alert.story.append(DriftAlert.Step(step: step, at: time, message: message, details: ["statistic": .double(Self.finite(statistic))]))
+        var stepDetails = details
+        stepDetails["statistic"] = .double(Self.finite(statistic))
+        alert.story.append(DriftAlert.Step(step: step, at: time, message: message, details: stepDetails))
         if step != "resolved" {
             alert.story.append(DriftAlert.Step(step: "resolved", at: time, message: "Episode closed."))
         }

@@ -109,6 +109,7 @@ public final class DriftMonitorStore: Sendable {
                 totals.late += c.late; totals.repeated += c.repeated; totals.replayed += c.replayed
                 totals.detectorUpdates += c.detectorUpdates; totals.readings += c.readings; totals.unknownModel += c.unknownModel
                 totals.evaluations += c.evaluations; totals.decommissioned += c.decommissioned
+                totals.residualFlaps += c.residualFlaps; totals.dataFlaps += c.dataFlaps
             }
         }
         for (model, property, scale) in scales { metrics.scale(model: model, property: property).observe(scale) }
@@ -217,6 +218,8 @@ public final class DriftMonitorStore: Sendable {
         metrics.replayed.inc(by: max(0, totals.replayed - previous.replayed))
         metrics.updates.inc(by: max(0, totals.detectorUpdates - previous.detectorUpdates))
         metrics.unknownModel.inc(by: max(0, totals.unknownModel - previous.unknownModel))
+        metrics.residualFlaps.inc(by: max(0, totals.residualFlaps - previous.residualFlaps))
+        metrics.dataFlaps.inc(by: max(0, totals.dataFlaps - previous.dataFlaps))
     }
 
     // MARK: Rebalance
@@ -290,6 +293,7 @@ public final class DriftMonitorStore: Sendable {
     struct Metrics: Sendable {
         let registry: MetricsRegistry
         let late, repeated, replayed, updates, unknownModel, undecodable, unsupportedContract: Counter
+        let residualFlaps, dataFlaps: Counter
         let restoreSeconds: Gauge
         let restoreSkipped: Counter
         let detectionToApplied: Histogram
@@ -303,12 +307,20 @@ public final class DriftMonitorStore: Sendable {
             undecodable = registry.counter("twinstream_drift_readings_skipped_total", help: "Readings the drift monitor skipped, by reason.", labels: ["reason": "undecodable"])
             unsupportedContract = registry.counter("twinstream_drift_readings_skipped_total", help: "Readings the drift monitor skipped, by reason.", labels: ["reason": "unsupported_contract"])
             updates = registry.counter("twinstream_drift_detector_updates_total", help: "Standardised residuals fed to drift detectors (rate() gives updates per second).")
+            residualFlaps = Self.flaps(registry, .residual)
+            dataFlaps = Self.flaps(registry, .data)
             restoreSeconds = registry.gauge("twinstream_drift_restore_seconds", help: "Duration of the latest partition restore from drift.state.v1.")
             restoreSkipped = registry.counter("twinstream_drift_state_restore_skipped_total", help: "drift.state.v1 documents a restore could not use (logged with the reason); those twins start afresh.")
             detectionToApplied = registry.histogram("twinstream_recalibration_applied_seconds",
                                                     help: "Wall-clock seconds from a residual alert to the recalibrated parameters being sent (auto mode).",
                                                     buckets: [1, 5, 15, 60, 300, 900, 3600, 14_400, 86_400])
             for outcome in ["applied", "not_improved", "out_of_range", "failed", "suggested"] { _ = recalibrations(outcome) }
+        }
+
+        static func flaps(_ registry: MetricsRegistry, _ kind: DriftAlert.Kind) -> Counter {
+            registry.counter("twinstream_drift_alert_flaps_total",
+                             help: "Open drift episodes whose condition went out again while they waited DRIFT_RESOLVE_AFTER clear to resolve (flaps; one episode each time, not a new one), by kind.",
+                             labels: ["kind": kind.rawValue])
         }
 
         func scale(model: String, property: String) -> Histogram {

@@ -58,6 +58,14 @@ public struct DriftSettings: Sendable, Equatable {
     /// back under `resolveLevel` (in σ).
     public var resolveWindow = 50
     public var resolveLevel = 0.5
+    /// Event time an open residual or data episode's condition must stay clear before it resolves;
+    /// going out again meanwhile continues the same episode (a flap, counted). 0: resolve at once.
+    /// Why 10 minutes: a twin hovering at the resolve level otherwise raised and resolved a new
+    /// episode every few minutes (75k episodes in 7 minutes in a soak); Prometheus' `keep_firing_for`
+    /// and Grafana's recovering period do the same, and 10 minutes is about ten resolution blocks of
+    /// a twin reporting every second, long enough to outlast the flaps seen and short enough that a
+    /// fixed asset's episode closes within a shift's glance.
+    public var resolveAfterMs: Int64 = 600_000
     /// Stale after this many reporting intervals without a reading (the query API's `stale` flag uses
     /// the same factor); the interval is the model's, or the twin's observed one when it is longer.
     public var staleFactor = 3.0
@@ -128,6 +136,8 @@ public struct DriftSettings: Sendable, Equatable {
         s.resolveWindow = try env.int("DRIFT_RESOLVE_WINDOW", default: s.resolveWindow, range: 1...1_000_000,
                                       doc: "Readings over which a residual alert's mean standardised residual must be back under DRIFT_RESOLVE_LEVEL to resolve.")
         s.resolveLevel = try env.double("DRIFT_RESOLVE_LEVEL", default: s.resolveLevel, range: 0.01...100, doc: "Mean standardised residual (in sigma) under which a residual alert resolves.")
+        s.resolveAfterMs = try durationOrZero(env, "DRIFT_RESOLVE_AFTER", default: s.resolveAfterMs,
+                                              doc: "Event time a residual or data alert's condition must stay clear before it resolves (default 10m; 0: at once); going out again meanwhile continues the same episode (a flap, counted in twinstream_drift_alert_flaps_total).")
         s.staleFactor = try env.staleFactor()
         s.staleFirstIntervalMs = try optionalDuration(env, "DRIFT_STALE_FIRST_INTERVAL",
                                                       doc: "Least silence before a twin seen only once is stale (default 1m), and the most its first gap counts as its pace; afterwards the twin's observed interval counts when it is longer than the model's.") ?? s.staleFirstIntervalMs

@@ -167,6 +167,8 @@ struct ResidualWatch: Codable, Equatable, Sendable {
     /// z summed over the current resolution block of an open episode.
     var blockSum = 0.0
     var blockCount = 0
+    /// The open episode's hold (nil: none open, or never clear yet; absent in states written before it).
+    var hold: EpisodeHold?
 
     init(detector: DriftSettings.Detector) {
         self.detector = ResidualDetector(detector)
@@ -215,6 +217,43 @@ struct ResidualWatch: Codable, Equatable, Sendable {
     var estimatedBytes: Int { 160 + detector.estimatedBytes + times.capacity * 8 }
 }
 
+/// Where an open residual or data episode stands on its way to resolving: clear since when, and
+/// how often it went out again while clear. Why: an episode resolved the moment its condition
+/// cleared, so a twin hovering at the edge raised a new episode each time it went out again
+/// (flapping); now it resolves only after `DRIFT_RESOLVE_AFTER` of event time clear, and going out
+/// meanwhile continues the same episode.
+struct EpisodeHold: Codable, Equatable, Sendable {
+    /// Event time of the first clear verdict of the current clear spell; nil: out of band.
+    var clearSince: Int64?
+    /// Clear spells that ended out of band again (flaps) in this episode.
+    var flaps = 0
+
+    /// What one verdict on an open episode leads to.
+    enum Verdict: Equatable {
+        /// Still open (out of band, or clear for less than the hold).
+        case open
+        /// Clear for the whole hold: resolve now, after `clearMs` clear.
+        case resolve(clearMs: Int64)
+        /// Out of band again after `clearMs` clear: the same episode goes on (a flap).
+        case recurred(clearMs: Int64)
+    }
+
+    /// Takes a verdict (`clear`: the episode's condition is back in band) at event time `time`
+    /// with a hold of `holdMs`; `hold` is the episode's, created on its first clear verdict.
+    static func judge(_ hold: inout EpisodeHold?, clear: Bool, at time: Int64, holdMs: Int64) -> Verdict {
+        if clear {
+            let since = hold?.clearSince ?? time
+            if hold == nil { hold = EpisodeHold() }
+            hold!.clearSince = since
+            return time - since >= holdMs ? .resolve(clearMs: time - since) : .open
+        }
+        guard let since = hold?.clearSince else { return .open }
+        hold!.clearSince = nil
+        hold!.flaps += 1
+        return .recurred(clearMs: time - since)
+    }
+}
+
 /// The data-drift watch of one property.
 struct DataWatch: Codable, Equatable, Sendable {
     var detector: DataDriftDetector
@@ -223,6 +262,8 @@ struct DataWatch: Codable, Equatable, Sendable {
     var lastStatistic: Double?
     var lastThreshold: Double?
     var lastEvaluatedAt: Int64?
+    /// The open episode's hold (nil: none open, or never clear yet; absent in states written before it).
+    var hold: EpisodeHold?
 
     init(configuration: DataDriftDetector.Configuration) {
         detector = DataDriftDetector(configuration: configuration)

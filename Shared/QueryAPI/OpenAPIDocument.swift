@@ -1570,7 +1570,7 @@ public let embeddedOpenAPIDocument = ##"""
       "get": {
         "operationId": "listAlerts",
         "summary": "List drift alert episodes",
-        "description": "Episodes of drift.alerts.v1 (drift-monitor) in the key's tenant: one item per alertId, its latest message (status and whole story), newest raised first. An episode is residual (the twin's model no longer predicts its readings), data (its readings no longer look like its reference window) or stale (no reading for STALE_FACTOR reporting intervals). The query API keeps the latest VIEW_MAX_ALERTS episodes.",
+        "description": "Episodes of drift.alerts.v1 (drift-monitor) in the key's tenant: one item per alertId, its latest message (status and whole story), newest raised first. An episode is residual (the twin's model no longer predicts its readings), data (its readings no longer look like its reference window) or stale (no reading for STALE_FACTOR reporting intervals). The query API keeps the latest VIEW_MAX_ALERTS episodes within VIEW_MAX_ALERT_BYTES (estimated bytes of message and decoded alert), the oldest received evicted first (twinstream_view_alerts_evicted). A flapping condition is one episode: the drift monitor resolves an episode only after it stayed clear for DRIFT_RESOLVE_AFTER, and going out again meanwhile continues it (status updated, step recurred, once).",
         "tags": [
           "twins"
         ],

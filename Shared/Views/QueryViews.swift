@@ -35,6 +35,11 @@ public final class QueryViews: Sendable {
         public var resultBytes = 256 << 20
         /// Alert episodes and twins' drift states kept.
         public var alerts = 100_000
+        /// Estimated bytes of the alert episodes kept (`AlertEpisodes.Episode.estimatedBytes`). Why
+        /// 256 MiB: a soak's flapping storm filled 100,000 episodes of ~6 KB each (message and decoded
+        /// story) to ~600 MiB of the query API; the budget of the other byte-bounded views (events,
+        /// results) keeps ~40,000 such episodes, or ~80,000 of a one-step story (~3 KB estimated).
+        public var alertBytes = 256 << 20
         public var driftStates = 1_000_000
         /// Messages per partition replayed at start from the windowed topics.
         public var replayPerPartition = 50_000
@@ -56,6 +61,8 @@ public final class QueryViews: Sendable {
             l.results = try env.int("VIEW_MAX_RESULTS", default: l.results, range: 1...10_000_000, doc: "Simulations kept (by id and per twin) for GET /v1/simulations; the oldest goes first.")
             l.resultBytes = try env.int("VIEW_MAX_RESULT_BYTES", default: l.resultBytes, range: 1_024...(64 << 30), doc: "Bytes of simulation result documents kept.")
             l.alerts = try env.int("VIEW_MAX_ALERTS", default: l.alerts, range: 1...10_000_000, doc: "Drift alert episodes kept for GET /v1/alerts (the oldest received evicted first).")
+            l.alertBytes = try env.int("VIEW_MAX_ALERT_BYTES", default: l.alertBytes, range: 1_024...(64 << 30),
+                                       doc: "Estimated bytes of the drift alert episodes kept (message plus decoded alert; the oldest received evicted first).")
             l.driftStates = try env.int("VIEW_MAX_DRIFT_STATES", default: l.driftStates, range: 1...100_000_000, doc: "Twins whose drift-monitor state is kept for GET /v1/twins/{id}/drift.")
             l.replayPerPartition = try env.int("VIEW_REPLAY_PER_PARTITION", default: l.replayPerPartition, range: 0...100_000_000, doc: "Messages per partition of the windowed topics (changes, commands, alerts, simulation requests and results, dead-letters) read at start.")
             return l
@@ -87,7 +94,7 @@ public final class QueryViews: Sendable {
         commands = CommandLedger(capacity: limits.commands)
         deadLetters = DeadLetterLog(capacity: limits.deadLetters)
         simulations = SimulationStore(capacity: limits.results, maxBytes: limits.resultBytes)
-        alerts = AlertEpisodes(capacity: limits.alerts)
+        alerts = AlertEpisodes(capacity: limits.alerts, maxBytes: limits.alertBytes)
         driftStates = LatestDocuments(capacity: limits.driftStates)
     }
 
@@ -211,6 +218,10 @@ public final class QueryViews: Sendable {
         metrics.gauge("twinstream_view_results_evicted", help: "Simulations evicted (VIEW_MAX_RESULTS, VIEW_MAX_RESULT_BYTES) since start.") { Double(simulations.sizes.evicted) }
         let alerts = self.alerts, driftStates = self.driftStates
         metrics.gauge("twinstream_view_alert_episodes", help: "Drift alert episodes retained for GET /v1/alerts.") { Double(alerts.sizes.episodes) }
+        metrics.gauge("twinstream_view_alert_bytes", help: "Estimated bytes of retained drift alert episodes (message plus decoded alert; VIEW_MAX_ALERT_BYTES).") { Double(alerts.sizes.bytes) }
+        let evictedHelp = "Drift alert episodes evicted since start, by reason: count (VIEW_MAX_ALERTS) or bytes (VIEW_MAX_ALERT_BYTES)."
+        metrics.gauge("twinstream_view_alerts_evicted", help: evictedHelp, labels: ["reason": "count"]) { Double(alerts.sizes.evictedByCount) }
+        metrics.gauge("twinstream_view_alerts_evicted", help: evictedHelp, labels: ["reason": "bytes"]) { Double(alerts.sizes.evictedByBytes) }
         metrics.gauge("twinstream_view_drift_states", help: "Twins with a retained drift-monitor state.") { Double(driftStates.sizes.documents) }
         metrics.gauge("twinstream_view_drift_state_bytes", help: "Bytes of retained drift-monitor states.") { Double(driftStates.sizes.bytes) }
     }
