@@ -375,19 +375,36 @@ public final class KafkaConsumer: Sendable {
         return (low, high)
     }
 
+    /// How long `close()` waits for librdkafka's consumer close before it gives the client up.
+    public static let closeTimeout: Duration = .seconds(30)
+
     /// Commits stored offsets, leaves the group (revoking the assignment so peers take over at
     /// once) and destroys the client. Safe to call more than once.
-    public func close() async {
+    ///
+    /// Returns after at most `timeout`: librdkafka 2.0.2's close can wait forever when the
+    /// group rebalances while a member closes (its rebalance callback's `rd_kafka_assign` is
+    /// purged unanswered once the group handler has terminated; seen with two simulation
+    /// workers stopping together). Then the client is given up (its thread and memory stay
+    /// behind), the error handler is told, and the caller goes on with its shutdown.
+    public func close(timeout: Duration = KafkaConsumer.closeTimeout) async {
         guard closed.setOnce() else { return }
         let handle = UnsafeSendable(rk)
         let context = UnsafeSendable(self.context)
+        let ctx = self.ctx
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumed = Flag()
             queue.async { [gate] in
                 _ = rd_kafka_commit(handle.value, nil, 0)
                 _ = rd_kafka_consumer_close(handle.value)
                 gate.closeAndWait()
                 rd_kafka_destroy(handle.value)
                 context.value.release()
+                if resumed.setOnce() { continuation.resume() }
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.milliseconds))) {
+                guard resumed.setOnce() else { return }
+                ctx.errorHandler?(KafkaError(code: RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue,
+                                             message: "consumer close did not finish within \(timeout) (a librdkafka 2.0.2 close during a rebalance); the client is given up"))
                 continuation.resume()
             }
         }

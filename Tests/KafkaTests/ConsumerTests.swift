@@ -1,9 +1,40 @@
 import Foundation
 import Kafka
+import Synchronization
 import XCTest
 
 /// Consumers against the embedded broker: round trips, committed positions, rebalances, readers.
 final class ConsumerTests: KafkaTestCase {
+    /// A close that librdkafka does not finish (here: its queue is held by a poll waiting a
+    /// minute on an empty topic) returns after the timeout and says so, instead of holding the
+    /// caller's shutdown forever (librdkafka 2.0.2 can hang a close during a rebalance).
+    func testACloseThatDoesNotFinishReturnsAfterItsTimeoutAndSaysSo() async throws {
+        let broker = try EmbeddedBroker(topics: [("quiet", 1)])
+        defer { broker.shutdown() }
+        let errors = Mutex<[KafkaError]>([])
+        var config = testConfig(broker)
+        config.errorHandler = { error in errors.withLock { $0.append(error) } }
+        let consumer = try KafkaConsumer(configuration: config, readingFromBeginning: [TopicPartition("quiet", 0)])
+        // Past the partition's end first (an event the next poll would return at once).
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !consumer.isCaughtUp && ContinuousClock.now < deadline { _ = try await consumer.poll(maxMessages: 10, timeout: .milliseconds(100)) }
+        XCTAssertTrue(consumer.isCaughtUp)
+        let poll = Task { _ = try? await consumer.poll(maxMessages: 1, timeout: .seconds(60)) }
+        try await Task.sleep(for: .milliseconds(300))  // the poll holds the consumer's queue (not a synchronisation of the close)
+        let started = ContinuousClock.now
+        await consumer.close(timeout: .seconds(2))
+        let took = ContinuousClock.now - started
+        XCTAssertLessThan(took, .seconds(30), "close waited for the poll instead of its timeout")
+        XCTAssertTrue(errors.withLock { $0.contains { $0.message.contains("consumer close did not finish within") } },
+                      "\(errors.withLock { $0 })")
+        // Wake the poll so the given-up close runs while its broker is still up (cleanup).
+        let producer = try KafkaProducer(configuration: testConfig(broker))
+        _ = try await producer.send(OutgoingMessage(topic: "quiet", key: "k", value: Array("{}".utf8)))
+        await producer.close()
+        _ = await poll.value
+        try await Task.sleep(for: .seconds(1))
+    }
+
     func testRoundTripKeepsKeysHeadersAndPerKeyOrder() async throws {
         let broker = try EmbeddedBroker(topics: [("rt", 4)])
         defer { broker.shutdown() }
