@@ -34,8 +34,7 @@ public final class SimulationStore: Sendable {
     private struct State {
         var entries: [String: Entry] = [:]
         var byTwin: [String: [String]] = [:]  // twin key → simulation keys, oldest first
-        var order: [String] = []  // simulation keys, oldest first (from `head`)
-        var head = 0
+        var order = ArrivalOrder()  // simulation keys
         var sequence: UInt64 = 0
         var bytes = 0
         var evicted = 0
@@ -104,9 +103,7 @@ public final class SimulationStore: Sendable {
     }
 
     private func evictOldest(_ s: inout State) {
-        while s.head < s.order.count {
-            let key = s.order[s.head]
-            s.head += 1
+        while let key = s.order.takeOldest() {
             guard let old = s.entries.removeValue(forKey: key) else { continue }
             s.bytes -= old.document?.count ?? 0
             s.evicted += 1
@@ -114,11 +111,6 @@ public final class SimulationStore: Sendable {
             s.byTwin[twin]?.removeAll { $0 == key }
             if s.byTwin[twin]?.isEmpty == true { s.byTwin[twin] = nil }
             break
-        }
-        // Compact the order list now and then (it only grows at the end).
-        if s.head > 1024 && s.head * 2 > s.order.count {
-            s.order.removeFirst(s.head)
-            s.head = 0
         }
     }
 

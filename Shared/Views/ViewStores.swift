@@ -267,3 +267,25 @@ public final class LatestDocuments: Sendable {
 
     public var sizes: (documents: Int, bytes: Int, rejected: Int) { state.withLock { ($0.documents.count, $0.bytes, $0.rejected) } }
 }
+
+/// Keys in arrival order, oldest first, for a view that evicts its oldest entry (by count or by
+/// bytes): appending is O(1), taking the oldest amortised O(1) (the taken head is dropped now and
+/// then, not on every take). A key whose entry went another way is skipped by the caller.
+struct ArrivalOrder {
+    private var keys: [String] = []
+    private var head = 0
+
+    mutating func append(_ key: String) { keys.append(key) }
+
+    /// Removes and returns the oldest key; nil when none is left.
+    mutating func takeOldest() -> String? {
+        guard head < keys.count else { return nil }
+        let key = keys[head]
+        head += 1
+        if head > 1024 && head * 2 > keys.count {
+            keys.removeFirst(head)
+            head = 0
+        }
+        return key
+    }
+}
