@@ -393,20 +393,24 @@ public final class KafkaConsumer: Sendable {
         let ctx = self.ctx
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumed = Flag()
+            // DispatchWorkItem's cancel is thread-safe; the wrapper only tells the compiler.
+            let giveUp = UnsafeSendable(DispatchWorkItem {
+                guard resumed.setOnce() else { return }
+                ctx.errorHandler?(KafkaError(code: RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue,
+                                             message: "consumer close did not finish within \(timeout) (a librdkafka 2.0.2 close during a rebalance); the client is given up"))
+                continuation.resume()
+            })
             queue.async { [gate] in
                 _ = rd_kafka_commit(handle.value, nil, 0)
                 _ = rd_kafka_consumer_close(handle.value)
                 gate.closeAndWait()
                 rd_kafka_destroy(handle.value)
                 context.value.release()
+                // A close that finished drops its timer (it held the context and continuation).
+                giveUp.value.cancel()
                 if resumed.setOnce() { continuation.resume() }
             }
-            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.milliseconds))) {
-                guard resumed.setOnce() else { return }
-                ctx.errorHandler?(KafkaError(code: RD_KAFKA_RESP_ERR__TIMED_OUT.rawValue,
-                                             message: "consumer close did not finish within \(timeout) (a librdkafka 2.0.2 close during a rebalance); the client is given up"))
-                continuation.resume()
-            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.milliseconds)), execute: giveUp.value)
         }
     }
 
