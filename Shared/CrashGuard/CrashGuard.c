@@ -74,19 +74,3 @@ int twinstream_crash_guard_install(void) {
 
 /// After the Swift runtime's initialisers (libraries' constructors run before the executable's).
 __attribute__((constructor)) static void install_at_load(void) { twinstream_crash_guard_install(); }
-
-static void *abort_blocking_every_signal(void *unused) {
-    (void)unused;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    prctl(PR_SET_NAME, "rdk:main", 0, 0, 0);
-    abort();
-    return NULL;
-}
-
-void twinstream_crash_guard_abort_on_blocking_thread(void) {
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, abort_blocking_every_signal, NULL) == 0) pthread_join(thread, NULL);
-    abort();
-}

@@ -10,7 +10,16 @@ import XCTest
 final class CrashGuardTests: XCTestCase {
     func testAnAbortOnAThreadThatBlocksEverySignalKillsTheProcessAtOnceAndSaysWhere() throws {
         if ProcessInfo.processInfo.environment["TWINSTREAM_CRASH_GUARD_CHILD"] == "1" {
-            twinstream_crash_guard_abort_on_blocking_thread()
+            // As a librdkafka assertion does: abort on a thread that blocks every signal.
+            _ = twinstream_crash_guard_install()
+            Thread.detachNewThread {
+                var all = sigset_t()
+                sigfillset(&all)
+                pthread_sigmask(SIG_BLOCK, &all, nil)
+                Thread.current.name = "rdk:main"  // the kernel thread name the guard reports
+                abort()
+            }
+            Thread.sleep(forTimeInterval: 60)
         }
         // This test binary again, running only this test, as the child that aborts; spawned and
         // reaped directly (Foundation's Process did not reap a child killed while stuck).

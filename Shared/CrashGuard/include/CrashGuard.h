@@ -5,8 +5,4 @@
 /// Returns 1 once installed.
 int twinstream_crash_guard_install(void);
 
-/// For tests: aborts from a new thread that blocks every signal, the way a librdkafka
-/// assertion does. Never returns.
-void twinstream_crash_guard_abort_on_blocking_thread(void);
-
 #endif
